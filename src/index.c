@@ -1,0 +1,221 @@
+/*
+ * index.c - an ordered hash table for uniformly distributed keys.
+ *
+ * The home slot of a hash is floor(prefix * capacity / 2^64), where prefix
+ * is the hash's first 8 bytes read big-endian, so homes are monotone in hash
+ * order. Insertion keeps the occupied slots sorted (shifting a run right into
+ * the next hole) and deletion shifts a run left (backward-shift deletion), so
+ * the table is always a sorted array with holes, every entry at or after its
+ * home, and no hole between an entry's home and the entry. There is no
+ * wrap-around: a few spare slots at the end absorb the last runs.
+ */
+#include "index.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPARE_SLOTS 64
+#define MAX_LOAD_PERCENT 85
+
+struct index {
+	struct index_entry *slots; /* capacity + SPARE_SLOTS of them */
+	size_t capacity;
+	size_t count;
+};
+
+static size_t slot_total(const struct index *index)
+{
+	return index->capacity + SPARE_SLOTS;
+}
+
+static bool occupied(const struct index_entry *e)
+{
+	return e->kind != 0;
+}
+
+static size_t home_slot(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint64_t prefix = 0;
+
+	for (int i = 0; i < 8; i++)
+		prefix = prefix << 8 | hash[i];
+	return (size_t)(((unsigned __int128)prefix * index->capacity) >> 64);
+}
+
+static int index_alloc(struct index *index, size_t capacity)
+{
+	index->slots = calloc(capacity + SPARE_SLOTS, sizeof(*index->slots));
+	if (!index->slots)
+		return -ENOMEM;
+	index->capacity = capacity;
+	index->count = 0;
+	return 0;
+}
+
+int index_new(struct index **out)
+{
+	struct index *index = calloc(1, sizeof(*index));
+	int ret = -ENOMEM;
+
+	if (!index)
+		goto out;
+	ret = index_alloc(index, 64);
+out:
+	if (ret < 0) {
+		free(index);
+		index = NULL;
+	}
+	*out = index;
+	return ret;
+}
+
+void index_free(struct index *index)
+{
+	if (!index)
+		return;
+	free(index->slots);
+	free(index);
+}
+
+size_t index_count(const struct index *index)
+{
+	return index->count;
+}
+
+/* The slot where hash is, or where it would go. */
+static size_t index_position(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	size_t i = home_slot(index, hash), total = slot_total(index);
+
+	while (i < total && occupied(&index->slots[i]) &&
+	       memcmp(index->slots[i].hash, hash, BLOBFS_HASH_SIZE) < 0)
+		i++;
+	return i;
+}
+
+int index_lookup(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE],
+		 struct index_entry *out)
+{
+	size_t i = index_position(index, hash);
+
+	if (i >= slot_total(index) || !occupied(&index->slots[i]) ||
+	    memcmp(index->slots[i].hash, hash, BLOBFS_HASH_SIZE))
+		return -ENOENT;
+	*out = index->slots[i];
+	return 0;
+}
+
+/* Places entry, which must not be present; -ENOSPC when the run would have to
+ * spill past the last spare slot (the caller grows the table). */
+static int index_place(struct index *index, const struct index_entry *entry)
+{
+	size_t total = slot_total(index);
+	size_t i = index_position(index, entry->hash), hole = i;
+
+	while (hole < total && occupied(&index->slots[hole]))
+		hole++;
+	if (hole == total)
+		return -ENOSPC;
+	memmove(&index->slots[i + 1], &index->slots[i], (hole - i) * sizeof(*index->slots));
+	index->slots[i] = *entry;
+	index->count++;
+	return 0;
+}
+
+static int index_grow(struct index *index, size_t capacity)
+{
+	struct index old = *index;
+	int ret;
+
+	for (;;) {
+		ret = index_alloc(index, capacity);
+		if (ret < 0) {
+			*index = old;
+			return ret;
+		}
+		for (size_t i = 0; i < slot_total(&old) && ret == 0; i++)
+			if (occupied(&old.slots[i]))
+				ret = index_place(index, &old.slots[i]);
+		if (ret == 0)
+			break;
+		/* A pathological run of equal prefixes: try a roomier table. */
+		free(index->slots);
+		capacity *= 2;
+	}
+	free(old.slots);
+	return 0;
+}
+
+int index_put(struct index *index, const struct index_entry *entry)
+{
+	size_t i = index_position(index, entry->hash);
+	int ret;
+
+	if (!entry->kind)
+		return -EINVAL;
+	if (i < slot_total(index) && occupied(&index->slots[i]) &&
+	    !memcmp(index->slots[i].hash, entry->hash, BLOBFS_HASH_SIZE)) {
+		index->slots[i] = *entry;
+		return 0;
+	}
+	if ((index->count + 1) * 100 > index->capacity * MAX_LOAD_PERCENT) {
+		ret = index_grow(index, index->capacity + index->capacity / 2);
+		if (ret < 0)
+			return ret;
+	}
+	while ((ret = index_place(index, entry)) == -ENOSPC) {
+		ret = index_grow(index, index->capacity * 2);
+		if (ret < 0)
+			return ret;
+	}
+	return ret;
+}
+
+int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	size_t total = slot_total(index);
+	size_t i = index_position(index, hash);
+
+	if (i >= total || !occupied(&index->slots[i]) ||
+	    memcmp(index->slots[i].hash, hash, BLOBFS_HASH_SIZE))
+		return -ENOENT;
+	while (i + 1 < total && occupied(&index->slots[i + 1]) &&
+	       home_slot(index, index->slots[i + 1].hash) <= i) {
+		index->slots[i] = index->slots[i + 1];
+		i++;
+	}
+	memset(&index->slots[i], 0, sizeof(index->slots[i]));
+	index->count--;
+	return 0;
+}
+
+int index_seek(const struct index *index, const uint8_t *from, bool after,
+	       struct index_entry *out)
+{
+	size_t total = slot_total(index);
+	size_t i = from ? index_position(index, from) : 0;
+
+	while (i < total && !occupied(&index->slots[i]))
+		i++;
+	if (i < total && from && after && !memcmp(index->slots[i].hash, from, BLOBFS_HASH_SIZE))
+		for (i++; i < total && !occupied(&index->slots[i]); i++)
+			;
+	if (i >= total)
+		return 0;
+	*out = index->slots[i];
+	return 1;
+}
+
+int index_foreach(const struct index *index, int (*fn)(const struct index_entry *, void *),
+		  void *arg)
+{
+	for (size_t i = 0; i < slot_total(index); i++) {
+		if (occupied(&index->slots[i])) {
+			int ret = fn(&index->slots[i], arg);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * index.h - the in-memory blob index of one store: hash -> where the record
+ * is. Entries are kept in hash order (a linear-probing table whose home slot
+ * is the hash's leading bits, so probing order is hash order), which gives
+ * O(1) lookups and a stable, resumable listing for readdir.
+ */
+#ifndef BLOBFS_INDEX_H
+#define BLOBFS_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+struct index_entry {
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	uint64_t offset; /* record offset in its pack */
+	uint64_t length; /* blob bytes */
+	uint64_t seq;    /* of the record, to let the newest record win */
+	uint32_t pack_id;
+	uint8_t kind; /* RECORD_BLOB, or RECORD_TOMBSTONE while rebuilding */
+	uint8_t chunk_shift;
+	uint16_t reserved;
+};
+
+struct index;
+
+int index_new(struct index **out);
+void index_free(struct index *index);
+size_t index_count(const struct index *index);
+
+/* Copies the entry for hash into *out; -ENOENT if there is none. */
+int index_lookup(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE],
+		 struct index_entry *out);
+
+/* Inserts the entry, or replaces the one with the same hash. */
+int index_put(struct index *index, const struct index_entry *entry);
+
+/* -ENOENT if there is no entry for hash. */
+int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]);
+
+/* The first entry in hash order whose hash is >= from (or > from when
+ * after is set); from NULL means the very first. Returns 1 and fills *out,
+ * or 0 when there is none. */
+int index_seek(const struct index *index, const uint8_t *from, bool after,
+	       struct index_entry *out);
+
+/* Calls fn for every entry in hash order; stops early and returns fn's value
+ * when fn returns non-zero. fn must not modify the index. */
+int index_foreach(const struct index *index, int (*fn)(const struct index_entry *, void *),
+		  void *arg);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * main.c - the command line: parses options and calls the store layer, the
+ * FUSE front end or the checker. The only place that exits.
+ *
+ *   blobfs [mount] [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT
+ *   blobfs fsck DATADIR
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "fsck.h"
+#include "log.h"
+#include "store.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: blobfs [mount] [options] DATADIR MOUNTPOINT\n"
+		"       blobfs fsck DATADIR\n"
+		"       blobfs --help | --version\n"
+		"\n"
+		"Mounts the content-addressed blob store kept in DATADIR on MOUNTPOINT.\n"
+		"Each directory of the mount is a store; a file written under\n"
+		"STORE/incoming/ becomes STORE/<sha256 of its content> when closed.\n"
+		"\n"
+		"mount options:\n"
+		"  -f, --foreground      stay in the foreground, log to stderr\n"
+		"                        (otherwise daemonize once mounted, log to syslog)\n"
+		"  -d, --debug           log every request (implies -f)\n"
+		"  -o OPT[,OPT...]       mount options:\n"
+		"       pack_size=SIZE     largest pack small blobs are appended to\n"
+		"                          (default 256M; K, M, G suffixes)\n"
+		"       large_blob=SIZE    blobs of this size or more get a pack of their\n"
+		"                          own, written in place (default 1M)\n"
+		"       allow_other, default_permissions, ro, fsname=..., and the other\n"
+		"       generic FUSE mount options are passed to the kernel\n"
+		"  -h, --help            this text\n"
+		"  -V, --version         the version\n"
+		"\n"
+		"fsck: checks every record of DATADIR offline; exit status 0 when clean,\n"
+		"1 when problems were found (one line each), 2 when it could not run.\n"
+		"\n"
+		"Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+static int parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end || v == 0)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* Splits an -o list: our options go to opts, the rest to fuse_args. */
+static int parse_mount_options(char *list, struct blobdb_options *opts, struct fuse_args *args)
+{
+	char *saveptr = NULL;
+
+	for (char *opt = strtok_r(list, ",", &saveptr); opt; opt = strtok_r(NULL, ",", &saveptr)) {
+		if (!strncmp(opt, "pack_size=", 10)) {
+			if (parse_size(opt + 10, &opts->pack_size_max) < 0)
+				goto bad;
+		} else if (!strncmp(opt, "large_blob=", 11)) {
+			if (parse_size(opt + 11, &opts->large_blob_min) < 0)
+				goto bad;
+		} else if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, opt) < 0) {
+			return -ENOMEM;
+		}
+		continue;
+bad:
+		fprintf(stderr, "blobfs: bad value in -o %s\n", opt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int run_fsck(int argc, char **argv)
+{
+	struct fsck_report report;
+	int ret;
+
+	if (argc != 2) {
+		usage(stderr);
+		return 2;
+	}
+	ret = fsck_run(argv[1], stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
+	if (ret == -EBUSY) {
+		fprintf(stderr, "blobfs fsck: %s is in use by a mounted blobfs (pid %ld); unmount it first\n",
+			argv[1], blobdb_lock_holder(argv[1]));
+		return 2;
+	}
+	if (ret < 0) {
+		fprintf(stderr, "blobfs fsck: %s: %s\n", argv[1], strerror(-ret));
+		return 2;
+	}
+	fprintf(stderr, "blobfs fsck: %llu stores, %llu packs, %llu blob records (%llu bytes), "
+		"%llu tombstones: %llu problems\n",
+		report.stores, report.packs, report.blobs, report.bytes, report.tombstones,
+		report.problems);
+	return report.problems ? 1 : 0;
+}
+
+static int run_mount(int argc, char **argv)
+{
+	static const struct option long_options[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fs_options fs_opts = { 0 };
+	struct blobdb_options db_opts;
+	struct blobdb *db = NULL;
+	char mountpoint[PATH_MAX], fsname[PATH_MAX + 16];
+	int c, ret = 1;
+
+	blobdb_options_default(&db_opts);
+	if (fuse_opt_add_arg(&args, argv[0]) < 0)
+		goto out;
+	while ((c = getopt_long(argc, argv, "fdo:hV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			fs_opts.foreground = true;
+			break;
+		case 'd':
+			fs_opts.foreground = fs_opts.debug = true;
+			break;
+		case 'o':
+			if (parse_mount_options(optarg, &db_opts, &args) < 0)
+				goto out;
+			break;
+		case 'h':
+			usage(stdout);
+			ret = 0;
+			goto out;
+		case 'V':
+			printf("blobfs %s (FUSE %s)\n", BLOBFS_VERSION, fuse_pkgversion());
+			ret = 0;
+			goto out;
+		default:
+			usage(stderr);
+			goto out;
+		}
+	}
+	if (argc - optind != 2) {
+		usage(stderr);
+		goto out;
+	}
+	if (!realpath(argv[optind + 1], mountpoint)) {
+		fprintf(stderr, "blobfs: mount point %s: %s\n", argv[optind + 1], strerror(errno));
+		goto out;
+	}
+	if (fs_opts.debug) {
+		log_set_level(LOG_LEVEL_DEBUG);
+		if (fuse_opt_add_arg(&args, "-d") < 0)
+			goto out;
+	}
+	if (blobdb_open(argv[optind], &db_opts, &db) < 0)
+		goto out; /* the store layer said why */
+	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));
+	if (fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, fsname) < 0)
+		goto out;
+	ret = fs_run(db, mountpoint, &args, &fs_opts) == 0 ? 0 : 1;
+out:
+	blobdb_close(db);
+	fuse_opt_free_args(&args);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "fsck"))
+		return run_fsck(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "mount"))
+		return run_mount(argc - 1, argv + 1);
+	return run_mount(argc, argv);
+}

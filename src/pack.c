@@ -1,0 +1,423 @@
+/*
+ * pack.c - the pack file format of docs/FORMAT.md: record framing, its
+ * checksums, and a scanner that survives damage by resynchronising on the
+ * next record that frames correctly.
+ */
+#include "pack.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "hash.h"
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+void pack_name(uint32_t pack_id, char out[PACK_NAME_SIZE])
+{
+	snprintf(out, PACK_NAME_SIZE, "pack-%08x.pack", pack_id);
+}
+
+bool pack_parse_name(const char *name, uint32_t *pack_id)
+{
+	uint32_t id = 0;
+
+	if (strlen(name) != 18 || memcmp(name, "pack-", 5) || strcmp(name + 13, ".pack"))
+		return false;
+	for (int i = 5; i < 13; i++) {
+		char c = name[i];
+		int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (digit < 0)
+			return false;
+		id = id << 4 | (uint32_t)digit;
+	}
+	*pack_id = id;
+	return true;
+}
+
+void pack_header_encode(uint32_t pack_id, uint8_t out[PACK_HEADER_SIZE])
+{
+	memset(out, 0, PACK_HEADER_SIZE);
+	memcpy(out, PACK_MAGIC, PACK_MAGIC_SIZE);
+	put_le32(out + 8, PACK_VERSION);
+	put_le32(out + 12, pack_id);
+	put_le32(out + 28, crc32c(0, out, 28));
+}
+
+int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id)
+{
+	if (memcmp(buf, PACK_MAGIC, PACK_MAGIC_SIZE) || get_le32(buf + 28) != crc32c(0, buf, 28) ||
+	    get_le32(buf + 8) != PACK_VERSION)
+		return -EBADMSG;
+	*pack_id = get_le32(buf + 12);
+	return 0;
+}
+
+void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEADER_SIZE])
+{
+	memset(out, 0, RECORD_HEADER_SIZE);
+	put_le32(out, RECORD_MAGIC);
+	out[4] = (uint8_t)rec->kind;
+	out[5] = (uint8_t)rec->chunk_shift;
+	put_le64(out + 8, rec->seq);
+	put_le64(out + 16, rec->length);
+	memcpy(out + 24, rec->hash, BLOBFS_HASH_SIZE);
+	put_le32(out + 60, crc32c(0, out, 60));
+}
+
+int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
+			 struct record_info *rec)
+{
+	if (get_le32(buf) != RECORD_MAGIC || get_le32(buf + 60) != crc32c(0, buf, 60))
+		return -EBADMSG;
+	rec->offset = offset;
+	rec->kind = buf[4];
+	rec->chunk_shift = buf[5];
+	rec->seq = get_le64(buf + 8);
+	rec->length = get_le64(buf + 16);
+	memcpy(rec->hash, buf + 24, BLOBFS_HASH_SIZE);
+	if (rec->kind != RECORD_BLOB && rec->kind != RECORD_TOMBSTONE)
+		return -EBADMSG;
+	if (rec->chunk_shift < CHUNK_SHIFT_MIN || rec->chunk_shift > CHUNK_SHIFT_MAX)
+		return -EBADMSG;
+	if (rec->length > RECORD_LENGTH_MAX || (rec->kind == RECORD_TOMBSTONE && rec->length))
+		return -EBADMSG;
+	return 0;
+}
+
+static void record_trailer_encode(uint64_t seq, uint32_t table_crc,
+				  uint8_t out[RECORD_TRAILER_SIZE])
+{
+	put_le32(out, TRAILER_MAGIC);
+	put_le32(out + 4, table_crc);
+	put_le64(out + 8, seq);
+}
+
+int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int pack_create(int dirfd, uint32_t pack_id, int *fd_out)
+{
+	char name[PACK_NAME_SIZE];
+	uint8_t header[PACK_HEADER_SIZE];
+	int ret, fd;
+
+	pack_name(pack_id, name);
+	fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	pack_header_encode(pack_id, header);
+	ret = pwrite_full(fd, header, sizeof(header), 0);
+	if (ret < 0)
+		goto out;
+	*fd_out = fd;
+out:
+	if (ret < 0) {
+		close(fd);
+		unlinkat(dirfd, name, 0);
+	}
+	return ret;
+}
+
+void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *crcs)
+{
+	const uint8_t *p = data;
+	uint64_t chunk = UINT64_C(1) << chunk_shift;
+
+	for (uint64_t i = 0; len; i++) {
+		uint64_t n = len < chunk ? len : chunk;
+		crcs[i] = crc32c(0, p, n);
+		p += n;
+		len -= n;
+	}
+}
+
+int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs)
+{
+	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
+	size_t tail_size = (size_t)(4 * count + RECORD_TRAILER_SIZE);
+	uint8_t header[RECORD_HEADER_SIZE];
+	uint8_t *tail = malloc(tail_size);
+	int ret = -ENOMEM;
+
+	if (!tail)
+		goto out;
+	for (uint64_t i = 0; i < count; i++)
+		put_le32(tail + 4 * i, crcs[i]);
+	record_trailer_encode(rec->seq, crc32c(0, tail, 4 * count), tail + 4 * count);
+	ret = pwrite_full(fd, tail, tail_size, record_data_offset(rec) + rec->length);
+	if (ret < 0)
+		goto out;
+	record_header_encode(rec, header);
+	ret = pwrite_full(fd, header, sizeof(header), rec->offset);
+out:
+	free(tail);
+	return ret;
+}
+
+int pack_write_record(int fd, const struct record_info *rec, const void *data)
+{
+	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
+	uint32_t *crcs = malloc(count ? count * 4 : 1);
+	int ret = -ENOMEM;
+
+	if (!crcs)
+		goto out;
+	chunk_crcs(data, rec->length, rec->chunk_shift, crcs);
+	ret = pwrite_full(fd, data, rec->length, record_data_offset(rec));
+	if (ret < 0)
+		goto out;
+	ret = pack_write_frame(fd, rec, crcs);
+out:
+	free(crcs);
+	return ret;
+}
+
+int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
+{
+	uint8_t header[PACK_HEADER_SIZE];
+	struct stat st;
+	uint32_t id;
+	int ret;
+
+	memset(scan, 0, sizeof(*scan));
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	ret = pread_full(fd, header, sizeof(header), 0);
+	if (ret == -EIO && (uint64_t)st.st_size < PACK_HEADER_SIZE)
+		return -EBADMSG;
+	if (ret < 0)
+		return ret;
+	ret = pack_header_decode(header, &id);
+	if (ret < 0)
+		return ret;
+	if (id != pack_id)
+		return -EBADMSG;
+	scan->fd = fd;
+	scan->pack_id = pack_id;
+	scan->file_size = (uint64_t)st.st_size;
+	scan->pos = PACK_HEADER_SIZE;
+	scan->good_end = PACK_HEADER_SIZE;
+	return 0;
+}
+
+/* Checks that a whole record frames correctly at offset: header checksum,
+ * fits in the file, trailer magic and seq, chunk table checksum. */
+static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
+			      struct record_info *rec)
+{
+	uint8_t header[RECORD_HEADER_SIZE], trailer[RECORD_TRAILER_SIZE];
+	uint8_t small_table[256];
+	uint8_t *table = small_table;
+	uint64_t table_size, table_off;
+	int ret;
+
+	if (scan->file_size - offset < RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
+		return -EBADMSG;
+	ret = pread_full(scan->fd, header, sizeof(header), offset);
+	if (ret < 0)
+		goto out;
+	ret = record_header_decode(header, offset, rec);
+	if (ret < 0)
+		goto out;
+	ret = -EBADMSG;
+	if (record_size(rec->length, rec->chunk_shift) > scan->file_size - offset)
+		goto out;
+	table_size = 4 * record_chunk_count(rec->length, rec->chunk_shift);
+	table_off = record_data_offset(rec) + rec->length;
+	if (table_size > sizeof(small_table)) {
+		table = malloc(table_size);
+		ret = -ENOMEM;
+		if (!table)
+			goto out;
+	}
+	ret = pread_full(scan->fd, table, table_size, table_off);
+	if (ret < 0)
+		goto out;
+	ret = pread_full(scan->fd, trailer, sizeof(trailer), table_off + table_size);
+	if (ret < 0)
+		goto out;
+	ret = -EBADMSG;
+	if (get_le32(trailer) != TRAILER_MAGIC || get_le64(trailer + 8) != rec->seq ||
+	    get_le32(trailer + 4) != crc32c(0, table, table_size))
+		goto out;
+	ret = 0;
+out:
+	if (table != small_table)
+		free(table);
+	/* A short read here means the file is shorter than it claimed: damage. */
+	return ret == -EIO ? -EBADMSG : ret;
+}
+
+/* Looks for the next offset after from at which a record frames correctly;
+ * returns the file size if there is none (the rest is a torn tail). */
+static int pack_resync(const struct pack_scan *scan, uint64_t from, uint64_t *next)
+{
+	enum { WINDOW = 1 << 16 };
+	uint8_t *buf = malloc(WINDOW);
+	uint64_t pos = from;
+	int ret = -ENOMEM;
+
+	if (!buf)
+		goto out;
+	while (pos + RECORD_HEADER_SIZE <= scan->file_size) {
+		size_t want = scan->file_size - pos < WINDOW ? (size_t)(scan->file_size - pos) : WINDOW;
+		ret = pread_full(scan->fd, buf, want, pos);
+		if (ret < 0)
+			goto out;
+		for (size_t i = 0; i + 4 <= want; i++) {
+			struct record_info rec;
+			if (get_le32(buf + i) != RECORD_MAGIC)
+				continue;
+			ret = record_check_frame(scan, pos + i, &rec);
+			if (ret == 0) {
+				*next = pos + i;
+				goto out;
+			}
+			if (ret != -EBADMSG)
+				goto out;
+		}
+		/* Overlap by 3 bytes so a magic split across windows is seen. */
+		pos += want > 3 ? want - 3 : want;
+	}
+	*next = scan->file_size;
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+int pack_scan_next(struct pack_scan *scan, struct record_info *rec)
+{
+	int ret;
+
+	if (scan->pos >= scan->file_size)
+		return 0;
+	ret = record_check_frame(scan, scan->pos, rec);
+	if (ret == 0) {
+		scan->pos = record_end(rec);
+		scan->good_end = scan->pos;
+		return 1;
+	}
+	if (ret != -EBADMSG)
+		return ret;
+	scan->bad_start = scan->pos;
+	ret = pack_resync(scan, scan->pos + 1, &scan->bad_end);
+	if (ret < 0)
+		return ret;
+	scan->pos = scan->bad_end;
+	return -EBADMSG;
+}
+
+int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
+		       const char **problem)
+{
+	uint64_t chunk = UINT64_C(1) << rec->chunk_shift;
+	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
+	uint64_t table_off = record_data_offset(rec) + rec->length;
+	uint8_t *buf = malloc(chunk);
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	int ret = -ENOMEM;
+
+	*problem = NULL;
+	if (!buf)
+		goto out;
+	ret = hasher_reset(hasher);
+	if (ret < 0)
+		goto out;
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t n = i + 1 < count ? chunk : rec->length - i * chunk;
+		uint8_t stored[4];
+		ret = pread_full(fd, buf, n, record_data_offset(rec) + i * chunk);
+		if (ret < 0)
+			goto out;
+		ret = pread_full(fd, stored, 4, table_off + 4 * i);
+		if (ret < 0)
+			goto out;
+		if (crc32c(0, buf, n) != get_le32(stored)) {
+			*problem = "chunk checksum mismatch";
+			ret = -EBADMSG;
+			goto out;
+		}
+		ret = hasher_update(hasher, buf, n);
+		if (ret < 0)
+			goto out;
+	}
+	ret = hasher_final(hasher, hash);
+	if (ret < 0)
+		goto out;
+	if (memcmp(hash, rec->hash, BLOBFS_HASH_SIZE)) {
+		*problem = "content does not hash to the blob's name";
+		ret = -EBADMSG;
+	}
+out:
+	free(buf);
+	return ret == -EIO && !*problem ? (*problem = "record cut short", -EBADMSG) : ret;
+}

@@ -1,0 +1,103 @@
+/*
+ * pack.h - pack files: encoding, decoding and scanning of the records of
+ * docs/FORMAT.md. This module knows bytes and file descriptors; it knows
+ * nothing of stores, indexes or FUSE. Every decoder treats its input as
+ * untrusted and returns -EBADMSG for anything that does not check out.
+ */
+#ifndef BLOBFS_PACK_H
+#define BLOBFS_PACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+struct hasher;
+
+/* A record as the rest of the program sees it. */
+struct record_info {
+	uint64_t offset; /* of the record header within its pack */
+	enum record_kind kind;
+	unsigned chunk_shift;
+	uint64_t seq;
+	uint64_t length; /* data bytes */
+	uint8_t hash[BLOBFS_HASH_SIZE];
+};
+
+static inline uint64_t record_data_offset(const struct record_info *r)
+{
+	return r->offset + RECORD_HEADER_SIZE;
+}
+
+static inline uint64_t record_end(const struct record_info *r)
+{
+	return r->offset + record_size(r->length, r->chunk_shift);
+}
+
+/* "pack-%08x.pack"; returns false for any other name. */
+#define PACK_NAME_SIZE 32
+void pack_name(uint32_t pack_id, char out[PACK_NAME_SIZE]);
+bool pack_parse_name(const char *name, uint32_t *pack_id);
+
+void pack_header_encode(uint32_t pack_id, uint8_t out[PACK_HEADER_SIZE]);
+int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id);
+
+void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEADER_SIZE]);
+/* Checks magic, checksum, kind, chunk shift and length bounds. */
+int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
+			 struct record_info *rec);
+
+/* Creates a new pack file named after pack_id in dirfd (O_EXCL), writes its
+ * header and returns its descriptor, open for reading and writing. */
+int pack_create(int dirfd, uint32_t pack_id, int *fd_out);
+
+/* Writes a record's frame around data that is already at
+ * record_data_offset(rec): the chunk table and trailer after the data, then
+ * the header. crcs holds record_chunk_count() checksums. */
+int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs);
+
+/* Writes a whole record (frame and data from memory) at rec->offset. */
+int pack_write_record(int fd, const struct record_info *rec, const void *data);
+
+/* Fills crcs[] with the CRC32C of each chunk of len bytes of data. */
+void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *crcs);
+
+/* Reads exactly len bytes at off; -EIO on a short read (the file ended). */
+int pread_full(int fd, void *buf, size_t len, uint64_t off);
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Walks the records of one pack in file order. */
+struct pack_scan {
+	int fd;
+	uint32_t pack_id;
+	uint64_t file_size;
+	uint64_t pos;       /* where the next record should start */
+	uint64_t good_end;  /* end of the last good record (or of the header) */
+	uint64_t bad_start; /* set by a -EBADMSG from pack_scan_next */
+	uint64_t bad_end;   /* where the scan resumes after the damage */
+};
+
+/* Reads and checks the pack header. -EBADMSG if it is not a pack of this id. */
+int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id);
+
+/*
+ * Returns 1 with the next well-framed record (header checksum, trailer and
+ * chunk table checksum all agree), 0 at the clean end of the file, or
+ * -EBADMSG for damage: bytes [bad_start, bad_end) do not frame a record.
+ * After -EBADMSG the scan has resynchronised at bad_end, which is the start
+ * of the next well-framed record or the end of the file (a torn tail); call
+ * again to continue. Other negative errnos are I/O errors.
+ */
+int pack_scan_next(struct pack_scan *scan, struct record_info *rec);
+
+/*
+ * Reads a record's data and checks every chunk against its table and the
+ * whole against the record's hash. Returns 0 when it all checks out,
+ * -EBADMSG when something does not (what is written to *problem, a static
+ * string), or another negative errno for an I/O error.
+ */
+int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
+		       const char **problem);
+
+#endif

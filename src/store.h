@@ -1,0 +1,117 @@
+/*
+ * store.h - the blob database: a data directory holding named stores, each
+ * a set of immutable blobs named by their SHA-256. This is the blob-db API of
+ * docs (store list/create/destroy, blob save/load/info/list/delete) as a
+ * small C library: it knows packs and indexes, and nothing of FUSE. Statuses
+ * are negative errnos: -ENOENT not-found, -EEXIST already-exists, -EINVAL
+ * invalid-argument, -ENOSPC no-space, -EIO internal-error.
+ *
+ * Thread safety: every function may be called from any thread. A struct
+ * blob_writer or blob_reader is used by one caller at a time or locks itself
+ * (writers do; readers are read-only and need no lock).
+ */
+#ifndef BLOBFS_STORE_H
+#define BLOBFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+struct blobdb_options {
+	uint64_t pack_size_max;  /* small blobs are appended to a pack up to this size */
+	uint64_t large_blob_min; /* blobs this size or more get a pack of their own */
+	bool read_only;          /* open for checking only: no lock-file pid, no repairs */
+};
+
+#define PACK_SIZE_MAX_DEFAULT (UINT64_C(256) << 20)
+#define LARGE_BLOB_MIN_DEFAULT (UINT64_C(1) << 20)
+
+void blobdb_options_default(struct blobdb_options *opts);
+
+struct blobdb;
+struct store;
+struct blob_reader;
+struct blob_writer;
+
+/*
+ * Opens (creating it, mode 0700, if needed) the data directory, takes its
+ * lock and loads every store. -EBUSY if another process holds the lock.
+ */
+int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct blobdb **out);
+/* Flushes everything to disk and releases the lock. */
+void blobdb_close(struct blobdb *db);
+/* Records the calling process as the lock holder (after a daemonizing fork). */
+void blobdb_note_pid(struct blobdb *db);
+int blobdb_sync(struct blobdb *db);
+struct statvfs;
+/* The free space of the file system the data directory is on. */
+int blobdb_statfs(struct blobdb *db, struct statvfs *st);
+/* The pid written in datadir's lock file, or 0 when unknown. */
+long blobdb_lock_holder(const char *datadir);
+const char *blobdb_path(const struct blobdb *db);
+
+/* -EINVAL unless name is 1..255 bytes, has no '/' or NUL, and does not start
+ * with '.'. */
+int store_name_check(const char *name, size_t len);
+
+int store_create(struct blobdb *db, const char *name);
+/* Removes the store and its blobs; with only_if_empty, -ENOTEMPTY if it has
+ * blobs. */
+int store_destroy(struct blobdb *db, const char *name, bool only_if_empty);
+/* A counted reference to the store; -ENOENT if there is none. */
+int store_open(struct blobdb *db, const char *name, struct store **out);
+void store_close(struct store *store);
+/* Another counted reference to a store one already holds. */
+struct store *store_hold(struct store *store);
+const char *store_name(const struct store *store);
+/* Calls fn for each store name in byte order, starting after `after` (NULL:
+ * from the first); stops when fn returns non-zero and returns that value. */
+int store_list(struct blobdb *db, const char *after,
+	       int (*fn)(const char *name, void *arg), void *arg);
+size_t store_count(struct blobdb *db);
+
+int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length);
+int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Saves len bytes; fills hash. 0 when saved, -EEXIST when already there. */
+int blob_save(struct store *store, const void *data, size_t len,
+	      uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Calls fn for each blob in hash order after `after` (NULL: from the first). */
+int blob_list(struct store *store, const uint8_t *after,
+	      int (*fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg),
+	      void *arg);
+size_t blob_count(struct store *store);
+
+/* Reading: a reader pins the blob's bytes (its pack stays readable through
+ * the reader even if the blob is deleted meanwhile). */
+int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+	      struct blob_reader **out);
+uint64_t blob_reader_length(const struct blob_reader *reader);
+/* Reads up to size bytes at off; *got is short only at the end of the blob. */
+int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got);
+/* Where the bytes at off live, for zero-copy replies: a descriptor and
+ * position valid until blob_close; *len is the bytes available there. */
+int blob_read_extent(struct blob_reader *reader, uint64_t off, size_t size, int *fd,
+		     uint64_t *pos, size_t *len);
+void blob_close(struct blob_reader *reader);
+
+/*
+ * Writing: an incoming blob, written at any offsets, then committed. The
+ * content is hashed as it arrives when writes are sequential. After a commit
+ * the writer holds the committed content and may be written and committed
+ * again.
+ */
+int blob_writer_new(struct store *store, struct blob_writer **out);
+int blob_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off);
+int blob_writer_read(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
+		     size_t *got);
+int blob_writer_truncate(struct blob_writer *writer, uint64_t size);
+uint64_t blob_writer_size(struct blob_writer *writer);
+/* Saves the current content: 0 when saved, -EEXIST when the store already
+ * had it (both mean the blob is there); fills hash either way. */
+int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Discards whatever was not committed. */
+void blob_writer_free(struct blob_writer *writer);
+
+#endif

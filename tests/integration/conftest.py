@@ -1,0 +1,215 @@
+"""pytest configuration and fixtures for the blobfs integration tests.
+
+Run from the repository root (as root, /dev/fuse needed):
+
+    /usr/bin/python3 -m pytest tests/integration            # everything
+    /usr/bin/python3 -m pytest tests/integration -m 'not slow'  # skip 512 MiB
+    BLOBFS_BIN=/path/to/blobfs /usr/bin/python3 -m pytest tests/integration
+
+Every test gets its own DATADIR and mount point under tmp_path. The
+`blobfs` fixture always unmounts in its teardown, even when the test failed,
+and then asserts that the daemon exited with status 0. An autouse fixture
+fails a test that leaves a mount or a process behind under its tmp_path.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import util
+
+_metrics = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: long-running test (the 512 MiB blob); deselect with -m "not slow"')
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, 'rep_' + rep.when, rep)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _metrics:
+        terminalreporter.section('blobfs measurements')
+        for line in _metrics:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def metric(request):
+    """metric('text') prints a measurement now (visible with -s) and again
+    in the terminal summary at the end of the run."""
+    def record(text):
+        line = f'{request.node.name}: {text}'
+        print(line, flush=True)
+        _metrics.append(line)
+    return record
+
+
+@pytest.fixture(scope='session')
+def blobfs_bin():
+    path = util.blobfs_bin()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f'blobfs binary not found at {path}: build it with '
+                    f'"meson setup build && ninja -C build" or set BLOBFS_BIN',
+                    pytrace=False)
+    if shutil.which('fusermount3') is None:
+        pytest.fail('fusermount3 not found (install fuse3)', pytrace=False)
+    if not os.path.exists('/dev/fuse'):
+        pytest.skip('/dev/fuse is not available')
+    return path
+
+
+def _test_failed(request):
+    rep = getattr(request.node, 'rep_call', None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path):
+    """Fail the test if it leaves a mount or a live process under tmp_path."""
+    yield
+    problems = []
+    for mp in util.mounts_under(tmp_path):
+        util.unmount_path(mp)
+        problems.append(f'mount left behind: {mp}')
+    for pid, argv in util.processes_mentioning(str(tmp_path)):
+        problems.append(f'process left behind: {pid} {argv}')
+        # We started it (its argv names our private tmp_path): end it.
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    assert not problems, '\n'.join(problems)
+
+
+@pytest.fixture
+def make_mount(request, tmp_path, blobfs_bin):
+    """Factory: make_mount(name='', **Mount kwargs) -> mounted Mount.
+
+    Each mount uses tmp_path/<name>data and tmp_path/<name>mnt. All of them
+    are unmounted at teardown and must have exited with status 0."""
+    created = []
+
+    def factory(name='', mount=True, data=None, **kwargs):
+        m = util.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
+                       tmp_path, **kwargs)
+        created.append(m)
+        if mount:
+            m.mount()
+        return m
+
+    try:
+        yield factory
+    finally:
+        errors = []
+        for m in created:
+            if _test_failed(request) and m.log_files:
+                print(f'--- blobfs log ({m.mnt}) ---\n{m.log_tail(200)}')
+            try:
+                m.cleanup()
+            except AssertionError as e:
+                errors.append(str(e))
+        assert not errors, '\n\n'.join(errors)
+
+
+@pytest.fixture
+def blobfs(make_mount):
+    """A mounted blobfs (Mount object) on a fresh DATADIR."""
+    return make_mount()
+
+
+@pytest.fixture
+def store(blobfs):
+    """Create store 's' on the `blobfs` mount; returns its name."""
+    os.mkdir(blobfs.path('s'))
+    return 's'
+
+
+class DaemonRunner:
+    """Runs `blobfs [mount] DATADIR MNT` without -f and keeps track of the
+    detached daemons so that they can be stopped and checked."""
+
+    def __init__(self, tmp_path, binary):
+        self.tmp_path = tmp_path
+        self.binary = binary
+        self.subreaper = util.set_child_subreaper(True)
+        self.mnts = []       # real paths of mount points used
+        self.mnt_args = []   # mount points as given on the command line
+        self.pids = set()    # daemon pids seen
+        self.runs = 0
+
+    def run(self, args, mnt, cwd=None, timeout=30):
+        """Run blobfs with `args`; return (returncode, stdout, stderr).
+        Output goes to files, so a daemon that keeps the caller's stdout or
+        stderr open cannot block this call."""
+        self.runs += 1
+        self.mnts.append(os.path.realpath(os.path.join(cwd or '.', str(mnt))))
+        self.mnt_args.append(str(mnt))
+        out_path = self.tmp_path / f'daemonize-{self.runs}.out'
+        err_path = self.tmp_path / f'daemonize-{self.runs}.err'
+        with open(out_path, 'wb') as out, open(err_path, 'wb') as err:
+            r = subprocess.run([self.binary] + [str(a) for a in args], cwd=cwd,
+                               stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                               timeout=timeout)
+        return (r.returncode, out_path.read_text(errors='replace'),
+                err_path.read_text(errors='replace'))
+
+    def daemon_pid(self, mnt_arg):
+        """The pid of the (single) live blobfs daemon with `mnt_arg` in its
+        argv (as `pgrep -f` would find it), re-parented to us when we are
+        a subreaper."""
+        pids = util.find_daemon_pids(str(mnt_arg))
+        if self.subreaper:
+            mine = [p for p in pids if util.proc_ppid(p) == os.getpid()]
+            pids = mine or pids
+        assert len(pids) == 1, f'expected one blobfs daemon for {mnt_arg}, found {pids}'
+        self.pids.add(pids[0])
+        return pids[0]
+
+    def stop(self, mnt, pid, timeout=util.EXIT_TIMEOUT):
+        """Unmount `mnt` and wait for the daemon. Returns its exit status
+        when it is our child, 'gone' when it exited otherwise, None if it
+        is still running after `timeout`."""
+        how = util.unmount_path(os.path.realpath(str(mnt)))
+        assert how == 'clean', f'unmount of {mnt}: {how}'
+        return util.wait_pid_exit(pid, timeout)
+
+    def cleanup(self):
+        for mnt in self.mnts:
+            util.unmount_path(mnt)
+        pids = set(self.pids)
+        pids |= {p for p, _ in util.processes_mentioning(str(self.tmp_path))}
+        if self.subreaper:
+            for arg in self.mnt_args:
+                pids |= {p for p in util.find_daemon_pids(arg)
+                         if util.proc_ppid(p) == os.getpid()}
+        leftovers = []
+        for pid in pids:
+            if util.pid_alive(pid) and util.wait_pid_exit(pid, util.EXIT_TIMEOUT) is None:
+                leftovers.append(pid)
+                try:
+                    os.kill(pid, 9)   # a daemon this test started and could not stop
+                except ProcessLookupError:
+                    pass
+                util.wait_pid_exit(pid, 10)
+        if self.subreaper:
+            util.reap_zombie_children()
+            util.set_child_subreaper(False)
+        assert not leftovers, f'daemon(s) {leftovers} did not exit after unmount'
+
+
+@pytest.fixture
+def daemon_runner(tmp_path, blobfs_bin):
+    runner = DaemonRunner(tmp_path, blobfs_bin)
+    try:
+        yield runner
+    finally:
+        runner.cleanup()
