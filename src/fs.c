@@ -577,15 +577,17 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			    "directories of the mount have fixed attributes");
 		return;
 	}
+	/* Under the lock: a last release elsewhere may free the writer. */
+	pthread_mutex_lock(&fs->lock);
 	if (!node->writer)
 		ret = -ENOENT; /* saved or discarded, and closed: it has no content */
 	else if (to_set & FUSE_SET_ATTR_SIZE)
 		ret = blob_writer_truncate(node->writer, (uint64_t)attr->st_size);
 	if (ret < 0) {
+		pthread_mutex_unlock(&fs->lock);
 		reply_error(req, -ret, "truncate", node, NULL, NULL);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
 	if (to_set & FUSE_SET_ATTR_MODE)
 		node->mode = attr->st_mode & 07777;
 	if (to_set & FUSE_SET_ATTR_UID)
@@ -910,18 +912,15 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_error(req, EISDIR, "open", node, NULL, NULL);
 		return;
 	}
-	if (!node->writer) {
-		reply_error(req, ENOENT, "open", node, NULL, "already saved");
+	pthread_mutex_lock(&fs->lock);
+	ret = node->writer ? 0 : -ENOENT; /* saved and closed */
+	if (ret == 0 && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
+		ret = blob_writer_truncate(node->writer, 0);
+	if (ret < 0) {
+		pthread_mutex_unlock(&fs->lock);
+		reply_error(req, -ret, "open", node, NULL, NULL);
 		return;
 	}
-	if ((fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY) {
-		ret = blob_writer_truncate(node->writer, 0);
-		if (ret < 0) {
-			reply_error(req, -ret, "open", node, NULL, NULL);
-			return;
-		}
-	}
-	pthread_mutex_lock(&fs->lock);
 	node->open_count++;
 	fi->fh = (uintptr_t)node;
 	if (fuse_reply_open(req, fi) != 0)

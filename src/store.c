@@ -377,6 +377,9 @@ static int store_load(struct store *store)
 				id_capacity = capacity;
 			}
 			ids[id_count++] = id;
+			/* Even a pack whose header is bad keeps its id taken. */
+			if (id >= store->next_pack_id)
+				store->next_pack_id = id + 1;
 		} else if (!strncmp(d->d_name, "staging-", 8)) {
 			/* An incoming blob that was never committed before a crash. */
 			if (unlinkat(dirfd(dir), d->d_name, 0) < 0)
@@ -647,6 +650,10 @@ static int blobdb_load_stores(struct blobdb *db)
 			log_warning("ignoring %s/stores/%s: not a store name", db->path, d->d_name);
 			continue;
 		}
+		if (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN) {
+			log_warning("ignoring %s/stores/%s: not a directory", db->path, d->d_name);
+			continue;
+		}
 		ret = store_new(db, d->d_name, &store);
 		if (ret < 0)
 			break;
@@ -758,8 +765,12 @@ void blobdb_close(struct blobdb *db)
 {
 	if (!db)
 		return;
-	if (db->stores_fd >= 0)
+	if (db->stores_fd >= 0) {
 		blobdb_sync(db);
+		/* Large blobs' packs and removed files too: everything we wrote. */
+		if (!db->opts.read_only && syncfs(db->dirfd) < 0)
+			log_error("%s: syncfs: %s", db->path, strerror(errno));
+	}
 	for (size_t i = 0; i < db->store_count; i++)
 		store_close(db->stores[i]);
 	free(db->stores);
@@ -838,7 +849,7 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 	/* The rename is the commit point: after it the store is gone even if we
 	 * crash before its files are removed (the trash is emptied at open). */
 	snprintf(trash_name, sizeof(trash_name), "store-%ld-%" PRIu64, (long)getpid(),
-		 ++db->staging_counter);
+		 __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
 	if (renameat(db->stores_fd, name, db->trash_fd, trash_name) < 0) {
 		ret = -errno;
 		pthread_mutex_unlock(&store->lock);
