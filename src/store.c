@@ -102,6 +102,32 @@ struct blob_writer {
 	size_t crc_capacity;
 };
 
+/*
+ * The blob-db statuses at the API boundary: whatever else the file system
+ * said (EPERM from an immutable file, EROFS, EBADF...) is an internal error,
+ * already logged with its real cause where it happened.
+ */
+static int to_status(int ret)
+{
+	switch (ret) {
+	case 0:
+	case -ENOENT:
+	case -EEXIST:
+	case -EINVAL:
+	case -ENOSPC:
+	case -EIO:
+	case -ENOTEMPTY:
+	case -EBUSY:
+	case -EFBIG:
+	case -ENOMEM:
+		return ret;
+	case -EDQUOT:
+		return -ENOSPC;
+	default:
+		return ret < 0 ? -EIO : ret;
+	}
+}
+
 void blobdb_options_default(struct blobdb_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
@@ -395,7 +421,8 @@ static int store_load(struct store *store)
 		log_error("store %s: reading its directory: %s", store->name, strerror(-ret));
 		goto out;
 	}
-	qsort(ids, id_count, sizeof(*ids), compare_u32);
+	if (id_count)
+		qsort(ids, id_count, sizeof(*ids), compare_u32);
 	for (size_t i = 0; i < id_count; i++) {
 		ret = store_scan_pack(store, ids[i], i + 1 == id_count);
 		if (ret < 0)
@@ -796,7 +823,7 @@ int store_create(struct blobdb *db, const char *name)
 	int ret = store_name_check(name, strlen(name));
 
 	if (ret < 0)
-		return ret;
+		return to_status(ret);
 	pthread_mutex_lock(&db->lock);
 	store_position(db, name, &found);
 	ret = -EEXIST;
@@ -821,7 +848,7 @@ out:
 	pthread_mutex_unlock(&db->lock);
 	if (ret < 0 && store)
 		store_free(store);
-	return ret;
+	return to_status(ret);
 }
 
 int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
@@ -833,7 +860,7 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 	int ret = store_name_check(name, strlen(name));
 
 	if (ret < 0)
-		return ret;
+		return to_status(ret);
 	pthread_mutex_lock(&db->lock);
 	i = store_position(db, name, &found);
 	ret = -ENOENT;
@@ -875,7 +902,7 @@ out:
 	pthread_mutex_unlock(&db->lock);
 	if (ret == 0)
 		store_close(store); /* the database's reference */
-	return ret;
+	return to_status(ret);
 }
 
 int store_open(struct blobdb *db, const char *name, struct store **out)
@@ -1149,7 +1176,7 @@ int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	store_drop_dead_pack(store, e.pack_id);
 out:
 	pthread_mutex_unlock(&store->lock);
-	return ret;
+	return to_status(ret);
 }
 
 /* ---- reading ---- */
@@ -1200,7 +1227,7 @@ out:
 		pthread_mutex_unlock(&store->db->lock);
 	}
 	*out = reader;
-	return ret;
+	return to_status(ret);
 }
 
 uint64_t blob_reader_length(const struct blob_reader *reader)
@@ -1483,7 +1510,7 @@ int blob_writer_new(struct store *store, struct blob_writer **out)
 
 	*out = NULL;
 	if (!w)
-		return ret;
+		return to_status(ret);
 	w->fd = -1;
 	w->store = store;
 	pthread_mutex_init(&w->lock, NULL);
@@ -1493,7 +1520,7 @@ int blob_writer_new(struct store *store, struct blob_writer **out)
 	if (ret < 0) {
 		w->store = NULL;
 		blob_writer_free(w);
-		return ret;
+		return to_status(ret);
 	}
 	pthread_mutex_lock(&store->db->lock);
 	store->refcount++;
@@ -1545,7 +1572,7 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint6
 		ret = writer_digest_reset(w);
 out:
 	pthread_mutex_unlock(&w->lock);
-	return ret;
+	return to_status(ret);
 }
 
 int blob_writer_read(struct blob_writer *w, void *buf, size_t size, uint64_t off, size_t *got)
@@ -1565,7 +1592,7 @@ int blob_writer_read(struct blob_writer *w, void *buf, size_t size, uint64_t off
 		*got = size;
 out:
 	pthread_mutex_unlock(&w->lock);
-	return ret;
+	return to_status(ret);
 }
 
 int blob_writer_truncate(struct blob_writer *w, uint64_t size)
@@ -1587,7 +1614,7 @@ int blob_writer_truncate(struct blob_writer *w, uint64_t size)
 	w->dirty = true;
 out:
 	pthread_mutex_unlock(&w->lock);
-	return ret;
+	return to_status(ret);
 }
 
 uint64_t blob_writer_size(struct blob_writer *w)
@@ -1641,7 +1668,7 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 out:
 	pthread_mutex_unlock(&w->lock);
 	free(data);
-	return ret;
+	return to_status(ret);
 }
 
 int blob_save(struct store *store, const void *data, size_t len, uint8_t hash[BLOBFS_HASH_SIZE])
@@ -1653,7 +1680,7 @@ int blob_save(struct store *store, const void *data, size_t len, uint8_t hash[BL
 		ret = hash_buffer(data, len, hash);
 		if (ret == 0)
 			ret = store_save_small(store, hash, data, len, NULL);
-		return ret;
+		return to_status(ret);
 	}
 	ret = blob_writer_new(store, &w);
 	if (ret == 0)
@@ -1661,5 +1688,5 @@ int blob_save(struct store *store, const void *data, size_t len, uint8_t hash[BL
 	if (ret == 0)
 		ret = blob_writer_commit(w, hash);
 	blob_writer_free(w);
-	return ret;
+	return to_status(ret);
 }

@@ -6,6 +6,11 @@ Run from the repository root (as root, /dev/fuse needed):
     /usr/bin/python3 -m pytest tests/integration -m 'not slow'  # skip 512 MiB
     BLOBFS_BIN=/path/to/blobfs /usr/bin/python3 -m pytest tests/integration
 
+Environment: BLOBFS_BIN (daemon binary, default <repo>/build/blobfs),
+BLOBFS_SANITIZED=1 (ASan/UBSan build: the 512 MiB test does not check the
+peak RSS), BLOBFS_TEST_TIMEOUT (seconds before a hung test's daemon is
+killed, default 180), BLOBFS_MOUNT_TIMEOUT, BLOBFS_EXIT_TIMEOUT.
+
 Every test gets its own DATADIR and mount point under tmp_path. The
 `blobfs` fixture always unmounts in its teardown, even when the test failed,
 and then asserts that the daemon exited with status 0. An autouse fixture
@@ -15,6 +20,7 @@ fails a test that leaves a mount or a process behind under its tmp_path.
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -80,6 +86,8 @@ def _no_leftovers(tmp_path):
     for mp in util.mounts_under(tmp_path):
         util.unmount_path(mp)
         problems.append(f'mount left behind: {mp}')
+    if problems:
+        time.sleep(2)   # give daemons of unmounted file systems time to exit
     for pid, argv in util.processes_mentioning(str(tmp_path)):
         problems.append(f'process left behind: {pid} {argv}')
         # We started it (its argv names our private tmp_path): end it.
@@ -185,12 +193,12 @@ class DaemonRunner:
     def cleanup(self):
         for mnt in self.mnts:
             util.unmount_path(mnt)
+        # Only daemons this runner started: other mounts of the test (the
+        # `blobfs` fixture) are still running and cleaned up by their owner.
         pids = set(self.pids)
-        pids |= {p for p, _ in util.processes_mentioning(str(self.tmp_path))}
-        if self.subreaper:
-            for arg in self.mnt_args:
-                pids |= {p for p in util.find_daemon_pids(arg)
-                         if util.proc_ppid(p) == os.getpid()}
+        for arg in self.mnt_args:
+            pids |= {p for p in util.find_daemon_pids(arg)
+                     if not self.subreaper or util.proc_ppid(p) == os.getpid()}
         leftovers = []
         for pid in pids:
             if util.pid_alive(pid) and util.wait_pid_exit(pid, util.EXIT_TIMEOUT) is None:

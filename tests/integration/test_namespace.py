@@ -133,6 +133,23 @@ def test_create_file_at_root_is_eperm(blobfs, flags):
     assert os.listdir(blobfs.mnt) == []
 
 
+@pytest.mark.parametrize('kind', [stat.S_IFREG, stat.S_IFIFO], ids=['reg', 'fifo'])
+def test_mknod_at_root_is_eperm(blobfs, kind):
+    expect_errno(errno.EPERM, os.mknod, blobfs.path('node'), kind | 0o644)
+    assert os.listdir(blobfs.mnt) == []
+
+
+def test_many_stores(blobfs):
+    """Enough stores that listing / takes several readdir calls."""
+    names = sorted(f'store-{i:04d}-' + 'n' * 100 for i in range(300))
+    for n in names:
+        os.mkdir(blobfs.path(n))
+    assert sorted(os.listdir(blobfs.mnt)) == names
+    for n in names[::2]:
+        os.rmdir(blobfs.path(n))
+    assert sorted(os.listdir(blobfs.mnt)) == names[1::2]
+
+
 def test_missing_store_is_enoent(blobfs):
     expect_errno(errno.ENOENT, os.stat, blobfs.path('nope'))
     expect_errno(errno.ENOENT, os.listdir, blobfs.path('nope'))
@@ -165,6 +182,12 @@ def test_create_file_in_store_is_eperm(blobfs, store, name):
     assert os.listdir(blobfs.path(store)) == ['incoming']
 
 
+@pytest.mark.parametrize('kind', [stat.S_IFREG, stat.S_IFIFO], ids=['reg', 'fifo'])
+def test_mknod_in_store_is_eperm(blobfs, store, kind):
+    expect_errno(errno.EPERM, os.mknod, blobfs.path(store, 'node'), kind | 0o644)
+    assert os.listdir(blobfs.path(store)) == ['incoming']
+
+
 def test_mkdir_in_store_is_eperm(blobfs, store):
     expect_errno(errno.EPERM, os.mkdir, blobfs.path(store, 'sub'))
     expect_errno(errno.EPERM, os.mkdir, blobfs.path(store, 'f' * 64))
@@ -191,6 +214,36 @@ def test_hard_link_of_blob_is_eperm(blobfs, store):
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
     assert os.listdir(blobfs.path(store, 'incoming')) == []
     assert os.listdir(blobfs.path('other')) == ['incoming']
+
+
+def test_hard_link_of_incoming_file_into_store_is_eperm(blobfs, store):
+    path = blobfs.path(store, 'incoming', 'open')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        write_all(fd, b'linked')
+        expect_errno(errno.EPERM, os.link, path, blobfs.path(store, 'alias'))
+        expect_errno(errno.EPERM, os.link, path,
+                     blobfs.path(store, hashlib.sha256(b'linked').hexdigest()))
+        assert os.listdir(blobfs.path(store)) == ['incoming']
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(blobfs.path(store))) == sorted(
+        [hashlib.sha256(b'linked').hexdigest(), 'incoming'])
+
+
+def test_delete_blobs_while_listing(blobfs, store):
+    """Unlinking entries while a readdir stream is open (offsets must stay
+    valid): every blob is seen and deleted exactly once."""
+    hexes = {save(blobfs.mnt, store, f'blob {i}'.encode(), name=str(i)) for i in range(500)}
+    seen = []
+    with os.scandir(blobfs.path(store)) as it:
+        for entry in it:
+            if entry.name != 'incoming':
+                seen.append(entry.name)
+                os.unlink(entry.path)
+    assert sorted(seen) == sorted(hexes)
+    assert os.listdir(blobfs.path(store)) == ['incoming']
+    os.rmdir(blobfs.path(store))
 
 
 # --------------------------------------------------------------------------
@@ -514,15 +567,29 @@ def test_tools_cp_cat_ls_sha256sum(blobfs, store, tmp_path):
     r = run(['cp', blobfs.path(store, h), str(tmp_path / 'out.bin')], text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'out.bin').read_bytes() == data
-    # shell redirections and pipes into incoming
-    r = run(['sh', '-c', 'printf hello > "$1/incoming/a" && cat "$2" | cat > "$1/incoming/b"',
-             'sh', blobfs.path(store), str(src)], text=True)
-    assert r.returncode == 0, r.stderr
-    assert read_file(blobfs.path(store, hashlib.sha256(b'hello').hexdigest())) == b'hello'
     r = run(['cp', '/dev/null', blobfs.path(store, 'incoming', 'null')], text=True)
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(blobfs.path(store))) == sorted(
-        [h, hashlib.sha256(b'hello').hexdigest(), EMPTY_SHA256, 'incoming'])
+    assert sorted(os.listdir(blobfs.path(store))) == sorted([h, EMPTY_SHA256, 'incoming'])
     r = run(['rm', blobfs.path(store, h)], text=True)
     assert r.returncode == 0, r.stderr
     assert h not in os.listdir(blobfs.path(store))
+
+
+def test_shell_redirect_into_incoming(blobfs, store, tmp_path):
+    """`printf hello > S/incoming/a`: the shell opens the file, dup2()s it
+    to fd 1 and closes the original descriptor, so the daemon sees a FUSE
+    flush of the still-empty file before printf writes. The final content
+    must be saved all the same (an extra empty blob is tolerated)."""
+    src = tmp_path / 'src.bin'
+    data = os.urandom(200000)
+    src.write_bytes(data)
+    r = run(['sh', '-c', 'printf hello > "$1/incoming/a" && cat "$2" | cat > "$1/incoming/b"',
+             'sh', blobfs.path(store), str(src)], text=True)
+    assert r.returncode == 0, r.stderr
+    hello = hashlib.sha256(b'hello').hexdigest()
+    big = hashlib.sha256(data).hexdigest()
+    listing = set(os.listdir(blobfs.path(store)))
+    assert {hello, big, 'incoming'} <= listing <= {hello, big, EMPTY_SHA256, 'incoming'}, listing
+    assert read_file(blobfs.path(store, hello)) == b'hello'
+    assert read_file(blobfs.path(store, big)) == data
+    assert os.listdir(blobfs.path(store, 'incoming')) == []

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import util
-from util import (bpath, expect_errno, is_mounted, pack_files, read_file, run, save)
+from util import (bpath, du_bytes, expect_errno, is_mounted, pack_files, read_file, run, save,
+                  write_all)
 
 
 def fsck(binary, datadir, **kwargs):
@@ -32,8 +33,12 @@ def test_persistence_across_remount(blobfs, blobfs_bin):
     for name, data in [('a', os.urandom(1000)), ('b', os.urandom(200000)),
                        ('c', b''), ('d', os.urandom(3 * 65536 + 1))]:
         blobs[name] = (save(m.mnt, 's1', data, name=name), data)
+    blobs['big'] = (save(m.mnt, 's1', os.urandom(3 << 20), name='big'), None)
+    blobs['big'] = (blobs['big'][0], read_file(m.path('s1', blobs['big'][0])))
     deleted = save(m.mnt, 's1', b'deleted before unmount', name='x')
     os.unlink(m.path('s1', deleted))
+    deleted_big = save(m.mnt, 's1', os.urandom(2 << 20), name='xbig')
+    os.unlink(m.path('s1', deleted_big))
     resaved_data = b'deleted then saved again'
     resaved = save(m.mnt, 's1', resaved_data, name='y')
     os.unlink(m.path('s1', resaved))
@@ -56,6 +61,7 @@ def test_persistence_across_remount(blobfs, blobfs_bin):
             assert os.stat(m.path('s1', h)).st_size == len(data)
         assert read_file(m.path('s1', resaved)) == resaved_data
         expect_errno(errno.ENOENT, os.stat, m.path('s1', deleted))
+        expect_errno(errno.ENOENT, os.stat, m.path('s1', deleted_big))
         expect_errno(errno.ENOENT, os.stat, m.path('s2'))
         expect_errno(errno.ENOENT, os.stat, m.path('s2', destroyed))
         assert os.listdir(m.path('empty')) == ['incoming']
@@ -77,6 +83,7 @@ def test_persistence_across_remount(blobfs, blobfs_bin):
     m.umount()
     r = fsck(blobfs_bin, m.data)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert not pack_files(m.data, 's2'), 'packs of the destroyed store s2 are still on disk'
 
 
 def test_blobs_are_packed_not_one_file_per_blob(blobfs):
@@ -91,6 +98,24 @@ def test_blobs_are_packed_not_one_file_per_blob(blobfs):
     assert not any(p.name in hexes for p in files), 'a file is named after a blob'
     blobfs.mount()
     assert len(os.listdir(blobfs.path('p'))) == 61
+
+
+def test_small_packs_option(make_mount, blobfs_bin):
+    """-o pack_size=...,large_blob=... (from --help): many packs, same data."""
+    m = make_mount(extra_args=['-o', 'pack_size=64K,large_blob=16K'])
+    os.mkdir(m.path('s'))
+    expected = {}
+    for i in range(40):
+        data = os.urandom(3000 + 997 * i)     # 3 KB .. 42 KB: small and large blobs
+        expected[save(m.mnt, 's', data, name=str(i))] = data
+    m.remount()
+    assert sorted(os.listdir(m.path('s'))) == sorted(list(expected) + ['incoming'])
+    for h, data in expected.items():
+        assert read_file(m.path('s', h)) == data
+    m.umount()
+    assert len(pack_files(m.data, 's')) > 3, pack_files(m.data, 's')
+    r = fsck(blobfs_bin, m.data)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_unmount_right_after_saves_keeps_everything(blobfs, blobfs_bin):
@@ -114,20 +139,39 @@ def test_unmount_right_after_saves_keeps_everything(blobfs, blobfs_bin):
 
 
 def test_restart_after_daemon_was_killed(blobfs, blobfs_bin):
-    """A crashed daemon must not leave a stale lock; completed saves survive."""
+    """A crashed daemon must not leave a stale lock; completed saves survive;
+    files that were still being written are dropped without leaking space."""
     os.mkdir(blobfs.path('s'))
     data = os.urandom(123456)
     h = save(blobfs.mnt, 's', data)
+    big = os.urandom(3 << 20)
+    hbig = save(blobfs.mnt, 's', big, name='big')
+    open_fds = []
+    for name, size in [('torn-large', 5 << 20), ('torn-small', 3000)]:
+        fd = os.open(blobfs.path('s', 'incoming', name), os.O_WRONLY | os.O_CREAT, 0o644)
+        open_fds.append(fd)
+        write_all(fd, os.urandom(size))
     blobfs.proc.send_signal(signal.SIGKILL)
+    blobfs.proc.wait()
+    for fd in open_fds:
+        try:
+            os.close(fd)
+        except OSError as e:
+            assert e.errno in (errno.ENOTCONN, errno.ECONNABORTED), e
     assert blobfs.umount(check=False) == -signal.SIGKILL
     blobfs.mount()
     assert read_file(blobfs.path('s', h)) == data
+    assert read_file(blobfs.path('s', hbig)) == big
+    assert os.listdir(blobfs.path('s', 'incoming')) == []
     h2 = save(blobfs.mnt, 's', b'after the crash')
+    assert sorted(os.listdir(blobfs.path('s'))) == sorted([h, hbig, h2, 'incoming'])
     blobfs.umount()
     r = fsck(blobfs_bin, blobfs.data)
     assert r.returncode == 0, r.stdout + r.stderr
+    du = du_bytes(blobfs.data)
+    assert du < len(big) + len(data) + (1 << 20), f'{du} bytes on disk: torn files leaked'
     blobfs.mount()
-    assert sorted(os.listdir(blobfs.path('s'))) == sorted([h, h2, 'incoming'])
+    assert sorted(os.listdir(blobfs.path('s'))) == sorted([h, hbig, h2, 'incoming'])
 
 
 # --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ with fusermount3 and insists that the daemon exits with status 0.
 
 import ctypes
 import errno
+import fcntl
 import hashlib
 import os
 import re
@@ -31,6 +32,8 @@ EXIT_TIMEOUT = float(os.environ.get('BLOBFS_EXIT_TIMEOUT', '60'))
 WATCHDOG_TIMEOUT = float(os.environ.get('BLOBFS_TEST_TIMEOUT', '180'))
 
 EMPTY_SHA256 = hashlib.sha256(b'').hexdigest()
+# Messages of ASan/UBSan/LSan builds that did not abort the daemon.
+SANITIZER_REPORT = re.compile(r'runtime error:|ERROR: (Address|Leak|Undefined)Sanitizer')
 HEX64 = re.compile(r'^[0-9a-f]{64}$')
 
 
@@ -369,6 +372,8 @@ class Mount:
                     f'{self._watchdog_timeout}s\n--- daemon log ---\n{self.log_tail()}')
             assert rc == 0, (f'blobfs exited with status {rc} (expected 0)\n'
                              f'--- daemon log ---\n{self.log_tail()}')
+            m = SANITIZER_REPORT.search(self.log())
+            assert not m, f'sanitizer report in the daemon log:\n{self.log_tail(80)}'
         return rc
 
     def remount(self):
@@ -481,6 +486,32 @@ def pack_files(datadir, store=None):
     base = Path(datadir) / 'stores'
     pattern = f'{store}/pack-*.pack' if store else '*/pack-*.pack'
     return sorted(base.glob(pattern))
+
+
+FS_IOC_GETFLAGS = 0x80086601
+FS_IOC_SETFLAGS = 0x40086602
+FS_IMMUTABLE_FL = 0x00000010
+
+
+def set_immutable(tree, on):
+    """chattr -R [+-]i, done in-process with ioctl(FS_IOC_SETFLAGS).
+
+    No subprocess on purpose: a fork+exec while a file on the mount is open
+    closes the child's copy of the descriptor, which sends a FUSE flush and
+    so saves the incoming file early."""
+    paths = [str(tree)]
+    for root, dirs, files in os.walk(tree):
+        paths += [os.path.join(root, n) for n in dirs + files]
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            buf = bytearray(4)
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
+            flags = int.from_bytes(buf, sys.byteorder)
+            flags = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(4, sys.byteorder))
+        finally:
+            os.close(fd)
 
 
 def run(cmd, **kwargs):
