@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "io.h"
 #include "hash.h"
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -128,7 +129,7 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	char *p = buf;
 
 	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = io->pread(fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -148,7 +149,7 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	const char *p = buf;
 
 	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		ssize_t n = io->pwrite(fd, p, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -170,7 +171,7 @@ int pack_create(int dirfd, uint32_t pack_id, int *fd_out)
 	int ret, fd;
 
 	pack_name(pack_id, name);
-	fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = io->openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	pack_header_encode(pack_id, header);
@@ -180,8 +181,8 @@ int pack_create(int dirfd, uint32_t pack_id, int *fd_out)
 	*fd_out = fd;
 out:
 	if (ret < 0) {
-		close(fd);
-		unlinkat(dirfd, name, 0);
+		io->close(fd);
+		io->unlinkat(dirfd, name, 0);
 	}
 	return ret;
 }
@@ -248,7 +249,7 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
 	int ret;
 
 	memset(scan, 0, sizeof(*scan));
-	if (fstat(fd, &st) < 0)
+	if (io->fstat(fd, &st) < 0)
 		return -errno;
 	ret = pread_full(fd, header, sizeof(header), 0);
 	if (ret == -EIO && (uint64_t)st.st_size < PACK_HEADER_SIZE)

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "io.h"
 #include "hash.h"
 #include "index.h"
 #include "log.h"
@@ -165,14 +166,14 @@ static int store_pack_path(const struct store *store, uint32_t pack_id, char out
 
 static int fsync_dir_at(int dirfd, const char *path)
 {
-	int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = io->openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	int ret = 0;
 
 	if (fd < 0)
 		return -errno;
-	if (fsync(fd) < 0)
+	if (io->fsync(fd) < 0)
 		ret = -errno;
-	close(fd);
+	io->close(fd);
 	return ret;
 }
 
@@ -283,7 +284,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
 	ret = store_pack_path(store, pack_id, path);
 	if (ret < 0)
 		goto out;
-	fd = openat(store->db->stores_fd, path, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	fd = io->openat(store->db->stores_fd, path, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
 		log_error("store %s: cannot open %s: %s", store->name, path, strerror(-ret));
@@ -305,7 +306,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
 					    " (%" PRIu64 " bytes) cut off",
 					    store->name, path, scan.bad_start,
 					    scan.file_size - scan.bad_start);
-				if (ftruncate(fd, (off_t)scan.bad_start) < 0) {
+				if (io->ftruncate(fd, (off_t)scan.bad_start) < 0) {
 					ret = -errno;
 					log_error("store %s: cannot truncate %s: %s", store->name,
 						  path, strerror(-ret));
@@ -337,7 +338,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
 		pack_find(store, pack_id)->tombstone_count = tombstones;
 out:
 	if (fd >= 0)
-		close(fd);
+		io->close(fd);
 	return ret;
 }
 
@@ -380,11 +381,11 @@ static int store_load(struct store *store)
 	DIR *dir = NULL;
 	int fd, ret;
 
-	fd = openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		ret = -errno;
 		if (fd >= 0)
-			close(fd);
+			io->close(fd);
 		log_error("store %s: cannot open its directory: %s", store->name, strerror(-ret));
 		goto out;
 	}
@@ -408,7 +409,7 @@ static int store_load(struct store *store)
 				store->next_pack_id = id + 1;
 		} else if (!strncmp(d->d_name, "staging-", 8)) {
 			/* An incoming blob that was never committed before a crash. */
-			if (unlinkat(dirfd(dir), d->d_name, 0) < 0)
+			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
 				log_warning("store %s: cannot remove stale %s: %s", store->name,
 					    d->d_name, strerror(errno));
 		} else {
@@ -474,7 +475,7 @@ out:
 static void store_free(struct store *store)
 {
 	if (store->active_fd >= 0)
-		close(store->active_fd);
+		io->close(store->active_fd);
 	index_free(store->index);
 	pthread_mutex_destroy(&store->lock);
 	free(store->packs);
@@ -562,17 +563,17 @@ static int remove_flat_dir(int parent_fd, const char *dir_name)
 	DIR *dir = NULL;
 	int fd, ret = 0;
 
-	fd = openat(parent_fd, dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = io->openat(parent_fd, dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		ret = -errno;
 		if (fd >= 0)
-			close(fd);
+			io->close(fd);
 		goto out;
 	}
 	while ((errno = 0, d = readdir(dir))) {
 		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
 			continue;
-		if (unlinkat(dirfd(dir), d->d_name, 0) < 0 && errno != ENOENT) {
+		if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0 && errno != ENOENT) {
 			ret = -errno;
 			goto out;
 		}
@@ -581,7 +582,7 @@ static int remove_flat_dir(int parent_fd, const char *dir_name)
 		ret = -errno;
 		goto out;
 	}
-	if (unlinkat(parent_fd, dir_name, AT_REMOVEDIR) < 0)
+	if (io->unlinkat(parent_fd, dir_name, AT_REMOVEDIR) < 0)
 		ret = -errno;
 out:
 	if (dir)
@@ -597,7 +598,7 @@ static void empty_trash(struct blobdb *db)
 
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		if (fd >= 0)
-			close(fd);
+			io->close(fd);
 		return;
 	}
 	while ((d = readdir(dir))) {
@@ -613,15 +614,15 @@ static void empty_trash(struct blobdb *db)
 
 static int open_subdir(int dirfd, const char *name, int *out)
 {
-	if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+	if (io->mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	*out = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*out = io->openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	return *out < 0 ? -errno : 0;
 }
 
 static int blobdb_lock(struct blobdb *db)
 {
-	db->lock_fd = openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	db->lock_fd = io->openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (db->lock_fd < 0)
 		return -errno;
 	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0)
@@ -636,7 +637,7 @@ void blobdb_note_pid(struct blobdb *db)
 	char line[32];
 	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
-	if (ftruncate(db->lock_fd, 0) == 0 && pwrite(db->lock_fd, line, (size_t)n, 0) == n)
+	if (io->ftruncate(db->lock_fd, 0) == 0 && io->pwrite(db->lock_fd, line, (size_t)n, 0) == n)
 		return;
 	log_warning("cannot record the pid in %s/lock: %s", db->path, strerror(errno));
 }
@@ -653,7 +654,7 @@ long blobdb_lock_holder(const char *datadir)
 		return 0;
 	if (read(fd, line, sizeof(line) - 1) > 0)
 		pid = strtol(line, NULL, 10);
-	close(fd);
+	io->close(fd);
 	return pid;
 }
 
@@ -666,7 +667,7 @@ static int blobdb_load_stores(struct blobdb *db)
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		ret = -errno;
 		if (fd >= 0)
-			close(fd);
+			io->close(fd);
 		return ret;
 	}
 	while ((errno = 0, d = readdir(dir))) {
@@ -776,7 +777,7 @@ int blobdb_sync(struct blobdb *db)
 	for (size_t i = 0; i < db->store_count; i++) {
 		struct store *store = db->stores[i];
 		pthread_mutex_lock(&store->lock);
-		if (store->active_fd >= 0 && fsync(store->active_fd) < 0 && ret == 0)
+		if (store->active_fd >= 0 && io->fsync(store->active_fd) < 0 && ret == 0)
 			ret = -errno;
 		pthread_mutex_unlock(&store->lock);
 		if (fsync_dir_at(db->stores_fd, store->name) < 0 && ret == 0)
@@ -795,20 +796,20 @@ void blobdb_close(struct blobdb *db)
 	if (db->stores_fd >= 0) {
 		blobdb_sync(db);
 		/* Large blobs' packs and removed files too: everything we wrote. */
-		if (!db->opts.read_only && syncfs(db->dirfd) < 0)
+		if (!db->opts.read_only && io->syncfs(db->dirfd) < 0)
 			log_error("%s: syncfs: %s", db->path, strerror(errno));
 	}
 	for (size_t i = 0; i < db->store_count; i++)
 		store_close(db->stores[i]);
 	free(db->stores);
 	if (db->stores_fd >= 0)
-		close(db->stores_fd);
+		io->close(db->stores_fd);
 	if (db->trash_fd >= 0)
-		close(db->trash_fd);
+		io->close(db->trash_fd);
 	if (db->lock_fd >= 0)
-		close(db->lock_fd); /* releases the flock */
+		io->close(db->lock_fd); /* releases the flock */
 	if (db->dirfd >= 0)
-		close(db->dirfd);
+		io->close(db->dirfd);
 	pthread_mutex_destroy(&db->lock);
 	free(db->path);
 	free(db);
@@ -832,17 +833,17 @@ int store_create(struct blobdb *db, const char *name)
 	ret = store_new(db, name, &store);
 	if (ret < 0)
 		goto out;
-	if (mkdirat(db->stores_fd, name, 0700) < 0) {
+	if (io->mkdirat(db->stores_fd, name, 0700) < 0) {
 		ret = -errno;
 		log_error("cannot create store %s: %s", name, strerror(-ret));
 		goto out;
 	}
-	ret = fsync(db->stores_fd) < 0 ? -errno : 0;
+	ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
 	if (ret == 0)
 		ret = store_insert(db, store);
 	if (ret < 0) {
 		log_error("cannot create store %s: %s", name, strerror(-ret));
-		unlinkat(db->stores_fd, name, AT_REMOVEDIR);
+		io->unlinkat(db->stores_fd, name, AT_REMOVEDIR);
 	}
 out:
 	pthread_mutex_unlock(&db->lock);
@@ -877,7 +878,7 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 	 * crash before its files are removed (the trash is emptied at open). */
 	snprintf(trash_name, sizeof(trash_name), "store-%ld-%" PRIu64, (long)getpid(),
 		 __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
-	if (renameat(db->stores_fd, name, db->trash_fd, trash_name) < 0) {
+	if (io->renameat(db->stores_fd, name, db->trash_fd, trash_name) < 0) {
 		ret = -errno;
 		pthread_mutex_unlock(&store->lock);
 		log_error("cannot destroy store %s: %s", name, strerror(-ret));
@@ -885,13 +886,13 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 	}
 	store->destroyed = true;
 	if (store->active_fd >= 0) {
-		close(store->active_fd);
+		io->close(store->active_fd);
 		store->active_fd = -1;
 	}
 	pthread_mutex_unlock(&store->lock);
 	memmove(&db->stores[i], &db->stores[i + 1], (db->store_count - i - 1) * sizeof(*db->stores));
 	db->store_count--;
-	if (fsync(db->stores_fd) < 0 || fsync(db->trash_fd) < 0)
+	if (io->fsync(db->stores_fd) < 0 || io->fsync(db->trash_fd) < 0)
 		log_warning("store %s: syncing its removal: %s", name, strerror(errno));
 	ret = remove_flat_dir(db->trash_fd, trash_name);
 	if (ret < 0)
@@ -1033,7 +1034,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 			ret = store_pack_path(store, p->id, path);
 			if (ret < 0)
 				return ret;
-			fd = openat(store->db->stores_fd, path, O_RDWR | O_CLOEXEC);
+			fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CLOEXEC, 0);
 			if (fd < 0)
 				return -errno;
 			store->active_fd = fd;
@@ -1047,25 +1048,25 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 			*out = p;
 			return 0;
 		}
-		close(store->active_fd);
+		io->close(store->active_fd);
 		store->active_fd = -1;
 	}
 	ret = store_path(store, "", path);
 	if (ret < 0)
 		return ret;
-	fd = openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	ret = pack_create(fd, store->next_pack_id, &store->active_fd);
-	if (ret == 0 && fsync(fd) < 0)
+	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
-	close(fd);
+	io->close(fd);
 	if (ret < 0)
 		return ret;
 	store->active_id = store->next_pack_id;
 	ret = pack_add(store, store->active_id, PACK_HEADER_SIZE);
 	if (ret < 0) {
-		close(store->active_fd);
+		io->close(store->active_fd);
 		store->active_fd = -1;
 		return ret;
 	}
@@ -1117,7 +1118,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 		ret = pack_write_record(store->active_fd, rec, data);
 	}
 	if (ret < 0) {
-		if (ftruncate(store->active_fd, (off_t)pack->size) < 0)
+		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
 			log_error("store %s: cannot cut back pack %08x after a failed write: %s",
 				  store->name, pack->id, strerror(errno));
 		goto out;
@@ -1144,7 +1145,7 @@ static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
 		return;
 	if (store_pack_path(store, pack_id, path) < 0)
 		return;
-	if (unlinkat(store->db->stores_fd, path, 0) < 0) {
+	if (io->unlinkat(store->db->stores_fd, path, 0) < 0) {
 		log_warning("store %s: cannot remove dead %s: %s", store->name, path,
 			    strerror(errno));
 		return;
@@ -1203,7 +1204,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	ret = store_pack_path(store, e.pack_id, path);
 	if (ret < 0)
 		goto out;
-	reader->fd = openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC);
+	reader->fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
 	if (reader->fd < 0) {
 		ret = -errno;
 		log_error("store %s: cannot open %s: %s", store->name, path, strerror(-ret));
@@ -1268,7 +1269,7 @@ void blob_close(struct blob_reader *reader)
 {
 	if (!reader)
 		return;
-	close(reader->fd);
+	io->close(reader->fd);
 	store_close(reader->store);
 	free(reader);
 }
@@ -1387,7 +1388,7 @@ static int writer_create_staging(struct blob_writer *w)
 	ret = store_path(store, w->staging_name, path);
 	if (ret < 0)
 		return ret;
-	w->fd = openat(store->db->stores_fd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	w->fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		ret = -errno;
 		log_error("store %s: cannot create staging file: %s", store->name, strerror(-ret));
@@ -1430,16 +1431,16 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 		ret = pwrite_full(w->fd, header, sizeof(header), 0);
 	if (ret == 0)
 		ret = pack_write_frame(w->fd, &rec, w->crcs);
-	if (ret == 0 && renameat(store->db->stores_fd, from, store->db->stores_fd, to) < 0)
+	if (ret == 0 && io->renameat(store->db->stores_fd, from, store->db->stores_fd, to) < 0)
 		ret = -errno;
 	if (ret == 0) {
 		ret = pack_add(store, pack_id, record_end(&rec));
 		if (ret < 0)
-			renameat(store->db->stores_fd, to, store->db->stores_fd, from);
+			io->renameat(store->db->stores_fd, to, store->db->stores_fd, from);
 	}
 	if (ret < 0) {
 		/* Leave the staging file as it was: content only. */
-		if (ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
+		if (io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
 			log_warning("store %s: cannot trim staging file: %s", store->name,
 				    strerror(errno));
 		hash_to_hex(hash, hex);
@@ -1450,7 +1451,7 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	store->next_pack_id = pack_id + 1;
 	store->next_seq = rec.seq + 1;
 	store_index_record(store, pack_id, &rec);
-	close(w->fd);
+	io->close(w->fd);
 	w->fd = -1;
 out:
 	pthread_mutex_unlock(&store->lock);
@@ -1491,10 +1492,10 @@ out:
 			  w->store->name, hex, strerror(-ret));
 		if (w->fd >= 0) {
 			char path[PATH_SIZE];
-			close(w->fd);
+			io->close(w->fd);
 			w->fd = -1;
 			if (store_path(w->store, w->staging_name, path) == 0)
-				unlinkat(w->store->db->stores_fd, path, 0);
+				io->unlinkat(w->store->db->stores_fd, path, 0);
 		}
 		ret = ret == -ENOSPC ? ret : -EIO;
 	}
@@ -1537,9 +1538,9 @@ void blob_writer_free(struct blob_writer *w)
 	if (!w)
 		return;
 	if (w->fd >= 0) {
-		close(w->fd);
+		io->close(w->fd);
 		if (store_path(w->store, w->staging_name, path) == 0)
-			unlinkat(w->store->db->stores_fd, path, 0);
+			io->unlinkat(w->store->db->stores_fd, path, 0);
 	}
 	hasher_free(w->hasher);
 	free(w->crcs);
@@ -1604,7 +1605,7 @@ int blob_writer_truncate(struct blob_writer *w, uint64_t size)
 	pthread_mutex_lock(&w->lock);
 	if (w->fd < 0)
 		ret = writer_rematerialize(w);
-	if (ret == 0 && ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
+	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
 		ret = -errno;
 	if (ret < 0)
 		goto out;
