@@ -68,6 +68,10 @@ _Static_assert(offsetof(struct pack_header, crc) == 28, "pack header crc at 28")
 _Static_assert(offsetof(struct record_header, hash) == 24, "hash at 24");
 _Static_assert(offsetof(struct record_header, crc) == 60, "record crc at 60");
 
+/* The durable marker file of a store: "BLOBSYN1", u64 seq, 12 reserved
+ * bytes, u32 CRC32C of bytes 0..27. */
+#define MARKER_MAGIC "BLOBSYN1"
+
 #define PACK_HEADER_SIZE ((uint64_t)sizeof(struct pack_header))
 #define RECORD_HEADER_SIZE ((uint64_t)sizeof(struct record_header))
 #define RECORD_TRAILER_SIZE ((uint64_t)sizeof(struct record_trailer))

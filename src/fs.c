@@ -74,6 +74,7 @@ struct node {
 
 struct fs {
 	struct blobdb *db;
+	bool sync; /* -o sync: a save is durable when close() returns */
 	struct fuse_session *session;
 	pthread_mutex_t lock; /* guards the node table and the node fields above */
 	struct node root;
@@ -712,6 +713,8 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
 		ret = -ENOENT;
 	}
 	pthread_mutex_unlock(&fs->lock);
+	if (ret == 0 && fs->sync && parent->kind == NODE_STORE && store_sync(parent->store) < 0)
+		ret = -EIO;
 	if (ret < 0)
 		reply_error(req, -ret, "unlink", parent, name, NULL);
 	else
@@ -937,25 +940,18 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char *buf;
 	int ret;
 
-	if (node->kind == NODE_BLOB) {
-		struct fuse_bufvec bufv = FUSE_BUFVEC_INIT(0);
-		struct blob_reader *reader = (struct blob_reader *)(uintptr_t)fi->fh;
-		uint64_t pos;
-		int fd;
-		blob_read_extent(reader, (uint64_t)off, size, &fd, &pos, &got);
-		bufv.buf[0].size = got;
-		bufv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bufv.buf[0].fd = fd;
-		bufv.buf[0].pos = (off_t)pos;
-		fuse_reply_data(req, &bufv, FUSE_BUF_SPLICE_MOVE);
-		return;
-	}
 	buf = malloc(size ? size : 1);
 	if (!buf) {
 		reply_error(req, ENOMEM, "read", node, NULL, NULL);
 		return;
 	}
-	ret = blob_writer_read(node->writer, buf, size, (uint64_t)off, &got);
+	/* Blob bytes are checked against their checksums on the way, so they
+	 * are read into the daemon rather than spliced from the pack. */
+	if (node->kind == NODE_BLOB)
+		ret = blob_read((struct blob_reader *)(uintptr_t)fi->fh, buf, size, (uint64_t)off,
+				&got);
+	else
+		ret = blob_writer_read(node->writer, buf, size, (uint64_t)off, &got);
 	if (ret < 0)
 		reply_error(req, -ret, "read", node, NULL, NULL);
 	else
@@ -1021,6 +1017,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_error(req, -ret, "save", node, NULL, NULL);
 		return;
 	}
+	if (fs->sync && store_sync(node->parent->store) < 0) {
+		reply_error(req, EIO, "save", node, NULL, "could not make it durable");
+		return;
+	}
 	hash_to_hex(hash, hex);
 	log_debug("%s saved as %s/%s%s", node->name, store_name(node->parent->store), hex,
 		  ret == -EEXIST ? " (already there)" : "");
@@ -1049,12 +1049,46 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_err(req, 0);
 }
 
+/*
+ * fsync of a file being written saves it (as close() would) and waits until
+ * the blob is on stable storage: the blob survives a power cut once fsync()
+ * returns. The name stays until close(). fsync of a directory makes the
+ * store's deletes and saves durable.
+ */
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
+	struct node *node = node_of(fs_of(req), ino);
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	int ret;
+
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	if (node->kind != NODE_INCOMING || node->discarded) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	ret = blob_writer_commit(node->writer, hash);
+	if (ret == 0 || ret == -EEXIST)
+		ret = store_sync(node->parent->store);
+	if (ret < 0)
+		reply_error(req, -ret, "fsync", node, NULL, NULL);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *node = node_of(fs, ino);
+	int ret;
+
+	(void)datasync;
+	(void)fi;
+	ret = node->kind == NODE_ROOT ? blobdb_sync(fs->db) : store_sync(node->store);
+	if (ret < 0)
+		reply_error(req, EIO, "fsync", node, NULL, NULL);
+	else
+		fuse_reply_err(req, 0);
 }
 
 /* ---- directories ---- */
@@ -1300,6 +1334,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.flush = fs_flush,
 	.release = fs_release,
 	.fsync = fs_fsync,
+	.fsyncdir = fs_fsyncdir,
 	.opendir = fs_opendir,
 	.readdir = fs_readdir,
 	.releasedir = fs_releasedir,
@@ -1335,6 +1370,7 @@ int fs_run(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
 
 	memset(&fs, 0, sizeof(fs));
 	fs.db = db;
+	fs.sync = opts->sync;
 	fs.root.kind = NODE_ROOT;
 	fs.root.ino = FUSE_ROOT_ID;
 	fs.next_ino = 2;
@@ -1362,6 +1398,8 @@ int fs_run(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
 		log_to_syslog(true);
 		blobdb_note_pid(db);
 	}
+	if (blobdb_start(db) < 0)
+		goto out;
 	log_info("%s mounted on %s", blobdb_path(db), mountpoint);
 	loop = fuse_loop_cfg_create();
 	if (!loop)

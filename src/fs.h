@@ -12,6 +12,7 @@ struct fuse_args;
 struct fs_options {
 	bool foreground;
 	bool debug;
+	bool sync; /* -o sync: close() returns once the blob is durable */
 };
 
 /* Mounts, serves until unmounted or signalled, and unmounts. Returns 0 on a

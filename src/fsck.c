@@ -1,9 +1,9 @@
 /*
- * fsck.c - offline check of a data directory: the framing and checksums of
- * every record, that every blob's bytes hash to its name, and that the
- * records of each store make a consistent index (no sequence number used
- * twice). It holds the data directory's lock while it runs so that no
- * daemon changes the packs under it, and it writes nothing.
+ * fsck.c - offline check and repair of a data directory: the framing and
+ * checksums of every record, that every blob's bytes hash to its name, and
+ * that the records of each store make a consistent index (no sequence number
+ * used by two different records). It holds the data directory's lock while
+ * it runs so that no daemon changes the packs under it.
  */
 #include "fsck.h"
 
@@ -15,17 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
 #include "index.h"
+#include "io.h"
 #include "pack.h"
 #include "store.h"
 
+#define COPY_BUFFER_SIZE (1u << 20)
+
 struct fsck {
 	FILE *out, *progress;
+	bool repair;
 	struct fsck_report *report;
 	struct hasher *hasher;
+	int quarantine_fd; /* DATADIR/quarantine */
 	const char *store;
 	unsigned long long records_seen;
 };
@@ -35,6 +41,8 @@ static void problem(struct fsck *fsck, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (fsck->progress && fsck->records_seen >= 1024)
+		fprintf(fsck->progress, "\r\033[K");
 	fprintf(fsck->out, "store %s: ", fsck->store);
 	va_start(ap, fmt);
 	vfprintf(fsck->out, fmt, ap);
@@ -60,82 +68,261 @@ static uint64_t seq_mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-/* seqs: every sequence number seen in the store, to find duplicates. */
-static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t pack_id,
-		     struct index *seqs)
+static uint64_t hash_prefix(const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	char hex[HASH_HEX_SIZE + 1];
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | hash[i];
+	return v;
+}
+
+/*
+ * Records each seq in seqs (an index keyed by a bijective mix of the seq, so
+ * that sequential numbers spread over its slots; the length field holds the
+ * record's hash prefix and chunk_shift its kind). The same record twice (an
+ * interrupted compaction leaves both copies) is harmless; two different
+ * records with one seq are not.
+ */
+static void check_seq(struct fsck *fsck, struct index *seqs, const char *name, uint32_t pack_id,
+		      const struct record_info *rec)
+{
+	struct index_entry seen, entry = { .kind = RECORD_BLOB };
+	uint64_t key = seq_mix(rec->seq);
+
+	for (int i = 0; i < 8; i++)
+		entry.hash[i] = (uint8_t)(key >> (56 - 8 * i));
+	entry.pack_id = pack_id;
+	entry.offset = rec->offset;
+	entry.length = hash_prefix(rec->hash);
+	entry.chunk_shift = (uint8_t)rec->kind;
+	if (index_lookup(seqs, entry.hash, &seen) == 0) {
+		if (seen.length != entry.length || seen.chunk_shift != entry.chunk_shift)
+			problem(fsck, "%s: offset %" PRIu64 ": sequence number %" PRIu64
+				" also used by a different record in pack %08x at offset %" PRIu64,
+				name, rec->offset, rec->seq, seen.pack_id, seen.offset);
+		return;
+	}
+	index_put(seqs, &entry);
+}
+
+/* Copies bytes [from, to) of fd into the quarantine as a file of its own. */
+static int quarantine_copy(struct fsck *fsck, int fd, const char *name, uint64_t from,
+			   uint64_t to)
+{
+	char path[600];
+	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
+	int out = -1, ret = buf ? 0 : -ENOMEM;
+
+	if (ret == 0 && io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
+		ret = -errno;
+	snprintf(path, sizeof(path), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", fsck->store, name, from,
+		 to, (long)time(NULL));
+	if (ret == 0) {
+		out = io->openat(fsck->quarantine_fd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+				 0600);
+		ret = out < 0 ? -errno : 0;
+	}
+	for (uint64_t pos = from; ret == 0 && pos < to;) {
+		size_t n = to - pos < COPY_BUFFER_SIZE ? (size_t)(to - pos) : COPY_BUFFER_SIZE;
+		ret = pread_full(fd, buf, n, pos);
+		if (ret == 0)
+			ret = pwrite_full(out, buf, n, pos - from);
+		pos += n;
+	}
+	if (ret == 0 && io->fsync(out) < 0)
+		ret = -errno;
+	if (out >= 0)
+		io->close(out);
+	free(buf);
+	return ret;
+}
+
+static int fsync_dir(int dirfd)
+{
+	return io->fsync(dirfd) < 0 ? -errno : 0;
+}
+
+/*
+ * Rewrites a damaged pack: every record that frames and verifies goes into
+ * a new pack (written under a staging name, made durable, then renamed), and
+ * the damaged file moves to the quarantine. Records keep their seq, so the
+ * index rebuilt at the next mount is the same minus the damaged records.
+ */
+static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int fd,
+			uint32_t *next_id)
+{
+	char staging[64], new_name[PACK_NAME_SIZE], quarantined[600];
+	uint8_t header[PACK_HEADER_SIZE];
+	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
+	uint64_t out_pos = PACK_HEADER_SIZE, kept = 0;
 	struct pack_scan scan;
 	struct record_info rec;
+	uint32_t new_id = (*next_id)++;
+	int out = -1, ret = buf ? 0 : -ENOMEM;
+	struct stat st;
+
+	pack_name(new_id, new_name);
+	snprintf(staging, sizeof(staging), "staging-repair-%08x.tmp", new_id);
+	if (ret == 0) {
+		out = io->openat(store_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		ret = out < 0 ? -errno : 0;
+	}
+	if (ret == 0) {
+		pack_header_encode(new_id, header);
+		ret = pwrite_full(out, header, sizeof(header), 0);
+	}
+	/* Records describe themselves: even with a bad pack header the scan
+	 * can find them. */
+	memset(&scan, 0, sizeof(scan));
+	if (ret == 0 && io->fstat(fd, &st) < 0)
+		ret = -errno;
+	scan.fd = fd;
+	scan.file_size = (uint64_t)st.st_size;
+	scan.pos = scan.good_end = PACK_HEADER_SIZE;
+	while (ret == 0) {
+		const char *what;
+		int r = pack_scan_next(&scan, &rec);
+		if (r == 0)
+			break;
+		if (r == -EBADMSG)
+			continue;
+		if (r < 0) {
+			ret = r;
+			break;
+		}
+		if (rec.kind == RECORD_BLOB && pack_verify_record(fd, &rec, fsck->hasher, &what) != 0)
+			continue;
+		for (uint64_t pos = rec.offset, end = record_end(&rec); ret == 0 && pos < end;) {
+			size_t n = end - pos < COPY_BUFFER_SIZE ? (size_t)(end - pos) : COPY_BUFFER_SIZE;
+			ret = pread_full(fd, buf, n, pos);
+			if (ret == 0)
+				ret = pwrite_full(out, buf, n, out_pos);
+			pos += n;
+			out_pos += n;
+		}
+		kept++;
+	}
+	if (ret == 0 && io->fsync(out) < 0)
+		ret = -errno;
+	if (ret == 0 && kept && io->renameat(store_fd, staging, store_fd, new_name) < 0)
+		ret = -errno;
+	if (ret == 0 && io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
+		ret = -errno;
+	snprintf(quarantined, sizeof(quarantined), "%s/%s.%ld", fsck->store, name, (long)time(NULL));
+	if (ret == 0 && io->renameat(store_fd, name, fsck->quarantine_fd, quarantined) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = fsync_dir(store_fd);
+	if (ret == 0)
+		ret = fsync_dir(fsck->quarantine_fd);
+	if (out >= 0)
+		io->close(out);
+	if (ret < 0 || !kept)
+		io->unlinkat(store_fd, staging, 0);
+	free(buf);
+	if (ret == 0)
+		fprintf(fsck->out, "store %s: %s: repaired: %llu good records kept in %s, original "
+			"moved to quarantine/%s\n", fsck->store, name, (unsigned long long)kept,
+			kept ? new_name : "(none)", quarantined);
+	else
+		fprintf(fsck->out, "store %s: %s: repair failed: %s\n", fsck->store, name,
+			strerror(-ret));
+	return ret;
+}
+
+static int cut_tail(struct fsck *fsck, const char *name, int fd, uint64_t at, uint64_t size)
+{
+	int ret = quarantine_copy(fsck, fd, name, at, size);
+
+	if (ret == 0 && io->ftruncate(fd, (off_t)at) < 0)
+		ret = -errno;
+	if (ret == 0 && io->fsync(fd) < 0)
+		ret = -errno;
+	fprintf(fsck->out, "store %s: %s: %s\n", fsck->store, name,
+		ret == 0 ? "repaired: torn tail kept in quarantine and cut off" : strerror(-ret));
+	return ret;
+}
+
+static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t pack_id,
+		     struct index *seqs, uint32_t *next_id)
+{
+	char hex[HASH_HEX_SIZE + 1];
+	uint8_t guess[BLOBFS_HASH_SIZE];
+	struct pack_scan scan;
+	struct record_info rec;
+	unsigned long long before = fsck->report->problems;
+	bool torn_only = true;
+	uint64_t torn_at = 0, size = 0;
 	int fd, ret;
 
-	fd = openat(store_fd, name, O_RDONLY | O_CLOEXEC);
+	fd = io->openat(store_fd, name, (fsck->repair ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
 	if (fd < 0) {
 		problem(fsck, "%s: cannot open: %s", name, strerror(errno));
+		fsck->report->unrepaired++;
 		return 0;
 	}
 	fsck->report->packs++;
 	ret = pack_scan_open(&scan, fd, pack_id);
-	if (ret == -EBADMSG) {
-		problem(fsck, "%s: bad pack header (not a blobfs pack of this name)", name);
-		ret = 0;
-		goto out;
-	}
 	if (ret < 0) {
-		problem(fsck, "%s: cannot read: %s", name, strerror(-ret));
+		problem(fsck, "%s: %s", name, ret == -EBADMSG ? "bad pack header (not a blobfs pack "
+				"of this name)" : strerror(-ret));
+		torn_only = false;
 		ret = 0;
-		goto out;
+		goto repair;
 	}
+	size = scan.file_size;
 	while ((ret = pack_scan_next(&scan, &rec)) != 0) {
-		struct index_entry seen, entry = { .kind = RECORD_BLOB };
 		const char *what;
 		if (ret == -EBADMSG) {
-			problem(fsck, "%s: offset %" PRIu64 ": %s (%" PRIu64 " bytes)", name,
-				scan.bad_start,
-				scan.bad_end == scan.file_size ? "torn tail: no complete record"
-							       : "damaged record skipped",
-				scan.bad_end - scan.bad_start);
+			bool tail = scan.bad_end == scan.file_size;
+			bool named = record_header_guess_hash(fd, scan.bad_start, guess);
+			if (named)
+				hash_to_hex(guess, hex);
+			problem(fsck, "%s: offset %" PRIu64 ": %s (%" PRIu64 " bytes)%s%s", name,
+				scan.bad_start, tail ? "torn tail: no complete record"
+						     : "damaged record skipped",
+				scan.bad_end - scan.bad_start, named ? ", probably blob " : "",
+				named ? hex : "");
+			if (tail)
+				torn_at = scan.bad_start;
+			else
+				torn_only = false;
 			continue;
 		}
 		if (ret < 0) {
 			problem(fsck, "%s: read error: %s", name, strerror(-ret));
+			torn_only = false;
 			break;
 		}
 		show_progress(fsck, name);
-		hash_to_hex(rec.hash, hex);
-		/* The seq table is an index keyed by a bijective mix of the seq,
-		 * which spreads sequential numbers evenly over its slots. */
-		uint64_t key = seq_mix(rec.seq);
-		memset(entry.hash, 0, sizeof(entry.hash));
-		for (int i = 0; i < 8; i++)
-			entry.hash[i] = (uint8_t)(key >> (56 - 8 * i));
-		entry.pack_id = pack_id;
-		entry.offset = rec.offset;
-		if (index_lookup(seqs, entry.hash, &seen) == 0)
-			problem(fsck, "%s: offset %" PRIu64 ": sequence number %" PRIu64
-				" also used at pack %08x offset %" PRIu64, name, rec.offset,
-				rec.seq, seen.pack_id, seen.offset);
-		else if (index_put(seqs, &entry) < 0) {
-			ret = -ENOMEM;
-			break;
-		}
+		check_seq(fsck, seqs, name, pack_id, &rec);
 		if (rec.kind == RECORD_TOMBSTONE) {
 			fsck->report->tombstones++;
 			continue;
 		}
 		fsck->report->blobs++;
 		fsck->report->bytes += rec.length;
+		hash_to_hex(rec.hash, hex);
 		ret = pack_verify_record(fd, &rec, fsck->hasher, &what);
-		if (ret == -EBADMSG)
+		if (ret == -EBADMSG || ret < 0) {
 			problem(fsck, "%s: offset %" PRIu64 ": blob %s: %s", name, rec.offset, hex,
-				what);
-		else if (ret < 0)
-			problem(fsck, "%s: offset %" PRIu64 ": blob %s: read error: %s", name,
-				rec.offset, hex, strerror(-ret));
+				ret == -EBADMSG ? what : strerror(-ret));
+			torn_only = false;
+		}
 	}
-	ret = ret == -ENOMEM ? ret : 0;
-out:
-	close(fd);
+	ret = 0;
+repair:
+	if (fsck->repair && fsck->report->problems > before) {
+		if (torn_only && torn_at)
+			ret = cut_tail(fsck, name, fd, torn_at, size);
+		else
+			ret = salvage_pack(fsck, store_fd, name, fd, next_id);
+		if (ret < 0)
+			fsck->report->unrepaired += fsck->report->problems - before;
+		ret = 0;
+	}
+	io->close(fd);
 	return ret;
 }
 
@@ -143,13 +330,15 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 {
 	struct index *seqs = NULL;
 	struct dirent **entries = NULL;
+	uint32_t next_id = 1;
 	int store_fd, count = 0, ret;
 
 	fsck->store = name;
 	fsck->report->stores++;
-	store_fd = openat(stores_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	store_fd = io->openat(stores_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (store_fd < 0) {
 		problem(fsck, "cannot open its directory: %s", strerror(errno));
+		fsck->report->unrepaired++;
 		return 0;
 	}
 	ret = index_new(&seqs);
@@ -158,15 +347,21 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 	count = scandirat(store_fd, ".", &entries, NULL, alphasort);
 	if (count < 0) {
 		problem(fsck, "cannot list its directory: %s", strerror(errno));
+		fsck->report->unrepaired++;
 		count = 0;
 		goto out;
+	}
+	for (int i = 0; i < count; i++) {
+		uint32_t id;
+		if (pack_parse_name(entries[i]->d_name, &id) && id >= next_id)
+			next_id = id + 1;
 	}
 	for (int i = 0; i < count && ret == 0; i++) {
 		uint32_t pack_id;
 		const char *file = entries[i]->d_name;
 		if (pack_parse_name(file, &pack_id))
-			ret = fsck_pack(fsck, store_fd, file, pack_id, seqs);
-		else if (file[0] != '.' && strncmp(file, "staging-", 8))
+			ret = fsck_pack(fsck, store_fd, file, pack_id, seqs, &next_id);
+		else if (file[0] != '.' && strncmp(file, "staging-", 8) && strcmp(file, "durable"))
 			fprintf(fsck->out, "store %s: note: unexpected file %s (ignored)\n", name,
 				file);
 	}
@@ -175,13 +370,15 @@ out:
 		free(entries[i]);
 	free(entries);
 	index_free(seqs);
-	close(store_fd);
+	io->close(store_fd);
 	return ret;
 }
 
-int fsck_run(const char *datadir, FILE *out, FILE *progress, struct fsck_report *report)
+int fsck_run(const char *datadir, bool repair, FILE *out, FILE *progress,
+	     struct fsck_report *report)
 {
-	struct fsck fsck = { .out = out, .progress = progress, .report = report };
+	struct fsck fsck = { .out = out, .progress = progress, .report = report, .repair = repair,
+			     .quarantine_fd = -1 };
 	struct dirent **entries = NULL;
 	int dir_fd = -1, lock_fd = -1, stores_fd = -1, count = 0, ret;
 
@@ -200,6 +397,17 @@ int fsck_run(const char *datadir, FILE *out, FILE *progress, struct fsck_report 
 	if (stores_fd < 0) {
 		ret = errno == ENOENT ? 0 : -errno; /* never mounted: nothing to check */
 		goto out;
+	}
+	if (repair) {
+		if (mkdirat(dir_fd, "quarantine", 0700) < 0 && errno != EEXIST) {
+			ret = -errno;
+			goto out;
+		}
+		fsck.quarantine_fd = openat(dir_fd, "quarantine", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fsck.quarantine_fd < 0) {
+			ret = -errno;
+			goto out;
+		}
 	}
 	ret = hasher_new(&fsck.hasher);
 	if (ret < 0)
@@ -223,6 +431,8 @@ out:
 		free(entries[i]);
 	free(entries);
 	hasher_free(fsck.hasher);
+	if (fsck.quarantine_fd >= 0)
+		close(fsck.quarantine_fd);
 	if (stores_fd >= 0)
 		close(stores_fd);
 	if (lock_fd >= 0)

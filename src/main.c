@@ -3,7 +3,8 @@
  * FUSE front end or the checker. The only place that exits.
  *
  *   blobfs [mount] [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT
- *   blobfs fsck DATADIR
+ *   blobfs fsck [--repair] DATADIR
+ *   blobfs compact DATADIR
  */
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -25,7 +26,8 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: blobfs [mount] [options] DATADIR MOUNTPOINT\n"
-		"       blobfs fsck DATADIR\n"
+		"       blobfs fsck [--repair] DATADIR\n"
+		"       blobfs compact DATADIR\n"
 		"       blobfs --help | --version\n"
 		"\n"
 		"Mounts the content-addressed blob store kept in DATADIR on MOUNTPOINT.\n"
@@ -41,6 +43,12 @@ static void usage(FILE *out)
 		"                          (default 256M; K, M, G suffixes)\n"
 		"       large_blob=SIZE    blobs of this size or more get a pack of their\n"
 		"                          own, written in place (default 1M)\n"
+		"       sync               close() and unlink() return once the change is\n"
+		"                          on stable storage (concurrent writers share\n"
+		"                          the flushes); otherwise within 1 second\n"
+		"       min_free=SIZE      space saves leave free on the disk, kept for\n"
+		"                          deletes and compaction (default 1%% of the\n"
+		"                          disk, at most 64M; 0 for none)\n"
 		"       allow_other, default_permissions, ro, fsname=..., and the other\n"
 		"       generic FUSE mount options are passed to the kernel\n"
 		"  -h, --help            this text\n"
@@ -48,11 +56,16 @@ static void usage(FILE *out)
 		"\n"
 		"fsck: checks every record of DATADIR offline; exit status 0 when clean,\n"
 		"1 when problems were found (one line each), 2 when it could not run.\n"
+		"With --repair, damaged packs are rewritten without their damaged records\n"
+		"(the originals are moved to DATADIR/quarantine/) and torn tails cut.\n"
+		"\n"
+		"compact: rewrites packs to give back the space of deleted blobs (the\n"
+		"daemon also does this in the background).\n"
 		"\n"
 		"Unmount with: fusermount3 -u MOUNTPOINT\n");
 }
 
-static int parse_size(const char *text, uint64_t *out)
+static int parse_size(const char *text, uint64_t *out, bool zero_ok)
 {
 	char *end;
 	unsigned long long v;
@@ -67,24 +80,32 @@ static int parse_size(const char *text, uint64_t *out)
 	case 'g': case 'G': v <<= 30; end++; break;
 	default: break;
 	}
-	if (*end || v == 0)
+	if (*end || (v == 0 && !zero_ok))
 		return -EINVAL;
 	*out = v;
 	return 0;
 }
 
 /* Splits an -o list: our options go to opts, the rest to fuse_args. */
-static int parse_mount_options(char *list, struct blobdb_options *opts, struct fuse_args *args)
+static int parse_mount_options(char *list, struct blobdb_options *opts, struct fs_options *fs_opts,
+			       struct fuse_args *args)
 {
 	char *saveptr = NULL;
 
 	for (char *opt = strtok_r(list, ",", &saveptr); opt; opt = strtok_r(NULL, ",", &saveptr)) {
 		if (!strncmp(opt, "pack_size=", 10)) {
-			if (parse_size(opt + 10, &opts->pack_size_max) < 0)
+			if (parse_size(opt + 10, &opts->pack_size_max, false) < 0)
 				goto bad;
 		} else if (!strncmp(opt, "large_blob=", 11)) {
-			if (parse_size(opt + 11, &opts->large_blob_min) < 0)
+			if (parse_size(opt + 11, &opts->large_blob_min, false) < 0)
 				goto bad;
+		} else if (!strncmp(opt, "min_free=", 9)) {
+			if (parse_size(opt + 9, &opts->min_free, true) < 0)
+				goto bad;
+		} else if (!strcmp(opt, "sync")) {
+			fs_opts->sync = true;
+		} else if (!strcmp(opt, "async")) {
+			fs_opts->sync = false;
 		} else if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, opt) < 0) {
 			return -ENOMEM;
 		}
@@ -99,27 +120,56 @@ bad:
 static int run_fsck(int argc, char **argv)
 {
 	struct fsck_report report;
+	bool repair = argc == 3 && !strcmp(argv[1], "--repair");
+	const char *datadir = argv[argc - 1];
+	int ret;
+
+	if (argc != 2 && !repair) {
+		usage(stderr);
+		return 2;
+	}
+	ret = fsck_run(datadir, repair, stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
+	if (ret == -EBUSY) {
+		fprintf(stderr, "blobfs fsck: %s is in use by a mounted blobfs (pid %ld); unmount it first\n",
+			datadir, blobdb_lock_holder(datadir));
+		return 2;
+	}
+	if (ret < 0) {
+		fprintf(stderr, "blobfs fsck: %s: %s\n", datadir, strerror(-ret));
+		return 2;
+	}
+	fprintf(stderr, "blobfs fsck: %llu stores, %llu packs, %llu blob records (%llu bytes), "
+		"%llu tombstones: %llu problems%s\n",
+		report.stores, report.packs, report.blobs, report.bytes, report.tombstones,
+		report.problems, repair ? ", all repaired" : "");
+	if (repair && report.unrepaired) {
+		fprintf(stderr, "blobfs fsck: %llu problems could not be repaired\n", report.unrepaired);
+		return 1;
+	}
+	return report.problems && !repair ? 1 : 0;
+}
+
+static int run_compact(int argc, char **argv)
+{
+	struct blobdb_options opts;
+	struct blobdb *db = NULL;
 	int ret;
 
 	if (argc != 2) {
 		usage(stderr);
 		return 2;
 	}
-	ret = fsck_run(argv[1], stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
-	if (ret == -EBUSY) {
-		fprintf(stderr, "blobfs fsck: %s is in use by a mounted blobfs (pid %ld); unmount it first\n",
-			argv[1], blobdb_lock_holder(argv[1]));
-		return 2;
-	}
+	blobdb_options_default(&opts);
+	opts.min_free = 0;
+	if (blobdb_open(argv[1], &opts, &db) < 0)
+		return 2; /* the store layer said why */
+	ret = blobdb_compact(db, isatty(STDERR_FILENO) ? stderr : NULL);
+	blobdb_close(db);
 	if (ret < 0) {
-		fprintf(stderr, "blobfs fsck: %s: %s\n", argv[1], strerror(-ret));
-		return 2;
+		fprintf(stderr, "blobfs compact: %s: %s\n", argv[1], strerror(-ret));
+		return 1;
 	}
-	fprintf(stderr, "blobfs fsck: %llu stores, %llu packs, %llu blob records (%llu bytes), "
-		"%llu tombstones: %llu problems\n",
-		report.stores, report.packs, report.blobs, report.bytes, report.tombstones,
-		report.problems);
-	return report.problems ? 1 : 0;
+	return 0;
 }
 
 static int run_mount(int argc, char **argv)
@@ -150,7 +200,7 @@ static int run_mount(int argc, char **argv)
 			fs_opts.foreground = fs_opts.debug = true;
 			break;
 		case 'o':
-			if (parse_mount_options(optarg, &db_opts, &args) < 0)
+			if (parse_mount_options(optarg, &db_opts, &fs_opts, &args) < 0)
 				goto out;
 			break;
 		case 'h':
@@ -195,6 +245,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "fsck"))
 		return run_fsck(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "compact"))
+		return run_compact(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "mount"))
 		return run_mount(argc - 1, argv + 1);
 	return run_mount(argc, argv);

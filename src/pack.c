@@ -377,48 +377,100 @@ int pack_scan_next(struct pack_scan *scan, struct record_info *rec)
 	return -EBADMSG;
 }
 
+int pack_read_chunk_table(int fd, const struct record_info *rec, uint32_t *crcs)
+{
+	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
+	uint64_t table_off = record_data_offset(rec) + rec->length;
+	size_t size = (size_t)(4 * count + RECORD_TRAILER_SIZE);
+	uint8_t *buf = malloc(size);
+	int ret = -ENOMEM;
+
+	if (!buf)
+		goto out;
+	ret = pread_full(fd, buf, size, table_off);
+	if (ret < 0)
+		goto out;
+	ret = -EBADMSG;
+	if (get_le32(buf + 4 * count) != TRAILER_MAGIC ||
+	    get_le64(buf + 4 * count + 8) != rec->seq ||
+	    get_le32(buf + 4 * count + 4) != crc32c(0, buf, 4 * count))
+		goto out;
+	for (uint64_t i = 0; i < count; i++)
+		crcs[i] = get_le32(buf + 4 * i);
+	ret = 0;
+out:
+	free(buf);
+	return ret;
+}
+
+bool record_header_guess_hash(int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint8_t header[RECORD_HEADER_SIZE];
+
+	if (pread_full(fd, header, sizeof(header), offset) < 0 || get_le32(header) != RECORD_MAGIC)
+		return false;
+	memcpy(hash, header + 24, BLOBFS_HASH_SIZE);
+	return true;
+}
+
+void marker_encode(uint64_t durable_seq, uint8_t out[MARKER_SIZE])
+{
+	memset(out, 0, MARKER_SIZE);
+	memcpy(out, MARKER_MAGIC, 8);
+	put_le64(out + 8, durable_seq);
+	put_le32(out + 28, crc32c(0, out, 28));
+}
+
+int marker_decode(const uint8_t buf[MARKER_SIZE], uint64_t *durable_seq)
+{
+	if (memcmp(buf, MARKER_MAGIC, 8) || get_le32(buf + 28) != crc32c(0, buf, 28))
+		return -EBADMSG;
+	*durable_seq = get_le64(buf + 8);
+	return 0;
+}
+
 int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
 		       const char **problem)
 {
 	uint64_t chunk = UINT64_C(1) << rec->chunk_shift;
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
-	uint64_t table_off = record_data_offset(rec) + rec->length;
+	uint32_t *crcs = malloc(count ? (size_t)count * 4 : 1);
 	uint8_t *buf = malloc(chunk);
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int ret = -ENOMEM;
 
 	*problem = NULL;
-	if (!buf)
+	if (!buf || !crcs)
 		goto out;
-	ret = hasher_reset(hasher);
+	ret = pack_read_chunk_table(fd, rec, crcs);
+	if (ret == -EBADMSG)
+		*problem = "chunk table does not match its trailer";
 	if (ret < 0)
 		goto out;
-	for (uint64_t i = 0; i < count; i++) {
+	ret = hasher ? hasher_reset(hasher) : 0;
+	for (uint64_t i = 0; ret == 0 && i < count; i++) {
 		uint64_t n = i + 1 < count ? chunk : rec->length - i * chunk;
-		uint8_t stored[4];
 		ret = pread_full(fd, buf, n, record_data_offset(rec) + i * chunk);
-		if (ret < 0)
-			goto out;
-		ret = pread_full(fd, stored, 4, table_off + 4 * i);
-		if (ret < 0)
-			goto out;
-		if (crc32c(0, buf, n) != get_le32(stored)) {
+		if (ret == 0 && crc32c(0, buf, n) != crcs[i]) {
 			*problem = "chunk checksum mismatch";
 			ret = -EBADMSG;
-			goto out;
 		}
-		ret = hasher_update(hasher, buf, n);
-		if (ret < 0)
-			goto out;
+		if (ret == 0 && hasher)
+			ret = hasher_update(hasher, buf, n);
 	}
-	ret = hasher_final(hasher, hash);
-	if (ret < 0)
+	if (ret < 0 || !hasher)
 		goto out;
-	if (memcmp(hash, rec->hash, BLOBFS_HASH_SIZE)) {
+	ret = hasher_final(hasher, hash);
+	if (ret == 0 && memcmp(hash, rec->hash, BLOBFS_HASH_SIZE)) {
 		*problem = "content does not hash to the blob's name";
 		ret = -EBADMSG;
 	}
 out:
 	free(buf);
-	return ret == -EIO && !*problem ? (*problem = "record cut short", -EBADMSG) : ret;
+	free(crcs);
+	if (ret == -EIO && !*problem) {
+		*problem = "record cut short";
+		ret = -EBADMSG;
+	}
+	return ret;
 }

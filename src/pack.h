@@ -92,12 +92,27 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id);
 int pack_scan_next(struct pack_scan *scan, struct record_info *rec);
 
 /*
- * Reads a record's data and checks every chunk against its table and the
- * whole against the record's hash. Returns 0 when it all checks out,
+ * Reads a record's data and checks every chunk against its table and, when
+ * hasher is not NULL, the whole against the record's hash. Returns 0 when it all checks out,
  * -EBADMSG when something does not (what is written to *problem, a static
  * string), or another negative errno for an I/O error.
  */
 int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
 		       const char **problem);
+
+/* Reads the chunk table of a blob record (record_chunk_count entries) into
+ * crcs and checks it against the trailer: -EBADMSG if it does not match. */
+int pack_read_chunk_table(int fd, const struct record_info *rec, uint32_t *crcs);
+
+/* Tries to make sense of a record header that failed its checksum: fills
+ * hash and returns true when the bytes at least start with a record magic
+ * (for naming the probable victim of damage in a report). */
+bool record_header_guess_hash(int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE]);
+
+/* The durable marker of a store (docs/FORMAT.md): every record whose seq is
+ * at most the marker's was on stable storage when the marker was written. */
+#define MARKER_SIZE 32
+void marker_encode(uint64_t durable_seq, uint8_t out[MARKER_SIZE]);
+int marker_decode(const uint8_t buf[MARKER_SIZE], uint64_t *durable_seq);
 
 #endif

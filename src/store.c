@@ -27,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -40,6 +41,7 @@
  * header and the record header, both written at commit. */
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
 #define COPY_BUFFER_SIZE (1u << 20)
+#define MARKER_NAME "durable"
 #define PATH_SIZE 512
 
 struct pack_info {
@@ -48,6 +50,8 @@ struct pack_info {
 	uint64_t live_count; /* blob records the index points to */
 	uint64_t live_bytes; /* their record sizes */
 	uint64_t tombstone_count;
+	uint64_t max_seq;    /* of any record in it */
+	bool damaged;        /* has bytes that do not frame (fsck --repair's job) */
 };
 
 struct store {
@@ -64,25 +68,51 @@ struct store {
 	size_t pack_count, pack_capacity;
 	int active_fd; /* the pack small blobs are appended to, or -1 */
 	uint32_t active_id;
+
+	/* Durability: every record with seq <= durable_seq is on stable
+	 * storage (read and written with __atomic; changed under lock). */
+	uint64_t durable_seq;
+	int *sync_fds; /* written files to fsync and close at the next flush */
+	size_t sync_fd_count, sync_fd_capacity;
+	bool dir_dirty;      /* names in the store directory changed */
+	bool flush_failed;   /* the last flush of this store failed */
+	bool offline;        /* offline compaction: nothing else appends */
 };
 
 struct blobdb {
 	char *path;
 	struct blobdb_options opts;
-	int dirfd, stores_fd, trash_fd, lock_fd;
+	int dirfd, stores_fd, trash_fd, quarantine_fd, lock_fd;
 	pthread_mutex_t lock;
 	struct store **stores; /* sorted by name */
 	size_t store_count, store_capacity;
 	uint64_t staging_counter;
+	uint64_t min_free; /* bytes saves leave free on the disk */
+
+	/* The flusher thread and group commit (flush_lock guards these). */
+	pthread_mutex_t flush_lock;
+	pthread_cond_t flush_wake, flush_done;
+	pthread_t flusher;
+	bool flusher_running, flusher_stop, flush_requested;
+	uint64_t cycles_started, cycles_done;
 };
 
 struct blob_reader {
 	struct store *store;
 	int fd;
+	uint64_t record_offset;
 	uint64_t data_offset;
 	uint64_t length;
 	uint32_t pack_id;
+	unsigned chunk_shift;
 	uint8_t hash[BLOBFS_HASH_SIZE];
+	uint32_t *crcs; /* the chunk table, checked against its trailer */
+
+	/* A reader that reads the blob in order also checks its SHA-256
+	 * before it returns the last bytes. */
+	pthread_mutex_t lock;
+	struct hasher *hasher;
+	uint64_t hashed; /* bytes fed to hasher, in order */
 };
 
 struct blob_writer {
@@ -92,6 +122,8 @@ struct blob_writer {
 	char staging_name[64];
 	uint64_t size;
 	bool dirty; /* changed since the last commit */
+	int error;  /* a failed write or truncate: the content is not what the
+		     * writer wrote, so it must never be saved */
 	bool committed;
 	uint8_t committed_hash[BLOBFS_HASH_SIZE];
 
@@ -134,6 +166,98 @@ void blobdb_options_default(struct blobdb_options *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->pack_size_max = PACK_SIZE_MAX_DEFAULT;
 	opts->large_blob_min = LARGE_BLOB_MIN_DEFAULT;
+	opts->min_free = MIN_FREE_AUTO;
+	opts->flush_interval_ms = FLUSH_INTERVAL_MS_DEFAULT;
+	opts->compact_percent = COMPACT_PERCENT_DEFAULT;
+}
+
+/* -ENOSPC when writing need more bytes would eat into the reserve that
+ * deletes and compaction live on. */
+static int check_space(struct blobdb *db, uint64_t need)
+{
+	struct statvfs st;
+	uint64_t avail;
+
+	if (db->min_free == 0 || fstatvfs(db->stores_fd, &st) < 0)
+		return 0;
+	avail = (uint64_t)st.f_bavail * st.f_frsize;
+	return avail < need || avail - need < db->min_free ? -ENOSPC : 0;
+}
+
+/* Hands a written file to the next flush, which fsyncs and closes it.
+ * Called with store->lock held. On failure the file is synced here. */
+static void store_sync_later(struct store *store, int fd)
+{
+	if (store->sync_fd_count == store->sync_fd_capacity) {
+		size_t capacity = store->sync_fd_capacity ? 2 * store->sync_fd_capacity : 8;
+		int *fds = realloc(store->sync_fds, capacity * sizeof(*fds));
+		if (!fds) {
+			if (io->fsync(fd) < 0)
+				log_error("store %s: fsync: %s", store->name, strerror(errno));
+			io->close(fd);
+			return;
+		}
+		store->sync_fds = fds;
+		store->sync_fd_capacity = capacity;
+	}
+	store->sync_fds[store->sync_fd_count++] = fd;
+}
+
+/* Copies bytes [from, to) of a pack into DATADIR/quarantine/<store>/ before
+ * they are cut off, so that nothing is dropped unseen. */
+static int quarantine_bytes(struct store *store, int fd, uint32_t pack_id, uint64_t from,
+			    uint64_t to)
+{
+	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
+	uint8_t *buf = NULL;
+	int out = -1, ret;
+
+	if (io->mkdirat(store->db->quarantine_fd, store->name, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	pack_name(pack_id, pack);
+	snprintf(name, sizeof(name), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", store->name, pack,
+		 from, to, (long)time(NULL));
+	out = io->openat(store->db->quarantine_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			 0600);
+	ret = out < 0 ? -errno : 0;
+	if (ret == 0 && !(buf = malloc(COPY_BUFFER_SIZE)))
+		ret = -ENOMEM;
+	for (uint64_t pos = from; ret == 0 && pos < to;) {
+		size_t n = to - pos < COPY_BUFFER_SIZE ? (size_t)(to - pos) : COPY_BUFFER_SIZE;
+		ret = pread_full(fd, buf, n, pos);
+		if (ret == 0)
+			ret = pwrite_full(out, buf, n, pos - from);
+		pos += n;
+	}
+	if (ret == 0 && io->fsync(out) < 0)
+		ret = -errno;
+	if (out >= 0)
+		io->close(out);
+	free(buf);
+	if (ret == 0)
+		log_warning("store %s: %s bytes %" PRIu64 "..%" PRIu64 " kept in %s/quarantine/%s",
+			    store->name, pack, from, to, store->db->path, name);
+	return ret;
+}
+
+/* Cuts a pack at `at`, keeping the bytes cut in quarantine first. */
+static int store_cut_pack(struct store *store, int fd, uint32_t pack_id, uint64_t at,
+			  uint64_t size, const char *why)
+{
+	char pack[PACK_NAME_SIZE];
+	int ret;
+
+	pack_name(pack_id, pack);
+	log_warning("store %s: %s: %s at offset %" PRIu64 " (%" PRIu64 " bytes): cut off",
+		    store->name, pack, why, at, size - at);
+	ret = quarantine_bytes(store, fd, pack_id, at, size);
+	if (ret == 0 && io->ftruncate(fd, (off_t)at) < 0)
+		ret = -errno;
+	if (ret == 0 && io->fsync(fd) < 0)
+		ret = -errno;
+	if (ret < 0)
+		log_error("store %s: cannot cut %s: %s", store->name, pack, strerror(-ret));
+	return ret;
 }
 
 const char *blobdb_path(const struct blobdb *db)
@@ -273,18 +397,26 @@ static int store_replay_record(struct store *store, uint32_t pack_id,
 	return index_put(store->index, &entry);
 }
 
-static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
+/*
+ * Recovery of one pack at open. Records the durable marker vouches for are
+ * taken on their framing; newer ones may have been torn by a power cut, so
+ * their chunk checksums are read too, and the first that fails ends the pack
+ * (everything after it is newer still, so none of it was synced). A torn
+ * tail is cut off; a damaged record in the middle is skipped and reported.
+ */
+static int store_scan_pack(struct store *store, uint32_t pack_id)
 {
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
+	uint64_t tombstones = 0, max_seq = 0;
+	bool damaged = false;
 	struct pack_scan scan;
 	struct record_info rec;
-	uint64_t tombstones = 0;
 	int fd = -1, ret;
 
 	ret = store_pack_path(store, pack_id, path);
 	if (ret < 0)
 		goto out;
-	fd = io->openat(store->db->stores_fd, path, (newest ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+	fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
 		log_error("store %s: cannot open %s: %s", store->name, path, strerror(-ret));
@@ -293,39 +425,54 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
 	ret = pack_scan_open(&scan, fd, pack_id);
 	if (ret < 0) {
 		/* Without a valid header nothing in the file can be trusted to be
-		 * a pack of this store; leave it for fsck and keep going. */
+		 * a pack of this store; leave it for fsck --repair. */
 		log_error("store %s: %s has no valid pack header; ignoring it (run blobfs fsck)",
 			  store->name, path);
 		ret = 0;
 		goto out;
 	}
 	while ((ret = pack_scan_next(&scan, &rec)) != 0) {
+		const char *problem;
+		if (ret == -EBADMSG && scan.bad_end == scan.file_size) {
+			ret = store_cut_pack(store, fd, pack_id, scan.bad_start, scan.file_size,
+					     "torn tail");
+			if (ret < 0)
+				goto out;
+			scan.file_size = scan.bad_start;
+			break;
+		}
 		if (ret == -EBADMSG) {
-			if (scan.bad_end == scan.file_size && newest) {
-				log_warning("store %s: %s: torn tail at offset %" PRIu64
-					    " (%" PRIu64 " bytes) cut off",
-					    store->name, path, scan.bad_start,
-					    scan.file_size - scan.bad_start);
-				if (io->ftruncate(fd, (off_t)scan.bad_start) < 0) {
-					ret = -errno;
-					log_error("store %s: cannot truncate %s: %s", store->name,
-						  path, strerror(-ret));
-					goto out;
-				}
-				scan.file_size = scan.bad_start;
-			} else {
-				log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
-					  " skipped (run blobfs fsck)",
-					  store->name, path, scan.bad_start, scan.bad_end);
-			}
+			log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
+				  " skipped (run blobfs fsck)",
+				  store->name, path, scan.bad_start, scan.bad_end);
+			damaged = true;
 			continue;
 		}
 		if (ret < 0) {
 			log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
 			goto out;
 		}
+		if (rec.seq > store->durable_seq && rec.kind == RECORD_BLOB) {
+			ret = pack_verify_record(fd, &rec, NULL, &problem);
+			if (ret == -EBADMSG) {
+				hash_to_hex(rec.hash, hex);
+				log_warning("store %s: blob %s (seq %" PRIu64 ") was not synced before "
+					    "the last stop and is incomplete (%s)",
+					    store->name, hex, rec.seq, problem);
+				ret = store_cut_pack(store, fd, pack_id, rec.offset, scan.file_size,
+						     "unsynced record");
+				if (ret < 0)
+					goto out;
+				scan.file_size = rec.offset;
+				break;
+			}
+			if (ret < 0)
+				goto out;
+		}
 		if (rec.kind == RECORD_TOMBSTONE)
 			tombstones++;
+		if (rec.seq > max_seq)
+			max_seq = rec.seq;
 		ret = store_replay_record(store, pack_id, &rec);
 		if (ret < 0) {
 			hash_to_hex(rec.hash, hex);
@@ -334,12 +481,62 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, bool newest)
 		}
 	}
 	ret = pack_add(store, pack_id, scan.file_size);
-	if (ret == 0)
-		pack_find(store, pack_id)->tombstone_count = tombstones;
+	if (ret == 0) {
+		struct pack_info *p = pack_find(store, pack_id);
+		p->tombstone_count = tombstones;
+		p->max_seq = max_seq;
+		p->damaged = damaged;
+	}
+	/* Records the marker does not vouch for were verified just now; make
+	 * them durable before a new marker says so. */
+	if (ret == 0 && max_seq > store->durable_seq && io->fsync(fd) < 0) {
+		ret = -errno;
+		log_error("store %s: fsync %s: %s", store->name, path, strerror(-ret));
+	}
 out:
 	if (fd >= 0)
 		io->close(fd);
 	return ret;
+}
+
+static int store_write_marker(struct store *store, uint64_t seq)
+{
+	uint8_t buf[MARKER_SIZE];
+	char path[PATH_SIZE];
+	int fd, ret;
+
+	marker_encode(seq, buf);
+	ret = store_path(store, MARKER_NAME, path);
+	if (ret < 0)
+		return ret;
+	fd = io->openat(store->db->stores_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	ret = pwrite_full(fd, buf, sizeof(buf), 0);
+	if (ret == 0 && io->fsync(fd) < 0)
+		ret = -errno;
+	io->close(fd);
+	return ret;
+}
+
+/* Reads the store's durable marker; a missing or damaged one vouches for
+ * nothing, so that every record gets its checksums read. */
+static void store_read_marker(struct store *store)
+{
+	uint8_t buf[MARKER_SIZE];
+	char path[PATH_SIZE];
+	int fd;
+
+	store->durable_seq = 0;
+	if (store_path(store, MARKER_NAME, path) < 0)
+		return;
+	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (pread_full(fd, buf, sizeof(buf), 0) < 0 || marker_decode(buf, &store->durable_seq) < 0)
+		log_warning("store %s: durable marker unreadable; checking every record",
+			    store->name);
+	io->close(fd);
 }
 
 struct tombstone_list {
@@ -407,6 +604,8 @@ static int store_load(struct store *store)
 			/* Even a pack whose header is bad keeps its id taken. */
 			if (id >= store->next_pack_id)
 				store->next_pack_id = id + 1;
+		} else if (!strcmp(d->d_name, MARKER_NAME)) {
+			continue;
 		} else if (!strncmp(d->d_name, "staging-", 8)) {
 			/* An incoming blob that was never committed before a crash. */
 			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
@@ -424,8 +623,9 @@ static int store_load(struct store *store)
 	}
 	if (id_count)
 		qsort(ids, id_count, sizeof(*ids), compare_u32);
+	store_read_marker(store);
 	for (size_t i = 0; i < id_count; i++) {
-		ret = store_scan_pack(store, ids[i], i + 1 == id_count);
+		ret = store_scan_pack(store, ids[i]);
 		if (ret < 0)
 			goto out;
 	}
@@ -436,6 +636,14 @@ static int store_load(struct store *store)
 		index_remove(store->index, tombstones.hashes[i]);
 	index_foreach(store->index, account_entry, store);
 	ret = 0;
+	if (store->next_seq - 1 > store->durable_seq) {
+		ret = store_write_marker(store, store->next_seq - 1);
+		if (ret == 0)
+			store->durable_seq = store->next_seq - 1;
+		else
+			log_error("store %s: cannot write its durable marker: %s", store->name,
+				  strerror(-ret));
+	}
 out:
 	if (dir)
 		closedir(dir);
@@ -454,6 +662,7 @@ static int store_new(struct blobdb *db, const char *name, struct store **out)
 	store->db = db;
 	store->active_fd = -1;
 	store->next_seq = 1;
+	store->next_pack_id = 1; /* 0 means no pack */
 	store->refcount = 1; /* the database's own reference */
 	store->name = strdup(name);
 	if (!store->name)
@@ -474,6 +683,9 @@ out:
 
 static void store_free(struct store *store)
 {
+	for (size_t i = 0; i < store->sync_fd_count; i++)
+		io->close(store->sync_fds[i]);
+	free(store->sync_fds);
 	if (store->active_fd >= 0)
 		io->close(store->active_fd);
 	index_free(store->index);
@@ -706,8 +918,11 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 
 	if (!db)
 		goto out;
-	db->dirfd = db->stores_fd = db->trash_fd = db->lock_fd = -1;
+	db->dirfd = db->stores_fd = db->trash_fd = db->quarantine_fd = db->lock_fd = -1;
 	pthread_mutex_init(&db->lock, NULL);
+	pthread_mutex_init(&db->flush_lock, NULL);
+	pthread_cond_init(&db->flush_wake, NULL);
+	pthread_cond_init(&db->flush_done, NULL);
 	if (opts)
 		db->opts = *opts;
 	else
@@ -747,11 +962,20 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 	ret = open_subdir(db->dirfd, "stores", &db->stores_fd);
 	if (ret == 0)
 		ret = open_subdir(db->dirfd, "trash", &db->trash_fd);
+	if (ret == 0)
+		ret = open_subdir(db->dirfd, "quarantine", &db->quarantine_fd);
 	if (ret < 0) {
 		log_error("cannot set up %s: %s", datadir, strerror(-ret));
 		goto out;
 	}
 	empty_trash(db);
+	db->min_free = db->opts.min_free;
+	if (db->min_free == MIN_FREE_AUTO) {
+		struct statvfs st;
+		uint64_t total = fstatvfs(db->stores_fd, &st) == 0 ?
+					 (uint64_t)st.f_blocks * st.f_frsize : 0;
+		db->min_free = total / 100 < (UINT64_C(64) << 20) ? total / 100 : UINT64_C(64) << 20;
+	}
 	ret = blobdb_load_stores(db);
 	if (ret < 0)
 		log_error("cannot load the stores of %s: %s", datadir, strerror(-ret));
@@ -769,33 +993,229 @@ int blobdb_statfs(struct blobdb *db, struct statvfs *st)
 	return fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
 }
 
-int blobdb_sync(struct blobdb *db)
+/*
+ * One flush of a store: fsyncs every file written since the last flush and
+ * the store directory if names changed, then writes the durable marker. The
+ * work happens outside store->lock; records written meanwhile wait for the
+ * next flush. A failure is sticky: after a failed fsync the kernel may have
+ * dropped the dirty pages, so the marker never moves again in this mount.
+ */
+static int store_flush(struct store *store)
 {
+	uint64_t target, durable = __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE);
+	int *fds = NULL, active = -1, ret = 0;
+	size_t count = 0;
+	bool dir_dirty;
+
+	pthread_mutex_lock(&store->lock);
+	target = store->next_seq - 1;
+	if (store->destroyed || store->flush_failed ||
+	    (target <= durable && !store->sync_fd_count && !store->dir_dirty)) {
+		ret = store->flush_failed && !store->destroyed ? -EIO : 0;
+		pthread_mutex_unlock(&store->lock);
+		return ret;
+	}
+	fds = store->sync_fds;
+	count = store->sync_fd_count;
+	store->sync_fds = NULL;
+	store->sync_fd_count = store->sync_fd_capacity = 0;
+	if (store->active_fd >= 0)
+		active = dup(store->active_fd);
+	dir_dirty = store->dir_dirty;
+	store->dir_dirty = false;
+	pthread_mutex_unlock(&store->lock);
+
+	for (size_t i = 0; i < count; i++) {
+		if (io->fsync(fds[i]) < 0 && ret == 0)
+			ret = -errno;
+		io->close(fds[i]);
+	}
+	if (active >= 0) {
+		if (io->fsync(active) < 0 && ret == 0)
+			ret = -errno;
+		close(active);
+	}
+	if (ret == 0 && dir_dirty)
+		ret = fsync_dir_at(store->db->stores_fd, store->name);
+	if (ret == 0 && target > durable)
+		ret = store_write_marker(store, target);
+
+	pthread_mutex_lock(&store->lock);
+	if (ret == 0 && target > durable)
+		__atomic_store_n(&store->durable_seq, target, __ATOMIC_RELEASE);
+	if (ret < 0 && !store->destroyed) {
+		store->flush_failed = true;
+		log_error("store %s: flushing to stable storage failed: %s; saves in this store "
+			  "are no longer made durable until it is mounted again",
+			  store->name, strerror(-ret));
+	}
+	pthread_mutex_unlock(&store->lock);
+	free(fds);
+	return ret;
+}
+
+/* Calls fn on every store, holding a reference but no lock. */
+static int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg)
+{
+	struct store **list;
+	size_t n;
 	int ret = 0;
 
 	pthread_mutex_lock(&db->lock);
-	for (size_t i = 0; i < db->store_count; i++) {
-		struct store *store = db->stores[i];
-		pthread_mutex_lock(&store->lock);
-		if (store->active_fd >= 0 && io->fsync(store->active_fd) < 0 && ret == 0)
-			ret = -errno;
-		pthread_mutex_unlock(&store->lock);
-		if (fsync_dir_at(db->stores_fd, store->name) < 0 && ret == 0)
-			ret = -errno;
+	n = db->store_count;
+	list = malloc((n ? n : 1) * sizeof(*list));
+	for (size_t i = 0; list && i < n; i++) {
+		list[i] = db->stores[i];
+		list[i]->refcount++;
 	}
 	pthread_mutex_unlock(&db->lock);
-	if (ret < 0)
-		log_error("%s: sync failed: %s", db->path, strerror(-ret));
+	if (!list)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int r = fn(list[i], arg);
+		if (r < 0 && ret == 0)
+			ret = r;
+		store_close(list[i]);
+	}
+	free(list);
 	return ret;
+}
+
+static int flush_one(struct store *store, void *arg)
+{
+	(void)arg;
+	return store_flush(store);
+}
+
+int blobdb_sync(struct blobdb *db)
+{
+	return blobdb_each_store(db, flush_one, NULL);
+}
+
+static void blobdb_compact_step(struct blobdb *db);
+
+static void deadline_after(struct timespec *t, unsigned ms)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+/*
+ * The background thread: a flush every flush_interval_ms, or at once when a
+ * store_sync asks. Everyone who asked while a flush ran is served by the next
+ * one, so concurrent syncs share one set of fsyncs (group commit).
+ */
+static void *flusher_main(void *arg)
+{
+	struct blobdb *db = arg;
+	unsigned since_compaction = 0;
+
+	pthread_mutex_lock(&db->flush_lock);
+	while (!db->flusher_stop) {
+		struct timespec deadline;
+		bool timer;
+		deadline_after(&deadline, db->opts.flush_interval_ms);
+		while (!db->flush_requested && !db->flusher_stop &&
+		       pthread_cond_timedwait(&db->flush_wake, &db->flush_lock, &deadline) == 0)
+			;
+		if (db->flusher_stop)
+			break;
+		timer = !db->flush_requested;
+		db->flush_requested = false;
+		db->cycles_started++;
+		pthread_mutex_unlock(&db->flush_lock);
+		blobdb_sync(db);
+		pthread_mutex_lock(&db->flush_lock);
+		db->cycles_done++;
+		pthread_cond_broadcast(&db->flush_done);
+		/* Compaction runs on quiet timer ticks, a pack at a time, so
+		 * that a waiting sync is never held up for long. */
+		if (timer && ++since_compaction >= 2 && !db->flush_requested) {
+			since_compaction = 0;
+			pthread_mutex_unlock(&db->flush_lock);
+			blobdb_compact_step(db);
+			pthread_mutex_lock(&db->flush_lock);
+		}
+	}
+	pthread_mutex_unlock(&db->flush_lock);
+	return NULL;
+}
+
+int blobdb_start(struct blobdb *db)
+{
+	int ret;
+
+	pthread_mutex_lock(&db->flush_lock);
+	ret = db->flusher_running ? 0 : -pthread_create(&db->flusher, NULL, flusher_main, db);
+	if (ret == 0)
+		db->flusher_running = true;
+	pthread_mutex_unlock(&db->flush_lock);
+	if (ret < 0)
+		log_error("cannot start the flusher thread: %s", strerror(-ret));
+	return ret;
+}
+
+static void blobdb_stop(struct blobdb *db)
+{
+	bool running;
+
+	pthread_mutex_lock(&db->flush_lock);
+	running = db->flusher_running;
+	db->flusher_stop = true;
+	pthread_cond_broadcast(&db->flush_wake);
+	pthread_mutex_unlock(&db->flush_lock);
+	if (running)
+		pthread_join(db->flusher, NULL);
+	pthread_mutex_lock(&db->flush_lock);
+	db->flusher_running = false;
+	pthread_cond_broadcast(&db->flush_done);
+	pthread_mutex_unlock(&db->flush_lock);
+}
+
+int store_sync(struct store *store)
+{
+	struct blobdb *db = store->db;
+	uint64_t target, my_cycle;
+	bool failed;
+
+	pthread_mutex_lock(&store->lock);
+	target = store->next_seq - 1;
+	failed = store->flush_failed;
+	pthread_mutex_unlock(&store->lock);
+	if (__atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) >= target)
+		return 0;
+	if (failed)
+		return -EIO;
+	pthread_mutex_lock(&db->flush_lock);
+	if (!db->flusher_running) {
+		pthread_mutex_unlock(&db->flush_lock);
+		return store_flush(store) < 0 ? -EIO : 0;
+	}
+	db->flush_requested = true;
+	my_cycle = db->cycles_started + 1;
+	pthread_cond_signal(&db->flush_wake);
+	while (db->flusher_running && db->cycles_done < my_cycle &&
+	       __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) < target)
+		pthread_cond_wait(&db->flush_done, &db->flush_lock);
+	pthread_mutex_unlock(&db->flush_lock);
+	if (__atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) >= target)
+		return 0;
+	return store_flush(store) < 0 ? -EIO : 0;
 }
 
 void blobdb_close(struct blobdb *db)
 {
 	if (!db)
 		return;
+	blobdb_stop(db);
 	if (db->stores_fd >= 0) {
 		blobdb_sync(db);
-		/* Large blobs' packs and removed files too: everything we wrote. */
+		/* Removed files and the trash too: everything we changed. */
 		if (!db->opts.read_only && io->syncfs(db->dirfd) < 0)
 			log_error("%s: syncfs: %s", db->path, strerror(errno));
 	}
@@ -806,11 +1226,16 @@ void blobdb_close(struct blobdb *db)
 		io->close(db->stores_fd);
 	if (db->trash_fd >= 0)
 		io->close(db->trash_fd);
+	if (db->quarantine_fd >= 0)
+		io->close(db->quarantine_fd);
 	if (db->lock_fd >= 0)
 		io->close(db->lock_fd); /* releases the flock */
 	if (db->dirfd >= 0)
 		io->close(db->dirfd);
 	pthread_mutex_destroy(&db->lock);
+	pthread_mutex_destroy(&db->flush_lock);
+	pthread_cond_destroy(&db->flush_wake);
+	pthread_cond_destroy(&db->flush_done);
 	free(db->path);
 	free(db);
 }
@@ -1030,7 +1455,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 	if (store->active_fd < 0 && store->pack_count > 0) {
 		/* Reuse the newest pack when it has room. */
 		p = &store->packs[store->pack_count - 1];
-		if (p->size + need <= store->db->opts.pack_size_max) {
+		if (p->size + need <= store->db->opts.pack_size_max && !p->damaged) {
 			ret = store_pack_path(store, p->id, path);
 			if (ret < 0)
 				return ret;
@@ -1048,21 +1473,17 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 			*out = p;
 			return 0;
 		}
-		io->close(store->active_fd);
+		store_sync_later(store, store->active_fd); /* full: rotate */
 		store->active_fd = -1;
 	}
-	ret = store_path(store, "", path);
-	if (ret < 0)
-		return ret;
 	fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	ret = pack_create(fd, store->next_pack_id, &store->active_fd);
-	if (ret == 0 && io->fsync(fd) < 0)
-		ret = -errno;
 	io->close(fd);
 	if (ret < 0)
 		return ret;
+	store->dir_dirty = true;
 	store->active_id = store->next_pack_id;
 	ret = pack_add(store, store->active_id, PACK_HEADER_SIZE);
 	if (ret < 0) {
@@ -1105,6 +1526,11 @@ static int store_append(struct store *store, struct record_info *rec, const void
 	struct pack_info *pack;
 	int ret;
 
+	if (rec->kind == RECORD_BLOB) {
+		ret = check_space(store->db, need);
+		if (ret < 0)
+			goto out;
+	}
 	ret = store_active_pack(store, need, &pack);
 	if (ret < 0)
 		goto out;
@@ -1124,6 +1550,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 		goto out;
 	}
 	pack->size += need;
+	pack->max_seq = rec->seq;
 	if (rec->kind == RECORD_BLOB)
 		store_index_record(store, pack->id, rec);
 	else
@@ -1141,7 +1568,8 @@ static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
 	struct pack_info *p = pack_find(store, pack_id);
 	char path[PATH_SIZE];
 
-	if (!p || p->live_count || p->tombstone_count || pack_id == store->active_id)
+	if (!p || p->live_count || p->tombstone_count ||
+	    (store->active_fd >= 0 && pack_id == store->active_id))
 		return;
 	if (store_pack_path(store, pack_id, path) < 0)
 		return;
@@ -1151,6 +1579,7 @@ static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
 		return;
 	}
 	pack_remove(store, pack_id);
+	store->dir_dirty = true;
 }
 
 int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
@@ -1182,50 +1611,83 @@ out:
 
 /* ---- reading ---- */
 
+static void blob_reader_free(struct blob_reader *reader)
+{
+	if (reader->fd >= 0)
+		io->close(reader->fd);
+	hasher_free(reader->hasher);
+	free(reader->crcs);
+	pthread_mutex_destroy(&reader->lock);
+	free(reader);
+}
+
 int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	      struct blob_reader **out)
 {
 	struct blob_reader *reader = NULL;
-	char path[PATH_SIZE];
+	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
+	struct record_info rec;
 	struct index_entry e;
+	uint64_t count;
 	int ret;
 
 	*out = NULL;
-	/* The pack is opened under the lock so that it cannot be dropped
-	 * between the lookup and the open. */
-	pthread_mutex_lock(&store->lock);
-	ret = store->destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
-	if (ret < 0)
-		goto out;
-	ret = -ENOMEM;
 	reader = calloc(1, sizeof(*reader));
 	if (!reader)
-		goto out;
-	ret = store_pack_path(store, e.pack_id, path);
+		return -ENOMEM;
+	reader->fd = -1;
+	pthread_mutex_init(&reader->lock, NULL);
+	ret = hasher_new(&reader->hasher);
 	if (ret < 0)
 		goto out;
-	reader->fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
-	if (reader->fd < 0) {
-		ret = -errno;
-		log_error("store %s: cannot open %s: %s", store->name, path, strerror(-ret));
-		ret = -EIO;
-		goto out;
+	/* The pack is opened under the lock so that it cannot be dropped or
+	 * compacted away between the lookup and the open. */
+	pthread_mutex_lock(&store->lock);
+	ret = store->destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	if (ret == 0)
+		ret = store_pack_path(store, e.pack_id, path);
+	if (ret == 0) {
+		reader->fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
+		if (reader->fd < 0)
+			ret = -errno;
 	}
-	reader->store = store;
+	pthread_mutex_unlock(&store->lock);
+	hash_to_hex(hash, hex);
+	if (ret < 0 && ret != -ENOENT) {
+		log_error("store %s: blob %s: cannot open pack %08x: %s", store->name, hex,
+			  e.pack_id, strerror(-ret));
+		ret = -EIO;
+	}
+	if (ret < 0)
+		goto out;
+	reader->record_offset = e.offset;
 	reader->data_offset = e.offset + RECORD_HEADER_SIZE;
 	reader->length = e.length;
 	reader->pack_id = e.pack_id;
+	reader->chunk_shift = e.chunk_shift;
 	memcpy(reader->hash, hash, BLOBFS_HASH_SIZE);
+	count = record_chunk_count(e.length, e.chunk_shift);
+	ret = -ENOMEM;
+	reader->crcs = malloc(count ? (size_t)count * 4 : 1);
+	if (!reader->crcs)
+		goto out;
+	rec = (struct record_info){ .offset = e.offset, .kind = RECORD_BLOB,
+				    .chunk_shift = e.chunk_shift, .seq = e.seq, .length = e.length };
+	ret = pack_read_chunk_table(reader->fd, &rec, reader->crcs);
+	if (ret < 0) {
+		log_error("store %s: blob %s: pack %08x offset %" PRIu64
+			  ": chunk table damaged (%s); the blob cannot be read",
+			  store->name, hex, e.pack_id, e.offset,
+			  ret == -EBADMSG ? "does not match its trailer" : strerror(-ret));
+		ret = -EIO;
+		goto out;
+	}
+	reader->store = store_hold(store);
 	ret = 0;
 out:
-	pthread_mutex_unlock(&store->lock);
 	if (ret < 0) {
-		free(reader);
+		blob_reader_free(reader);
 		reader = NULL;
-	} else {
-		pthread_mutex_lock(&store->db->lock);
-		store->refcount++;
-		pthread_mutex_unlock(&store->db->lock);
 	}
 	*out = reader;
 	return to_status(ret);
@@ -1236,42 +1698,100 @@ uint64_t blob_reader_length(const struct blob_reader *reader)
 	return reader->length;
 }
 
-int blob_read_extent(struct blob_reader *reader, uint64_t off, size_t size, int *fd,
-		     uint64_t *pos, size_t *len)
+/* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
+ * hash when they continue it, and checks the hash once it is complete. */
+static int reader_hash(struct blob_reader *reader, const uint8_t *buf, uint64_t start,
+		       uint64_t end)
 {
-	*fd = reader->fd;
-	*pos = reader->data_offset + off;
-	*len = off >= reader->length ? 0 :
-	       reader->length - off < size ? (size_t)(reader->length - off) : size;
-	return 0;
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	int ret = 0;
+
+	pthread_mutex_lock(&reader->lock);
+	if (start <= reader->hashed && reader->hashed < end) {
+		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
+				    (size_t)(end - reader->hashed));
+		reader->hashed = end;
+		if (ret == 0 && end == reader->length) {
+			ret = hasher_final(reader->hasher, hash);
+			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE))
+				ret = -EBADMSG;
+		}
+	}
+	pthread_mutex_unlock(&reader->lock);
+	return ret;
 }
 
 int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got)
 {
+	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
 	char hex[HASH_HEX_SIZE + 1];
-	uint64_t pos;
-	size_t len;
-	int fd, ret;
+	uint64_t end, span_start, span_end;
+	uint8_t *span = NULL;
+	int ret = 0;
 
-	blob_read_extent(reader, off, size, &fd, &pos, &len);
-	ret = pread_full(fd, buf, len, pos);
-	if (ret < 0) {
-		hash_to_hex(reader->hash, hex);
-		log_error("store %s: blob %s: reading pack %08x at %" PRIu64 ": %s",
-			  reader->store->name, hex, reader->pack_id, pos, strerror(-ret));
-		return -EIO;
+	*got = 0;
+	if (off >= reader->length || size == 0)
+		return 0;
+	end = reader->length - off < size ? reader->length : off + size;
+	/* Whole chunks are read so that each can be checked before any of its
+	 * bytes are handed out. */
+	span_start = off & ~(chunk - 1);
+	span_end = (end + chunk - 1) & ~(chunk - 1);
+	if (span_end > reader->length)
+		span_end = reader->length;
+	if (span_start == off && span_end == end) {
+		span = buf;
+	} else {
+		span = malloc((size_t)(span_end - span_start));
+		if (!span)
+			return -ENOMEM;
 	}
-	*got = len;
-	return 0;
+	ret = pread_full(reader->fd, span, (size_t)(span_end - span_start),
+			 reader->data_offset + span_start);
+	hash_to_hex(reader->hash, hex);
+	if (ret < 0) {
+		log_error("store %s: blob %s: reading pack %08x at offset %" PRIu64 ": %s",
+			  reader->store->name, hex, reader->pack_id,
+			  reader->data_offset + span_start, strerror(-ret));
+		ret = -EIO;
+		goto out;
+	}
+	for (uint64_t pos = span_start; pos < span_end; pos += chunk) {
+		uint64_t n = span_end - pos < chunk ? span_end - pos : chunk;
+		if (crc32c(0, span + (pos - span_start), (size_t)n) != reader->crcs[pos >> reader->chunk_shift]) {
+			log_error("store %s: blob %s: pack %08x offset %" PRIu64
+				  ": chunk %" PRIu64 " fails its checksum; read refused",
+				  reader->store->name, hex, reader->pack_id, reader->data_offset + pos,
+				  pos >> reader->chunk_shift);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	ret = reader_hash(reader, span, span_start, span_end);
+	if (ret == -EBADMSG)
+		log_error("store %s: blob %s: pack %08x record at %" PRIu64
+			  ": content does not hash to the blob's name; read refused",
+			  reader->store->name, hex, reader->pack_id, reader->record_offset);
+	if (ret < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	if (span != buf)
+		memcpy(buf, span + (off - span_start), (size_t)(end - off));
+	*got = (size_t)(end - off);
+out:
+	if (span != buf)
+		free(span);
+	return ret;
 }
 
 void blob_close(struct blob_reader *reader)
 {
 	if (!reader)
 		return;
-	io->close(reader->fd);
 	store_close(reader->store);
-	free(reader);
+	reader->store = NULL;
+	blob_reader_free(reader);
 }
 
 /* ---- saving ---- */
@@ -1450,8 +1970,10 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	}
 	store->next_pack_id = pack_id + 1;
 	store->next_seq = rec.seq + 1;
+	pack_find(store, pack_id)->max_seq = rec.seq;
 	store_index_record(store, pack_id, &rec);
-	io->close(w->fd);
+	store->dir_dirty = true;
+	store_sync_later(store, w->fd); /* the next flush makes it durable */
 	w->fd = -1;
 out:
 	pthread_mutex_unlock(&store->lock);
@@ -1556,12 +2078,19 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint6
 	if (off > RECORD_LENGTH_MAX || size > RECORD_LENGTH_MAX - off)
 		return -EFBIG;
 	pthread_mutex_lock(&w->lock);
-	if (w->fd < 0)
+	ret = w->error;
+	if (ret == 0 && w->fd < 0)
 		ret = writer_rematerialize(w);
+	if (ret == 0 && off + size > w->size)
+		ret = check_space(w->store->db, off + size - w->size);
 	if (ret == 0)
 		ret = pwrite_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
-	if (ret < 0)
+	if (ret < 0) {
+		/* A write that failed may have written part of its bytes: this
+		 * content is not what its writer meant, and is never saved. */
+		w->error = ret;
 		goto out;
+	}
 	w->dirty = true;
 	if (off + size > w->size)
 		w->size = off + size;
@@ -1603,12 +2132,15 @@ int blob_writer_truncate(struct blob_writer *w, uint64_t size)
 	if (size > RECORD_LENGTH_MAX)
 		return -EFBIG;
 	pthread_mutex_lock(&w->lock);
-	if (w->fd < 0)
+	ret = w->error;
+	if (ret == 0 && w->fd < 0)
 		ret = writer_rematerialize(w);
 	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
 		ret = -errno;
-	if (ret < 0)
+	if (ret < 0) {
+		w->error = ret;
 		goto out;
+	}
 	if (size < w->digested)
 		ret = writer_digest_reset(w);
 	w->size = size;
@@ -1635,6 +2167,9 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 	int ret = 0;
 
 	pthread_mutex_lock(&w->lock);
+	ret = w->error;
+	if (ret < 0)
+		goto out;
 	if (w->committed && !w->dirty) {
 		memcpy(hash, w->committed_hash, BLOBFS_HASH_SIZE);
 		if (blob_info(store, hash, NULL) == 0) {
@@ -1690,4 +2225,312 @@ int blob_save(struct store *store, const void *data, size_t len, uint8_t hash[BL
 		ret = blob_writer_commit(w, hash);
 	blob_writer_free(w);
 	return to_status(ret);
+}
+
+/* ---- compaction ---- */
+
+#define TOMBSTONE_SIZE (RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
+
+/* Bytes of a pack no live blob or tombstone uses. */
+static uint64_t pack_dead_bytes(const struct pack_info *p)
+{
+	uint64_t used = PACK_HEADER_SIZE + p->live_bytes + p->tombstone_count * TOMBSTONE_SIZE;
+	return p->size > used ? p->size - used : 0;
+}
+
+/* A pack compaction may rewrite: not appended to, wholly durable, readable. */
+static bool pack_compactable(const struct store *store, const struct pack_info *p)
+{
+	return !(store->active_fd >= 0 && p->id == store->active_id) &&
+	       (store->offline || p != &store->packs[store->pack_count - 1]) &&
+	       p->max_seq <= __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) && !p->damaged;
+}
+
+struct live_list {
+	uint32_t pack_id;
+	struct index_entry *entries;
+	size_t count, capacity;
+};
+
+static int collect_live(const struct index_entry *e, void *arg)
+{
+	struct live_list *list = arg;
+
+	if (e->pack_id != list->pack_id)
+		return 0;
+	if (list->count == list->capacity) {
+		size_t capacity = list->capacity ? 2 * list->capacity : 64;
+		struct index_entry *entries = realloc(list->entries, capacity * sizeof(*entries));
+		if (!entries)
+			return -ENOMEM;
+		list->entries = entries;
+		list->capacity = capacity;
+	}
+	list->entries[list->count++] = *e;
+	return 0;
+}
+
+static bool live_has(const struct live_list *list, const struct record_info *rec)
+{
+	for (size_t i = 0; i < list->count; i++)
+		if (list->entries[i].seq == rec->seq &&
+		    !memcmp(list->entries[i].hash, rec->hash, BLOBFS_HASH_SIZE))
+			return true;
+	return false;
+}
+
+/* Copies bytes [from, from + len) of in to out at *out_pos. */
+static int copy_range(int in, uint64_t from, int out, uint64_t *out_pos, uint64_t len,
+		      uint8_t *buf)
+{
+	int ret = 0;
+
+	while (ret == 0 && len) {
+		size_t n = len < COPY_BUFFER_SIZE ? (size_t)len : COPY_BUFFER_SIZE;
+		ret = pread_full(in, buf, n, from);
+		if (ret == 0)
+			ret = pwrite_full(out, buf, n, *out_pos);
+		from += n;
+		*out_pos += n;
+		len -= n;
+	}
+	return ret;
+}
+
+/*
+ * Rewrites one pack with only its live blobs (and, unless drop_tombstones,
+ * its tombstones), then retires it. The new pack is written under a staging
+ * name, made durable and only then renamed into place; the index moves to it
+ * and the old pack goes last. A crash at any step leaves either the old pack,
+ * or both (the same records twice, same seq: harmless), never neither.
+ * Readers holding the old pack open keep reading it.
+ */
+static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_tombstones)
+{
+	struct live_list live = { .pack_id = pack_id };
+	char from_path[PATH_SIZE], staging[PATH_SIZE], to_path[PATH_SIZE], name[64];
+	uint8_t header[PACK_HEADER_SIZE];
+	uint8_t *buf = NULL;
+	uint64_t out_pos = PACK_HEADER_SIZE, copied_live = 0, tombstones = 0, max_seq = 0;
+	struct pack_scan scan;
+	struct record_info rec;
+	uint32_t new_id;
+	int in = -1, out = -1, ret;
+	struct statvfs st;
+
+	pthread_mutex_lock(&store->lock);
+	ret = store->destroyed ? -ENOENT : index_foreach(store->index, collect_live, &live);
+	new_id = store->next_pack_id++;
+	pthread_mutex_unlock(&store->lock);
+	if (ret < 0)
+		goto out;
+	ret = store_pack_path(store, pack_id, from_path);
+	if (ret < 0)
+		goto out;
+	in = io->openat(store->db->stores_fd, from_path, O_RDONLY | O_CLOEXEC, 0);
+	ret = in < 0 ? -errno : pack_scan_open(&scan, in, pack_id);
+	if (ret < 0)
+		goto out;
+	/* Compaction may use the reserve, but not the last of the disk. */
+	for (size_t i = 0; i < live.count; i++)
+		copied_live += record_size(live.entries[i].length, live.entries[i].chunk_shift);
+	if (fstatvfs(store->db->stores_fd, &st) == 0 &&
+	    (uint64_t)st.f_bavail * st.f_frsize < copied_live + (UINT64_C(1) << 20)) {
+		log_warning("store %s: not enough free space to compact pack %08x (%" PRIu64
+			    " live bytes)", store->name, pack_id, copied_live);
+		ret = -ENOSPC;
+		goto out;
+	}
+	snprintf(name, sizeof(name), "staging-compact-%08x.tmp", new_id);
+	ret = store_path(store, name, staging);
+	if (ret == 0)
+		ret = store_pack_path(store, new_id, to_path);
+	if (ret < 0)
+		goto out;
+	out = io->openat(store->db->stores_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ret = out < 0 ? -errno : 0;
+	if (ret == 0 && !(buf = malloc(COPY_BUFFER_SIZE)))
+		ret = -ENOMEM;
+	if (ret < 0)
+		goto out;
+	pack_header_encode(new_id, header);
+	ret = pwrite_full(out, header, sizeof(header), 0);
+	copied_live = 0;
+	while (ret == 0 && (ret = pack_scan_next(&scan, &rec)) != 0) {
+		uint64_t size = record_size(rec.length, rec.chunk_shift);
+		if (ret < 0)
+			break; /* damage appeared since the pack was scanned: leave it */
+		if (rec.kind == RECORD_TOMBSTONE ? drop_tombstones : !live_has(&live, &rec))
+			continue;
+		/* Records are position-independent: copied byte for byte, so
+		 * their checksums travel with them. */
+		ret = copy_range(in, rec.offset, out, &out_pos, size, buf);
+		if (rec.kind == RECORD_TOMBSTONE)
+			tombstones++;
+		if (rec.seq > max_seq)
+			max_seq = rec.seq;
+	}
+	if (ret == 0 && io->fsync(out) < 0)
+		ret = -errno;
+	if (ret == 0 && io->renameat(store->db->stores_fd, staging, store->db->stores_fd, to_path) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = fsync_dir_at(store->db->stores_fd, store->name);
+	if (ret < 0) {
+		io->unlinkat(store->db->stores_fd, staging, 0);
+		goto out;
+	}
+
+	/* Move the index to the new pack; entries deleted or re-saved since
+	 * the copy are left alone (their copies are dead on arrival). */
+	pthread_mutex_lock(&store->lock);
+	ret = pack_add(store, new_id, out_pos);
+	if (ret == 0) {
+		struct pack_info *p = pack_find(store, new_id);
+		p->tombstone_count = tombstones;
+		p->max_seq = max_seq;
+	}
+	pack_scan_open(&scan, out, new_id);
+	while (ret == 0 && pack_scan_next(&scan, &rec) == 1) {
+		struct index_entry e;
+		if (rec.kind != RECORD_BLOB || index_lookup(store->index, rec.hash, &e) < 0 ||
+		    e.pack_id != pack_id || e.seq != rec.seq)
+			continue;
+		pack_account(store, &e, -1);
+		e.pack_id = new_id;
+		e.offset = rec.offset;
+		if (index_put(store->index, &e) == 0)
+			pack_account(store, &e, +1);
+	}
+	if (ret == 0 && pack_find(store, pack_id)->live_count == 0) {
+		if (io->unlinkat(store->db->stores_fd, from_path, 0) < 0)
+			log_warning("store %s: cannot remove compacted %s: %s", store->name,
+				    from_path, strerror(errno));
+		pack_remove(store, pack_id);
+		store->dir_dirty = true;
+	}
+	pthread_mutex_unlock(&store->lock);
+	if (ret == 0)
+		log_info("store %s: pack %08x compacted into %08x (%" PRIu64 " bytes kept)",
+			 store->name, pack_id, new_id, out_pos);
+out:
+	if (ret < 0 && ret != -ENOSPC && ret != -ENOENT)
+		log_error("store %s: compacting pack %08x failed: %s", store->name, pack_id,
+			  strerror(-ret));
+	if (in >= 0)
+		io->close(in);
+	if (out >= 0)
+		io->close(out);
+	free(buf);
+	free(live.entries);
+	return ret;
+}
+
+/* The next pack worth compacting at percent (0: any dead byte), or 0. */
+static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t after)
+{
+	uint32_t id = 0;
+
+	pthread_mutex_lock(&store->lock);
+	for (size_t i = 0; !store->destroyed && i < store->pack_count; i++) {
+		struct pack_info *p = &store->packs[i];
+		uint64_t dead = pack_dead_bytes(p);
+		if (p->id <= after || !pack_compactable(store, p) || dead == 0)
+			continue;
+		if (dead * 100 >= (uint64_t)percent * (p->size - PACK_HEADER_SIZE)) {
+			id = p->id;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&store->lock);
+	return id;
+}
+
+int store_compact(struct store *store, unsigned percent)
+{
+	uint32_t id = 0;
+	int ret = 0;
+
+	while (ret == 0 && (id = store_pick_pack(store, percent, id)) != 0)
+		ret = store_compact_pack(store, id, false);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static int compact_step_one(struct store *store, void *arg)
+{
+	uint32_t id = store_pick_pack(store, *(unsigned *)arg, 0);
+
+	/* One pack per store per step keeps each step short. */
+	return id ? store_compact_pack(store, id, false) : 0;
+}
+
+static void blobdb_compact_step(struct blobdb *db)
+{
+	unsigned percent = db->opts.compact_percent;
+
+	blobdb_each_store(db, compact_step_one, &percent);
+}
+
+/* Once no pack holds a dead blob record, no tombstone cancels anything:
+ * offline compaction then rewrites the packs that hold tombstones without
+ * them. Never online: a save could race with the check. */
+static int store_drop_tombstones(struct store *store)
+{
+	bool clean = true;
+	int ret = 0;
+
+	pthread_mutex_lock(&store->lock);
+	for (size_t i = 0; i < store->pack_count; i++)
+		if (pack_dead_bytes(&store->packs[i]) || store->packs[i].damaged)
+			clean = false;
+	pthread_mutex_unlock(&store->lock);
+	if (!clean)
+		return 0;
+	for (uint32_t after = 0;;) {
+		uint32_t id = 0;
+		pthread_mutex_lock(&store->lock);
+		for (size_t i = 0; i < store->pack_count && !id; i++)
+			if (store->packs[i].id > after && store->packs[i].tombstone_count &&
+			    pack_compactable(store, &store->packs[i]))
+				id = store->packs[i].id;
+		pthread_mutex_unlock(&store->lock);
+		if (!id)
+			break;
+		after = id;
+		ret = store_compact_pack(store, id, true);
+		if (ret < 0)
+			break;
+	}
+	return ret;
+}
+
+static int compact_full(struct store *store, void *arg)
+{
+	FILE *progress = arg;
+	int ret;
+
+	if (progress)
+		fprintf(progress, "compacting store %s\n", store->name);
+	/* The newest pack is never rewritten while it might be appended to;
+	 * offline nothing is appended, so retire it as the active pack. */
+	pthread_mutex_lock(&store->lock);
+	if (store->active_fd >= 0) {
+		store_sync_later(store, store->active_fd);
+		store->active_fd = -1;
+	}
+	store->offline = true;
+	pthread_mutex_unlock(&store->lock);
+	ret = store_flush(store);
+	if (ret == 0)
+		ret = store_compact(store, 0);
+	if (ret == 0)
+		ret = store_drop_tombstones(store);
+	if (ret == 0)
+		ret = store_flush(store);
+	return ret;
+}
+
+int blobdb_compact(struct blobdb *db, FILE *progress)
+{
+	return blobdb_each_store(db, compact_full, progress);
 }

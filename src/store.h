@@ -16,17 +16,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "format.h"
 
 struct blobdb_options {
 	uint64_t pack_size_max;  /* small blobs are appended to a pack up to this size */
 	uint64_t large_blob_min; /* blobs this size or more get a pack of their own */
-	bool read_only;          /* open for checking only: no lock-file pid, no repairs */
+	uint64_t min_free;       /* bytes saves leave free on the disk, for deletes and
+				  * compaction; MIN_FREE_AUTO: 1% of the disk, <= 64 MiB */
+	unsigned flush_interval_ms; /* the longest a saved blob waits to be made durable */
+	unsigned compact_percent;   /* a pack is compacted once this share of it is dead */
+	bool read_only;          /* open for checking only: no lock-file pid */
 };
 
 #define PACK_SIZE_MAX_DEFAULT (UINT64_C(256) << 20)
 #define LARGE_BLOB_MIN_DEFAULT (UINT64_C(1) << 20)
+#define MIN_FREE_AUTO UINT64_MAX
+#define FLUSH_INTERVAL_MS_DEFAULT 1000
+#define COMPACT_PERCENT_DEFAULT 50
 
 void blobdb_options_default(struct blobdb_options *opts);
 
@@ -44,7 +52,16 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 void blobdb_close(struct blobdb *db);
 /* Records the calling process as the lock holder (after a daemonizing fork). */
 void blobdb_note_pid(struct blobdb *db);
+/* Starts the background thread that makes saves durable within
+ * flush_interval_ms and compacts packs. Without it, store_sync flushes in the
+ * caller's thread. Call after any fork (daemonizing). */
+int blobdb_start(struct blobdb *db);
+/* Makes everything written so far in every store durable. */
 int blobdb_sync(struct blobdb *db);
+/* Compacts every pack with any dead bytes and drops tombstones no longer
+ * needed (offline: `blobfs compact`). progress, if not NULL, gets a line per
+ * pack. */
+int blobdb_compact(struct blobdb *db, FILE *progress);
 struct statvfs;
 /* The free space of the file system the data directory is on. */
 int blobdb_statfs(struct blobdb *db, struct statvfs *st);
@@ -66,6 +83,12 @@ void store_close(struct store *store);
 /* Another counted reference to a store one already holds. */
 struct store *store_hold(struct store *store);
 const char *store_name(const struct store *store);
+/* Waits until every record written to the store so far is on stable storage
+ * (group commit: concurrent callers share the flushes). -EIO if it failed. */
+int store_sync(struct store *store);
+/* One compaction pass: rewrites the packs whose dead share is at least
+ * percent (and whose records are all durable). */
+int store_compact(struct store *store, unsigned percent);
 /* Calls fn for each store name in byte order, starting after `after` (NULL:
  * from the first); stops when fn returns non-zero and returns that value. */
 int store_list(struct blobdb *db, const char *after,
@@ -88,12 +111,11 @@ size_t blob_count(struct store *store);
 int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	      struct blob_reader **out);
 uint64_t blob_reader_length(const struct blob_reader *reader);
-/* Reads up to size bytes at off; *got is short only at the end of the blob. */
+/* Reads up to size bytes at off; *got is short only at the end of the blob.
+ * Every chunk is checked against its CRC32C before its bytes are returned,
+ * and a reader that reads the whole blob in order has the SHA-256 checked
+ * before the last bytes are returned: damage gives -EIO, never wrong bytes. */
 int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got);
-/* Where the bytes at off live, for zero-copy replies: a descriptor and
- * position valid until blob_close; *len is the bytes available there. */
-int blob_read_extent(struct blob_reader *reader, uint64_t off, size_t size, int *fd,
-		     uint64_t *pos, size_t *len);
 void blob_close(struct blob_reader *reader);
 
 /*
