@@ -160,7 +160,6 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 	struct record_info rec;
 	uint32_t new_id = (*next_id)++;
 	int out = -1, ret = buf ? 0 : -ENOMEM;
-	struct stat st;
 
 	pack_name(new_id, new_name);
 	snprintf(staging, sizeof(staging), "staging-repair-%08x.tmp", new_id);
@@ -174,12 +173,8 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 	}
 	/* Records describe themselves: even with a bad pack header the scan
 	 * can find them. */
-	memset(&scan, 0, sizeof(scan));
-	if (ret == 0 && io->fstat(fd, &st) < 0)
-		ret = -errno;
-	scan.fd = fd;
-	scan.file_size = (uint64_t)st.st_size;
-	scan.pos = scan.good_end = PACK_HEADER_SIZE;
+	if (ret == 0)
+		ret = pack_scan_open_headless(&scan, fd, 0);
 	while (ret == 0) {
 		const char *what;
 		int r = pack_scan_next(&scan, &rec);

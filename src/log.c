@@ -29,7 +29,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	char line[1024];
 	va_list ap;
 
-	if (level > max_level)
+	if (level > max_level || level < 0)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);

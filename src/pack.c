@@ -269,6 +269,20 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
 	return 0;
 }
 
+int pack_scan_open_headless(struct pack_scan *scan, int fd, uint32_t pack_id)
+{
+	struct stat st;
+
+	memset(scan, 0, sizeof(*scan));
+	if (io->fstat(fd, &st) < 0)
+		return -errno;
+	scan->fd = fd;
+	scan->pack_id = pack_id;
+	scan->file_size = (uint64_t)st.st_size;
+	scan->pos = scan->good_end = PACK_HEADER_SIZE;
+	return 0;
+}
+
 /* Checks that a whole record frames correctly at offset: header checksum,
  * fits in the file, trailer magic and seq, chunk table checksum. */
 static int record_check_frame(const struct pack_scan *scan, uint64_t offset,

@@ -80,6 +80,9 @@ struct pack_scan {
 
 /* Reads and checks the pack header. -EBADMSG if it is not a pack of this id. */
 int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id);
+/* Sets up a scan from the first record offset without trusting the pack
+ * header (records describe themselves): for salvage. */
+int pack_scan_open_headless(struct pack_scan *scan, int fd, uint32_t pack_id);
 
 /*
  * Returns 1 with the next well-framed record (header checksum, trailer and

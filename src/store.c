@@ -397,6 +397,49 @@ static int store_replay_record(struct store *store, uint32_t pack_id,
 	return index_put(store->index, &entry);
 }
 
+/* 1 when a pack whose header is bad holds a record the durable marker
+ * vouches for (so its header was synced once and got damaged later), 0 when
+ * everything in it is newer than the marker. */
+static int headless_pack_vouched(struct store *store, int fd, uint32_t pack_id)
+{
+	struct pack_scan scan;
+	struct record_info rec;
+	int ret = pack_scan_open_headless(&scan, fd, pack_id);
+
+	while (ret >= 0 && (ret = pack_scan_next(&scan, &rec)) != 0) {
+		if (ret == 1 && rec.seq <= store->durable_seq)
+			return 1;
+		if (ret == -EBADMSG)
+			ret = 0;
+	}
+	return ret;
+}
+
+/* Moves a whole file of the store into DATADIR/quarantine/<store>/. */
+static int quarantine_file(struct store *store, const char *path, uint32_t pack_id)
+{
+	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
+	int ret = 0;
+
+	if (io->mkdirat(store->db->quarantine_fd, store->name, 0700) < 0 && errno != EEXIST)
+		ret = -errno;
+	pack_name(pack_id, pack);
+	snprintf(name, sizeof(name), "%s/%s.%ld", store->name, pack, (long)time(NULL));
+	if (ret == 0 && io->renameat(store->db->stores_fd, path, store->db->quarantine_fd, name) < 0)
+		ret = -errno;
+	if (ret == 0)
+		ret = fsync_dir_at(store->db->stores_fd, store->name);
+	if (ret == 0 && io->fsync(store->db->quarantine_fd) < 0)
+		ret = -errno;
+	if (ret == 0)
+		log_warning("store %s: %s moved to %s/quarantine/%s", store->name, pack,
+			    store->db->path, name);
+	else
+		log_error("store %s: cannot move %s to quarantine: %s", store->name, pack,
+			  strerror(-ret));
+	return ret;
+}
+
 /*
  * Recovery of one pack at open. Records the durable marker vouches for are
  * taken on their framing; newer ones may have been torn by a power cut, so
@@ -423,34 +466,75 @@ static int store_scan_pack(struct store *store, uint32_t pack_id)
 		goto out;
 	}
 	ret = pack_scan_open(&scan, fd, pack_id);
+	if (ret == -EBADMSG) {
+		/* A header that never reached the disk (a power cut right after
+		 * the pack was made) or that was damaged later. */
+		damaged = true;
+		ret = headless_pack_vouched(store, fd, pack_id);
+		if (ret == 0) {
+			log_warning("store %s: %s has no valid header and nothing in it was synced",
+				    store->name, path);
+			ret = quarantine_file(store, path, pack_id);
+			goto out;
+		}
+		if (ret < 0)
+			goto out;
+		log_error("store %s: %s has a damaged header; its records are used (run blobfs "
+			  "fsck --repair)", store->name, path);
+		ret = pack_scan_open_headless(&scan, fd, pack_id);
+	}
 	if (ret < 0) {
-		/* Without a valid header nothing in the file can be trusted to be
-		 * a pack of this store; leave it for fsck --repair. */
-		log_error("store %s: %s has no valid pack header; ignoring it (run blobfs fsck)",
-			  store->name, path);
-		ret = 0;
+		log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
 		goto out;
 	}
+	/*
+	 * A pack is a synced prefix followed by what was appended since the
+	 * last flush, whose records all have seq > durable_seq. Damage followed
+	 * by such a record, or by nothing, lies in that unsynced part: it is the
+	 * torn end of an interrupted append and is cut off with everything after
+	 * it. Damage followed by a vouched record is real damage: skipped here,
+	 * reported, and left for fsck --repair.
+	 */
+	bool have_damage = false;
+	uint64_t damage_start = 0, damage_end = 0;
 	while ((ret = pack_scan_next(&scan, &rec)) != 0) {
 		const char *problem;
+		if (ret == -EBADMSG && !have_damage) {
+			have_damage = true;
+			damage_start = scan.bad_start;
+		}
 		if (ret == -EBADMSG && scan.bad_end == scan.file_size) {
-			ret = store_cut_pack(store, fd, pack_id, scan.bad_start, scan.file_size,
+			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
 					     "torn tail");
 			if (ret < 0)
 				goto out;
-			scan.file_size = scan.bad_start;
+			scan.file_size = damage_start;
+			have_damage = false;
 			break;
 		}
 		if (ret == -EBADMSG) {
-			log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
-				  " skipped (run blobfs fsck)",
-				  store->name, path, scan.bad_start, scan.bad_end);
-			damaged = true;
+			damage_end = scan.bad_end;
 			continue;
 		}
 		if (ret < 0) {
 			log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
 			goto out;
+		}
+		if (have_damage && rec.seq > store->durable_seq) {
+			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
+					     "torn append");
+			if (ret < 0)
+				goto out;
+			scan.file_size = damage_start;
+			have_damage = false;
+			break;
+		}
+		if (have_damage) {
+			log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
+				  " skipped (run blobfs fsck)",
+				  store->name, path, damage_start, damage_end);
+			damaged = true;
+			have_damage = false;
 		}
 		if (rec.seq > store->durable_seq && rec.kind == RECORD_BLOB) {
 			ret = pack_verify_record(fd, &rec, NULL, &problem);
@@ -2356,10 +2440,15 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	pack_header_encode(new_id, header);
 	ret = pwrite_full(out, header, sizeof(header), 0);
 	copied_live = 0;
-	while (ret == 0 && (ret = pack_scan_next(&scan, &rec)) != 0) {
+	while (ret == 0) {
+		int found = pack_scan_next(&scan, &rec);
+		if (found == 0)
+			break;
+		if (found < 0) {
+			ret = found; /* damage appeared since the pack was scanned: leave it */
+			break;
+		}
 		uint64_t size = record_size(rec.length, rec.chunk_shift);
-		if (ret < 0)
-			break; /* damage appeared since the pack was scanned: leave it */
 		if (rec.kind == RECORD_TOMBSTONE ? drop_tombstones : !live_has(&live, &rec))
 			continue;
 		/* Records are position-independent: copied byte for byte, so
