@@ -7,7 +7,8 @@
  * the next hole) and deletion shifts a run left (backward-shift deletion), so
  * the table is always a sorted array with holes, every entry at or after its
  * home, and no hole between an entry's home and the entry. There is no
- * wrap-around: a few spare slots at the end absorb the last runs.
+ * wrap-around: spare slots at the end absorb the last runs, and their number
+ * grows when a run needs more (keys sharing a long prefix all share a home).
  */
 #include "index.h"
 
@@ -15,18 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPARE_SLOTS 64
+#define SPARE_SLOTS_MIN 64
 #define MAX_LOAD_PERCENT 85
 
 struct index {
-	struct index_entry *slots; /* capacity + SPARE_SLOTS of them */
-	size_t capacity;
+	struct index_entry *slots; /* capacity + spare of them */
+	size_t capacity, spare;
 	size_t count;
 };
 
 static size_t slot_total(const struct index *index)
 {
-	return index->capacity + SPARE_SLOTS;
+	return index->capacity + index->spare;
 }
 
 static bool occupied(const struct index_entry *e)
@@ -43,13 +44,28 @@ static size_t home_slot(const struct index *index, const uint8_t hash[BLOBFS_HAS
 	return (size_t)(((unsigned __int128)prefix * index->capacity) >> 64);
 }
 
-static int index_alloc(struct index *index, size_t capacity)
+static int index_alloc(struct index *index, size_t capacity, size_t spare)
 {
-	index->slots = calloc(capacity + SPARE_SLOTS, sizeof(*index->slots));
+	index->slots = calloc(capacity + spare, sizeof(*index->slots));
 	if (!index->slots)
 		return -ENOMEM;
 	index->capacity = capacity;
+	index->spare = spare;
 	index->count = 0;
+	return 0;
+}
+
+/* More spare slots at the end: no entry moves, as homes do not change. */
+static int index_grow_spare(struct index *index)
+{
+	size_t spare = index->spare * 2, total = index->capacity + spare;
+	struct index_entry *slots = realloc(index->slots, total * sizeof(*slots));
+
+	if (!slots)
+		return -ENOMEM;
+	memset(slots + slot_total(index), 0, (total - slot_total(index)) * sizeof(*slots));
+	index->slots = slots;
+	index->spare = spare;
 	return 0;
 }
 
@@ -60,7 +76,7 @@ int index_new(struct index **out)
 
 	if (!index)
 		goto out;
-	ret = index_alloc(index, 64);
+	ret = index_alloc(index, 64, SPARE_SLOTS_MIN);
 out:
 	if (ret < 0) {
 		free(index);
@@ -126,22 +142,23 @@ static int index_place(struct index *index, const struct index_entry *entry)
 static int index_grow(struct index *index, size_t capacity)
 {
 	struct index old = *index;
-	int ret;
+	int ret = index_alloc(index, capacity, old.spare);
 
-	for (;;) {
-		ret = index_alloc(index, capacity);
-		if (ret < 0) {
-			*index = old;
-			return ret;
-		}
-		for (size_t i = 0; i < slot_total(&old) && ret == 0; i++)
-			if (occupied(&old.slots[i]))
-				ret = index_place(index, &old.slots[i]);
-		if (ret == 0)
-			break;
-		/* A pathological run of equal prefixes: try a roomier table. */
+	if (ret < 0) {
+		*index = old;
+		return ret;
+	}
+	for (size_t i = 0; i < slot_total(&old) && ret == 0; i++) {
+		if (!occupied(&old.slots[i]))
+			continue;
+		while ((ret = index_place(index, &old.slots[i])) == -ENOSPC)
+			if ((ret = index_grow_spare(index)) < 0)
+				break;
+	}
+	if (ret < 0) {
 		free(index->slots);
-		capacity *= 2;
+		*index = old;
+		return ret;
 	}
 	free(old.slots);
 	return 0;
@@ -165,7 +182,7 @@ int index_put(struct index *index, const struct index_entry *entry)
 			return ret;
 	}
 	while ((ret = index_place(index, entry)) == -ENOSPC) {
-		ret = index_grow(index, index->capacity * 2);
+		ret = index_grow_spare(index);
 		if (ret < 0)
 			return ret;
 	}

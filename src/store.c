@@ -113,12 +113,15 @@ struct blob_reader {
 	pthread_mutex_t lock;
 	struct hasher *hasher;
 	uint64_t hashed; /* bytes fed to hasher, in order */
+	bool corrupt;    /* the hash did not match: every later read fails too */
 };
 
 struct blob_writer {
 	struct store *store;
 	pthread_mutex_t lock;
 	int fd; /* staging file, or -1 once it became a pack */
+	int adopted_fd; /* that pack, kept open so its bytes stay reachable for
+			 * a later write even if the blob is deleted meanwhile */
 	char staging_name[64];
 	uint64_t size;
 	bool dirty; /* changed since the last commit */
@@ -1791,14 +1794,18 @@ static int reader_hash(struct blob_reader *reader, const uint8_t *buf, uint64_t 
 	int ret = 0;
 
 	pthread_mutex_lock(&reader->lock);
-	if (start <= reader->hashed && reader->hashed < end) {
+	if (reader->corrupt)
+		ret = -EBADMSG;
+	else if (start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;
 		if (ret == 0 && end == reader->length) {
 			ret = hasher_final(reader->hasher, hash);
-			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE))
+			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
+				reader->corrupt = true;
 				ret = -EBADMSG;
+			}
 		}
 	}
 	pthread_mutex_unlock(&reader->lock);
@@ -2057,6 +2064,7 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	pack_find(store, pack_id)->max_seq = rec.seq;
 	store_index_record(store, pack_id, &rec);
 	store->dir_dirty = true;
+	w->adopted_fd = dup(w->fd);
 	store_sync_later(store, w->fd); /* the next flush makes it durable */
 	w->fd = -1;
 out:
@@ -2065,34 +2073,32 @@ out:
 }
 
 /* After a large blob's staging file became its pack, a further write needs
- * a staging file again, holding the committed content. */
+ * a staging file again, holding the committed content: copied from that
+ * pack, which the writer keeps open (so a delete of the blob meanwhile does
+ * not take the bytes away). */
 static int writer_rematerialize(struct blob_writer *w)
 {
-	struct blob_reader *reader = NULL;
-	uint8_t *buf = NULL;
+	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
 	char hex[HASH_HEX_SIZE + 1];
-	uint64_t off = 0;
-	int ret;
+	int ret = buf ? 0 : -ENOMEM;
 
-	ret = blob_open(w->store, w->committed_hash, &reader);
-	if (ret < 0)
-		goto out;
-	ret = -ENOMEM;
-	buf = malloc(COPY_BUFFER_SIZE);
-	if (!buf)
-		goto out;
-	ret = writer_create_staging(w);
-	while (ret == 0 && off < reader->length) {
-		size_t got;
-		ret = blob_read(reader, buf, COPY_BUFFER_SIZE, off, &got);
+	if (ret == 0 && w->adopted_fd < 0)
+		ret = -EIO;
+	if (ret == 0)
+		ret = writer_create_staging(w);
+	for (uint64_t off = 0; ret == 0 && off < w->size;) {
+		size_t n = w->size - off < COPY_BUFFER_SIZE ? (size_t)(w->size - off) : COPY_BUFFER_SIZE;
+		ret = pread_full(w->adopted_fd, buf, n, STAGING_DATA_OFFSET + off);
 		if (ret == 0)
-			ret = pwrite_full(w->fd, buf, got, STAGING_DATA_OFFSET + off);
-		off += got;
+			ret = pwrite_full(w->fd, buf, n, STAGING_DATA_OFFSET + off);
+		off += n;
 	}
 	if (ret == 0)
 		ret = writer_digest_reset(w);
-out:
-	if (ret < 0) {
+	if (ret == 0) {
+		close(w->adopted_fd);
+		w->adopted_fd = -1;
+	} else {
 		hash_to_hex(w->committed_hash, hex);
 		log_error("store %s: cannot reopen saved blob %s for writing: %s",
 			  w->store->name, hex, strerror(-ret));
@@ -2106,7 +2112,6 @@ out:
 		ret = ret == -ENOSPC ? ret : -EIO;
 	}
 	free(buf);
-	blob_close(reader);
 	return ret;
 }
 
@@ -2118,7 +2123,7 @@ int blob_writer_new(struct store *store, struct blob_writer **out)
 	*out = NULL;
 	if (!w)
 		return to_status(ret);
-	w->fd = -1;
+	w->fd = w->adopted_fd = -1;
 	w->store = store;
 	pthread_mutex_init(&w->lock, NULL);
 	ret = hasher_new(&w->hasher);
@@ -2148,6 +2153,8 @@ void blob_writer_free(struct blob_writer *w)
 		if (store_path(w->store, w->staging_name, path) == 0)
 			io->unlinkat(w->store->db->stores_fd, path, 0);
 	}
+	if (w->adopted_fd >= 0)
+		close(w->adopted_fd);
 	hasher_free(w->hasher);
 	free(w->crcs);
 	pthread_mutex_destroy(&w->lock);
@@ -2161,6 +2168,8 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint6
 
 	if (off > RECORD_LENGTH_MAX || size > RECORD_LENGTH_MAX - off)
 		return -EFBIG;
+	if (size == 0)
+		return 0; /* as write(2): nothing written, nothing changes */
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
 	if (ret == 0 && w->fd < 0)
@@ -2491,13 +2500,17 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		if (index_put(store->index, &e) == 0)
 			pack_account(store, &e, +1);
 	}
-	if (ret == 0 && pack_find(store, pack_id)->live_count == 0) {
+	/* A delete meanwhile may have dropped the old pack already. */
+	struct pack_info *source = pack_find(store, pack_id);
+	if (ret == 0 && source && source->live_count == 0) {
 		if (io->unlinkat(store->db->stores_fd, from_path, 0) < 0)
 			log_warning("store %s: cannot remove compacted %s: %s", store->name,
 				    from_path, strerror(errno));
 		pack_remove(store, pack_id);
 		store->dir_dirty = true;
 	}
+	if (ret == 0)
+		store_drop_dead_pack(store, new_id); /* all deleted during the copy */
 	pthread_mutex_unlock(&store->lock);
 	if (ret == 0)
 		log_info("store %s: pack %08x compacted into %08x (%" PRIu64 " bytes kept)",
