@@ -36,6 +36,7 @@
 #define MAX_WRITE (1u << 20)
 #define DIR_TIMEOUT 1.0
 #define BLOB_TIMEOUT 3600.0
+#define INCOMING_ATTR_TIMEOUT 1.0
 
 enum node_kind { NODE_ROOT, NODE_STORE, NODE_INCOMING_DIR, NODE_BLOB, NODE_INCOMING };
 
@@ -374,16 +375,24 @@ static void node_attr(struct fs *fs, struct node *node, struct stat *st)
 	st->st_blocks = (st->st_size + 511) / 512;
 }
 
-static double node_timeout(const struct node *node)
+/* How long the kernel may trust a name. */
+static double entry_timeout(const struct node *node)
 {
 	switch (node->kind) {
 	case NODE_BLOB:
 		return BLOB_TIMEOUT; /* immutable; deletes go through the kernel */
 	case NODE_INCOMING:
-		return 0; /* the name goes away at flush; the size changes */
+		return 0; /* the name goes away at flush, behind the kernel's back */
 	default:
 		return DIR_TIMEOUT;
 	}
+}
+
+/* How long the kernel may trust attributes. An incoming file's size only
+ * changes through writes and truncates the kernel makes itself. */
+static double node_timeout(const struct node *node)
+{
+	return node->kind == NODE_INCOMING ? INCOMING_ATTR_TIMEOUT : entry_timeout(node);
 }
 
 /* Replies to a lookup-like request with node, taking a kernel reference.
@@ -394,7 +403,8 @@ static void reply_entry(fuse_req_t req, struct fs *fs, struct node *node)
 
 	memset(&e, 0, sizeof(e));
 	e.ino = ino_of(fs, node);
-	e.attr_timeout = e.entry_timeout = node_timeout(node);
+	e.entry_timeout = entry_timeout(node);
+	e.attr_timeout = node_timeout(node);
 	node_attr(fs, node, &e.attr);
 	node->nlookup++;
 	if (fuse_reply_entry(req, &e) != 0)
@@ -495,9 +505,15 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
 	if (ret == 0)
 		reply_entry(req, fs, node);
 	else if (ret == -ENOENT) {
-		/* A negative entry with no timeout: a save may create it soon. */
+		/* A blob name may appear at any moment (a save), so a miss in a
+		 * store is not cached. A name in incoming/ only ever appears
+		 * through a create the kernel itself makes, which replaces its
+		 * cached miss: there, misses are cached, saving a round trip per
+		 * file for tools that look before they create (cp). */
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
+		if (parent->kind == NODE_INCOMING_DIR)
+			e.entry_timeout = BLOB_TIMEOUT;
 		fuse_reply_entry(req, &e);
 	} else
 		reply_error(req, -ret, "lookup", parent, name, NULL);
@@ -875,6 +891,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 	}
 	memset(&e, 0, sizeof(e));
 	e.ino = ino_of(fs, node);
+	e.attr_timeout = node_timeout(node);
 	node_attr(fs, node, &e.attr);
 	fi->fh = (uintptr_t)node;
 	node->nlookup++;
@@ -1273,23 +1290,12 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &st);
 }
 
-static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	(void)ino;
-	(void)name;
-	(void)size;
-	fuse_reply_err(req, ENODATA);
-}
-
-static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	(void)ino;
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
-	else
-		fuse_reply_buf(req, NULL, 0);
-}
-
+/*
+ * No extended attributes. getxattr and listxattr are left unimplemented on
+ * purpose: the kernel then stops asking, where an ENODATA answer would cost
+ * a round trip on every write() (the kernel checks security.capability
+ * before each one). setxattr answers ENOTSUP explicitly, with a log line.
+ */
 static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 			size_t size, int flags)
 {
@@ -1297,13 +1303,6 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	(void)size;
 	(void)flags;
 	reply_error(req, ENOTSUP, "setxattr", node_of(fs_of(req), ino), NULL, name);
-}
-
-static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	(void)ino;
-	(void)name;
-	fuse_reply_err(req, ENODATA);
 }
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -1340,9 +1339,6 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.releasedir = fs_releasedir,
 	.statfs = fs_statfs,
 	.setxattr = fs_setxattr,
-	.getxattr = fs_getxattr,
-	.listxattr = fs_listxattr,
-	.removexattr = fs_removexattr,
 	.create = fs_create,
 };
 
@@ -1405,7 +1401,7 @@ int fs_run(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
 	if (!loop)
 		goto out;
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, 16);
+	fuse_loop_cfg_set_max_threads(loop, opts->threads);
 	ret = fuse_session_loop_mt(fs.session, loop);
 	/* A positive value is the signal that ended the loop: a clean stop. */
 	if (ret > 0)

@@ -13,6 +13,7 @@ struct fs_options {
 	bool foreground;
 	bool debug;
 	bool sync; /* -o sync: close() returns once the blob is durable */
+	unsigned threads; /* the most requests served at once */
 };
 
 /* Mounts, serves until unmounted or signalled, and unmounts. Returns 0 on a

@@ -37,6 +37,15 @@ static uint32_t get_le32(const uint8_t *p)
 	return le32toh(v);
 }
 
+/* Reserved bytes are zero in version 1: anything else is not this format. */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
 static uint64_t get_le64(const uint8_t *p)
 {
 	uint64_t v;
@@ -78,7 +87,7 @@ void pack_header_encode(uint32_t pack_id, uint8_t out[PACK_HEADER_SIZE])
 int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id)
 {
 	if (memcmp(buf, PACK_MAGIC, PACK_MAGIC_SIZE) || get_le32(buf + 28) != crc32c(0, buf, 28) ||
-	    get_le32(buf + 8) != PACK_VERSION)
+	    get_le32(buf + 8) != PACK_VERSION || !all_zero(buf + 16, 12))
 		return -EBADMSG;
 	*pack_id = get_le32(buf + 12);
 	return 0;
@@ -99,7 +108,8 @@ void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEAD
 int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
 			 struct record_info *rec)
 {
-	if (get_le32(buf) != RECORD_MAGIC || get_le32(buf + 60) != crc32c(0, buf, 60))
+	if (get_le32(buf) != RECORD_MAGIC || get_le32(buf + 60) != crc32c(0, buf, 60) ||
+	    !all_zero(buf + 6, 2) || !all_zero(buf + 56, 4))
 		return -EBADMSG;
 	rec->offset = offset;
 	rec->kind = buf[4];
@@ -437,7 +447,8 @@ void marker_encode(uint64_t durable_seq, uint8_t out[MARKER_SIZE])
 
 int marker_decode(const uint8_t buf[MARKER_SIZE], uint64_t *durable_seq)
 {
-	if (memcmp(buf, MARKER_MAGIC, 8) || get_le32(buf + 28) != crc32c(0, buf, 28))
+	if (memcmp(buf, MARKER_MAGIC, 8) || get_le32(buf + 28) != crc32c(0, buf, 28) ||
+	    !all_zero(buf + 16, 12))
 		return -EBADMSG;
 	*durable_seq = get_le64(buf + 8);
 	return 0;
@@ -449,7 +460,7 @@ int pack_verify_record(int fd, const struct record_info *rec, struct hasher *has
 	uint64_t chunk = UINT64_C(1) << rec->chunk_shift;
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
 	uint32_t *crcs = malloc(count ? (size_t)count * 4 : 1);
-	uint8_t *buf = malloc(chunk);
+	uint8_t *buf = malloc(rec->length < chunk ? (size_t)rec->length + 1 : chunk);
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int ret = -ENOMEM;
 

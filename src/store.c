@@ -42,6 +42,9 @@
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
 #define COPY_BUFFER_SIZE (1u << 20)
 #define MARKER_NAME "durable"
+/* Incoming content up to this size stays in the daemon's memory: a small
+ * blob then costs no staging file at all. */
+#define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
 #define PATH_SIZE 512
 
 struct pack_info {
@@ -119,7 +122,13 @@ struct blob_reader {
 struct blob_writer {
 	struct store *store;
 	pthread_mutex_t lock;
-	int fd; /* staging file, or -1 once it became a pack */
+	/* The content lives in memory while it is small (mem, not yet spilled),
+	 * then in a staging file (fd), which a large blob's commit turns into
+	 * its pack (fd -1 again, adopted_fd then reaches that pack). */
+	uint8_t *mem;
+	size_t mem_capacity;
+	bool in_memory;
+	int fd;
 	int adopted_fd; /* that pack, kept open so its bytes stay reachable for
 			 * a later write even if the blob is deleted meanwhile */
 	char staging_name[64];
@@ -1961,6 +1970,61 @@ static int writer_digest_reset(struct blob_writer *w)
 	return hasher_reset(w->hasher);
 }
 
+static int writer_create_staging(struct blob_writer *w);
+static int writer_rematerialize(struct blob_writer *w);
+
+/* Moves in-memory content to a staging file. */
+static int writer_spill(struct blob_writer *w)
+{
+	int ret = check_space(w->store->db, w->size);
+
+	if (ret == 0)
+		ret = writer_create_staging(w);
+	if (ret == 0)
+		ret = pwrite_full(w->fd, w->mem, (size_t)w->size, STAGING_DATA_OFFSET);
+	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
+		ret = -errno;
+	if (ret < 0)
+		return ret;
+	free(w->mem);
+	w->mem = NULL;
+	w->mem_capacity = 0;
+	w->in_memory = false;
+	return 0;
+}
+
+/* Makes the content writable where it is: in memory (grown to hold end
+ * bytes) or in a staging file. */
+static int writer_prepare(struct blob_writer *w, uint64_t end)
+{
+	if (w->in_memory && end > WRITER_MEMORY_MAX)
+		return writer_spill(w);
+	if (w->in_memory && end > w->mem_capacity) {
+		size_t capacity = w->mem_capacity ? w->mem_capacity : 4096;
+		uint8_t *mem;
+		while (capacity < end)
+			capacity *= 2;
+		mem = realloc(w->mem, capacity);
+		if (!mem)
+			return -ENOMEM;
+		memset(mem + w->mem_capacity, 0, capacity - w->mem_capacity);
+		w->mem = mem;
+		w->mem_capacity = capacity;
+	}
+	if (!w->in_memory && w->fd < 0)
+		return writer_rematerialize(w);
+	return 0;
+}
+
+static int writer_content_read(struct blob_writer *w, void *buf, size_t size, uint64_t off)
+{
+	if (w->in_memory) {
+		memcpy(buf, w->mem + off, size);
+		return 0;
+	}
+	return pread_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
+}
+
 /* Hashes what the digest does not cover yet by reading it back: only needed
  * when the writes were not sequential (or the file was grown by truncate). */
 static int writer_digest_finish(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
@@ -1976,7 +2040,7 @@ static int writer_digest_finish(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_
 	while (ret == 0 && w->digested < w->size) {
 		uint64_t left = w->size - w->digested;
 		size_t n = left < COPY_BUFFER_SIZE ? (size_t)left : COPY_BUFFER_SIZE;
-		ret = pread_full(w->fd, buf, n, STAGING_DATA_OFFSET + w->digested);
+		ret = writer_content_read(w, buf, n, w->digested);
 		if (ret == 0)
 			ret = writer_feed(w, buf, n);
 	}
@@ -2124,11 +2188,10 @@ int blob_writer_new(struct store *store, struct blob_writer **out)
 	if (!w)
 		return to_status(ret);
 	w->fd = w->adopted_fd = -1;
+	w->in_memory = true;
 	w->store = store;
 	pthread_mutex_init(&w->lock, NULL);
 	ret = hasher_new(&w->hasher);
-	if (ret == 0)
-		ret = writer_create_staging(w);
 	if (ret < 0) {
 		w->store = NULL;
 		blob_writer_free(w);
@@ -2155,6 +2218,7 @@ void blob_writer_free(struct blob_writer *w)
 	}
 	if (w->adopted_fd >= 0)
 		close(w->adopted_fd);
+	free(w->mem);
 	hasher_free(w->hasher);
 	free(w->crcs);
 	pthread_mutex_destroy(&w->lock);
@@ -2172,11 +2236,15 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint6
 		return 0; /* as write(2): nothing written, nothing changes */
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
-	if (ret == 0 && w->fd < 0)
-		ret = writer_rematerialize(w);
+	if (ret == 0)
+		ret = writer_prepare(w, off + size);
+	/* The reserve is checked as the content grows, in memory too, so that
+	 * a full disk shows at write() already. */
 	if (ret == 0 && off + size > w->size)
 		ret = check_space(w->store->db, off + size - w->size);
-	if (ret == 0)
+	if (ret == 0 && w->in_memory)
+		memcpy(w->mem + off, buf, size);
+	else if (ret == 0)
 		ret = pwrite_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
 	if (ret < 0) {
 		/* A write that failed may have written part of its bytes: this
@@ -2204,13 +2272,12 @@ int blob_writer_read(struct blob_writer *w, void *buf, size_t size, uint64_t off
 
 	pthread_mutex_lock(&w->lock);
 	*got = 0;
-	if (w->fd < 0)
-		ret = writer_rematerialize(w);
+	ret = writer_prepare(w, 0);
 	if (ret < 0 || off >= w->size)
 		goto out;
 	if (w->size - off < size)
 		size = (size_t)(w->size - off);
-	ret = pread_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
+	ret = writer_content_read(w, buf, size, off);
 	if (ret == 0)
 		*got = size;
 out:
@@ -2226,9 +2293,12 @@ int blob_writer_truncate(struct blob_writer *w, uint64_t size)
 		return -EFBIG;
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
-	if (ret == 0 && w->fd < 0)
-		ret = writer_rematerialize(w);
-	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
+	if (ret == 0)
+		ret = writer_prepare(w, size);
+	if (ret == 0 && w->in_memory && size < w->size)
+		memset(w->mem + size, 0, (size_t)(w->size - size)); /* regrowth reads zeros */
+	else if (ret == 0 && !w->in_memory &&
+		 io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
 		ret = -errno;
 	if (ret < 0) {
 		w->error = ret;
@@ -2270,14 +2340,18 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 			goto out;
 		}
 	}
-	if (w->fd < 0)
-		ret = writer_rematerialize(w);
+	ret = writer_prepare(w, 0);
 	if (ret == 0)
 		ret = writer_digest_finish(w, hash);
 	if (ret < 0)
 		goto out;
 	if (w->size >= store->db->opts.large_blob_min) {
-		ret = store_adopt_staging(store, w, hash);
+		if (w->in_memory)
+			ret = writer_spill(w);
+		if (ret == 0)
+			ret = store_adopt_staging(store, w, hash);
+	} else if (w->in_memory) {
+		ret = store_save_small(store, hash, w->mem ? w->mem : (uint8_t *)"", w->size, w->crcs);
 	} else {
 		ret = -ENOMEM;
 		data = malloc(w->size ? (size_t)w->size : 1);
