@@ -1309,6 +1309,9 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	conn->max_write = MAX_WRITE;
+	/* Blobs never change, so cached pages never need checking against the
+	 * attributes (on every read, with auto_inval_data). */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 }

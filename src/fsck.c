@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "hash.h"
 #include "index.h"
 #include "io.h"
@@ -321,6 +322,87 @@ repair:
 	return ret;
 }
 
+struct checkpoint_check {
+	struct fsck *fsck;
+	int store_fd;
+	int fd;           /* the pack last opened */
+	uint32_t pack_id; /* ...and its id */
+	unsigned long long bad;
+};
+
+/* Each entry must point at a blob record with its hash, length and seq. */
+static int check_checkpoint_entry(const struct index_entry *e, void *arg)
+{
+	struct checkpoint_check *c = arg;
+	uint8_t header[RECORD_HEADER_SIZE];
+	char hex[HASH_HEX_SIZE + 1], pack[PACK_NAME_SIZE];
+	struct record_info rec;
+
+	if (c->fd < 0 || c->pack_id != e->pack_id) {
+		if (c->fd >= 0)
+			io->close(c->fd);
+		pack_name(e->pack_id, pack);
+		c->fd = io->openat(c->store_fd, pack, O_RDONLY | O_CLOEXEC, 0);
+		c->pack_id = e->pack_id;
+	}
+	if (c->fd >= 0 && pread_full(c->fd, header, sizeof(header), e->offset) == 0 &&
+	    record_header_decode(header, e->offset, &rec) == 0 && rec.kind == RECORD_BLOB &&
+	    rec.seq == e->seq && rec.length == e->length &&
+	    !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE))
+		return 0;
+	hash_to_hex(e->hash, hex);
+	pack_name(e->pack_id, pack);
+	if (c->bad++ < 20)
+		problem(c->fsck, "index checkpoint: blob %s: %s offset %" PRIu64
+			" does not hold its record", hex, pack, e->offset);
+	else
+		c->fsck->report->problems++;
+	return 0;
+}
+
+/* The persisted index against the packs. With repair, a checkpoint that
+ * does not match (or that a repaired pack made stale) is removed: the next
+ * mount scans the packs and the next clean unmount writes a new one. */
+static void fsck_checkpoint(struct fsck *fsck, int store_fd, bool packs_repaired)
+{
+	struct checkpoint_check c = { .fsck = fsck, .store_fd = store_fd, .fd = -1 };
+	struct checkpoint_header h;
+	struct checkpoint_pack *packs = NULL;
+	struct index *entries = NULL;
+	bool stale = false;
+	int ret = index_new(&entries);
+
+	if (ret == 0)
+		ret = checkpoint_read(store_fd, "checkpoint", &h, &packs, entries);
+	if (ret == -ENOENT)
+		goto out;
+	if (ret < 0) {
+		problem(fsck, "index checkpoint unreadable: %s",
+			ret == -EBADMSG ? "does not check out" : strerror(-ret));
+		c.bad++;
+	} else if (!checkpoint_usable(store_fd, &h, packs)) {
+		/* Packs it covers were compacted or removed since: a mount
+		 * ignores it and scans the packs. Not damage. */
+		fprintf(fsck->out, "store %s: note: index checkpoint out of date (the next mount "
+			"scans the packs)\n", fsck->store);
+		stale = true;
+	} else {
+		index_foreach(entries, check_checkpoint_entry, &c);
+	}
+	if (fsck->repair && (c.bad || stale || packs_repaired)) {
+		if (io->unlinkat(store_fd, "checkpoint", 0) == 0 && fsync_dir(store_fd) == 0)
+			fprintf(fsck->out, "store %s: index checkpoint removed (rebuilt from the packs "
+				"at the next mount)\n", fsck->store);
+		else
+			fsck->report->unrepaired += c.bad;
+	}
+out:
+	if (c.fd >= 0)
+		io->close(c.fd);
+	free(packs);
+	index_free(entries);
+}
+
 static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 {
 	struct index *seqs = NULL;
@@ -351,15 +433,19 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 		if (pack_parse_name(entries[i]->d_name, &id) && id >= next_id)
 			next_id = id + 1;
 	}
+	unsigned long long before = fsck->report->problems;
 	for (int i = 0; i < count && ret == 0; i++) {
 		uint32_t pack_id;
 		const char *file = entries[i]->d_name;
 		if (pack_parse_name(file, &pack_id))
 			ret = fsck_pack(fsck, store_fd, file, pack_id, seqs, &next_id);
-		else if (file[0] != '.' && strncmp(file, "staging-", 8) && strcmp(file, "durable"))
+		else if (file[0] != '.' && strncmp(file, "staging-", 8) && strcmp(file, "durable") &&
+			 strcmp(file, "checkpoint") && strcmp(file, "checkpoint.tmp"))
 			fprintf(fsck->out, "store %s: note: unexpected file %s (ignored)\n", name,
 				file);
 	}
+	if (ret == 0)
+		fsck_checkpoint(fsck, store_fd, fsck->report->problems > before);
 out:
 	for (int i = 0; i < count; i++)
 		free(entries[i]);

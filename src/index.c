@@ -164,6 +164,15 @@ static int index_grow(struct index *index, size_t capacity)
 	return 0;
 }
 
+int index_reserve(struct index *index, size_t count)
+{
+	size_t capacity = count / 70 * 100 + 64;
+
+	if (count * 100 <= index->capacity * MAX_LOAD_PERCENT || capacity <= index->capacity)
+		return 0;
+	return index_grow(index, capacity);
+}
+
 int index_put(struct index *index, const struct index_entry *entry)
 {
 	size_t i = index_position(index, entry->hash);

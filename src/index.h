@@ -34,6 +34,9 @@ size_t index_count(const struct index *index);
 int index_lookup(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE],
 		 struct index_entry *out);
 
+/* Makes room for count entries without further growth. */
+int index_reserve(struct index *index, size_t count);
+
 /* Inserts the entry, or replaces the one with the same hash. */
 int index_put(struct index *index, const struct index_entry *entry);
 

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "crc32c.h"
 #include "io.h"
 #include "hash.h"
@@ -42,6 +43,8 @@
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
 #define COPY_BUFFER_SIZE (1u << 20)
 #define MARKER_NAME "durable"
+#define CHECKPOINT_NAME "checkpoint"
+#define CHECKPOINT_STAGING_NAME "checkpoint.tmp"
 /* Incoming content up to this size stays in the daemon's memory: a small
  * blob then costs no staging file at all. */
 #define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
@@ -54,6 +57,7 @@ struct pack_info {
 	uint64_t live_bytes; /* their record sizes */
 	uint64_t tombstone_count;
 	uint64_t max_seq;    /* of any record in it */
+	uint64_t last_offset, last_seq; /* its last record (0: none) */
 	bool damaged;        /* has bytes that do not frame (fsck --repair's job) */
 };
 
@@ -459,10 +463,10 @@ static int quarantine_file(struct store *store, const char *path, uint32_t pack_
  * (everything after it is newer still, so none of it was synced). A torn
  * tail is cut off; a damaged record in the middle is skipped and reported.
  */
-static int store_scan_pack(struct store *store, uint32_t pack_id)
+static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start)
 {
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
-	uint64_t tombstones = 0, max_seq = 0;
+	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0;
 	bool damaged = false;
 	struct pack_scan scan;
 	struct record_info rec;
@@ -499,6 +503,8 @@ static int store_scan_pack(struct store *store, uint32_t pack_id)
 		log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
 		goto out;
 	}
+	if (start > PACK_HEADER_SIZE) /* the checkpoint accounts for what precedes */
+		scan.pos = scan.good_end = start;
 	/*
 	 * A pack is a synced prefix followed by what was appended since the
 	 * last flush, whose records all have seq > durable_seq. Damage followed
@@ -569,6 +575,8 @@ static int store_scan_pack(struct store *store, uint32_t pack_id)
 			tombstones++;
 		if (rec.seq > max_seq)
 			max_seq = rec.seq;
+		last_offset = rec.offset;
+		last_seq = rec.seq;
 		ret = store_replay_record(store, pack_id, &rec);
 		if (ret < 0) {
 			hash_to_hex(rec.hash, hex);
@@ -576,12 +584,21 @@ static int store_scan_pack(struct store *store, uint32_t pack_id)
 			goto out;
 		}
 	}
-	ret = pack_add(store, pack_id, scan.file_size);
-	if (ret == 0) {
-		struct pack_info *p = pack_find(store, pack_id);
-		p->tombstone_count = tombstones;
-		p->max_seq = max_seq;
-		p->damaged = damaged;
+	struct pack_info *p = pack_find(store, pack_id); /* from the checkpoint */
+	if (!p) {
+		ret = pack_add(store, pack_id, scan.file_size);
+		p = ret == 0 ? pack_find(store, pack_id) : NULL;
+	}
+	if (p) {
+		p->size = scan.file_size;
+		p->tombstone_count += tombstones;
+		if (max_seq > p->max_seq)
+			p->max_seq = max_seq;
+		if (last_offset) {
+			p->last_offset = last_offset;
+			p->last_seq = last_seq;
+		}
+		p->damaged |= damaged;
 	}
 	/* Records the marker does not vouch for were verified just now; make
 	 * them durable before a new marker says so. */
@@ -633,6 +650,114 @@ static void store_read_marker(struct store *store)
 		log_warning("store %s: durable marker unreadable; checking every record",
 			    store->name);
 	io->close(fd);
+}
+
+/*
+ * Loads the store's checkpoint, all or nothing: every pack it covers must
+ * still be there, as long, with its last covered record in place. Then its
+ * entries are the index and only what follows each covered prefix is
+ * scanned. Otherwise it is ignored and every pack is scanned: a partial use
+ * could let a pack scanned whole resurrect a blob whose tombstone only the
+ * checkpoint accounted for.
+ */
+static int store_load_checkpoint(struct store *store, int dir_fd, const uint32_t *ids,
+				 size_t id_count)
+{
+	struct checkpoint_header h;
+	struct checkpoint_pack *packs = NULL;
+	int ret = checkpoint_read(dir_fd, CHECKPOINT_NAME, &h, &packs, store->index);
+	bool usable = ret == 0;
+
+	if (ret < 0 && ret != -ENOENT)
+		log_warning("store %s: index checkpoint unusable (%s); scanning every pack",
+			    store->name, strerror(-ret));
+	(void)ids;
+	(void)id_count;
+	if (usable && !checkpoint_usable(dir_fd, &h, packs))
+		usable = false;
+	if (!usable) {
+		if (ret == 0) {
+			log_info("store %s: index checkpoint is out of date; scanning every pack",
+				 store->name);
+			io->unlinkat(dir_fd, CHECKPOINT_NAME, 0);
+		}
+		index_free(store->index);
+		store->index = NULL;
+		ret = index_new(&store->index);
+		goto out;
+	}
+	for (uint32_t i = 0; ret == 0 && i < h.pack_count; i++) {
+		ret = pack_add(store, packs[i].id, packs[i].size);
+		if (ret == 0) {
+			struct pack_info *p = pack_find(store, packs[i].id);
+			p->tombstone_count = packs[i].tombstone_count;
+			p->max_seq = packs[i].max_seq;
+			p->last_offset = packs[i].last_offset;
+			p->last_seq = packs[i].last_seq;
+			p->damaged = packs[i].damaged;
+		}
+	}
+	if (h.next_seq > store->next_seq)
+		store->next_seq = h.next_seq;
+	if (h.next_pack_id > store->next_pack_id)
+		store->next_pack_id = h.next_pack_id;
+out:
+	free(packs);
+	return ret;
+}
+
+/* Writes the index as the store's checkpoint (at a clean close, after the
+ * last flush: everything it covers is durable). */
+static int store_write_checkpoint(struct store *store)
+{
+	struct checkpoint_header h = { 0 };
+	struct checkpoint_pack *packs = NULL;
+	int dir_fd = -1, ret = 0;
+
+	pthread_mutex_lock(&store->lock);
+	if (store->destroyed || store->flush_failed)
+		goto out;
+	ret = -ENOMEM;
+	packs = calloc(store->pack_count ? store->pack_count : 1, sizeof(*packs));
+	if (!packs)
+		goto out;
+	for (size_t i = 0; i < store->pack_count; i++) {
+		struct pack_info *p = &store->packs[i];
+		packs[i] = (struct checkpoint_pack){ .id = p->id, .size = p->size,
+			.tombstone_count = p->tombstone_count, .max_seq = p->max_seq,
+			.last_offset = p->last_offset, .last_seq = p->last_seq,
+			.damaged = p->damaged };
+	}
+	h.pack_count = (uint32_t)store->pack_count;
+	h.entry_count = index_count(store->index);
+	h.next_seq = store->next_seq;
+	h.next_pack_id = store->next_pack_id;
+	dir_fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = dir_fd < 0 ? -errno : 0;
+	if (ret == 0)
+		ret = checkpoint_write(dir_fd, CHECKPOINT_STAGING_NAME, &h, packs, store->index);
+	if (ret == 0 && io->renameat(dir_fd, CHECKPOINT_STAGING_NAME, dir_fd, CHECKPOINT_NAME) < 0)
+		ret = -errno;
+	if (ret == 0 && io->fsync(dir_fd) < 0)
+		ret = -errno;
+	if (ret < 0) {
+		log_error("store %s: cannot write its index checkpoint: %s", store->name,
+			  strerror(-ret));
+		if (dir_fd >= 0)
+			io->unlinkat(dir_fd, CHECKPOINT_STAGING_NAME, 0);
+	}
+out:
+	pthread_mutex_unlock(&store->lock);
+	if (dir_fd >= 0)
+		io->close(dir_fd);
+	free(packs);
+	return ret;
+}
+
+static int checkpoint_one(struct store *store, void *arg)
+{
+	(void)arg;
+	return store_write_checkpoint(store);
 }
 
 struct tombstone_list {
@@ -700,8 +825,10 @@ static int store_load(struct store *store)
 			/* Even a pack whose header is bad keeps its id taken. */
 			if (id >= store->next_pack_id)
 				store->next_pack_id = id + 1;
-		} else if (!strcmp(d->d_name, MARKER_NAME)) {
+		} else if (!strcmp(d->d_name, MARKER_NAME) || !strcmp(d->d_name, CHECKPOINT_NAME)) {
 			continue;
+		} else if (!strcmp(d->d_name, CHECKPOINT_STAGING_NAME)) {
+			io->unlinkat(dirfd(dir), d->d_name, 0);
 		} else if (!strncmp(d->d_name, "staging-", 8)) {
 			/* An incoming blob that was never committed before a crash. */
 			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
@@ -720,11 +847,20 @@ static int store_load(struct store *store)
 	if (id_count)
 		qsort(ids, id_count, sizeof(*ids), compare_u32);
 	store_read_marker(store);
+	ret = store_load_checkpoint(store, dirfd(dir), ids, id_count);
+	if (ret < 0)
+		goto out;
 	for (size_t i = 0; i < id_count; i++) {
-		ret = store_scan_pack(store, ids[i]);
+		struct pack_info *p = pack_find(store, ids[i]);
+		ret = store_scan_pack(store, ids[i], p ? p->size : 0);
 		if (ret < 0)
 			goto out;
 	}
+	/* Sequence numbers never go back below what the marker vouches for,
+	 * even when the newest records are gone (tombstones dropped offline):
+	 * a reused number would pass as durable without ever being synced. */
+	if (store->next_seq <= store->durable_seq)
+		store->next_seq = store->durable_seq + 1;
 	ret = index_foreach(store->index, collect_tombstone, &tombstones);
 	if (ret < 0)
 		goto out;
@@ -1310,7 +1446,8 @@ void blobdb_close(struct blobdb *db)
 		return;
 	blobdb_stop(db);
 	if (db->stores_fd >= 0) {
-		blobdb_sync(db);
+		if (blobdb_sync(db) == 0 && !db->opts.read_only)
+			blobdb_each_store(db, checkpoint_one, NULL);
 		/* Removed files and the trash too: everything we changed. */
 		if (!db->opts.read_only && io->syncfs(db->dirfd) < 0)
 			log_error("%s: syncfs: %s", db->path, strerror(errno));
@@ -1647,6 +1784,8 @@ static int store_append(struct store *store, struct record_info *rec, const void
 	}
 	pack->size += need;
 	pack->max_seq = rec->seq;
+	pack->last_offset = rec->offset;
+	pack->last_seq = rec->seq;
 	if (rec->kind == RECORD_BLOB)
 		store_index_record(store, pack->id, rec);
 	else
@@ -2125,7 +2264,9 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	}
 	store->next_pack_id = pack_id + 1;
 	store->next_seq = rec.seq + 1;
-	pack_find(store, pack_id)->max_seq = rec.seq;
+	struct pack_info *adopted = pack_find(store, pack_id);
+	adopted->max_seq = adopted->last_seq = rec.seq;
+	adopted->last_offset = rec.offset;
 	store_index_record(store, pack_id, &rec);
 	store->dir_dirty = true;
 	w->adopted_fd = dup(w->fd);
@@ -2565,6 +2706,9 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	pack_scan_open(&scan, out, new_id);
 	while (ret == 0 && pack_scan_next(&scan, &rec) == 1) {
 		struct index_entry e;
+		struct pack_info *out_pack = pack_find(store, new_id);
+		out_pack->last_offset = rec.offset;
+		out_pack->last_seq = rec.seq;
 		if (rec.kind != RECORD_BLOB || index_lookup(store->index, rec.hash, &e) < 0 ||
 		    e.pack_id != pack_id || e.seq != rec.seq)
 			continue;

@@ -335,11 +335,15 @@ static int sim_renameat(int olddirfd, const char *oldpath, int newdirfd, const c
 		return fail();
 	if (absolute_path(olddirfd, oldpath, from) < 0 || absolute_path(newdirfd, newpath, to) < 0)
 		return -1;
-	/* A rename over an existing name cannot be undone here; the store
-	 * never does one. */
+	/* A rename over an existing name first parks the old file, as an
+	 * unlink would, so that both can be undone. */
 	if (stat(to, &st) == 0) {
-		errno = EEXIST;
-		return -1;
+		char held[PATH_MAX];
+		snprintf(held, sizeof(held), "%.3000s/held-%llu", sim.holding,
+			 (unsigned long long)++sim.held);
+		if (rename(to, held) < 0)
+			return -1;
+		add_name(NAME_UNLINK, to, held);
 	}
 	ret = rename(from, to);
 	if (ret == 0)

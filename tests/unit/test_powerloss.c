@@ -51,7 +51,7 @@ struct model_blob {
 
 static struct {
 	unsigned long iterations, crash_points, synced_checked, deletes_checked, listed_checked;
-	unsigned long syncs, saves, deletes, compactions;
+	unsigned long syncs, saves, deletes, compactions, remounts;
 } stats;
 
 static uint64_t rng_state;
@@ -277,6 +277,26 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 			 * dead is left for them to cancel. */
 			blobdb_compact(db, NULL);
 			stats.compactions++;
+		} else if (r < 97) {
+			/* A clean unmount and mount: writes an index checkpoint,
+			 * which the recovery after the coming cut may then use. */
+			store_close(store);
+			store = NULL;
+			blobdb_close(db);
+			db = NULL;
+			if (!simdisk_crashed() && blobdb_open(datadir, &opts, &db) == 0 &&
+			    store_open(db, "s", &store) == 0) {
+				stats.remounts++;
+				/* A clean close syncs everything: now all is synced. */
+				for (size_t i = 0; i < count; i++) {
+					if (blobs[i].last != UNKNOWN)
+						blobs[i].synced = blobs[i].last;
+					blobs[i].last = UNKNOWN;
+					blobs[i].saved_since = blobs[i].deleted_since = false;
+				}
+			} else {
+				break; /* the crash came during the remount */
+			}
 		} else if (count) {
 			struct model_blob *b = &blobs[rng() % count];
 			struct blob_reader *reader;
@@ -297,6 +317,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	simdisk_power_cut(rng());
 	store_close(store);
 	blobdb_close(db);
+	db = NULL;
 	simdisk_reset();
 
 	if (blobdb_open(datadir, &opts, &db) < 0 || store_open(db, "s", &store) < 0) {
@@ -381,10 +402,10 @@ int main(void)
 			iteration(root, seed, it, buf, buf2);
 	simdisk_uninstall();
 	printf("power-loss simulation: %lu iterations (seed %" PRIu64 "), %lu simulated power cuts; "
-	       "%lu saves, %lu deletes, %lu syncs, %lu compaction passes; checked %lu synced "
+	       "%lu saves, %lu deletes, %lu syncs, %lu compaction passes, %lu clean remounts; checked %lu synced "
 	       "blobs, %lu synced deletes, %lu listed blobs; %d failures\n",
 	       stats.iterations, seed, stats.crash_points, stats.saves, stats.deletes, stats.syncs,
-	       stats.compactions, stats.synced_checked, stats.deletes_checked,
+	       stats.compactions, stats.remounts, stats.synced_checked, stats.deletes_checked,
 	       stats.listed_checked, failures);
 	if (!failures)
 		remove_tree(root);

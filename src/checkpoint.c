@@ -1,0 +1,387 @@
+/*
+ * checkpoint.c - encoding, writing and reading of the persisted index
+ * (docs/FORMAT.md). Reading treats the file as untrusted: sizes are checked
+ * against the file's length before anything is allocated, entries must be in
+ * strictly increasing hash order and fit in the packs they name, and a
+ * CRC32C over the whole file must match.
+ */
+#include "checkpoint.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crc32c.h"
+#include "io.h"
+#include "pack.h"
+
+#define CHECKPOINT_VERSION 1
+#define CHECKPOINT_TRAILER_MAGIC 0x31584449u /* "IDX1" */
+#define BUFFER_SIZE (1u << 20)
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, 4);
+	return le32toh(v);
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return le64toh(v);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+void checkpoint_header_encode(const struct checkpoint_header *h,
+			      uint8_t out[CHECKPOINT_HEADER_SIZE])
+{
+	memset(out, 0, CHECKPOINT_HEADER_SIZE);
+	memcpy(out, CHECKPOINT_MAGIC, 8);
+	put_le32(out + 8, CHECKPOINT_VERSION);
+	put_le32(out + 12, h->pack_count);
+	put_le64(out + 16, h->entry_count);
+	put_le64(out + 24, h->next_seq);
+	put_le32(out + 32, h->next_pack_id);
+	put_le32(out + 60, crc32c(0, out, 60));
+}
+
+int checkpoint_header_decode(const uint8_t buf[CHECKPOINT_HEADER_SIZE],
+			     struct checkpoint_header *h)
+{
+	if (memcmp(buf, CHECKPOINT_MAGIC, 8) || get_le32(buf + 8) != CHECKPOINT_VERSION ||
+	    get_le32(buf + 60) != crc32c(0, buf, 60) || !all_zero(buf + 36, 24))
+		return -EBADMSG;
+	h->pack_count = get_le32(buf + 12);
+	h->entry_count = get_le64(buf + 16);
+	h->next_seq = get_le64(buf + 24);
+	h->next_pack_id = get_le32(buf + 32);
+	return 0;
+}
+
+void checkpoint_pack_encode(const struct checkpoint_pack *p, uint8_t out[CHECKPOINT_PACK_SIZE])
+{
+	memset(out, 0, CHECKPOINT_PACK_SIZE);
+	put_le32(out, p->id);
+	out[4] = p->damaged ? 1 : 0;
+	put_le64(out + 8, p->size);
+	put_le64(out + 16, p->tombstone_count);
+	put_le64(out + 24, p->max_seq);
+	put_le64(out + 32, p->last_offset);
+	put_le64(out + 40, p->last_seq);
+}
+
+int checkpoint_pack_decode(const uint8_t buf[CHECKPOINT_PACK_SIZE], struct checkpoint_pack *p)
+{
+	if (buf[4] > 1 || !all_zero(buf + 5, 3))
+		return -EBADMSG;
+	p->id = get_le32(buf);
+	p->damaged = buf[4];
+	p->size = get_le64(buf + 8);
+	p->tombstone_count = get_le64(buf + 16);
+	p->max_seq = get_le64(buf + 24);
+	p->last_offset = get_le64(buf + 32);
+	p->last_seq = get_le64(buf + 40);
+	if (p->id == 0 || p->size < PACK_HEADER_SIZE || p->size > RECORD_LENGTH_MAX ||
+	    (p->last_offset && (p->last_offset < PACK_HEADER_SIZE || p->last_offset >= p->size)))
+		return -EBADMSG;
+	return 0;
+}
+
+void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT_ENTRY_SIZE])
+{
+	memset(out, 0, CHECKPOINT_ENTRY_SIZE);
+	memcpy(out, e->hash, BLOBFS_HASH_SIZE);
+	put_le64(out + 32, e->offset);
+	put_le64(out + 40, e->length);
+	put_le64(out + 48, e->seq);
+	put_le32(out + 56, e->pack_id);
+	out[60] = e->chunk_shift;
+}
+
+int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct index_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	memcpy(e->hash, buf, BLOBFS_HASH_SIZE);
+	e->offset = get_le64(buf + 32);
+	e->length = get_le64(buf + 40);
+	e->seq = get_le64(buf + 48);
+	e->pack_id = get_le32(buf + 56);
+	e->chunk_shift = buf[60];
+	e->kind = RECORD_BLOB;
+	if (!all_zero(buf + 61, 3) || e->pack_id == 0 || e->chunk_shift < CHUNK_SHIFT_MIN ||
+	    e->chunk_shift > CHUNK_SHIFT_MAX || e->length > RECORD_LENGTH_MAX ||
+	    e->offset < PACK_HEADER_SIZE || e->offset > RECORD_LENGTH_MAX)
+		return -EBADMSG;
+	return 0;
+}
+
+/* A buffered writer that checksums everything it writes. */
+struct out {
+	int fd;
+	uint8_t *buf;
+	size_t used;
+	uint64_t pos;
+	uint32_t crc;
+	int error;
+};
+
+static void out_flush(struct out *o)
+{
+	if (o->error == 0 && o->used)
+		o->error = pwrite_full(o->fd, o->buf, o->used, o->pos);
+	o->pos += o->used;
+	o->used = 0;
+}
+
+static void out_put(struct out *o, const uint8_t *p, size_t n)
+{
+	o->crc = crc32c(o->crc, p, n);
+	if (o->used + n > BUFFER_SIZE)
+		out_flush(o);
+	memcpy(o->buf + o->used, p, n);
+	o->used += n;
+}
+
+struct write_entries {
+	struct out *out;
+	uint64_t count;
+};
+
+static int write_entry(const struct index_entry *e, void *arg)
+{
+	struct write_entries *w = arg;
+	uint8_t buf[CHECKPOINT_ENTRY_SIZE];
+
+	if (e->kind != RECORD_BLOB)
+		return 0;
+	checkpoint_entry_encode(e, buf);
+	out_put(w->out, buf, sizeof(buf));
+	w->count++;
+	return 0;
+}
+
+int checkpoint_write(int dirfd, const char *name, const struct checkpoint_header *h,
+		     const struct checkpoint_pack *packs, const struct index *index)
+{
+	struct out o = { .fd = -1 };
+	struct write_entries w = { .out = &o };
+	uint8_t buf[CHECKPOINT_HEADER_SIZE > CHECKPOINT_PACK_SIZE ? CHECKPOINT_HEADER_SIZE
+								     : CHECKPOINT_PACK_SIZE];
+	int ret = -ENOMEM;
+
+	o.buf = malloc(BUFFER_SIZE);
+	if (!o.buf)
+		goto out;
+	o.fd = io->openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (o.fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	checkpoint_header_encode(h, buf);
+	out_put(&o, buf, CHECKPOINT_HEADER_SIZE);
+	for (uint32_t i = 0; i < h->pack_count; i++) {
+		checkpoint_pack_encode(&packs[i], buf);
+		out_put(&o, buf, CHECKPOINT_PACK_SIZE);
+	}
+	index_foreach(index, write_entry, &w);
+	ret = -EINVAL;
+	if (w.count != h->entry_count)
+		goto out; /* the caller's count must match what is written */
+	put_le32(buf, CHECKPOINT_TRAILER_MAGIC);
+	put_le32(buf + 4, o.crc);
+	out_put(&o, buf, CHECKPOINT_TRAILER_SIZE);
+	out_flush(&o);
+	ret = o.error;
+	if (ret == 0 && io->fsync(o.fd) < 0)
+		ret = -errno;
+out:
+	if (o.fd >= 0)
+		io->close(o.fd);
+	free(o.buf);
+	return ret;
+}
+
+/* A buffered reader that checksums everything it reads. */
+struct in {
+	int fd;
+	uint8_t *buf;
+	size_t have, used;
+	uint64_t pos;
+	uint32_t crc;
+};
+
+static int in_get(struct in *r, uint8_t *p, size_t n, bool checksum)
+{
+	while (n) {
+		if (r->used == r->have) {
+			ssize_t got = io->pread(r->fd, r->buf, BUFFER_SIZE, (off_t)r->pos);
+			if (got < 0)
+				return -errno;
+			if (got == 0)
+				return -EBADMSG;
+			r->pos += (uint64_t)got;
+			r->have = (size_t)got;
+			r->used = 0;
+		}
+		size_t k = r->have - r->used < n ? r->have - r->used : n;
+		memcpy(p, r->buf + r->used, k);
+		if (checksum)
+			r->crc = crc32c(r->crc, p, k);
+		r->used += k;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
+		    struct checkpoint_pack **packs_out, struct index *index)
+{
+	struct in r = { .fd = -1 };
+	struct checkpoint_pack *packs = NULL;
+	uint8_t buf[CHECKPOINT_ENTRY_SIZE], prev[BLOBFS_HASH_SIZE];
+	struct stat st;
+	int ret;
+
+	*packs_out = NULL;
+	r.fd = io->openat(dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+	if (r.fd < 0)
+		return -errno;
+	ret = io->fstat(r.fd, &st) < 0 ? -errno : 0;
+	r.buf = malloc(BUFFER_SIZE);
+	if (ret == 0 && !r.buf)
+		ret = -ENOMEM;
+	if (ret == 0)
+		ret = in_get(&r, buf, CHECKPOINT_HEADER_SIZE, true);
+	if (ret == 0)
+		ret = checkpoint_header_decode(buf, h);
+	if (ret < 0)
+		goto out;
+	/* The counts must add up to the file's length exactly, before they
+	 * size anything. */
+	ret = -EBADMSG;
+	if (h->pack_count > (uint64_t)st.st_size / CHECKPOINT_PACK_SIZE ||
+	    h->entry_count > (uint64_t)st.st_size / CHECKPOINT_ENTRY_SIZE ||
+	    (uint64_t)st.st_size != CHECKPOINT_HEADER_SIZE +
+					    (uint64_t)h->pack_count * CHECKPOINT_PACK_SIZE +
+					    h->entry_count * CHECKPOINT_ENTRY_SIZE +
+					    CHECKPOINT_TRAILER_SIZE)
+		goto out;
+	ret = index_reserve(index, (size_t)h->entry_count);
+	if (ret < 0)
+		goto out;
+	ret = -ENOMEM;
+	packs = calloc(h->pack_count ? h->pack_count : 1, sizeof(*packs));
+	if (!packs)
+		goto out;
+	for (uint32_t i = 0; i < h->pack_count; i++) {
+		ret = in_get(&r, buf, CHECKPOINT_PACK_SIZE, true);
+		if (ret == 0)
+			ret = checkpoint_pack_decode(buf, &packs[i]);
+		if (ret == 0 && i && packs[i].id <= packs[i - 1].id)
+			ret = -EBADMSG; /* sorted, no duplicates */
+		if (ret < 0)
+			goto out;
+	}
+	for (uint64_t i = 0; i < h->entry_count; i++) {
+		struct index_entry e;
+		struct checkpoint_pack *p = NULL;
+		size_t lo = 0, hi = h->pack_count;
+		ret = in_get(&r, buf, CHECKPOINT_ENTRY_SIZE, true);
+		if (ret == 0)
+			ret = checkpoint_entry_decode(buf, &e);
+		if (ret == 0 && i && memcmp(prev, e.hash, BLOBFS_HASH_SIZE) >= 0)
+			ret = -EBADMSG;
+		while (ret == 0 && lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (packs[mid].id == e.pack_id) {
+				p = &packs[mid];
+				break;
+			}
+			if (packs[mid].id < e.pack_id)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (ret == 0 && (!p || e.offset > p->size ||
+				 record_size(e.length, e.chunk_shift) > p->size - e.offset))
+			ret = -EBADMSG;
+		if (ret == 0)
+			ret = index_put(index, &e);
+		if (ret < 0)
+			goto out;
+		memcpy(prev, e.hash, BLOBFS_HASH_SIZE);
+	}
+	{
+		uint32_t crc = r.crc;
+		ret = in_get(&r, buf, CHECKPOINT_TRAILER_SIZE, false);
+		if (ret == 0 && (get_le32(buf) != CHECKPOINT_TRAILER_MAGIC || get_le32(buf + 4) != crc))
+			ret = -EBADMSG;
+	}
+out:
+	if (ret < 0) {
+		free(packs);
+		packs = NULL;
+	}
+	*packs_out = packs;
+	if (r.fd >= 0)
+		io->close(r.fd);
+	free(r.buf);
+	return ret;
+}
+
+static bool checkpoint_pack_matches(int dirfd, const struct checkpoint_pack *cp)
+{
+	char name[PACK_NAME_SIZE];
+	uint8_t header[RECORD_HEADER_SIZE];
+	struct record_info rec;
+	struct stat st;
+	bool ok = false;
+	int fd;
+
+	pack_name(cp->id, name);
+	fd = io->openat(dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	if (io->fstat(fd, &st) == 0 && (uint64_t)st.st_size >= cp->size)
+		ok = !cp->last_offset ||
+		     (pread_full(fd, header, sizeof(header), cp->last_offset) == 0 &&
+		      record_header_decode(header, cp->last_offset, &rec) == 0 &&
+		      rec.seq == cp->last_seq && record_end(&rec) <= cp->size);
+	io->close(fd);
+	return ok;
+}
+
+bool checkpoint_usable(int dirfd, const struct checkpoint_header *h,
+		       const struct checkpoint_pack *packs)
+{
+	for (uint32_t i = 0; i < h->pack_count; i++)
+		if (!checkpoint_pack_matches(dirfd, &packs[i]))
+			return false;
+	return true;
+}

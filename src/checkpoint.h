@@ -1,0 +1,77 @@
+/*
+ * checkpoint.h - the persisted index of a store (docs/FORMAT.md, "Index
+ * checkpoint"): every live blob's index entry and, for each pack, how many of
+ * its bytes the entries cover. A mount loads it and scans only what was
+ * appended after it. The packs stay the source of truth: a checkpoint that
+ * does not check out, or that names a pack which no longer matches, is
+ * ignored and the packs are scanned whole.
+ */
+#ifndef BLOBFS_CHECKPOINT_H
+#define BLOBFS_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+
+#define CHECKPOINT_MAGIC "BLOBIDX1"
+#define CHECKPOINT_HEADER_SIZE 64
+#define CHECKPOINT_PACK_SIZE 48
+#define CHECKPOINT_ENTRY_SIZE 64
+#define CHECKPOINT_TRAILER_SIZE 8
+
+struct checkpoint_pack {
+	uint32_t id;
+	uint64_t size; /* bytes of the pack the entries account for */
+	uint64_t tombstone_count;
+	uint64_t max_seq;
+	/* The last record the entries account for (offset 0: none): a mount
+	 * checks it is still there, with this seq, before trusting the pack. */
+	uint64_t last_offset, last_seq;
+	uint8_t damaged;
+};
+
+struct checkpoint_header {
+	uint64_t next_seq;
+	uint64_t entry_count;
+	uint32_t pack_count;
+	uint32_t next_pack_id;
+};
+
+/* Header of 64 bytes: magic, version, counts, CRC32C of bytes 0..59. */
+void checkpoint_header_encode(const struct checkpoint_header *h,
+			      uint8_t out[CHECKPOINT_HEADER_SIZE]);
+int checkpoint_header_decode(const uint8_t buf[CHECKPOINT_HEADER_SIZE],
+			     struct checkpoint_header *h);
+void checkpoint_pack_encode(const struct checkpoint_pack *p, uint8_t out[CHECKPOINT_PACK_SIZE]);
+int checkpoint_pack_decode(const uint8_t buf[CHECKPOINT_PACK_SIZE], struct checkpoint_pack *p);
+void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT_ENTRY_SIZE]);
+int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct index_entry *e);
+
+/*
+ * Writes a checkpoint into a new file `name` in dirfd (then fsynced; the
+ * caller renames it into place). entries are read from the index in hash
+ * order.
+ */
+int checkpoint_write(int dirfd, const char *name, const struct checkpoint_header *h,
+		     const struct checkpoint_pack *packs, const struct index *index);
+
+/*
+ * Reads the checkpoint `name` from dirfd: the header into *h, the packs into
+ * a malloc()ed array *packs, and every entry into index (which should be
+ * empty). -ENOENT if there is none, -EBADMSG if anything does not check out
+ * (the index may then hold part of it: the caller starts over).
+ */
+int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
+		    struct checkpoint_pack **packs, struct index *index);
+
+/*
+ * Whether a mount may trust a checkpoint read from dirfd: every pack it
+ * covers must still be there, at least as long, with the record the
+ * checkpoint names as its last in place with the same seq.
+ */
+bool checkpoint_usable(int dirfd, const struct checkpoint_header *h,
+		       const struct checkpoint_pack *packs);
+
+#endif
