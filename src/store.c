@@ -83,6 +83,7 @@ struct store {
 	size_t sync_fd_count, sync_fd_capacity;
 	bool dir_dirty;      /* names in the store directory changed */
 	bool flush_failed;   /* the last flush of this store failed */
+	bool appended;       /* something was appended since the last flush */
 	bool offline;        /* offline compaction: nothing else appends */
 };
 
@@ -1244,6 +1245,11 @@ static int store_flush(struct store *store)
 	if (store->destroyed || store->flush_failed ||
 	    (target <= durable && !store->sync_fd_count && !store->dir_dirty)) {
 		ret = store->flush_failed && !store->destroyed ? -EIO : 0;
+		if (ret == 0 && store->active_fd >= 0 && !store->appended && target <= durable) {
+			/* Nothing appended since a flush synced it: let it go. */
+			io->close(store->active_fd);
+			store->active_fd = -1;
+		}
 		pthread_mutex_unlock(&store->lock);
 		return ret;
 	}
@@ -1251,8 +1257,16 @@ static int store_flush(struct store *store)
 	count = store->sync_fd_count;
 	store->sync_fds = NULL;
 	store->sync_fd_count = store->sync_fd_capacity = 0;
-	if (store->active_fd >= 0)
+	if (store->active_fd >= 0 && !store->appended) {
+		/* Idle since the last flush: give its descriptor back (the next
+		 * append reopens the pack), so that open descriptors follow the
+		 * stores being written, not all stores. */
+		active = store->active_fd;
+		store->active_fd = -1;
+	} else if (store->active_fd >= 0) {
 		active = dup(store->active_fd);
+	}
+	store->appended = false;
 	dir_dirty = store->dir_dirty;
 	store->dir_dirty = false;
 	pthread_mutex_unlock(&store->lock);
@@ -1783,6 +1797,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 		goto out;
 	}
 	pack->size += need;
+	store->appended = true;
 	pack->max_seq = rec->seq;
 	pack->last_offset = rec->offset;
 	pack->last_seq = rec->seq;
