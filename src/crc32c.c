@@ -84,3 +84,9 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 #endif
 	return ~crc32c_software(crc, buf, len);
 }
+
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&init_once, crc32c_init);
+	return ~crc32c_software(~crc, buf, len);
+}

@@ -11,4 +11,8 @@
  * 0xe3069283. */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
+/* The portable table-driven implementation alone (what runs on CPUs
+ * without SSE4.2), so that tests can check it against crc32c(). */
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
 #endif

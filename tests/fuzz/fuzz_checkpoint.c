@@ -1,0 +1,121 @@
+/*
+ * fuzz_checkpoint.c - the index checkpoint reader (src/checkpoint.c) on
+ * arbitrary files. Byte 0 of the input holds flags that repair what a
+ * fuzzer cannot guess (the magic, counts that add up to the length, the
+ * header and trailer checksums) so that inputs reach the entry decoding.
+ * Whatever the reader accepts must be written back to the very same bytes
+ * by checkpoint_write: the format has one encoding per index.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "index.h"
+
+static char dir[] = "/tmp/fuzz-checkpoint-XXXXXX";
+static int dir_fd = -1;
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int write_file(const char *name, const uint8_t *data, size_t size)
+{
+	int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+		__builtin_trap();
+	close(fd);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct checkpoint_header h;
+	struct checkpoint_pack *packs = NULL;
+	struct index *index = NULL;
+	uint8_t *file, *again;
+	size_t len;
+	unsigned flags;
+	int ret;
+
+	if (size < 1)
+		return 0;
+	if (dir_fd < 0) {
+		if (!mkdtemp(dir))
+			__builtin_trap();
+		dir_fd = open(dir, O_RDONLY | O_DIRECTORY);
+	}
+	flags = data[0];
+	len = size - 1;
+	if ((flags & 4) && len >= CHECKPOINT_HEADER_SIZE + CHECKPOINT_TRAILER_SIZE) {
+		/* Counts that fit the length: a few packs, then whole entries. */
+		size_t body = len - CHECKPOINT_HEADER_SIZE - CHECKPOINT_TRAILER_SIZE;
+		uint32_t pack_count = (uint32_t)(data[1 + 12] % 4);
+		if (body < (size_t)pack_count * CHECKPOINT_PACK_SIZE)
+			pack_count = 0;
+		body -= (size_t)pack_count * CHECKPOINT_PACK_SIZE;
+		len = CHECKPOINT_HEADER_SIZE + (size_t)pack_count * CHECKPOINT_PACK_SIZE +
+		      body / CHECKPOINT_ENTRY_SIZE * CHECKPOINT_ENTRY_SIZE + CHECKPOINT_TRAILER_SIZE;
+	}
+	file = malloc(len ? len : 1);
+	memcpy(file, data + 1, len);
+	if ((flags & 1) && len >= CHECKPOINT_HEADER_SIZE) {
+		memcpy(file, CHECKPOINT_MAGIC, 8);
+		put_le32(file + 8, 1);
+		if (flags & 4) {
+			size_t packs_size = len - CHECKPOINT_HEADER_SIZE - CHECKPOINT_TRAILER_SIZE;
+			uint32_t pack_count = (uint32_t)(data[1 + 12] % 4);
+			if (packs_size < (size_t)pack_count * CHECKPOINT_PACK_SIZE)
+				pack_count = 0;
+			put_le32(file + 12, pack_count);
+			put_le64(file + 16, (packs_size - (size_t)pack_count * CHECKPOINT_PACK_SIZE) /
+						    CHECKPOINT_ENTRY_SIZE);
+		}
+		memset(file + 36, 0, 24);
+		put_le32(file + 60, crc32c(0, file, 60));
+	}
+	if ((flags & 2) && len >= CHECKPOINT_HEADER_SIZE + CHECKPOINT_TRAILER_SIZE) {
+		put_le32(file + len - 8, 0x31584449u);
+		put_le32(file + len - 4, crc32c(0, file, len - 8));
+	}
+	write_file("checkpoint", file, len);
+	if (index_new(&index) < 0)
+		__builtin_trap();
+	ret = checkpoint_read(dir_fd, "checkpoint", &h, &packs, index);
+	if (ret == 0) {
+		/* Accepted: writing it again gives the same bytes. */
+		struct stat st;
+		if (checkpoint_write(dir_fd, "again", &h, packs, index) != 0)
+			__builtin_trap();
+		int fd = openat(dir_fd, "again", O_RDONLY);
+		if (fd < 0 || fstat(fd, &st) < 0 || (size_t)st.st_size != len)
+			__builtin_trap();
+		again = malloc(len ? len : 1);
+		if (read(fd, again, len) != (ssize_t)len || memcmp(again, file, len))
+			__builtin_trap();
+		free(again);
+		close(fd);
+		/* The packs are not there: a mount would not use it. */
+		if (h.pack_count && checkpoint_usable(dir_fd, &h, packs))
+			__builtin_trap();
+	} else if (ret != -EBADMSG && ret != -ENOMEM) {
+		__builtin_trap();
+	}
+	free(packs);
+	index_free(index);
+	free(file);
+	return 0;
+}
