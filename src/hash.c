@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <endian.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 _Static_assert(__BYTE_ORDER == __LITTLE_ENDIAN, "blobfs assumes a little-endian host");
 
@@ -71,14 +73,25 @@ int hash_buffer(const void *buf, size_t len, uint8_t out[BLOBFS_HASH_SIZE])
 	return 0;
 }
 
-void hash_to_hex(const uint8_t hash[BLOBFS_HASH_SIZE], char out[HASH_HEX_SIZE + 1])
+/* Two digits per byte from one table: listings print millions of names. */
+static char hex_pairs[256][2];
+static pthread_once_t hex_pairs_once = PTHREAD_ONCE_INIT;
+
+static void hex_pairs_init(void)
 {
 	static const char digits[] = "0123456789abcdef";
 
-	for (int i = 0; i < BLOBFS_HASH_SIZE; i++) {
-		out[2 * i] = digits[hash[i] >> 4];
-		out[2 * i + 1] = digits[hash[i] & 15];
+	for (int i = 0; i < 256; i++) {
+		hex_pairs[i][0] = digits[i >> 4];
+		hex_pairs[i][1] = digits[i & 15];
 	}
+}
+
+void hash_to_hex(const uint8_t hash[BLOBFS_HASH_SIZE], char out[HASH_HEX_SIZE + 1])
+{
+	pthread_once(&hex_pairs_once, hex_pairs_init);
+	for (int i = 0; i < BLOBFS_HASH_SIZE; i++)
+		memcpy(out + 2 * i, hex_pairs[hash[i]], 2);
 	out[HASH_HEX_SIZE] = '\0';
 }
 

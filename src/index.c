@@ -233,6 +233,22 @@ int index_seek(const struct index *index, const uint8_t *from, bool after,
 	return 1;
 }
 
+size_t index_seek_many(const struct index *index, const uint8_t *from, bool after,
+		       struct index_entry *out, size_t max)
+{
+	size_t total = slot_total(index), n = 0;
+	size_t i = from ? index_position(index, from) : 0;
+
+	for (; i < total && n < max; i++) {
+		if (!occupied(&index->slots[i]))
+			continue;
+		if (from && after && n == 0 && !memcmp(index->slots[i].hash, from, BLOBFS_HASH_SIZE))
+			continue;
+		out[n++] = index->slots[i];
+	}
+	return n;
+}
+
 int index_foreach(const struct index *index, int (*fn)(const struct index_entry *, void *),
 		  void *arg)
 {

@@ -49,6 +49,11 @@ int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]);
 int index_seek(const struct index *index, const uint8_t *from, bool after,
 	       struct index_entry *out);
 
+/* Like index_seek, but copies up to max consecutive entries into out and
+ * returns how many. */
+size_t index_seek_many(const struct index *index, const uint8_t *from, bool after,
+		       struct index_entry *out, size_t max);
+
 /* Calls fn for every entry in hash order; stops early and returns fn's value
  * when fn returns non-zero. fn must not modify the index. */
 int index_foreach(const struct index *index, int (*fn)(const struct index_entry *, void *),

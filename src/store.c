@@ -1666,25 +1666,28 @@ int blob_list(struct store *store, const uint8_t *after,
 	      int (*fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg),
 	      void *arg)
 {
+	enum { BATCH = 128 };
+	struct index_entry batch[BATCH];
 	uint8_t cursor[BLOBFS_HASH_SIZE];
-	struct index_entry e;
 	bool have_cursor = after != NULL;
 	int ret = 0;
 
 	if (after)
 		memcpy(cursor, after, BLOBFS_HASH_SIZE);
+	/* Entries are copied out a batch at a time so that fn runs without
+	 * the lock; the cursor makes the walk right under concurrent change. */
 	for (;;) {
-		int found;
+		size_t n;
 		pthread_mutex_lock(&store->lock);
-		found = store->destroyed ? 0 :
-			index_seek(store->index, have_cursor ? cursor : NULL, true, &e);
+		n = store->destroyed ? 0 :
+			index_seek_many(store->index, have_cursor ? cursor : NULL, true, batch, BATCH);
 		pthread_mutex_unlock(&store->lock);
-		if (!found)
-			break;
-		memcpy(cursor, e.hash, BLOBFS_HASH_SIZE);
-		have_cursor = true;
-		ret = fn(e.hash, e.length, arg);
-		if (ret)
+		for (size_t i = 0; i < n && ret == 0; i++) {
+			memcpy(cursor, batch[i].hash, BLOBFS_HASH_SIZE);
+			have_cursor = true;
+			ret = fn(batch[i].hash, batch[i].length, arg);
+		}
+		if (ret || n < BATCH)
 			break;
 	}
 	return ret;

@@ -652,6 +652,47 @@ static void test_adversarial(void)
 	run_adversarial(&a);
 }
 
+/* index_seek_many gives the same entries, in the same order, as repeated
+ * index_seek calls, from any starting key, inclusive or not. */
+static void test_seek_many(void)
+{
+	struct index *index;
+	struct index_entry batch[7], one;
+	uint8_t key[BLOBFS_HASH_SIZE], from[BLOBFS_HASH_SIZE];
+
+	TU_TEST("seek_many agrees with seek");
+	REQUIRE(index_new(&index) == 0);
+	for (int i = 0; i < 3000; i++) {
+		for (int j = 0; j < BLOBFS_HASH_SIZE; j++)
+			key[j] = (uint8_t)(i * 7919 * (j + 1) >> (j % 5));
+		struct index_entry e = make_entry(key);
+		index_put(index, &e);
+	}
+	for (int t = 0; t < 400; t++) {
+		bool after = t % 2;
+		for (int j = 0; j < BLOBFS_HASH_SIZE; j++)
+			from[j] = (uint8_t)(t * 31 + j * 17);
+		const uint8_t *start = t % 50 == 0 ? NULL : from;
+		size_t n = index_seek_many(index, start, after, batch, 7);
+		uint8_t cursor[BLOBFS_HASH_SIZE];
+		bool first = true;
+		for (size_t k = 0; k < 7; k++) {
+			int found = first ? index_seek(index, start, after, &one)
+					  : index_seek(index, cursor, true, &one);
+			if (!found) {
+				CHECK_EQ(n, k);
+				break;
+			}
+			if (!CHECK(k < n))
+				break;
+			CHECK_MEM(batch[k].hash, one.hash, BLOBFS_HASH_SIZE);
+			memcpy(cursor, one.hash, BLOBFS_HASH_SIZE);
+			first = false;
+		}
+	}
+	index_free(index);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -661,5 +702,6 @@ int main(int argc, char **argv)
 	test_random_ops();
 	test_growth();
 	test_adversarial();
+	test_seek_many();
 	return tu_finish();
 }
