@@ -118,9 +118,7 @@ void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT
 	memcpy(out, e->hash, BLOBFS_HASH_SIZE);
 	put_le64(out + 32, e->offset);
 	put_le64(out + 40, e->length);
-	put_le64(out + 48, e->seq);
-	put_le32(out + 56, e->pack_id);
-	out[60] = e->chunk_shift;
+	put_le32(out + 48, e->pack_id);
 }
 
 int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct index_entry *e)
@@ -129,13 +127,10 @@ int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct ind
 	memcpy(e->hash, buf, BLOBFS_HASH_SIZE);
 	e->offset = get_le64(buf + 32);
 	e->length = get_le64(buf + 40);
-	e->seq = get_le64(buf + 48);
-	e->pack_id = get_le32(buf + 56);
-	e->chunk_shift = buf[60];
+	e->pack_id = get_le32(buf + 48);
 	e->kind = RECORD_BLOB;
-	if (!all_zero(buf + 61, 3) || e->pack_id == 0 || e->chunk_shift < CHUNK_SHIFT_MIN ||
-	    e->chunk_shift > CHUNK_SHIFT_MAX || e->length > RECORD_LENGTH_MAX ||
-	    e->offset < PACK_HEADER_SIZE || e->offset > RECORD_LENGTH_MAX)
+	if (!all_zero(buf + 52, 4) || e->pack_id == 0 || e->length > RECORD_LENGTH_MAX ||
+	    e->offset < PACK_HEADER_SIZE || e->offset > INDEX_OFFSET_MAX)
 		return -EBADMSG;
 	return 0;
 }
@@ -264,7 +259,7 @@ int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
 {
 	struct in r = { .fd = -1 };
 	struct checkpoint_pack *packs = NULL;
-	uint8_t buf[CHECKPOINT_ENTRY_SIZE], prev[BLOBFS_HASH_SIZE];
+	uint8_t buf[CHECKPOINT_HEADER_SIZE], prev[BLOBFS_HASH_SIZE];
 	struct stat st;
 	int ret;
 
@@ -328,8 +323,9 @@ int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
 			else
 				hi = mid;
 		}
+		/* With the largest chunks a record is smallest: it must fit. */
 		if (ret == 0 && (!p || e.offset > p->size ||
-				 record_size(e.length, e.chunk_shift) > p->size - e.offset))
+				 record_size(e.length, CHUNK_SHIFT_MAX) > p->size - e.offset))
 			ret = -EBADMSG;
 		if (ret == 0)
 			ret = index_put(index, &e);

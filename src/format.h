@@ -77,8 +77,8 @@ _Static_assert(offsetof(struct record_header, crc) == 60, "record crc at 60");
 #define RECORD_TRAILER_SIZE ((uint64_t)sizeof(struct record_trailer))
 
 /* Largest data length a reader accepts: bounds every size computed from a
- * length field read off disk (2^56 bytes, far beyond any real disk). */
-#define RECORD_LENGTH_MAX (UINT64_C(1) << 56)
+ * length field read off disk (2^56 - 1 bytes, far beyond any real disk). */
+#define RECORD_LENGTH_MAX ((UINT64_C(1) << 56) - 1)
 
 static inline uint64_t record_chunk_count(uint64_t length, unsigned chunk_shift)
 {

@@ -1031,6 +1031,13 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	empty = blob_writer_size(node->writer) == 0;
 	ret = blob_writer_commit(node->writer, hash);
 	if (ret < 0 && ret != -EEXIST) {
+		/* The save failed and close() says so; the name goes as after a
+		 * save, and the content with the last close, so that a full disk
+		 * gets the space of the failed save back. */
+		pthread_mutex_lock(&fs->lock);
+		node->discarded = true;
+		node_detach(fs, node);
+		pthread_mutex_unlock(&fs->lock);
 		reply_error(req, -ret, "save", node, NULL, NULL);
 		return;
 	}

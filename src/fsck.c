@@ -61,14 +61,6 @@ static void show_progress(struct fsck *fsck, const char *pack)
 	}
 }
 
-/* splitmix64's finaliser: a bijection on 64-bit integers. */
-static uint64_t seq_mix(uint64_t x)
-{
-	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return x ^ (x >> 31);
-}
-
 static uint64_t hash_prefix(const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint64_t v = 0;
@@ -78,33 +70,57 @@ static uint64_t hash_prefix(const uint8_t hash[BLOBFS_HASH_SIZE])
 	return v;
 }
 
-/*
- * Records each seq in seqs (an index keyed by a bijective mix of the seq, so
- * that sequential numbers spread over its slots; the length field holds the
- * record's hash prefix and chunk_shift its kind). The same record twice (an
- * interrupted compaction leaves both copies) is harmless; two different
- * records with one seq are not.
- */
-static void check_seq(struct fsck *fsck, struct index *seqs, const char *name, uint32_t pack_id,
-		      const struct record_info *rec)
-{
-	struct index_entry seen, entry = { .kind = RECORD_BLOB };
-	uint64_t key = seq_mix(rec->seq);
+/* Every record's seq in a store, sorted at the end to find a seq used by
+ * two different records. The same record twice (an interrupted compaction
+ * leaves both copies) is harmless. */
+struct seq_record {
+	uint64_t seq, prefix, offset;
+	uint32_t pack_id;
+	uint8_t kind;
+};
 
-	for (int i = 0; i < 8; i++)
-		entry.hash[i] = (uint8_t)(key >> (56 - 8 * i));
-	entry.pack_id = pack_id;
-	entry.offset = rec->offset;
-	entry.length = hash_prefix(rec->hash);
-	entry.chunk_shift = (uint8_t)rec->kind;
-	if (index_lookup(seqs, entry.hash, &seen) == 0) {
-		if (seen.length != entry.length || seen.chunk_shift != entry.chunk_shift)
-			problem(fsck, "%s: offset %" PRIu64 ": sequence number %" PRIu64
-				" also used by a different record in pack %08x at offset %" PRIu64,
-				name, rec->offset, rec->seq, seen.pack_id, seen.offset);
-		return;
+struct seq_list {
+	struct seq_record *records;
+	size_t count, capacity;
+};
+
+static int seq_add(struct seq_list *list, uint32_t pack_id, const struct record_info *rec)
+{
+	if (list->count == list->capacity) {
+		size_t capacity = list->capacity ? 2 * list->capacity : 1024;
+		struct seq_record *records = realloc(list->records, capacity * sizeof(*records));
+		if (!records)
+			return -ENOMEM;
+		list->records = records;
+		list->capacity = capacity;
 	}
-	index_put(seqs, &entry);
+	list->records[list->count++] = (struct seq_record){ .seq = rec->seq,
+		.prefix = hash_prefix(rec->hash), .offset = rec->offset, .pack_id = pack_id,
+		.kind = (uint8_t)rec->kind };
+	return 0;
+}
+
+static int compare_seq(const void *a, const void *b)
+{
+	const struct seq_record *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void check_seqs(struct fsck *fsck, struct seq_list *list)
+{
+	char pack[PACK_NAME_SIZE];
+
+	if (list->count)
+		qsort(list->records, list->count, sizeof(*list->records), compare_seq);
+	for (size_t i = 1; i < list->count; i++) {
+		const struct seq_record *a = &list->records[i - 1], *b = &list->records[i];
+		if (a->seq != b->seq || (a->prefix == b->prefix && a->kind == b->kind))
+			continue;
+		pack_name(b->pack_id, pack);
+		problem(fsck, "%s: offset %" PRIu64 ": sequence number %" PRIu64
+			" also used by a different record in pack %08x at offset %" PRIu64,
+			pack, b->offset, b->seq, a->pack_id, a->offset);
+	}
 }
 
 /* Copies bytes [from, to) of fd into the quarantine as a file of its own. */
@@ -241,7 +257,7 @@ static int cut_tail(struct fsck *fsck, const char *name, int fd, uint64_t at, ui
 }
 
 static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t pack_id,
-		     struct index *seqs, uint32_t *next_id)
+		     struct seq_list *seqs, uint32_t *next_id)
 {
 	char hex[HASH_HEX_SIZE + 1];
 	uint8_t guess[BLOBFS_HASH_SIZE];
@@ -264,8 +280,13 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		problem(fsck, "%s: %s", name, ret == -EBADMSG ? "bad pack header (not a blobfs pack "
 				"of this name)" : strerror(-ret));
 		torn_only = false;
-		ret = 0;
-		goto repair;
+		/* Records describe themselves (and a mount uses them): check
+		 * them all the same. */
+		ret = ret == -EBADMSG ? pack_scan_open_headless(&scan, fd, pack_id) : ret;
+		if (ret < 0) {
+			ret = 0;
+			goto repair;
+		}
 	}
 	size = scan.file_size;
 	while ((ret = pack_scan_next(&scan, &rec)) != 0) {
@@ -289,10 +310,14 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		if (ret < 0) {
 			problem(fsck, "%s: read error: %s", name, strerror(-ret));
 			torn_only = false;
+			ret = 0;
 			break;
 		}
 		show_progress(fsck, name);
-		check_seq(fsck, seqs, name, pack_id, &rec);
+		if (seq_add(seqs, pack_id, &rec) < 0) {
+			ret = -ENOMEM;
+			break;
+		}
 		if (rec.kind == RECORD_TOMBSTONE) {
 			fsck->report->tombstones++;
 			continue;
@@ -307,6 +332,8 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 			torn_only = false;
 		}
 	}
+	if (ret == -ENOMEM)
+		goto out;
 	ret = 0;
 repair:
 	if (fsck->repair && fsck->report->problems > before) {
@@ -318,6 +345,7 @@ repair:
 			fsck->report->unrepaired += fsck->report->problems - before;
 		ret = 0;
 	}
+out:
 	io->close(fd);
 	return ret;
 }
@@ -330,7 +358,7 @@ struct checkpoint_check {
 	unsigned long long bad;
 };
 
-/* Each entry must point at a blob record with its hash, length and seq. */
+/* Each entry must point at a blob record with its hash and length. */
 static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 {
 	struct checkpoint_check *c = arg;
@@ -347,8 +375,7 @@ static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 	}
 	if (c->fd >= 0 && pread_full(c->fd, header, sizeof(header), e->offset) == 0 &&
 	    record_header_decode(header, e->offset, &rec) == 0 && rec.kind == RECORD_BLOB &&
-	    rec.seq == e->seq && rec.length == e->length &&
-	    !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE))
+	    rec.length == e->length && !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE))
 		return 0;
 	hash_to_hex(e->hash, hex);
 	pack_name(e->pack_id, pack);
@@ -405,10 +432,10 @@ out:
 
 static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 {
-	struct index *seqs = NULL;
+	struct seq_list seqs = { 0 };
 	struct dirent **entries = NULL;
 	uint32_t next_id = 1;
-	int store_fd, count = 0, ret;
+	int store_fd, count = 0, ret = 0;
 
 	fsck->store = name;
 	fsck->report->stores++;
@@ -418,9 +445,6 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 		fsck->report->unrepaired++;
 		return 0;
 	}
-	ret = index_new(&seqs);
-	if (ret < 0)
-		goto out;
 	count = scandirat(store_fd, ".", &entries, NULL, alphasort);
 	if (count < 0) {
 		problem(fsck, "cannot list its directory: %s", strerror(errno));
@@ -438,19 +462,21 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 		uint32_t pack_id;
 		const char *file = entries[i]->d_name;
 		if (pack_parse_name(file, &pack_id))
-			ret = fsck_pack(fsck, store_fd, file, pack_id, seqs, &next_id);
+			ret = fsck_pack(fsck, store_fd, file, pack_id, &seqs, &next_id);
 		else if (file[0] != '.' && strncmp(file, "staging-", 8) && strcmp(file, "durable") &&
 			 strcmp(file, "checkpoint") && strcmp(file, "checkpoint.tmp"))
 			fprintf(fsck->out, "store %s: note: unexpected file %s (ignored)\n", name,
 				file);
 	}
 	if (ret == 0)
+		check_seqs(fsck, &seqs);
+	if (ret == 0)
 		fsck_checkpoint(fsck, store_fd, fsck->report->problems > before);
 out:
 	for (int i = 0; i < count; i++)
 		free(entries[i]);
 	free(entries);
-	index_free(seqs);
+	free(seqs.records);
 	io->close(store_fd);
 	return ret;
 }

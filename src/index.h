@@ -13,16 +13,22 @@
 
 #include "format.h"
 
+/* An entry as callers see it. The index keeps hash, pack_id, offset,
+ * length and kind; seq and chunk_shift are not kept (they come back 0: read
+ * them from the record header when needed). */
 struct index_entry {
 	uint8_t hash[BLOBFS_HASH_SIZE];
-	uint64_t offset; /* record offset in its pack */
-	uint64_t length; /* blob bytes */
-	uint64_t seq;    /* of the record, to let the newest record win */
-	uint32_t pack_id;
+	uint64_t offset; /* record offset in its pack, at most INDEX_OFFSET_MAX */
+	uint64_t length; /* blob bytes, at most INDEX_LENGTH_MAX */
+	uint64_t seq;
+	uint32_t pack_id; /* not 0 */
 	uint8_t kind; /* RECORD_BLOB, or RECORD_TOMBSTONE while rebuilding */
 	uint8_t chunk_shift;
 	uint16_t reserved;
 };
+
+#define INDEX_OFFSET_MAX ((UINT64_C(1) << 39) - 1)
+#define INDEX_LENGTH_MAX ((UINT64_C(1) << 56) - 1)
 
 struct index;
 
@@ -37,7 +43,8 @@ int index_lookup(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]
 /* Makes room for count entries without further growth. */
 int index_reserve(struct index *index, size_t count);
 
-/* Inserts the entry, or replaces the one with the same hash. */
+/* Inserts the entry, or replaces the one with the same hash. -EINVAL for a
+ * kind other than blob or tombstone, pack_id 0, or a field too large. */
 int index_put(struct index *index, const struct index_entry *entry);
 
 /* -ENOENT if there is no entry for hash. */

@@ -40,7 +40,7 @@ static void usage(FILE *out)
 		"  -d, --debug           log every request (implies -f)\n"
 		"  -o OPT[,OPT...]       mount options:\n"
 		"       pack_size=SIZE     largest pack small blobs are appended to\n"
-		"                          (default 256M; K, M, G suffixes)\n"
+		"                          (default 64M; K, M, G suffixes)\n"
 		"       large_blob=SIZE    blobs of this size or more get a pack of their\n"
 		"                          own, written in place (default 1M)\n"
 		"       sync               close() and unlink() return once the change is\n"

@@ -43,6 +43,7 @@
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
 #define COPY_BUFFER_SIZE (1u << 20)
 #define MARKER_NAME "durable"
+#define COMPACT_MARGIN (UINT64_C(64) << 10)
 #define CHECKPOINT_NAME "checkpoint"
 #define CHECKPOINT_STAGING_NAME "checkpoint.tmp"
 /* Incoming content up to this size stays in the daemon's memory: a small
@@ -79,6 +80,8 @@ struct store {
 	/* Durability: every record with seq <= durable_seq is on stable
 	 * storage (read and written with __atomic; changed under lock). */
 	uint64_t durable_seq;
+	bool marker_lost; /* at open: the marker was missing or damaged */
+	unsigned marker_slot; /* the slot the next marker write goes to */
 	int *sync_fds; /* written files to fsync and close at the next flush */
 	size_t sync_fd_count, sync_fd_capacity;
 	bool dir_dirty;      /* names in the store directory changed */
@@ -372,7 +375,9 @@ static void pack_remove(struct store *store, uint32_t id)
 static void pack_account(struct store *store, const struct index_entry *e, int sign)
 {
 	struct pack_info *p = pack_find(store, e->pack_id);
-	uint64_t bytes = record_size(e->length, e->chunk_shift);
+	/* blobfs writes every record with the default chunk size; the index
+	 * does not keep it. */
+	uint64_t bytes = record_size(e->length, CHUNK_SHIFT_DEFAULT);
 
 	if (!p)
 		return;
@@ -393,6 +398,28 @@ static int compare_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The seq of the record at offset in a pack of the store. */
+static int store_record_seq(struct store *store, uint32_t pack_id, uint64_t offset, uint64_t *seq)
+{
+	uint8_t header[RECORD_HEADER_SIZE];
+	struct record_info rec;
+	char path[PATH_SIZE];
+	int fd, ret = store_pack_path(store, pack_id, path);
+
+	if (ret < 0)
+		return ret;
+	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = pread_full(fd, header, sizeof(header), offset);
+	if (ret == 0)
+		ret = record_header_decode(header, offset, &rec);
+	io->close(fd);
+	if (ret == 0)
+		*seq = rec.seq;
+	return ret;
+}
+
 /* Applies one record to the index being rebuilt: the newest seq wins. */
 static int store_replay_record(struct store *store, uint32_t pack_id,
 			       const struct record_info *rec)
@@ -409,8 +436,19 @@ static int store_replay_record(struct store *store, uint32_t pack_id,
 	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
 	if (rec->seq >= store->next_seq)
 		store->next_seq = rec->seq + 1;
-	if (index_lookup(store->index, rec->hash, &old) == 0 && old.seq >= rec->seq)
-		return 0;
+	/* The index does not keep seq: a hash seen twice (a delete and a new
+	 * save, or a copy left by an interrupted compaction) is rare, and then
+	 * the seq of the record already indexed is read back. */
+	if (index_lookup(store->index, rec->hash, &old) == 0) {
+		uint64_t old_seq = 0;
+		int ret = store_record_seq(store, old.pack_id, old.offset, &old_seq);
+		if (ret < 0)
+			return ret;
+		if (old_seq >= rec->seq)
+			return 0;
+	}
+	if (rec->offset > INDEX_OFFSET_MAX)
+		return -EFBIG;
 	return index_put(store->index, &entry);
 }
 
@@ -539,7 +577,10 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 			log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
 			goto out;
 		}
-		if (have_damage && rec.seq > store->durable_seq) {
+		/* Without a marker nothing tells synced from not: damage is
+		 * skipped, never taken for a torn append (a store always has a
+		 * marker from its creation, so losing it is itself damage). */
+		if (have_damage && rec.seq > store->durable_seq && !store->marker_lost) {
 			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
 					     "torn append");
 			if (ret < 0)
@@ -557,6 +598,14 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		}
 		if (rec.seq > store->durable_seq && rec.kind == RECORD_BLOB) {
 			ret = pack_verify_record(fd, &rec, NULL, &problem);
+			if (ret == -EBADMSG && store->marker_lost) {
+				hash_to_hex(rec.hash, hex);
+				log_error("store %s: %s: blob %s at offset %" PRIu64 " is damaged (%s); "
+					  "skipped (run blobfs fsck)", store->name, path, hex,
+					  rec.offset, problem);
+				damaged = true;
+				continue;
+			}
 			if (ret == -EBADMSG) {
 				hash_to_hex(rec.hash, hex);
 				log_warning("store %s: blob %s (seq %" PRIu64 ") was not synced before "
@@ -613,6 +662,8 @@ out:
 	return ret;
 }
 
+/* The marker file has two slots written in turn: a write torn by a power cut
+ * spoils one, and the other still vouches for what it did. */
 static int store_write_marker(struct store *store, uint64_t seq)
 {
 	uint8_t buf[MARKER_SIZE];
@@ -626,7 +677,8 @@ static int store_write_marker(struct store *store, uint64_t seq)
 	fd = io->openat(store->db->stores_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = pwrite_full(fd, buf, sizeof(buf), 0);
+	ret = pwrite_full(fd, buf, sizeof(buf), (uint64_t)store->marker_slot * MARKER_SIZE);
+	store->marker_slot ^= 1;
 	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
 	io->close(fd);
@@ -637,20 +689,33 @@ static int store_write_marker(struct store *store, uint64_t seq)
  * nothing, so that every record gets its checksums read. */
 static void store_read_marker(struct store *store)
 {
-	uint8_t buf[MARKER_SIZE];
+	uint8_t buf[2 * MARKER_SIZE];
 	char path[PATH_SIZE];
+	ssize_t got = 0;
 	int fd;
 
 	store->durable_seq = 0;
+	store->marker_lost = true;
 	if (store_path(store, MARKER_NAME, path) < 0)
 		return;
 	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return;
-	if (pread_full(fd, buf, sizeof(buf), 0) < 0 || marker_decode(buf, &store->durable_seq) < 0)
-		log_warning("store %s: durable marker unreadable; checking every record",
-			    store->name);
-	io->close(fd);
+	if (fd >= 0)
+		got = io->pread(fd, buf, sizeof(buf), 0);
+	for (unsigned slot = 0; slot < 2; slot++) {
+		uint64_t seq;
+		if (got >= (ssize_t)((slot + 1) * MARKER_SIZE) &&
+		    marker_decode(buf + slot * MARKER_SIZE, &seq) == 0 &&
+		    (store->marker_lost || seq > store->durable_seq)) {
+			store->durable_seq = seq;
+			store->marker_lost = false;
+			store->marker_slot = slot ^ 1; /* overwrite the older one next */
+		}
+	}
+	if (store->marker_lost)
+		log_warning("store %s: durable marker %s; checking every record, and damage is "
+			    "skipped rather than cut", store->name, fd < 0 ? "missing" : "unreadable");
+	if (fd >= 0)
+		io->close(fd);
 }
 
 /*
@@ -1202,6 +1267,9 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 		goto out;
 	}
 	empty_trash(db);
+	/* Offsets in the index have 39 bits. */
+	if (db->opts.pack_size_max > INDEX_OFFSET_MAX / 2)
+		db->opts.pack_size_max = INDEX_OFFSET_MAX / 2;
 	db->min_free = db->opts.min_free;
 	if (db->min_free == MIN_FREE_AUTO) {
 		struct statvfs st;
@@ -1510,12 +1578,18 @@ int store_create(struct blobdb *db, const char *name)
 		log_error("cannot create store %s: %s", name, strerror(-ret));
 		goto out;
 	}
-	ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
+	/* A store has a durable marker from its birth: a missing one is then
+	 * always damage, never a store that simply has not flushed yet. */
+	ret = store_write_marker(store, 0);
+	if (ret == 0)
+		ret = fsync_dir_at(db->stores_fd, name);
+	if (ret == 0)
+		ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
 	if (ret == 0)
 		ret = store_insert(db, store);
 	if (ret < 0) {
 		log_error("cannot create store %s: %s", name, strerror(-ret));
-		io->unlinkat(db->stores_fd, name, AT_REMOVEDIR);
+		remove_flat_dir(db->stores_fd, name);
 	}
 out:
 	pthread_mutex_unlock(&db->lock);
@@ -1745,8 +1819,8 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 	return 0;
 }
 
-static void store_index_record(struct store *store, uint32_t pack_id,
-			       const struct record_info *rec)
+static int store_index_record(struct store *store, uint32_t pack_id,
+			      const struct record_info *rec)
 {
 	struct index_entry old, entry = {
 		.offset = rec->offset,
@@ -1757,11 +1831,17 @@ static void store_index_record(struct store *store, uint32_t pack_id,
 		.chunk_shift = (uint8_t)rec->chunk_shift,
 	};
 
+	bool had_old = index_lookup(store->index, rec->hash, &old) == 0;
+	int ret;
+
 	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
-	if (index_lookup(store->index, rec->hash, &old) == 0)
+	ret = index_put(store->index, &entry);
+	if (ret < 0)
+		return ret;
+	if (had_old)
 		pack_account(store, &old, -1);
-	if (index_put(store->index, &entry) == 0)
-		pack_account(store, &entry, +1);
+	pack_account(store, &entry, +1);
+	return 0;
 }
 
 /*
@@ -1799,14 +1879,22 @@ static int store_append(struct store *store, struct record_info *rec, const void
 				  store->name, pack->id, strerror(errno));
 		goto out;
 	}
+	if (rec->kind == RECORD_BLOB) {
+		ret = store_index_record(store, pack->id, rec);
+		if (ret < 0) {
+			/* Not indexed, not kept: the pack is cut back. */
+			if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
+				log_error("store %s: cannot cut back pack %08x: %s", store->name,
+					  pack->id, strerror(errno));
+			goto out;
+		}
+	}
 	pack->size += need;
 	store->appended = true;
 	pack->max_seq = rec->seq;
 	pack->last_offset = rec->offset;
 	pack->last_seq = rec->seq;
-	if (rec->kind == RECORD_BLOB)
-		store_index_record(store, pack->id, rec);
-	else
+	if (rec->kind == RECORD_TOMBSTONE)
 		pack->tombstone_count++;
 out:
 	return ret;
@@ -1917,15 +2005,31 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	reader->data_offset = e.offset + RECORD_HEADER_SIZE;
 	reader->length = e.length;
 	reader->pack_id = e.pack_id;
-	reader->chunk_shift = e.chunk_shift;
 	memcpy(reader->hash, hash, BLOBFS_HASH_SIZE);
-	count = record_chunk_count(e.length, e.chunk_shift);
+	/* The record's own header: it must be this blob (the index is only a
+	 * pointer), and it gives the chunk size and the seq the trailer holds. */
+	{
+		uint8_t header[RECORD_HEADER_SIZE];
+		ret = pread_full(reader->fd, header, sizeof(header), e.offset);
+		if (ret == 0)
+			ret = record_header_decode(header, e.offset, &rec);
+		if (ret == 0 && (rec.kind != RECORD_BLOB || rec.length != e.length ||
+				 memcmp(rec.hash, hash, BLOBFS_HASH_SIZE)))
+			ret = -EBADMSG;
+		if (ret < 0) {
+			log_error("store %s: blob %s: pack %08x offset %" PRIu64
+				  ": record header damaged or not this blob; the blob cannot be read",
+				  store->name, hex, e.pack_id, e.offset);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	reader->chunk_shift = rec.chunk_shift;
+	count = record_chunk_count(e.length, rec.chunk_shift);
 	ret = -ENOMEM;
 	reader->crcs = malloc(count ? (size_t)count * 4 : 1);
 	if (!reader->crcs)
 		goto out;
-	rec = (struct record_info){ .offset = e.offset, .kind = RECORD_BLOB,
-				    .chunk_shift = e.chunk_shift, .seq = e.seq, .length = e.length };
 	ret = pack_read_chunk_table(reader->fd, &rec, reader->crcs);
 	if (ret < 0) {
 		log_error("store %s: blob %s: pack %08x offset %" PRIu64
@@ -2285,7 +2389,9 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	struct pack_info *adopted = pack_find(store, pack_id);
 	adopted->max_seq = adopted->last_seq = rec.seq;
 	adopted->last_offset = rec.offset;
-	store_index_record(store, pack_id, &rec);
+	if (store_index_record(store, pack_id, &rec) < 0)
+		log_error("store %s: out of memory indexing a saved blob; it shows after the next mount",
+			  store->name);
 	store->dir_dirty = true;
 	w->adopted_fd = dup(w->fd);
 	store_sync_later(store, w->fd); /* the next flush makes it durable */
@@ -2599,7 +2705,7 @@ static int collect_live(const struct index_entry *e, void *arg)
 static bool live_has(const struct live_list *list, const struct record_info *rec)
 {
 	for (size_t i = 0; i < list->count; i++)
-		if (list->entries[i].seq == rec->seq &&
+		if (list->entries[i].offset == rec->offset &&
 		    !memcmp(list->entries[i].hash, rec->hash, BLOBFS_HASH_SIZE))
 			return true;
 	return false;
@@ -2634,6 +2740,8 @@ static int copy_range(int in, uint64_t from, int out, uint64_t *out_pos, uint64_
 static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_tombstones)
 {
 	struct live_list live = { .pack_id = pack_id };
+	uint64_t *moved = NULL; /* old offsets of the blob records copied, in order */
+	size_t moved_count = 0;
 	char from_path[PATH_SIZE], staging[PATH_SIZE], to_path[PATH_SIZE], name[64];
 	uint8_t header[PACK_HEADER_SIZE];
 	uint8_t *buf = NULL;
@@ -2659,9 +2767,11 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		goto out;
 	/* Compaction may use the reserve, but not the last of the disk. */
 	for (size_t i = 0; i < live.count; i++)
-		copied_live += record_size(live.entries[i].length, live.entries[i].chunk_shift);
+		copied_live += record_size(live.entries[i].length, CHUNK_SHIFT_DEFAULT);
+	/* The reserve saves leave free is there for this: all of it may go,
+	 * but for a small margin. */
 	if (fstatvfs(store->db->stores_fd, &st) == 0 &&
-	    (uint64_t)st.f_bavail * st.f_frsize < copied_live + (UINT64_C(1) << 20)) {
+	    (uint64_t)st.f_bavail * st.f_frsize < copied_live + COMPACT_MARGIN) {
 		log_warning("store %s: not enough free space to compact pack %08x (%" PRIu64
 			    " live bytes)", store->name, pack_id, copied_live);
 		ret = -ENOSPC;
@@ -2676,6 +2786,8 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	out = io->openat(store->db->stores_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ret = out < 0 ? -errno : 0;
 	if (ret == 0 && !(buf = malloc(COPY_BUFFER_SIZE)))
+		ret = -ENOMEM;
+	if (ret == 0 && !(moved = malloc((live.count ? live.count : 1) * sizeof(*moved))))
 		ret = -ENOMEM;
 	if (ret < 0)
 		goto out;
@@ -2695,6 +2807,13 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 			continue;
 		/* Records are position-independent: copied byte for byte, so
 		 * their checksums travel with them. */
+		if (rec.kind == RECORD_BLOB) {
+			if (moved_count == live.count) {
+				ret = -EIO; /* more live copies than live entries */
+				break;
+			}
+			moved[moved_count++] = rec.offset;
+		}
 		ret = copy_range(in, rec.offset, out, &out_pos, size, buf);
 		if (rec.kind == RECORD_TOMBSTONE)
 			tombstones++;
@@ -2722,13 +2841,18 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		p->max_seq = max_seq;
 	}
 	pack_scan_open(&scan, out, new_id);
+	size_t k = 0;
 	while (ret == 0 && pack_scan_next(&scan, &rec) == 1) {
 		struct index_entry e;
 		struct pack_info *out_pack = pack_find(store, new_id);
 		out_pack->last_offset = rec.offset;
 		out_pack->last_seq = rec.seq;
-		if (rec.kind != RECORD_BLOB || index_lookup(store->index, rec.hash, &e) < 0 ||
-		    e.pack_id != pack_id || e.seq != rec.seq)
+		if (rec.kind != RECORD_BLOB || k >= moved_count)
+			continue;
+		uint64_t old_offset = moved[k++];
+		/* Only entries still pointing at the record copied move. */
+		if (index_lookup(store->index, rec.hash, &e) < 0 || e.pack_id != pack_id ||
+		    e.offset != old_offset)
 			continue;
 		pack_account(store, &e, -1);
 		e.pack_id = new_id;
@@ -2760,25 +2884,35 @@ out:
 	if (out >= 0)
 		io->close(out);
 	free(buf);
+	free(moved);
 	free(live.entries);
 	return ret;
 }
 
-/* The next pack worth compacting at percent (0: any dead byte), or 0. */
+/*
+ * The pack most worth compacting at percent (0: any dead byte) whose live
+ * bytes fit in the free space, or 0: on a nearly full disk the packs with the
+ * most dead space, which need the least room, go first.
+ */
 static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t after)
 {
+	uint64_t avail = UINT64_MAX, best_dead = 0;
+	struct statvfs st;
 	uint32_t id = 0;
 
+	if (fstatvfs(store->db->stores_fd, &st) == 0)
+		avail = (uint64_t)st.f_bavail * st.f_frsize;
 	pthread_mutex_lock(&store->lock);
 	for (size_t i = 0; !store->destroyed && i < store->pack_count; i++) {
 		struct pack_info *p = &store->packs[i];
-		uint64_t dead = pack_dead_bytes(p);
+		uint64_t dead = pack_dead_bytes(p), keep = p->size - dead;
 		if (p->id <= after || !pack_compactable(store, p) || dead == 0)
 			continue;
-		if (dead * 100 >= (uint64_t)percent * (p->size - PACK_HEADER_SIZE)) {
-			id = p->id;
-			break;
-		}
+		if (dead * 100 < (uint64_t)percent * (p->size - PACK_HEADER_SIZE) ||
+		    keep + COMPACT_MARGIN > avail || dead <= best_dead)
+			continue;
+		id = p->id;
+		best_dead = dead;
 	}
 	pthread_mutex_unlock(&store->lock);
 	return id;
@@ -2786,12 +2920,22 @@ static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t 
 
 int store_compact(struct store *store, unsigned percent)
 {
-	uint32_t id = 0;
 	int ret = 0;
 
-	while (ret == 0 && (id = store_pick_pack(store, percent, id)) != 0)
-		ret = store_compact_pack(store, id, false);
-	return ret == -ENOENT ? 0 : ret;
+	/* Each pass visits ascending ids, best first among those not yet
+	 * visited; a few passes catch what an earlier choice skipped. Bounded,
+	 * so a pack that cannot be retired is not retried forever. */
+	for (int pass = 0; pass < 4 && ret == 0; pass++) {
+		uint32_t id = 0;
+		bool did = false;
+		while (ret == 0 && (id = store_pick_pack(store, percent, id)) != 0) {
+			ret = store_compact_pack(store, id, false);
+			did = true;
+		}
+		if (!did)
+			break;
+	}
+	return ret == -ENOENT || ret == -ENOSPC ? 0 : ret;
 }
 
 static int compact_step_one(struct store *store, void *arg)

@@ -30,7 +30,7 @@ struct blobdb_options {
 	bool read_only;          /* open for checking only: no lock-file pid */
 };
 
-#define PACK_SIZE_MAX_DEFAULT (UINT64_C(256) << 20)
+#define PACK_SIZE_MAX_DEFAULT (UINT64_C(64) << 20)
 #define LARGE_BLOB_MIN_DEFAULT (UINT64_C(1) << 20)
 #define MIN_FREE_AUTO UINT64_MAX
 #define FLUSH_INTERVAL_MS_DEFAULT 1000

@@ -189,13 +189,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2: /* put: insert or replace */
 			memset(&e, 0, sizeof(e));
 			memcpy(e.hash, key, sizeof(key));
-			e.offset = op_no * 97 + op;
-			e.length = seed;
-			e.seq = op_no + 1;
+			/* The fields a slot keeps (seq and chunk_shift are not
+			 * kept); pack 0 is refused, as a free slot. */
+			e.offset = (op_no * 97 + op) & INDEX_OFFSET_MAX;
+			e.length = seed & INDEX_LENGTH_MAX;
 			e.pack_id = (uint32_t)(op >> 3);
 			e.kind = op & 0x80 ? RECORD_TOMBSTONE : RECORD_BLOB;
-			e.chunk_shift = CHUNK_SHIFT_DEFAULT;
 			ret = index_put(index, &e);
+			if (e.pack_id == 0) {
+				FUZZ_CHECK(ret == -EINVAL);
+				break;
+			}
 			FUZZ_CHECK(ret == 0);
 			model_put(&m, &e);
 			break;

@@ -520,3 +520,236 @@ def run(cmd, **kwargs):
     kwargs.setdefault('capture_output', True)
     kwargs.setdefault('stdin', subprocess.DEVNULL)
     return subprocess.run(cmd, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# crashes, damaged packs and small disks (test_crash, test_damage,
+# test_fulldisk, test_hostile, test_compaction)
+
+# What a syscall on the mount may fail with once its daemon was killed:
+# ENOTCONN for requests sent after the connection died, ECONNABORTED for
+# requests that were in flight, EIO for some paths of the kernel.
+DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO)
+
+
+def kill_daemon(m, sig=signal.SIGKILL, timeout=EXIT_TIMEOUT):
+    """Crash the daemon of Mount `m` (SIGKILL by default) and wait for it.
+
+    The run is recorded in m.exit_codes as ('killed', status) and its exit
+    status is not checked; the dead mount stays until unmount_dead_mount().
+    Afterwards m.mount() starts a new daemon whose unmount is checked as
+    usual. Returns the exit status (-sig)."""
+    assert m.proc is not None, 'not running'
+    m._cancel_watchdog()
+    proc, m.proc = m.proc, None
+    proc.send_signal(sig)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+        m.exit_codes.append(('killed', rc))
+        raise AssertionError(f'blobfs pid {proc.pid} did not die within {timeout}s of '
+                             f'signal {sig}')
+    m.exit_codes.append(('killed', rc))
+    return rc
+
+
+def unmount_dead_mount(mnt):
+    """`fusermount3 -u MNT` of a mount whose daemon died, as a user would.
+    Returns the CompletedProcess (the caller asserts returncode 0)."""
+    r = fusermount_u(mnt)
+    if r.returncode != 0 and is_mounted(os.path.realpath(str(mnt))):
+        time.sleep(0.5)   # a process of ours may still be leaving the mount
+        r = fusermount_u(mnt)
+    return r
+
+
+def blobfs_tool(*args, timeout=300):
+    """Run `blobfs ARGS...` (fsck, fsck --repair, compact): CompletedProcess
+    with text stdout/stderr."""
+    return run([blobfs_bin()] + [str(a) for a in args], text=True, timeout=timeout)
+
+
+def fsck_datadir(datadir, repair=False, timeout=300):
+    args = ['fsck'] + (['--repair'] if repair else []) + [datadir]
+    return blobfs_tool(*args, timeout=timeout)
+
+
+def env_int(name, default):
+    """Integer from the environment variable `name`, else `default`."""
+    value = os.environ.get(name, '')
+    return int(value) if value.strip() else default
+
+
+def mount_tmpfs(path, size):
+    """mount -t tmpfs -o size=SIZE tmpfs PATH (PATH is created). Pair with
+    umount_tmpfs() in a finally block."""
+    os.makedirs(path, exist_ok=True)
+    r = run(['mount', '-t', 'tmpfs', '-o', f'size={size},mode=0755', 'tmpfs', str(path)],
+            text=True)
+    assert r.returncode == 0, f'mount -t tmpfs failed: {r.stderr.strip()}'
+    return os.path.realpath(path)
+
+
+def umount_tmpfs(path):
+    """Unmount a tmpfs made by mount_tmpfs (lazily if it is still busy)."""
+    path = os.path.realpath(str(path))
+    if not is_mounted(path):
+        return 'not-mounted'
+    for attempt in range(5):
+        if run(['umount', path]).returncode == 0 or not is_mounted(path):
+            return 'clean'
+        time.sleep(0.2 * (attempt + 1))
+    run(['umount', '-l', path])
+    return 'lazy'
+
+
+def free_bytes(path):
+    """Bytes available to unprivileged users on the file system of `path`."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def pack_bytes(datadir, store=None):
+    """Total size of the pack files of a DATADIR (or of one store)."""
+    return sum(p.stat().st_size for p in pack_files(datadir, store))
+
+
+def blob_names(mnt, store):
+    """The blob names (str) listed in mnt/store, without `incoming`."""
+    return sorted(os.fsdecode(n) for n in os.listdir(bpath(mnt, store))
+                  if os.fsdecode(n) != 'incoming')
+
+
+def read_blob_checked(path, expected=None, chunk=1 << 17):
+    """Read a blob sequentially from start to end with os.read.
+
+    Returns the bytes. When `expected` is given, every piece is compared with
+    the expected bytes at its offset as soon as it arrives, so that wrong
+    bytes are reported even if a later read fails: an AssertionError names
+    the first differing offset. OSErrors (ENOENT, EIO, ...) propagate."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = []
+        pos = 0
+        while True:
+            piece = os.read(fd, chunk)
+            if not piece:
+                break
+            if expected is not None and piece != expected[pos:pos + len(piece)]:
+                bad = next((i for i in range(len(piece))
+                            if pos + i >= len(expected) or piece[i] != expected[pos + i]),
+                           len(piece))
+                raise AssertionError(f'{path}: wrong bytes at offset {pos + bad} '
+                                     f'(read {len(piece)} bytes at {pos}, blob size '
+                                     f'{len(expected)})')
+            parts.append(piece)
+            pos += len(piece)
+        return b''.join(parts)
+    finally:
+        os.close(fd)
+
+
+# -- the pack format (docs/FORMAT.md), for tests that damage packs on purpose
+
+PACK_HEADER_SIZE = 32
+RECORD_HEADER_SIZE = 64
+RECORD_TRAILER_SIZE = 16
+RECORD_MAGIC = 0x31434552
+TRAILER_MAGIC = 0x31444E45
+MARKER_NAME = 'durable'
+
+
+class PackRecord:
+    """One record of a pack as laid out on disk (offsets within the file)."""
+
+    def __init__(self, pack, offset, kind, chunk_shift, seq, length, hexhash):
+        self.pack = pack            # Path of the pack file
+        self.offset = offset        # header start
+        self.kind = kind            # 1 blob, 2 tombstone
+        self.chunk_shift = chunk_shift
+        self.seq = seq
+        self.length = length
+        self.hash = hexhash
+        nchunks = (length + (1 << chunk_shift) - 1) >> chunk_shift
+        self.data_offset = offset + RECORD_HEADER_SIZE
+        self.table_offset = self.data_offset + length
+        self.trailer_offset = self.table_offset + 4 * nchunks
+        self.end = self.trailer_offset + RECORD_TRAILER_SIZE
+
+    @property
+    def is_blob(self):
+        return self.kind == 1
+
+    def region(self, offset):
+        """Which part of the record a file offset falls in."""
+        if offset < self.data_offset:
+            return 'header'
+        if offset < self.table_offset:
+            return 'data'
+        if offset < self.trailer_offset:
+            return 'chunk table'
+        return 'trailer'
+
+    def __repr__(self):
+        return (f'<record {self.pack.name}@{self.offset}..{self.end} '
+                f'{"blob" if self.is_blob else "tombstone"} {self.hash[:12]} len {self.length} '
+                f'seq {self.seq}>')
+
+
+def parse_pack(path):
+    """Records of an undamaged pack file, in file order. Raises
+    AssertionError when the file does not follow the format (only meant for
+    packs written by a healthy daemon; it does not check the CRCs)."""
+    import struct
+    path = Path(path)
+    data = path.read_bytes()
+    assert data[:8] == b'BLOBPAK1', f'{path}: bad pack magic {data[:8]!r}'
+    records = []
+    off = PACK_HEADER_SIZE
+    while off < len(data):
+        assert off + RECORD_HEADER_SIZE <= len(data), f'{path}: short header at {off}'
+        magic, kind, shift, _r0, seq, length = struct.unpack_from('<IBBHQQ', data, off)
+        assert magic == RECORD_MAGIC, f'{path}: bad record magic at {off}'
+        hexhash = data[off + 24:off + 56].hex()
+        rec = PackRecord(path, off, kind, shift, seq, length, hexhash)
+        assert rec.end <= len(data), f'{path}: record at {off} runs past the end'
+        tmagic, _tcrc, tseq = struct.unpack_from('<IIQ', data, rec.trailer_offset)
+        assert tmagic == TRAILER_MAGIC and tseq == seq, f'{path}: bad trailer of record at {off}'
+        records.append(rec)
+        off = rec.end
+    return records
+
+
+def parse_store(datadir, store):
+    """{pack Path: [PackRecord...]} for every pack of a store."""
+    return {p: parse_pack(p) for p in pack_files(datadir, store)}
+
+
+class tmpfs_disk:
+    """with tmpfs_disk(path, '24m') as disk: a small file system for tests
+    of a full disk. Every Mount appended to .mounts is unmounted (exit
+    status checked) before the tmpfs itself is unmounted, even when the body
+    failed."""
+
+    def __init__(self, path, size):
+        self.path = path
+        self.size = size
+        self.mounts = []
+        self.disk = None
+
+    def __enter__(self):
+        self.disk = mount_tmpfs(self.path, self.size)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            for m in self.mounts:
+                if m.proc is not None:
+                    m.umount(check=exc[0] is None)
+                elif m.mounted:
+                    unmount_path(m.mnt)
+        finally:
+            umount_tmpfs(self.disk)
+        return False

@@ -95,14 +95,16 @@ static void model_free(struct model *m)
 
 /* ---- entries and keys ---- */
 
+/* Fields the index keeps, within their ranges: seq and chunk_shift are not
+ * kept (they come back 0), so the payload leaves them 0. */
 static void random_payload(struct index_entry *e)
 {
-	e->offset = tu_rand();
-	e->length = tu_rand() >> (tu_rand() & 63);
-	e->seq = tu_rand();
-	e->pack_id = (uint32_t)tu_rand();
+	e->offset = tu_rand() & INDEX_OFFSET_MAX;
+	e->length = (tu_rand() >> (tu_rand() & 63)) & INDEX_LENGTH_MAX;
+	e->seq = 0;
+	e->pack_id = (uint32_t)tu_rand() | 1;
 	e->kind = tu_rand_below(4) ? RECORD_BLOB : RECORD_TOMBSTONE;
-	e->chunk_shift = (uint8_t)(CHUNK_SHIFT_MIN + tu_rand_below(CHUNK_SHIFT_MAX - CHUNK_SHIFT_MIN + 1));
+	e->chunk_shift = 0;
 	e->reserved = 0;
 }
 
@@ -251,13 +253,32 @@ static void test_basics(void)
 	CHECK_EQ(index_count(index), 1);
 	CHECK_EQ(index_lookup(index, key, &got), 0);
 	CHECK_MEM(&got, &e, sizeof(e));
-	e.offset = 12345;
-	e.length = 0;
-	e.seq = UINT64_MAX;
+	e.offset = INDEX_OFFSET_MAX;
+	e.length = INDEX_LENGTH_MAX;
 	e.pack_id = UINT32_MAX;
 	e.kind = RECORD_TOMBSTONE;
 	CHECK_EQ(index_put(index, &e), 0);
 	CHECK_EQ(index_count(index), 1);
+	CHECK_EQ(index_lookup(index, key, &got), 0);
+	CHECK_MEM(&got, &e, sizeof(e));
+	/* Out of range for a slot, or pack 0 (free slots): refused, and the
+	 * entry there is left alone. */
+	got = e;
+	got.offset = INDEX_OFFSET_MAX + 1;
+	CHECK_EQ(index_put(index, &got), -EINVAL);
+	got = e;
+	got.length = INDEX_LENGTH_MAX + 1;
+	CHECK_EQ(index_put(index, &got), -EINVAL);
+	got = e;
+	got.pack_id = 0;
+	CHECK_EQ(index_put(index, &got), -EINVAL);
+	CHECK_EQ(index_lookup(index, key, &got), 0);
+	CHECK_MEM(&got, &e, sizeof(e));
+	/* seq and chunk_shift are not kept. */
+	got = e;
+	got.seq = 77;
+	got.chunk_shift = CHUNK_SHIFT_DEFAULT;
+	CHECK_EQ(index_put(index, &got), 0);
 	CHECK_EQ(index_lookup(index, key, &got), 0);
 	CHECK_MEM(&got, &e, sizeof(e));
 	/* A failed put (kind 0) of a present key leaves it alone. */
