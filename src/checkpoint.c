@@ -88,6 +88,7 @@ void checkpoint_pack_encode(const struct checkpoint_pack *p, uint8_t out[CHECKPO
 	memset(out, 0, CHECKPOINT_PACK_SIZE);
 	put_le32(out, p->id);
 	out[4] = p->damaged ? 1 : 0;
+	out[5] = p->appendable ? 1 : 0;
 	put_le64(out + 8, p->size);
 	put_le64(out + 16, p->tombstone_count);
 	put_le64(out + 24, p->max_seq);
@@ -97,10 +98,11 @@ void checkpoint_pack_encode(const struct checkpoint_pack *p, uint8_t out[CHECKPO
 
 int checkpoint_pack_decode(const uint8_t buf[CHECKPOINT_PACK_SIZE], struct checkpoint_pack *p)
 {
-	if (buf[4] > 1 || !all_zero(buf + 5, 3))
+	if (buf[4] > 1 || buf[5] > 1 || !all_zero(buf + 6, 2))
 		return -EBADMSG;
 	p->id = get_le32(buf);
 	p->damaged = buf[4];
+	p->appendable = buf[5];
 	p->size = get_le64(buf + 8);
 	p->tombstone_count = get_le64(buf + 16);
 	p->max_seq = get_le64(buf + 24);

@@ -30,6 +30,7 @@ struct checkpoint_pack {
 	 * checks it is still there, with this seq, before trusting the pack. */
 	uint64_t last_offset, last_seq;
 	uint8_t damaged;
+	uint8_t appendable; /* may take appends (not a large blob's own pack) */
 };
 
 struct checkpoint_header {

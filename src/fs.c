@@ -1038,7 +1038,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		node->discarded = true;
 		node_detach(fs, node);
 		pthread_mutex_unlock(&fs->lock);
-		reply_error(req, -ret, "save", node, NULL, NULL);
+		/* A store destroyed under a still-open file cannot take it:
+		 * for the writer that is a failed save, not a missing file. */
+		reply_error(req, ret == -ENOENT ? EIO : -ret, "save", node, NULL,
+			    ret == -ENOENT ? "its store was destroyed" : NULL);
 		return;
 	}
 	if (fs->sync && store_sync(node->parent->store) < 0) {

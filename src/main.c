@@ -76,12 +76,16 @@ static int parse_size(const char *text, uint64_t *out, bool zero_ok)
 	v = strtoull(text, &end, 10);
 	if (errno || end == text)
 		return -EINVAL;
+	unsigned shift = 0;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
 	default: break;
 	}
+	if (v > (ULLONG_MAX >> shift))
+		return -EINVAL; /* would overflow */
+	v <<= shift;
 	if (*end || (v == 0 && !zero_ok))
 		return -EINVAL;
 	*out = v;

@@ -44,6 +44,7 @@
 #define COPY_BUFFER_SIZE (1u << 20)
 #define MARKER_NAME "durable"
 #define COMPACT_MARGIN (UINT64_C(64) << 10)
+#define COMPACT_INTERVAL_MS 2000
 #define CHECKPOINT_NAME "checkpoint"
 #define CHECKPOINT_STAGING_NAME "checkpoint.tmp"
 /* Incoming content up to this size stays in the daemon's memory: a small
@@ -60,6 +61,10 @@ struct pack_info {
 	uint64_t max_seq;    /* of any record in it */
 	uint64_t last_offset, last_seq; /* its last record (0: none) */
 	bool damaged;        /* has bytes that do not frame (fsck --repair's job) */
+	bool appendable;     /* made to take appends (not a large blob's own pack,
+			      * not a compaction's output): may become active */
+	bool no_compact;     /* compacting it failed: not retried this mount */
+	bool compacting;     /* being rewritten: must not become the active pack */
 };
 
 struct store {
@@ -69,6 +74,10 @@ struct store {
 	bool destroyed;    /* guarded by lock */
 
 	pthread_mutex_t lock;
+	/* One flush of the store at a time (the flusher thread, fsync of a
+	 * directory and store_sync may all flush): two at once could let one
+	 * write a marker for records whose files the other is still syncing. */
+	pthread_mutex_t flush_lock;
 	struct index *index;
 	uint64_t next_seq;
 	uint32_t next_pack_id;
@@ -103,8 +112,9 @@ struct blobdb {
 	/* The flusher thread and group commit (flush_lock guards these). */
 	pthread_mutex_t flush_lock;
 	pthread_cond_t flush_wake, flush_done;
-	pthread_t flusher;
-	bool flusher_running, flusher_stop, flush_requested;
+	pthread_t flusher, compactor;
+	bool flusher_running, compactor_running, flusher_stop, flush_requested;
+	pthread_cond_t compact_wake;
 	uint64_t cycles_started, cycles_done;
 };
 
@@ -505,7 +515,8 @@ static int quarantine_file(struct store *store, const char *path, uint32_t pack_
 static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start)
 {
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
-	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0;
+	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0, records = 0;
+	uint64_t first_length = 0;
 	bool damaged = false;
 	struct pack_scan scan;
 	struct record_info rec;
@@ -525,7 +536,9 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		/* A header that never reached the disk (a power cut right after
 		 * the pack was made) or that was damaged later. */
 		damaged = true;
-		ret = headless_pack_vouched(store, fd, pack_id);
+		/* Without a marker nothing tells synced from not: use the records
+		 * rather than put the whole pack aside. */
+		ret = store->marker_lost ? 1 : headless_pack_vouched(store, fd, pack_id);
 		if (ret == 0) {
 			log_warning("store %s: %s has no valid header and nothing in it was synced",
 				    store->name, path);
@@ -627,6 +640,8 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 			max_seq = rec.seq;
 		last_offset = rec.offset;
 		last_seq = rec.seq;
+		if (records++ == 0)
+			first_length = rec.kind == RECORD_BLOB ? rec.length : 0;
 		ret = store_replay_record(store, pack_id, &rec);
 		if (ret < 0) {
 			hash_to_hex(rec.hash, hex);
@@ -649,6 +664,11 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 			p->last_seq = last_seq;
 		}
 		p->damaged |= damaged;
+		/* A scan from the start decides; a tail scan keeps what the
+		 * checkpoint said. A large blob's own pack holds one record. */
+		if (start <= PACK_HEADER_SIZE)
+			p->appendable = records != 1 ||
+					first_length < store->db->opts.large_blob_min;
 	}
 	/* Records the marker does not vouch for were verified just now; make
 	 * them durable before a new marker says so. */
@@ -761,6 +781,7 @@ static int store_load_checkpoint(struct store *store, int dir_fd, const uint32_t
 			p->last_offset = packs[i].last_offset;
 			p->last_seq = packs[i].last_seq;
 			p->damaged = packs[i].damaged;
+			p->appendable = packs[i].appendable;
 		}
 	}
 	if (h.next_seq > store->next_seq)
@@ -792,7 +813,7 @@ static int store_write_checkpoint(struct store *store)
 		packs[i] = (struct checkpoint_pack){ .id = p->id, .size = p->size,
 			.tombstone_count = p->tombstone_count, .max_seq = p->max_seq,
 			.last_offset = p->last_offset, .last_seq = p->last_seq,
-			.damaged = p->damaged };
+			.damaged = p->damaged, .appendable = p->appendable };
 	}
 	h.pack_count = (uint32_t)store->pack_count;
 	h.entry_count = index_count(store->index);
@@ -969,6 +990,7 @@ static int store_new(struct blobdb *db, const char *name, struct store **out)
 	if (ret < 0)
 		goto out;
 	pthread_mutex_init(&store->lock, NULL);
+	pthread_mutex_init(&store->flush_lock, NULL);
 out:
 	if (ret < 0 && store) {
 		free(store->name);
@@ -988,6 +1010,7 @@ static void store_free(struct store *store)
 		io->close(store->active_fd);
 	index_free(store->index);
 	pthread_mutex_destroy(&store->lock);
+	pthread_mutex_destroy(&store->flush_lock);
 	free(store->packs);
 	free(store->name);
 	free(store);
@@ -1221,6 +1244,7 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 	pthread_mutex_init(&db->flush_lock, NULL);
 	pthread_cond_init(&db->flush_wake, NULL);
 	pthread_cond_init(&db->flush_done, NULL);
+	pthread_cond_init(&db->compact_wake, NULL);
 	if (opts)
 		db->opts = *opts;
 	else
@@ -1301,7 +1325,19 @@ int blobdb_statfs(struct blobdb *db, struct statvfs *st)
  * next flush. A failure is sticky: after a failed fsync the kernel may have
  * dropped the dirty pages, so the marker never moves again in this mount.
  */
+static int store_flush_locked(struct store *store);
+
 static int store_flush(struct store *store)
+{
+	int ret;
+
+	pthread_mutex_lock(&store->flush_lock);
+	ret = store_flush_locked(store);
+	pthread_mutex_unlock(&store->flush_lock);
+	return ret;
+}
+
+static int store_flush_locked(struct store *store)
 {
 	uint64_t target, durable = __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE);
 	int *fds = NULL, active = -1, ret = 0;
@@ -1427,19 +1463,16 @@ static void deadline_after(struct timespec *t, unsigned ms)
 static void *flusher_main(void *arg)
 {
 	struct blobdb *db = arg;
-	unsigned since_compaction = 0;
 
 	pthread_mutex_lock(&db->flush_lock);
 	while (!db->flusher_stop) {
 		struct timespec deadline;
-		bool timer;
 		deadline_after(&deadline, db->opts.flush_interval_ms);
 		while (!db->flush_requested && !db->flusher_stop &&
 		       pthread_cond_timedwait(&db->flush_wake, &db->flush_lock, &deadline) == 0)
 			;
 		if (db->flusher_stop)
 			break;
-		timer = !db->flush_requested;
 		db->flush_requested = false;
 		db->cycles_started++;
 		pthread_mutex_unlock(&db->flush_lock);
@@ -1447,14 +1480,29 @@ static void *flusher_main(void *arg)
 		pthread_mutex_lock(&db->flush_lock);
 		db->cycles_done++;
 		pthread_cond_broadcast(&db->flush_done);
-		/* Compaction runs on quiet timer ticks, a pack at a time, so
-		 * that a waiting sync is never held up for long. */
-		if (timer && ++since_compaction >= 2 && !db->flush_requested) {
-			since_compaction = 0;
-			pthread_mutex_unlock(&db->flush_lock);
-			blobdb_compact_step(db);
-			pthread_mutex_lock(&db->flush_lock);
-		}
+	}
+	pthread_mutex_unlock(&db->flush_lock);
+	return NULL;
+}
+
+/* Compaction has a thread of its own: rewriting a big pack takes a while,
+ * and flushes (and those waiting on them) must not wait for it. */
+static void *compactor_main(void *arg)
+{
+	struct blobdb *db = arg;
+
+	pthread_mutex_lock(&db->flush_lock);
+	while (!db->flusher_stop) {
+		struct timespec deadline;
+		deadline_after(&deadline, COMPACT_INTERVAL_MS);
+		while (!db->flusher_stop &&
+		       pthread_cond_timedwait(&db->compact_wake, &db->flush_lock, &deadline) == 0)
+			;
+		if (db->flusher_stop)
+			break;
+		pthread_mutex_unlock(&db->flush_lock);
+		blobdb_compact_step(db);
+		pthread_mutex_lock(&db->flush_lock);
 	}
 	pthread_mutex_unlock(&db->flush_lock);
 	return NULL;
@@ -1468,6 +1516,10 @@ int blobdb_start(struct blobdb *db)
 	ret = db->flusher_running ? 0 : -pthread_create(&db->flusher, NULL, flusher_main, db);
 	if (ret == 0)
 		db->flusher_running = true;
+	if (ret == 0 && !db->compactor_running) {
+		ret = -pthread_create(&db->compactor, NULL, compactor_main, db);
+		db->compactor_running = ret == 0;
+	}
 	pthread_mutex_unlock(&db->flush_lock);
 	if (ret < 0)
 		log_error("cannot start the flusher thread: %s", strerror(-ret));
@@ -1478,13 +1530,20 @@ static void blobdb_stop(struct blobdb *db)
 {
 	bool running;
 
+	bool compacting;
+
 	pthread_mutex_lock(&db->flush_lock);
 	running = db->flusher_running;
+	compacting = db->compactor_running;
 	db->flusher_stop = true;
 	pthread_cond_broadcast(&db->flush_wake);
+	pthread_cond_broadcast(&db->compact_wake);
 	pthread_mutex_unlock(&db->flush_lock);
 	if (running)
 		pthread_join(db->flusher, NULL);
+	if (compacting)
+		pthread_join(db->compactor, NULL);
+	db->compactor_running = false;
 	pthread_mutex_lock(&db->flush_lock);
 	db->flusher_running = false;
 	pthread_cond_broadcast(&db->flush_done);
@@ -1551,6 +1610,7 @@ void blobdb_close(struct blobdb *db)
 	pthread_mutex_destroy(&db->flush_lock);
 	pthread_cond_destroy(&db->flush_wake);
 	pthread_cond_destroy(&db->flush_done);
+	pthread_cond_destroy(&db->compact_wake);
 	free(db->path);
 	free(db);
 }
@@ -1777,9 +1837,13 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 	int ret, fd;
 
 	if (store->active_fd < 0 && store->pack_count > 0) {
-		/* Reuse the newest pack when it has room. */
-		p = &store->packs[store->pack_count - 1];
-		if (p->size + need <= store->db->opts.pack_size_max && !p->damaged) {
+		/* Reuse the newest pack made for appends, when it has room
+		 * (large blobs' own packs and compaction outputs are skipped). */
+		size_t i = store->pack_count;
+		while (i > 0 && (!store->packs[i - 1].appendable || store->packs[i - 1].compacting))
+			i--;
+		p = i > 0 ? &store->packs[i - 1] : NULL;
+		if (p && p->size + need <= store->db->opts.pack_size_max && !p->damaged) {
 			ret = store_pack_path(store, p->id, path);
 			if (ret < 0)
 				return ret;
@@ -1816,6 +1880,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 		return ret;
 	}
 	*out = pack_find(store, store->active_id);
+	(*out)->appendable = true;
 	return 0;
 }
 
@@ -2245,6 +2310,14 @@ static int writer_spill(struct blob_writer *w)
 		ret = pwrite_full(w->fd, w->mem, (size_t)w->size, STAGING_DATA_OFFSET);
 	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
 		ret = -errno;
+	if (ret < 0 && w->fd >= 0) {
+		/* The content stays in memory; the partial file goes. */
+		char path[PATH_SIZE];
+		io->close(w->fd);
+		w->fd = -1;
+		if (store_path(w->store, w->staging_name, path) == 0)
+			io->unlinkat(w->store->db->stores_fd, path, 0);
+	}
 	if (ret < 0)
 		return ret;
 	free(w->mem);
@@ -2318,6 +2391,9 @@ static int writer_create_staging(struct blob_writer *w)
 	struct store *store = w->store;
 	char path[PATH_SIZE];
 	int ret;
+
+	if (store->destroyed)
+		return -ENOENT; /* its directory may be another store's by now */
 
 	snprintf(w->staging_name, sizeof(w->staging_name), "staging-%ld-%" PRIu64 ".tmp",
 		 (long)getpid(), __atomic_add_fetch(&store->db->staging_counter, 1, __ATOMIC_RELAXED));
@@ -2673,8 +2749,8 @@ static uint64_t pack_dead_bytes(const struct pack_info *p)
 /* A pack compaction may rewrite: not appended to, wholly durable, readable. */
 static bool pack_compactable(const struct store *store, const struct pack_info *p)
 {
-	return !(store->active_fd >= 0 && p->id == store->active_id) &&
-	       (store->offline || p != &store->packs[store->pack_count - 1]) &&
+	return !(store->active_fd >= 0 && p->id == store->active_id) && !p->no_compact &&
+	       !p->compacting &&
 	       p->max_seq <= __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) && !p->damaged;
 }
 
@@ -2702,13 +2778,20 @@ static int collect_live(const struct index_entry *e, void *arg)
 	return 0;
 }
 
+static int compare_entry_offset(const void *a, const void *b)
+{
+	const struct index_entry *x = a, *y = b;
+	return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The live list is sorted by offset (see store_compact_pack). */
 static bool live_has(const struct live_list *list, const struct record_info *rec)
 {
-	for (size_t i = 0; i < list->count; i++)
-		if (list->entries[i].offset == rec->offset &&
-		    !memcmp(list->entries[i].hash, rec->hash, BLOBFS_HASH_SIZE))
-			return true;
-	return false;
+	struct index_entry key = { .offset = rec->offset };
+	const struct index_entry *e = list->count ?
+		bsearch(&key, list->entries, list->count, sizeof(key), compare_entry_offset) : NULL;
+
+	return e && !memcmp(e->hash, rec->hash, BLOBFS_HASH_SIZE);
 }
 
 /* Copies bytes [from, from + len) of in to out at *out_pos. */
@@ -2755,9 +2838,16 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	pthread_mutex_lock(&store->lock);
 	ret = store->destroyed ? -ENOENT : index_foreach(store->index, collect_live, &live);
 	new_id = store->next_pack_id++;
+	struct pack_info *source_info = pack_find(store, pack_id);
+	if (ret == 0 && (!source_info || !pack_compactable(store, source_info)))
+		ret = -ENOENT; /* became active, or went, since it was picked */
+	if (ret == 0)
+		source_info->compacting = true; /* appends now go elsewhere */
 	pthread_mutex_unlock(&store->lock);
 	if (ret < 0)
 		goto out;
+	if (live.count)
+		qsort(live.entries, live.count, sizeof(*live.entries), compare_entry_offset);
 	ret = store_pack_path(store, pack_id, from_path);
 	if (ret < 0)
 		goto out;
@@ -2822,12 +2912,15 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	}
 	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
+	bool renamed = false;
 	if (ret == 0 && io->renameat(store->db->stores_fd, staging, store->db->stores_fd, to_path) < 0)
 		ret = -errno;
+	renamed = ret == 0;
 	if (ret == 0)
 		ret = fsync_dir_at(store->db->stores_fd, store->name);
 	if (ret < 0) {
-		io->unlinkat(store->db->stores_fd, staging, 0);
+		/* Not kept: whichever name the copy has now goes. */
+		io->unlinkat(store->db->stores_fd, renamed ? to_path : staging, 0);
 		goto out;
 	}
 
@@ -2839,6 +2932,8 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		struct pack_info *p = pack_find(store, new_id);
 		p->tombstone_count = tombstones;
 		p->max_seq = max_seq;
+	} else {
+		io->unlinkat(store->db->stores_fd, to_path, 0);
 	}
 	pack_scan_open(&scan, out, new_id);
 	size_t k = 0;
@@ -2876,9 +2971,21 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		log_info("store %s: pack %08x compacted into %08x (%" PRIu64 " bytes kept)",
 			 store->name, pack_id, new_id, out_pos);
 out:
-	if (ret < 0 && ret != -ENOSPC && ret != -ENOENT)
-		log_error("store %s: compacting pack %08x failed: %s", store->name, pack_id,
-			  strerror(-ret));
+	pthread_mutex_lock(&store->lock);
+	source_info = pack_find(store, pack_id);
+	if (source_info)
+		source_info->compacting = false;
+	pthread_mutex_unlock(&store->lock);
+	if (ret < 0 && ret != -ENOSPC && ret != -ENOENT) {
+		struct pack_info *failed;
+		log_error("store %s: compacting pack %08x failed: %s; not retried before the next "
+			  "mount", store->name, pack_id, strerror(-ret));
+		pthread_mutex_lock(&store->lock);
+		failed = pack_find(store, pack_id);
+		if (failed)
+			failed->no_compact = true;
+		pthread_mutex_unlock(&store->lock);
+	}
 	if (in >= 0)
 		io->close(in);
 	if (out >= 0)
