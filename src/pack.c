@@ -233,21 +233,33 @@ out:
 	return ret;
 }
 
-int pack_write_record(int fd, const struct record_info *rec, const void *data)
+int pack_write_record(int fd, const struct record_info *rec, const void *data,
+		      const uint32_t *crcs)
 {
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
-	uint32_t *crcs = malloc(count ? count * 4 : 1);
+	uint64_t size = record_size(rec->length, rec->chunk_shift);
+	uint8_t *buf = malloc((size_t)size), *table;
 	int ret = -ENOMEM;
 
-	if (!crcs)
+	if (!buf)
 		goto out;
-	chunk_crcs(data, rec->length, rec->chunk_shift, crcs);
-	ret = pwrite_full(fd, data, rec->length, record_data_offset(rec));
-	if (ret < 0)
-		goto out;
-	ret = pack_write_frame(fd, rec, crcs);
+	/* The whole record is composed in memory and written with one call. */
+	record_header_encode(rec, buf);
+	memcpy(buf + RECORD_HEADER_SIZE, data, rec->length);
+	table = buf + RECORD_HEADER_SIZE + rec->length;
+	if (crcs) {
+		for (uint64_t i = 0; i < count; i++)
+			put_le32(table + 4 * i, crcs[i]);
+	} else {
+		const uint8_t *p = data;
+		uint64_t chunk = UINT64_C(1) << rec->chunk_shift, left = rec->length;
+		for (uint64_t i = 0; i < count; i++, p += chunk, left -= chunk)
+			put_le32(table + 4 * i, crc32c(0, p, left < chunk ? left : chunk));
+	}
+	record_trailer_encode(rec->seq, crc32c(0, table, 4 * count), table + 4 * count);
+	ret = pwrite_full(fd, buf, (size_t)size, rec->offset);
 out:
-	free(crcs);
+	free(buf);
 	return ret;
 }
 

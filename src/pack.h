@@ -57,8 +57,11 @@ int pack_create(int dirfd, uint32_t pack_id, int *fd_out);
  * the header. crcs holds record_chunk_count() checksums. */
 int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs);
 
-/* Writes a whole record (frame and data from memory) at rec->offset. */
-int pack_write_record(int fd, const struct record_info *rec, const void *data);
+/* Writes a whole record (frame and data from memory) at rec->offset, in
+ * one write. crcs, if not NULL, holds the chunk checksums already known. For
+ * records that fit in memory (small blobs, tombstones). */
+int pack_write_record(int fd, const struct record_info *rec, const void *data,
+		      const uint32_t *crcs);
 
 /* Fills crcs[] with the CRC32C of each chunk of len bytes of data. */
 void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *crcs);

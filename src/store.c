@@ -1931,13 +1931,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 		goto out;
 	rec->offset = pack->size;
 	rec->seq = store->next_seq++;
-	if (crcs) {
-		ret = pwrite_full(store->active_fd, data, rec->length, record_data_offset(rec));
-		if (ret == 0)
-			ret = pack_write_frame(store->active_fd, rec, crcs);
-	} else {
-		ret = pack_write_record(store->active_fd, rec, data);
-	}
+	ret = pack_write_record(store->active_fd, rec, data, crcs);
 	if (ret < 0) {
 		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
 			log_error("store %s: cannot cut back pack %08x after a failed write: %s",

@@ -374,7 +374,7 @@ static void pack_append(struct pack_file *p, enum record_kind kind, uint64_t len
 		CHECK_EQ(pack_write_frame(p->fd, &w.rec, crcs), 0);
 		free(crcs);
 	} else {
-		CHECK_EQ(pack_write_record(p->fd, &w.rec, w.data ? (void *)w.data : (void *)""), 0);
+		CHECK_EQ(pack_write_record(p->fd, &w.rec, w.data ? (void *)w.data : (void *)"", NULL), 0);
 	}
 	p->end = record_end(&w.rec);
 	p->recs = realloc(p->recs, (p->count + 1) * sizeof(*p->recs));
@@ -700,7 +700,7 @@ static void test_damaged_data(const char *dir)
 		tu_fill_random(data, sizeof(data));
 		REQUIRE(hash_buffer(data, sizeof(data), rec.hash) == 0);
 		rec.hash[5] ^= 1;
-		CHECK_EQ(pack_write_record(q.fd, &rec, data), 0);
+		CHECK_EQ(pack_write_record(q.fd, &rec, data, NULL), 0);
 		CHECK_EQ(pack_scan_open(&scan, q.fd, q.id), 0);
 		CHECK_EQ(pack_scan_next(&scan, &rec), 1);
 		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);
@@ -712,7 +712,7 @@ static void test_damaged_data(const char *dir)
 		rec.length = 0;
 		rec.seq = 2;
 		REQUIRE(hash_buffer("", 0, rec.hash) == 0);
-		CHECK_EQ(pack_write_record(q.fd, &rec, ""), 0);
+		CHECK_EQ(pack_write_record(q.fd, &rec, "", NULL), 0);
 		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), 0);
 		rec.hash[0] ^= 1;
 		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);
@@ -725,7 +725,7 @@ static void test_damaged_data(const char *dir)
 		{
 			uint8_t *big = tu_random_buffer(10000);
 			REQUIRE(hash_buffer(big, 10000, rec.hash) == 0);
-			CHECK_EQ(pack_write_record(q.fd, &rec, big), 0);
+			CHECK_EQ(pack_write_record(q.fd, &rec, big, NULL), 0);
 			CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), 0);
 			CHECK_EQ(ftruncate(q.fd, (off_t)(record_data_offset(&rec) + 5000)), 0);
 			CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);

@@ -2630,7 +2630,7 @@ static void test_crafted_hashes(const char *base)
 			memset(rec.hash, 0xff, 8);
 			tu_fill_random(rec.hash + 8, HS - 8);
 			rec.seq = (uint64_t)i + 1;
-			CHECK_EQ(pack_write_record(fd, &rec, "?"), 0);
+			CHECK_EQ(pack_write_record(fd, &rec, "?", NULL), 0);
 			rec.offset = record_end(&rec);
 		}
 		close(fd);
