@@ -62,6 +62,7 @@ struct node {
 	struct node *next_incoming, *prev_incoming; /* in the incoming dir, by ino */
 	bool discarded;        /* unlinked before it was saved */
 	bool created_empty;    /* a flush created the empty blob (see fs_flush) */
+	uint64_t empty_saves;  /* fs->empty_saves right after that flush */
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
@@ -83,6 +84,7 @@ struct fs {
 	struct node **buckets;
 	size_t bucket_count, node_count;
 	uint64_t next_ino;
+	uint64_t empty_saves; /* saves of the empty blob, by anyone (under lock) */
 	struct timespec mount_time;
 	uid_t uid;
 	gid_t gid;
@@ -980,13 +982,19 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * blob shows that flush was not the writer's last close (a shell's
  * `cmd > file` duplicates the descriptor and closes the first copy), so the
  * empty blob it made is taken back. */
-static void retract_empty_blob(struct node *node)
+static bool retract_empty_blob(struct fs *fs, struct node *node)
 {
 	uint8_t empty[BLOBFS_HASH_SIZE];
 
 	node->created_empty = false;
-	if (hash_buffer("", 0, empty) == 0 && blob_delete(node->parent->store, empty) == 0)
+	/* Only if nobody else saved the empty blob since: theirs stays. */
+	if (fs->empty_saves != node->empty_saves)
+		return false;
+	if (hash_buffer("", 0, empty) == 0 && blob_delete(node->parent->store, empty) == 0) {
 		log_debug("%s: empty blob of an early close taken back", node->name);
+		return true;
+	}
+	return false;
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -1002,10 +1010,22 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	if (node->created_empty && size > 0) {
+		bool retracted = false;
+		fuse_ino_t store_ino = 0;
 		pthread_mutex_lock(&fs->lock);
-		if (node->created_empty)
-			retract_empty_blob(node);
+		if (node->created_empty) {
+			retracted = retract_empty_blob(fs, node);
+			store_ino = ino_of(fs, node->parent->parent);
+		}
 		pthread_mutex_unlock(&fs->lock);
+		if (retracted) {
+			/* Deleted behind the kernel's back: drop its cached name. */
+			char hex[HASH_HEX_SIZE + 1];
+			uint8_t empty[BLOBFS_HASH_SIZE];
+			hash_buffer("", 0, empty);
+			hash_to_hex(empty, hex);
+			fuse_lowlevel_notify_inval_entry(fs->session, store_ino, hex, HASH_HEX_SIZE);
+		}
 	}
 	ret = blob_writer_write(node->writer, buf, size, (uint64_t)off);
 	if (ret < 0)
@@ -1052,7 +1072,10 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	log_debug("%s saved as %s/%s%s", node->name, store_name(node->parent->store), hex,
 		  ret == -EEXIST ? " (already there)" : "");
 	pthread_mutex_lock(&fs->lock);
+	if (empty)
+		fs->empty_saves++;
 	node->created_empty = empty && ret == 0;
+	node->empty_saves = fs->empty_saves;
 	/* Saved: the name is no longer a file being written. */
 	node_detach(fs, node);
 	pthread_mutex_unlock(&fs->lock);

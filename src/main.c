@@ -176,7 +176,8 @@ static int run_compact(int argc, char **argv)
 	if (blobdb_open(argv[1], &opts, &db) < 0)
 		return 2; /* the store layer said why */
 	ret = blobdb_compact(db, isatty(STDERR_FILENO) ? stderr : NULL);
-	blobdb_close(db);
+	if (blobdb_close(db) < 0 && ret == 0)
+		ret = -EIO;
 	if (ret < 0) {
 		fprintf(stderr, "blobfs compact: %s: %s\n", argv[1], strerror(-ret));
 		return 1;
@@ -252,7 +253,10 @@ static int run_mount(int argc, char **argv)
 		goto out;
 	ret = fs_run(db, mountpoint, &args, &fs_opts) == 0 ? 0 : 1;
 out:
-	blobdb_close(db);
+	/* The last flush happens here: its failure is the daemon's failure
+	 * (already logged). */
+	if (blobdb_close(db) < 0)
+		ret = 1;
 	fuse_opt_free_args(&args);
 	return ret;
 }

@@ -1581,13 +1581,18 @@ int store_sync(struct store *store)
 	return store_flush(store) < 0 ? -EIO : 0;
 }
 
-void blobdb_close(struct blobdb *db)
+int blobdb_close(struct blobdb *db)
 {
+	int ret = 0;
+
 	if (!db)
-		return;
+		return 0;
 	blobdb_stop(db);
 	if (db->stores_fd >= 0) {
-		if (blobdb_sync(db) == 0 && !db->opts.read_only)
+		ret = blobdb_sync(db);
+		/* A checkpoint that cannot be written (a full disk) only makes the
+		 * next mount scan the packs: logged, not a failure. */
+		if (ret == 0 && !db->opts.read_only)
 			blobdb_each_store(db, checkpoint_one, NULL);
 		/* Removed files and the trash too: everything we changed. */
 		if (!db->opts.read_only && io->syncfs(db->dirfd) < 0)
@@ -1613,6 +1618,7 @@ void blobdb_close(struct blobdb *db)
 	pthread_cond_destroy(&db->compact_wake);
 	free(db->path);
 	free(db);
+	return ret < 0 ? -EIO : 0;
 }
 
 /* ---- stores ---- */

@@ -48,8 +48,10 @@ struct blob_writer;
  * lock and loads every store. -EBUSY if another process holds the lock.
  */
 int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct blobdb **out);
-/* Flushes everything to disk and releases the lock. */
-void blobdb_close(struct blobdb *db);
+/* Flushes everything to disk, writes the index checkpoints and releases the
+ * lock; -EIO if the final flush failed (the lock and memory are released
+ * either way; a checkpoint that cannot be written is only logged). */
+int blobdb_close(struct blobdb *db);
 /* Records the calling process as the lock holder (after a daemonizing fork). */
 void blobdb_note_pid(struct blobdb *db);
 /* Starts the background thread that makes saves durable within
