@@ -7,7 +7,6 @@
  */
 #include "checkpoint.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bytes.h"
 #include "crc32c.h"
 #include "io.h"
 #include "pack.h"
@@ -22,40 +22,6 @@
 #define CHECKPOINT_VERSION 1
 #define CHECKPOINT_TRAILER_MAGIC 0x31584449u /* "IDX1" */
 #define BUFFER_SIZE (1u << 20)
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	while (n--)
-		if (*p++)
-			return false;
-	return true;
-}
 
 void checkpoint_header_encode(const struct checkpoint_header *h,
 			      uint8_t out[CHECKPOINT_HEADER_SIZE])

@@ -25,8 +25,6 @@
 #include "pack.h"
 #include "store.h"
 
-#define COPY_BUFFER_SIZE (1u << 20)
-
 struct fsck {
 	FILE *out, *progress;
 	bool repair;
@@ -128,30 +126,21 @@ static int quarantine_copy(struct fsck *fsck, int fd, const char *name, uint64_t
 			   uint64_t to)
 {
 	char path[600];
-	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
-	int out = -1, ret = buf ? 0 : -ENOMEM;
+	int out = -1, ret = 0;
 
-	if (ret == 0 && io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
+	if (io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
 		ret = -errno;
 	snprintf(path, sizeof(path), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", fsck->store, name, from,
 		 to, (long)time(NULL));
 	if (ret == 0) {
 		out = io->openat(fsck->quarantine_fd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 				 0600);
-		ret = out < 0 ? -errno : 0;
-	}
-	for (uint64_t pos = from; ret == 0 && pos < to;) {
-		size_t n = to - pos < COPY_BUFFER_SIZE ? (size_t)(to - pos) : COPY_BUFFER_SIZE;
-		ret = pread_full(fd, buf, n, pos);
-		if (ret == 0)
-			ret = pwrite_full(out, buf, n, pos - from);
-		pos += n;
+		ret = out < 0 ? -errno : copy_file_bytes(fd, from, out, 0, to - from);
 	}
 	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
 	if (out >= 0)
 		io->close(out);
-	free(buf);
 	return ret;
 }
 
@@ -171,12 +160,11 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 {
 	char staging[64], new_name[PACK_NAME_SIZE], quarantined[600];
 	uint8_t header[PACK_HEADER_SIZE];
-	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
 	uint64_t out_pos = PACK_HEADER_SIZE, kept = 0;
 	struct pack_scan scan;
 	struct record_info rec;
 	uint32_t new_id = (*next_id)++;
-	int out = -1, ret = buf ? 0 : -ENOMEM;
+	int out = -1, ret = 0;
 
 	pack_name(new_id, new_name);
 	snprintf(staging, sizeof(staging), "staging-repair-%08x.tmp", new_id);
@@ -205,14 +193,8 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 		}
 		if (rec.kind == RECORD_BLOB && pack_verify_record(fd, &rec, fsck->hasher, &what) != 0)
 			continue;
-		for (uint64_t pos = rec.offset, end = record_end(&rec); ret == 0 && pos < end;) {
-			size_t n = end - pos < COPY_BUFFER_SIZE ? (size_t)(end - pos) : COPY_BUFFER_SIZE;
-			ret = pread_full(fd, buf, n, pos);
-			if (ret == 0)
-				ret = pwrite_full(out, buf, n, out_pos);
-			pos += n;
-			out_pos += n;
-		}
+		ret = copy_file_bytes(fd, rec.offset, out, out_pos, record_end(&rec) - rec.offset);
+		out_pos += record_end(&rec) - rec.offset;
 		kept++;
 	}
 	if (ret == 0 && io->fsync(out) < 0)
@@ -232,7 +214,6 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 		io->close(out);
 	if (ret < 0 || !kept)
 		io->unlinkat(store_fd, staging, 0);
-	free(buf);
 	if (ret == 0)
 		fprintf(fsck->out, "store %s: %s: repaired: %llu good records kept in %s, original "
 			"moved to quarantine/%s\n", fsck->store, name, (unsigned long long)kept,

@@ -5,7 +5,6 @@
  */
 #include "pack.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,44 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "crc32c.h"
 #include "io.h"
 #include "hash.h"
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-/* Reserved bytes are zero in version 1: anything else is not this format. */
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	while (n--)
-		if (*p++)
-			return false;
-	return true;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
 
 void pack_name(uint32_t pack_id, char out[PACK_NAME_SIZE])
 {
@@ -172,6 +137,25 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
+{
+	enum { BUFFER = 1 << 20 };
+	uint8_t *buf = len ? malloc(len < BUFFER ? (size_t)len : BUFFER) : NULL;
+	int ret = len && !buf ? -ENOMEM : 0;
+
+	while (ret == 0 && len) {
+		size_t n = len < BUFFER ? (size_t)len : BUFFER;
+		ret = pread_full(in, buf, n, in_off);
+		if (ret == 0)
+			ret = pwrite_full(out, buf, n, out_off);
+		in_off += n;
+		out_off += n;
+		len -= n;
+	}
+	free(buf);
+	return ret;
 }
 
 int pack_create(int dirfd, uint32_t pack_id, int *fd_out)

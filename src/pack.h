@@ -69,6 +69,8 @@ void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *
 /* Reads exactly len bytes at off; -EIO on a short read (the file ended). */
 int pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* Copies len bytes from in at in_off to out at out_off, through a buffer. */
+int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
 
 /* Walks the records of one pack in file order. */
 struct pack_scan {

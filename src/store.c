@@ -239,7 +239,6 @@ static int quarantine_bytes(struct store *store, int fd, uint32_t pack_id, uint6
 			    uint64_t to)
 {
 	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
-	uint8_t *buf = NULL;
 	int out = -1, ret;
 
 	if (io->mkdirat(store->db->quarantine_fd, store->name, 0700) < 0 && errno != EEXIST)
@@ -249,21 +248,11 @@ static int quarantine_bytes(struct store *store, int fd, uint32_t pack_id, uint6
 		 from, to, (long)time(NULL));
 	out = io->openat(store->db->quarantine_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 			 0600);
-	ret = out < 0 ? -errno : 0;
-	if (ret == 0 && !(buf = malloc(COPY_BUFFER_SIZE)))
-		ret = -ENOMEM;
-	for (uint64_t pos = from; ret == 0 && pos < to;) {
-		size_t n = to - pos < COPY_BUFFER_SIZE ? (size_t)(to - pos) : COPY_BUFFER_SIZE;
-		ret = pread_full(fd, buf, n, pos);
-		if (ret == 0)
-			ret = pwrite_full(out, buf, n, pos - from);
-		pos += n;
-	}
+	ret = out < 0 ? -errno : copy_file_bytes(fd, from, out, 0, to - from);
 	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
 	if (out >= 0)
 		io->close(out);
-	free(buf);
 	if (ret == 0)
 		log_warning("store %s: %s bytes %" PRIu64 "..%" PRIu64 " kept in %s/quarantine/%s",
 			    store->name, pack, from, to, store->db->path, name);
@@ -2483,21 +2472,14 @@ out:
  * not take the bytes away). */
 static int writer_rematerialize(struct blob_writer *w)
 {
-	uint8_t *buf = malloc(COPY_BUFFER_SIZE);
 	char hex[HASH_HEX_SIZE + 1];
-	int ret = buf ? 0 : -ENOMEM;
+	int ret = w->adopted_fd < 0 ? -EIO : 0;
 
-	if (ret == 0 && w->adopted_fd < 0)
-		ret = -EIO;
 	if (ret == 0)
 		ret = writer_create_staging(w);
-	for (uint64_t off = 0; ret == 0 && off < w->size;) {
-		size_t n = w->size - off < COPY_BUFFER_SIZE ? (size_t)(w->size - off) : COPY_BUFFER_SIZE;
-		ret = pread_full(w->adopted_fd, buf, n, STAGING_DATA_OFFSET + off);
-		if (ret == 0)
-			ret = pwrite_full(w->fd, buf, n, STAGING_DATA_OFFSET + off);
-		off += n;
-	}
+	if (ret == 0)
+		ret = copy_file_bytes(w->adopted_fd, STAGING_DATA_OFFSET, w->fd, STAGING_DATA_OFFSET,
+				      w->size);
 	if (ret == 0)
 		ret = writer_digest_reset(w);
 	if (ret == 0) {
@@ -2516,7 +2498,6 @@ static int writer_rematerialize(struct blob_writer *w)
 		}
 		ret = ret == -ENOSPC ? ret : -EIO;
 	}
-	free(buf);
 	return ret;
 }
 
@@ -2794,24 +2775,6 @@ static bool live_has(const struct live_list *list, const struct record_info *rec
 	return e && !memcmp(e->hash, rec->hash, BLOBFS_HASH_SIZE);
 }
 
-/* Copies bytes [from, from + len) of in to out at *out_pos. */
-static int copy_range(int in, uint64_t from, int out, uint64_t *out_pos, uint64_t len,
-		      uint8_t *buf)
-{
-	int ret = 0;
-
-	while (ret == 0 && len) {
-		size_t n = len < COPY_BUFFER_SIZE ? (size_t)len : COPY_BUFFER_SIZE;
-		ret = pread_full(in, buf, n, from);
-		if (ret == 0)
-			ret = pwrite_full(out, buf, n, *out_pos);
-		from += n;
-		*out_pos += n;
-		len -= n;
-	}
-	return ret;
-}
-
 /*
  * Rewrites one pack with only its live blobs (and, unless drop_tombstones,
  * its tombstones), then retires it. The new pack is written under a staging
@@ -2827,7 +2790,6 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	size_t moved_count = 0;
 	char from_path[PATH_SIZE], staging[PATH_SIZE], to_path[PATH_SIZE], name[64];
 	uint8_t header[PACK_HEADER_SIZE];
-	uint8_t *buf = NULL;
 	uint64_t out_pos = PACK_HEADER_SIZE, copied_live = 0, tombstones = 0, max_seq = 0;
 	struct pack_scan scan;
 	struct record_info rec;
@@ -2875,8 +2837,6 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		goto out;
 	out = io->openat(store->db->stores_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ret = out < 0 ? -errno : 0;
-	if (ret == 0 && !(buf = malloc(COPY_BUFFER_SIZE)))
-		ret = -ENOMEM;
 	if (ret == 0 && !(moved = malloc((live.count ? live.count : 1) * sizeof(*moved))))
 		ret = -ENOMEM;
 	if (ret < 0)
@@ -2904,7 +2864,8 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 			}
 			moved[moved_count++] = rec.offset;
 		}
-		ret = copy_range(in, rec.offset, out, &out_pos, size, buf);
+		ret = copy_file_bytes(in, rec.offset, out, out_pos, size);
+		out_pos += size;
 		if (rec.kind == RECORD_TOMBSTONE)
 			tombstones++;
 		if (rec.seq > max_seq)
@@ -2990,7 +2951,6 @@ out:
 		io->close(in);
 	if (out >= 0)
 		io->close(out);
-	free(buf);
 	free(moved);
 	free(live.entries);
 	return ret;
