@@ -382,7 +382,10 @@ static double entry_timeout(const struct node *node)
 {
 	switch (node->kind) {
 	case NODE_BLOB:
-		return BLOB_TIMEOUT; /* immutable; deletes go through the kernel */
+		/* Immutable; deletes go through the kernel. The empty blob is the
+		 * exception: an early close's one may be taken back behind the
+		 * kernel's back (see fs_write), so its name is not cached. */
+		return node->size ? BLOB_TIMEOUT : 0;
 	case NODE_INCOMING:
 		return 0; /* the name goes away at flush, behind the kernel's back */
 	default:
@@ -1010,22 +1013,10 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		return;
 	}
 	if (node->created_empty && size > 0) {
-		bool retracted = false;
-		fuse_ino_t store_ino = 0;
 		pthread_mutex_lock(&fs->lock);
-		if (node->created_empty) {
-			retracted = retract_empty_blob(fs, node);
-			store_ino = ino_of(fs, node->parent->parent);
-		}
+		if (node->created_empty)
+			retract_empty_blob(fs, node);
 		pthread_mutex_unlock(&fs->lock);
-		if (retracted) {
-			/* Deleted behind the kernel's back: drop its cached name. */
-			char hex[HASH_HEX_SIZE + 1];
-			uint8_t empty[BLOBFS_HASH_SIZE];
-			hash_buffer("", 0, empty);
-			hash_to_hex(empty, hex);
-			fuse_lowlevel_notify_inval_entry(fs->session, store_ino, hex, HASH_HEX_SIZE);
-		}
 	}
 	ret = blob_writer_write(node->writer, buf, size, (uint64_t)off);
 	if (ret < 0)
