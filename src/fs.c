@@ -672,9 +672,19 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
 			ret = -ENOTEMPTY;
 			why = "files are being written in its incoming";
 		} else {
+			/* Not under fs->lock: removing a big store's files takes a
+			 * while. A file created in its incoming meanwhile cannot be
+			 * saved (its close() says EIO). */
+			pthread_mutex_unlock(&fs->lock);
 			ret = store_destroy(fs->db, name, true);
+			pthread_mutex_lock(&fs->lock);
 			if (ret == -ENOTEMPTY)
 				why = "the store has blobs (rm -r removes them)";
+			/* The name may already be a new store's: only the
+			 * destroyed one's node goes. */
+			node = table_find(fs, parent, name);
+			if (node && !store_destroyed(node->store))
+				node = NULL;
 		}
 		if (ret == 0) {
 			log_info("store %s destroyed", name);

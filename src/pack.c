@@ -229,7 +229,8 @@ int pack_write_record(int fd, const struct record_info *rec, const void *data,
 		goto out;
 	/* The whole record is composed in memory and written with one call. */
 	record_header_encode(rec, buf);
-	memcpy(buf + RECORD_HEADER_SIZE, data, rec->length);
+	if (rec->length)
+		memcpy(buf + RECORD_HEADER_SIZE, data, rec->length); /* a tombstone has none */
 	table = buf + RECORD_HEADER_SIZE + rec->length;
 	if (crcs) {
 		for (uint64_t i = 0; i < count; i++)

@@ -1028,6 +1028,16 @@ struct store *store_hold(struct store *store)
 	return store;
 }
 
+bool store_destroyed(struct store *store)
+{
+	bool destroyed;
+
+	pthread_mutex_lock(&store->lock);
+	destroyed = store->destroyed;
+	pthread_mutex_unlock(&store->lock);
+	return destroyed;
+}
+
 const char *store_name(const struct store *store)
 {
 	return store->name;
@@ -1695,15 +1705,18 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 	db->store_count--;
 	if (io->fsync(db->stores_fd) < 0 || io->fsync(db->trash_fd) < 0)
 		log_warning("store %s: syncing its removal: %s", name, strerror(errno));
-	ret = remove_flat_dir(db->trash_fd, trash_name);
-	if (ret < 0)
-		log_warning("store %s: its files stay in trash/%s until the next mount: %s",
-			    name, trash_name, strerror(-ret));
 	ret = 0;
 out:
 	pthread_mutex_unlock(&db->lock);
-	if (ret == 0)
+	if (ret == 0) {
+		/* The store is gone; its files go without holding any lock, so
+		 * that removing a big store does not stall everyone else. */
+		int removed = remove_flat_dir(db->trash_fd, trash_name);
+		if (removed < 0)
+			log_warning("store %s: its files stay in trash/%s until the next mount: %s",
+				    name, trash_name, strerror(-removed));
 		store_close(store); /* the database's reference */
+	}
 	return to_status(ret);
 }
 

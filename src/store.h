@@ -85,6 +85,8 @@ void store_close(struct store *store);
 /* Another counted reference to a store one already holds. */
 struct store *store_hold(struct store *store);
 const char *store_name(const struct store *store);
+/* Whether the store was destroyed (a reference outlives its store). */
+bool store_destroyed(struct store *store);
 /* Waits until every record written to the store so far is on stable storage
  * (group commit: concurrent callers share the flushes). -EIO if it failed. */
 int store_sync(struct store *store);
