@@ -33,6 +33,13 @@ static void put_le64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void remove_dir(void)
+{
+	unlinkat(dir_fd, "checkpoint", 0);
+	unlinkat(dir_fd, "again", 0);
+	rmdir(dir);
+}
+
 static int write_file(const char *name, const uint8_t *data, size_t size)
 {
 	int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -58,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!mkdtemp(dir))
 			__builtin_trap();
 		dir_fd = open(dir, O_RDONLY | O_DIRECTORY);
+		atexit(remove_dir);
 	}
 	flags = data[0];
 	len = size - 1;
