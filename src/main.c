@@ -42,7 +42,7 @@ static void usage(FILE *out)
 		"       pack_size=SIZE     largest pack small blobs are appended to\n"
 		"                          (default 64M; K, M, G suffixes)\n"
 		"       large_blob=SIZE    blobs of this size or more get a pack of their\n"
-		"                          own, written in place (default 1M)\n"
+		"                          own, written in place (default 1M, at most 16M)\n"
 		"       sync               close() and unlink() return once the change is\n"
 		"                          on stable storage (concurrent writers share\n"
 		"                          the flushes); otherwise within 1 second\n"

@@ -1293,6 +1293,11 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 	/* Offsets in the index have 39 bits. */
 	if (db->opts.pack_size_max > INDEX_OFFSET_MAX / 2)
 		db->opts.pack_size_max = INDEX_OFFSET_MAX / 2;
+	/* A blob below large_blob_min is saved from memory (read back whole and
+	 * framed in one buffer): bounded, so the daemon's memory never grows
+	 * with what a user sets. */
+	if (db->opts.large_blob_min > LARGE_BLOB_MIN_MAX)
+		db->opts.large_blob_min = LARGE_BLOB_MIN_MAX;
 	db->min_free = db->opts.min_free;
 	if (db->min_free == MIN_FREE_AUTO) {
 		struct statvfs st;
