@@ -1,8 +1,9 @@
 /*
- * store.h - the blob database: a data directory holding named stores, each
- * a set of immutable blobs named by their SHA-256. This is the blob-db API of
- * docs (store list/create/destroy, blob save/load/info/list/delete) as a
- * small C library: it knows packs and indexes, and nothing of FUSE. Statuses
+ * store.h - the blob database: named stores, each a set of immutable blobs
+ * named by their SHA-256. This is the blob-db API of docs (store
+ * list/create/destroy, blob save/load/info/list/delete) as a small C
+ * library that knows nothing of FUSE. Where the blobs live is a backend's
+ * business (backend.h): packs in a data directory, or memory. Statuses
  * are negative errnos: -ENOENT not-found, -EEXIST already-exists, -EINVAL
  * invalid-argument, -ENOSPC no-space, -EIO internal-error.
  *
@@ -28,6 +29,10 @@ struct blobdb_options {
 	unsigned flush_interval_ms; /* the longest a saved blob waits to be made durable */
 	unsigned compact_percent;   /* a pack is compacted once this share of it is dead */
 	bool read_only;          /* open for checking only: no lock-file pid */
+	uint64_t memory_max;     /* memory: the most bytes of blob content held;
+				  * 0: MEMORY_MAX_DEFAULT_PERCENT of the RAM */
+	const struct io_ops *io; /* local: the file-system calls (io.h); NULL:
+				  * the system's */
 };
 
 #define PACK_SIZE_MAX_DEFAULT (UINT64_C(64) << 20)
@@ -36,19 +41,25 @@ struct blobdb_options {
 #define MIN_FREE_AUTO UINT64_MAX
 #define FLUSH_INTERVAL_MS_DEFAULT 1000
 #define COMPACT_PERCENT_DEFAULT 50
+#define MEMORY_MAX_DEFAULT_PERCENT 25
 
 void blobdb_options_default(struct blobdb_options *opts);
 
 struct blobdb;
+struct io_ops;
 struct store;
 struct blob_reader;
 struct blob_writer;
 
 /*
- * Opens (creating it, mode 0700, if needed) the data directory, takes its
- * lock and loads every store. -EBUSY if another process holds the lock.
+ * Opens the database at location:
+ *   "memory:"   stores that live in this process's memory and vanish at close
+ *   a path      a data directory of packs: created (mode 0700) if needed, its
+ *               lock taken, every store loaded. -EBUSY if another process
+ *               holds the lock.
  */
-int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct blobdb **out);
+#define MEMORY_LOCATION "memory:"
+int blobdb_open(const char *location, const struct blobdb_options *opts, struct blobdb **out);
 /* Flushes everything to disk, writes the index checkpoints and releases the
  * lock; -EIO if the final flush failed (the lock and memory are released
  * either way; a checkpoint that cannot be written is only logged). */
@@ -70,7 +81,10 @@ struct statvfs;
 int blobdb_statfs(struct blobdb *db, struct statvfs *st);
 /* The pid written in datadir's lock file, or 0 when unknown. */
 long blobdb_lock_holder(const char *datadir);
+/* Where the database is, for messages: an absolute path, or "memory:". */
 const char *blobdb_path(const struct blobdb *db);
+/* The backend's name: "local" or "memory". */
+const char *blobdb_backend(const struct blobdb *db);
 
 /* -EINVAL unless name is 1..255 bytes, has no '/' or NUL, and does not start
  * with '.'. */

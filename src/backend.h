@@ -1,0 +1,190 @@
+/*
+ * backend.h - the interface between the blob database API (store.h) and a
+ * place blobs live: a backend. blobdb.c implements store.h once (argument
+ * checks, the catalogue of stores with its counted references, the mapping
+ * of every result to a blob-db status) and calls a backend through the table
+ * below for everything that touches blobs.
+ *
+ * Backends today: "local" (packs in a data directory, local_*.c) and
+ * "memory" (blobs in the daemon's memory, memory.c). A location string picks
+ * one at blobdb_open: "memory:" or a directory path.
+ *
+ * Objects. A backend embeds the base structs below as the FIRST member of
+ * its own (struct local_store { struct store base; ... }) and converts a
+ * base pointer back with a cast. There is no global state: everything a
+ * backend needs hangs off its struct blobdb, so two databases with different
+ * backends live side by side in one process.
+ *
+ * Errors. Every call returns 0 or a negative errno. The ones a caller acts
+ * on are listed per call; anything else (a failed system call, a damaged
+ * record) is logged by the backend where it happened and shows to the user
+ * as -EIO (blobdb.c maps it). -ENOMEM may come from any call that allocates.
+ *
+ * Threads. Every call may come from any thread at any time, except that
+ * db_stop/db_free come once, after every other call has returned. The base
+ * fields below are owned by blobdb.c; backends only read them (name, db) or
+ * set them as documented (destroyed).
+ */
+#ifndef BLOBFS_BACKEND_H
+#define BLOBFS_BACKEND_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+
+struct statvfs;
+struct backend_ops;
+
+struct blobdb {
+	const struct backend_ops *ops;
+	struct blobdb_options opts; /* as given; a backend may clamp its copy */
+	char *location;             /* for messages; a backend may replace it
+				     * with a canonical form (free()able) */
+	/* The catalogue: stores sorted by name and their reference counts. */
+	pthread_mutex_t lock;
+	struct store **stores;
+	size_t store_count, store_capacity;
+};
+
+struct store {
+	struct blobdb *db;
+	char *name;
+	unsigned refcount; /* under db->lock */
+	/* Set (with __atomic, under the backend's own store lock if it has
+	 * one) by store_remove; a reference outlives its store. */
+	bool destroyed;
+};
+
+struct blob_reader {
+	struct store *store; /* the reader holds no reference: the caller's
+			      * reference to the store outlives the reader */
+	uint64_t length;
+};
+
+struct blob_writer {
+	struct store *store;
+};
+
+typedef int (*blob_list_fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg);
+
+struct backend_ops {
+	const char *name;
+
+	/* ---- the database ---- */
+
+	/* Opens the database at location (the part after "memory:" for the
+	 * memory backend). Must call blobdb_init() on the base first and load
+	 * existing stores with blobdb_catalog_add(). On failure everything is
+	 * released (calling blobdb_close on the base is the usual way). */
+	int (*db_open)(const char *location, const struct blobdb_options *opts,
+		       struct blobdb **out);
+	/* Starts background work (flushing, compaction). May be NULL. Called
+	 * after any daemonizing fork. */
+	int (*db_start)(struct blobdb *db);
+	/* Stops background work and makes everything durable. -EIO if the
+	 * final flush failed. Called with every store still in the catalogue;
+	 * may be called on a database whose db_open failed half-way. */
+	int (*db_stop)(struct blobdb *db);
+	/* Frees what db_open made, after the catalogue's references are gone. */
+	void (*db_free)(struct blobdb *db);
+	/* Records the calling process as the holder of the database (after a
+	 * daemonizing fork). May be NULL. */
+	void (*db_note_pid)(struct blobdb *db);
+	/* Makes everything saved so far durable (a no-op where nothing is). */
+	int (*db_sync)(struct blobdb *db);
+	/* Gives back the space of deleted blobs, offline. May be NULL. */
+	int (*db_compact)(struct blobdb *db, FILE *progress);
+	/* Capacity and free space, for statfs(2). */
+	int (*db_statfs)(struct blobdb *db, struct statvfs *st);
+
+	/* ---- stores (the catalogue itself is blobdb.c's) ---- */
+
+	/* Makes a new, empty, persistent store called name (already checked,
+	 * and absent from the catalogue; called with db->lock held, so creates
+	 * and removes are serialized). Fills *out with refcount 1 (the
+	 * catalogue's reference). -ENOSPC, -EIO. */
+	int (*store_create)(struct blobdb *db, const char *name, struct store **out);
+	/* Removes the store from where it lives: after a 0 the store is gone
+	 * even across a crash. Sets store->destroyed. -ENOTEMPTY with
+	 * only_if_empty when it holds blobs. Called with db->lock held. */
+	int (*store_remove)(struct store *store, bool only_if_empty);
+	/* After a successful store_remove, outside every lock: gives back the
+	 * removed store's space (slow for a big store). May be NULL. */
+	void (*store_purge)(struct store *store);
+	/* Frees a store once its last reference is gone. */
+	void (*store_free)(struct store *store);
+	/* Waits until everything saved in (or deleted from) the store so far is
+	 * durable. -EIO. */
+	int (*store_sync)(struct store *store);
+	/* One compaction pass over packs at least percent dead. May be NULL. */
+	int (*store_compact)(struct store *store, unsigned percent);
+
+	/* ---- blobs ---- */
+
+	/* -ENOENT when the store has no such blob (or was destroyed). */
+	int (*blob_info)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			 uint64_t *length);
+	/* -ENOENT when there is no such blob. After a 0 the blob is gone for
+	 * every later lookup; readers already open keep reading it. */
+	int (*blob_delete)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+	/* Calls fn for each blob in hash order after `after` (NULL: from the
+	 * first) without holding a lock across fn; stops at fn's first non-zero
+	 * return and returns it. Blobs saved or deleted meanwhile may or may not
+	 * be seen; none is seen twice. */
+	int (*blob_list)(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg);
+	size_t (*blob_count)(struct store *store);
+	/* Saves len bytes from memory; fills hash. 0 saved, -EEXIST already
+	 * there (both: the blob exists), -ENOSPC, -EIO. */
+	int (*blob_save)(struct store *store, const void *data, size_t len,
+			 uint8_t hash[BLOBFS_HASH_SIZE]);
+
+	/* A reader pins the blob's bytes: it keeps reading them after a
+	 * delete. -ENOENT when there is no such blob. Fills base length. */
+	int (*reader_open)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			   struct blob_reader **out);
+	/* Up to size bytes at off; *got is short only at the end. Never returns
+	 * bytes that do not match the blob's name: -EIO instead. */
+	int (*reader_read)(struct blob_reader *reader, void *buf, size_t size, uint64_t off,
+			   size_t *got);
+	void (*reader_close)(struct blob_reader *reader);
+
+	/* An incoming blob, written at any offsets and committed (any number of
+	 * times) as a blob. Writes and truncates fail with -ENOSPC, -EFBIG or
+	 * -EIO; after a failure the content is not what the caller wrote, so
+	 * every later commit fails too. */
+	int (*writer_new)(struct store *store, struct blob_writer **out);
+	int (*writer_write)(struct blob_writer *writer, const void *buf, size_t size,
+			    uint64_t off);
+	int (*writer_read)(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
+			   size_t *got);
+	int (*writer_truncate)(struct blob_writer *writer, uint64_t size);
+	uint64_t (*writer_size)(struct blob_writer *writer);
+	/* 0 saved, -EEXIST already there; fills hash either way. */
+	int (*writer_commit)(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE]);
+	void (*writer_free)(struct blob_writer *writer);
+};
+
+extern const struct backend_ops local_backend;
+extern const struct backend_ops memory_backend;
+
+/* ---- for backends: the base objects and the catalogue ---- */
+
+/* Fills the base of a new database (location is copied). */
+int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *location,
+		const struct blobdb_options *opts);
+/* Fills the base of a new store, refcount 1 (the catalogue's). */
+int store_init(struct store *store, struct blobdb *db, const char *name);
+/* Releases what store_init made (not the store itself). */
+void store_fini(struct store *store);
+/* Adds a store found at open to the catalogue (takes its reference).
+ * -EEXIST if the name is taken. */
+int blobdb_catalog_add(struct blobdb *db, struct store *store);
+/* Calls fn on every store in the catalogue, holding a reference to each but
+ * no lock; returns the first error (after visiting all). */
+int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg);
+
+#endif

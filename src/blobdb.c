@@ -1,0 +1,491 @@
+/*
+ * blobdb.c - the blob database API of store.h, once for every backend: picks
+ * the backend from the location, checks arguments, keeps the catalogue of
+ * stores (names in byte order, counted references) and maps each result to a
+ * blob-db status. Everything that touches blobs is the backend's (backend.h).
+ */
+#include "backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * The blob-db statuses at the API boundary: whatever else the backend said
+ * (EPERM from an immutable file, EROFS, EBADF, EBADMSG...) is an internal
+ * error, already logged with its real cause where it happened.
+ */
+static int to_status(int ret)
+{
+	switch (ret) {
+	case 0:
+	case -ENOENT:
+	case -EEXIST:
+	case -EINVAL:
+	case -ENOSPC:
+	case -EIO:
+	case -ENOTEMPTY:
+	case -EBUSY:
+	case -EFBIG:
+	case -ENOMEM:
+		return ret;
+	case -EDQUOT:
+		return -ENOSPC;
+	default:
+		return ret < 0 ? -EIO : ret;
+	}
+}
+
+void blobdb_options_default(struct blobdb_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->pack_size_max = PACK_SIZE_MAX_DEFAULT;
+	opts->large_blob_min = LARGE_BLOB_MIN_DEFAULT;
+	opts->min_free = MIN_FREE_AUTO;
+	opts->flush_interval_ms = FLUSH_INTERVAL_MS_DEFAULT;
+	opts->compact_percent = COMPACT_PERCENT_DEFAULT;
+}
+
+int store_name_check(const char *name, size_t len)
+{
+	if (len == 0 || len > 255 || name[0] == '.' || memchr(name, '/', len) ||
+	    memchr(name, '\0', len))
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- the database ---- */
+
+int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *location,
+		const struct blobdb_options *opts)
+{
+	db->ops = ops;
+	if (opts)
+		db->opts = *opts;
+	else
+		blobdb_options_default(&db->opts);
+	pthread_mutex_init(&db->lock, NULL);
+	db->location = strdup(location);
+	return db->location ? 0 : -ENOMEM;
+}
+
+int blobdb_open(const char *location, const struct blobdb_options *opts, struct blobdb **out)
+{
+	size_t prefix = strlen(MEMORY_LOCATION);
+
+	*out = NULL;
+	if (!location || !*location)
+		return -EINVAL;
+	if (!strncmp(location, MEMORY_LOCATION, prefix))
+		return to_status(memory_backend.db_open(location + prefix, opts, out));
+	return to_status(local_backend.db_open(location, opts, out));
+}
+
+int blobdb_close(struct blobdb *db)
+{
+	int ret;
+
+	if (!db)
+		return 0;
+	ret = db->ops->db_stop(db);
+	for (size_t i = 0; i < db->store_count; i++)
+		store_close(db->stores[i]);
+	free(db->stores);
+	db->stores = NULL;
+	db->store_count = 0;
+	pthread_mutex_destroy(&db->lock);
+	free(db->location);
+	db->ops->db_free(db);
+	return ret < 0 ? -EIO : 0;
+}
+
+void blobdb_note_pid(struct blobdb *db)
+{
+	if (db->ops->db_note_pid)
+		db->ops->db_note_pid(db);
+}
+
+int blobdb_start(struct blobdb *db)
+{
+	return db->ops->db_start ? to_status(db->ops->db_start(db)) : 0;
+}
+
+int blobdb_sync(struct blobdb *db)
+{
+	return to_status(db->ops->db_sync(db));
+}
+
+int blobdb_compact(struct blobdb *db, FILE *progress)
+{
+	return db->ops->db_compact ? to_status(db->ops->db_compact(db, progress)) : 0;
+}
+
+int blobdb_statfs(struct blobdb *db, struct statvfs *st)
+{
+	return to_status(db->ops->db_statfs(db, st));
+}
+
+const char *blobdb_path(const struct blobdb *db)
+{
+	return db->location;
+}
+
+const char *blobdb_backend(const struct blobdb *db)
+{
+	return db->ops->name;
+}
+
+/* ---- the catalogue ---- */
+
+int store_init(struct store *store, struct blobdb *db, const char *name)
+{
+	store->db = db;
+	store->refcount = 1;
+	store->name = strdup(name);
+	return store->name ? 0 : -ENOMEM;
+}
+
+void store_fini(struct store *store)
+{
+	free(store->name);
+	store->name = NULL;
+}
+
+/* Binary search in the sorted store array: the index of name, or where it
+ * would be inserted (with *found false). Called with db->lock held. */
+static size_t catalog_position(struct blobdb *db, const char *name, bool *found)
+{
+	size_t lo = 0, hi = db->store_count;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(db->stores[mid]->name, name);
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Room for one more store, so that adding one cannot fail after the backend
+ * made it. Called with db->lock held. */
+static int catalog_reserve(struct blobdb *db)
+{
+	size_t capacity;
+	struct store **stores;
+
+	if (db->store_count < db->store_capacity)
+		return 0;
+	capacity = db->store_capacity ? 2 * db->store_capacity : 16;
+	stores = realloc(db->stores, capacity * sizeof(*stores));
+	if (!stores)
+		return -ENOMEM;
+	db->stores = stores;
+	db->store_capacity = capacity;
+	return 0;
+}
+
+static void catalog_insert_at(struct blobdb *db, size_t i, struct store *store)
+{
+	memmove(&db->stores[i + 1], &db->stores[i], (db->store_count - i) * sizeof(*db->stores));
+	db->stores[i] = store;
+	db->store_count++;
+}
+
+int blobdb_catalog_add(struct blobdb *db, struct store *store)
+{
+	bool found;
+	size_t i;
+	int ret;
+
+	pthread_mutex_lock(&db->lock);
+	i = catalog_position(db, store->name, &found);
+	ret = found ? -EEXIST : catalog_reserve(db);
+	if (ret == 0)
+		catalog_insert_at(db, i, store);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg)
+{
+	struct store **list;
+	size_t n;
+	int ret = 0;
+
+	pthread_mutex_lock(&db->lock);
+	n = db->store_count;
+	list = malloc((n ? n : 1) * sizeof(*list));
+	for (size_t i = 0; list && i < n; i++) {
+		list[i] = db->stores[i];
+		list[i]->refcount++;
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (!list)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		int r = fn(list[i], arg);
+		if (r < 0 && ret == 0)
+			ret = r;
+		store_close(list[i]);
+	}
+	free(list);
+	return ret;
+}
+
+/* ---- stores ---- */
+
+int store_create(struct blobdb *db, const char *name)
+{
+	struct store *store = NULL;
+	bool found;
+	size_t i;
+	int ret = store_name_check(name, strlen(name));
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&db->lock);
+	i = catalog_position(db, name, &found);
+	ret = found ? -EEXIST : catalog_reserve(db);
+	if (ret == 0)
+		ret = db->ops->store_create(db, name, &store);
+	if (ret == 0)
+		catalog_insert_at(db, i, store);
+	pthread_mutex_unlock(&db->lock);
+	return to_status(ret);
+}
+
+int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
+{
+	struct store *store = NULL;
+	bool found;
+	size_t i;
+	int ret = store_name_check(name, strlen(name));
+
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&db->lock);
+	i = catalog_position(db, name, &found);
+	ret = -ENOENT;
+	if (found) {
+		store = db->stores[i];
+		ret = db->ops->store_remove(store, only_if_empty);
+	}
+	if (ret == 0) {
+		memmove(&db->stores[i], &db->stores[i + 1],
+			(db->store_count - i - 1) * sizeof(*db->stores));
+		db->store_count--;
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (ret == 0) {
+		/* The store is gone; its space comes back without any lock held,
+		 * so that removing a big store does not stall everyone else. */
+		if (db->ops->store_purge)
+			db->ops->store_purge(store);
+		store_close(store); /* the catalogue's reference */
+	}
+	return to_status(ret);
+}
+
+int store_open(struct blobdb *db, const char *name, struct store **out)
+{
+	bool found;
+	size_t i;
+	int ret = -ENOENT;
+
+	*out = NULL;
+	pthread_mutex_lock(&db->lock);
+	i = catalog_position(db, name, &found);
+	if (found) {
+		*out = db->stores[i];
+		(*out)->refcount++;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+void store_close(struct store *store)
+{
+	struct blobdb *db;
+	bool last;
+
+	if (!store)
+		return;
+	db = store->db;
+	pthread_mutex_lock(&db->lock);
+	last = --store->refcount == 0;
+	pthread_mutex_unlock(&db->lock);
+	if (last)
+		db->ops->store_free(store);
+}
+
+struct store *store_hold(struct store *store)
+{
+	pthread_mutex_lock(&store->db->lock);
+	store->refcount++;
+	pthread_mutex_unlock(&store->db->lock);
+	return store;
+}
+
+bool store_destroyed(struct store *store)
+{
+	return __atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE);
+}
+
+const char *store_name(const struct store *store)
+{
+	return store->name;
+}
+
+int store_sync(struct store *store)
+{
+	return to_status(store->db->ops->store_sync(store));
+}
+
+int store_compact(struct store *store, unsigned percent)
+{
+	const struct backend_ops *ops = store->db->ops;
+
+	return ops->store_compact ? to_status(ops->store_compact(store, percent)) : 0;
+}
+
+int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name, void *arg),
+	       void *arg)
+{
+	char name[256];
+	bool found;
+	int ret = 0;
+
+	name[0] = '\0';
+	if (after)
+		snprintf(name, sizeof(name), "%s", after);
+	/* The lock is dropped around each callback so that fn may block; the
+	 * name cursor makes the walk correct under concurrent changes. */
+	for (;;) {
+		size_t i;
+		pthread_mutex_lock(&db->lock);
+		i = name[0] ? catalog_position(db, name, &found) : 0;
+		if (name[0] && found)
+			i++;
+		if (i >= db->store_count) {
+			pthread_mutex_unlock(&db->lock);
+			break;
+		}
+		snprintf(name, sizeof(name), "%s", db->stores[i]->name);
+		pthread_mutex_unlock(&db->lock);
+		ret = fn(name, arg);
+		if (ret)
+			break;
+	}
+	return ret;
+}
+
+size_t store_count(struct blobdb *db)
+{
+	size_t n;
+
+	pthread_mutex_lock(&db->lock);
+	n = db->store_count;
+	pthread_mutex_unlock(&db->lock);
+	return n;
+}
+
+/* ---- blobs ---- */
+
+int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length)
+{
+	return to_status(store->db->ops->blob_info(store, hash, length));
+}
+
+int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	return to_status(store->db->ops->blob_delete(store, hash));
+}
+
+int blob_save(struct store *store, const void *data, size_t len,
+	      uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	if (!data && len)
+		return -EINVAL;
+	return to_status(store->db->ops->blob_save(store, data, len, hash));
+}
+
+int blob_list(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg)
+{
+	return store->db->ops->blob_list(store, after, fn, arg);
+}
+
+size_t blob_count(struct store *store)
+{
+	return store->db->ops->blob_count(store);
+}
+
+int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+	      struct blob_reader **out)
+{
+	*out = NULL;
+	return to_status(store->db->ops->reader_open(store, hash, out));
+}
+
+uint64_t blob_reader_length(const struct blob_reader *reader)
+{
+	return reader->length;
+}
+
+int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got)
+{
+	*got = 0;
+	return to_status(reader->store->db->ops->reader_read(reader, buf, size, off, got));
+}
+
+void blob_close(struct blob_reader *reader)
+{
+	if (reader)
+		reader->store->db->ops->reader_close(reader);
+}
+
+int blob_writer_new(struct store *store, struct blob_writer **out)
+{
+	*out = NULL;
+	return to_status(store->db->ops->writer_new(store, out));
+}
+
+int blob_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off)
+{
+	return to_status(writer->store->db->ops->writer_write(writer, buf, size, off));
+}
+
+int blob_writer_read(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
+		     size_t *got)
+{
+	*got = 0;
+	return to_status(writer->store->db->ops->writer_read(writer, buf, size, off, got));
+}
+
+int blob_writer_truncate(struct blob_writer *writer, uint64_t size)
+{
+	return to_status(writer->store->db->ops->writer_truncate(writer, size));
+}
+
+uint64_t blob_writer_size(struct blob_writer *writer)
+{
+	return writer->store->db->ops->writer_size(writer);
+}
+
+int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	return to_status(writer->store->db->ops->writer_commit(writer, hash));
+}
+
+void blob_writer_free(struct blob_writer *writer)
+{
+	if (writer)
+		writer->store->db->ops->writer_free(writer);
+}
