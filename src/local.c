@@ -13,7 +13,7 @@
  * out as a one-record pack and renamed into place, so its bytes are written
  * once.
  */
-#include "store.h"
+#include "backend.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -67,11 +67,10 @@ struct pack_info {
 	bool compacting;     /* being rewritten: must not become the active pack */
 };
 
-struct store {
-	struct blobdb *db;
-	char *name;
-	unsigned refcount; /* guarded by db->lock */
-	bool destroyed;    /* guarded by lock */
+struct local_store {
+	struct store base; /* base.destroyed: changed under lock */
+	struct local_db *db;
+	char trash_name[64]; /* where store_remove moved it */
 
 	pthread_mutex_t lock;
 	/* One flush of the store at a time (the flusher thread, fsync of a
@@ -99,13 +98,9 @@ struct store {
 	bool offline;        /* offline compaction: nothing else appends */
 };
 
-struct blobdb {
-	char *path;
-	struct blobdb_options opts;
+struct local_db {
+	struct blobdb base;
 	int dirfd, stores_fd, trash_fd, quarantine_fd, lock_fd;
-	pthread_mutex_t lock;
-	struct store **stores; /* sorted by name */
-	size_t store_count, store_capacity;
 	uint64_t staging_counter;
 	uint64_t min_free; /* bytes saves leave free on the disk */
 
@@ -118,12 +113,12 @@ struct blobdb {
 	uint64_t cycles_started, cycles_done;
 };
 
-struct blob_reader {
-	struct store *store;
+struct local_reader {
+	struct blob_reader base;
+	struct local_store *store;
 	int fd;
 	uint64_t record_offset;
 	uint64_t data_offset;
-	uint64_t length;
 	uint32_t pack_id;
 	unsigned chunk_shift;
 	uint8_t hash[BLOBFS_HASH_SIZE];
@@ -137,8 +132,9 @@ struct blob_reader {
 	bool corrupt;    /* the hash did not match: every later read fails too */
 };
 
-struct blob_writer {
-	struct store *store;
+struct local_writer {
+	struct blob_writer base;
+	struct local_store *store;
 	pthread_mutex_t lock;
 	/* The content lives in memory while it is small (mem, not yet spilled),
 	 * then in a staging file (fd), which a large blob's commit turns into
@@ -165,45 +161,9 @@ struct blob_writer {
 	size_t crc_capacity;
 };
 
-/*
- * The blob-db statuses at the API boundary: whatever else the file system
- * said (EPERM from an immutable file, EROFS, EBADF...) is an internal error,
- * already logged with its real cause where it happened.
- */
-static int to_status(int ret)
-{
-	switch (ret) {
-	case 0:
-	case -ENOENT:
-	case -EEXIST:
-	case -EINVAL:
-	case -ENOSPC:
-	case -EIO:
-	case -ENOTEMPTY:
-	case -EBUSY:
-	case -EFBIG:
-	case -ENOMEM:
-		return ret;
-	case -EDQUOT:
-		return -ENOSPC;
-	default:
-		return ret < 0 ? -EIO : ret;
-	}
-}
-
-void blobdb_options_default(struct blobdb_options *opts)
-{
-	memset(opts, 0, sizeof(*opts));
-	opts->pack_size_max = PACK_SIZE_MAX_DEFAULT;
-	opts->large_blob_min = LARGE_BLOB_MIN_DEFAULT;
-	opts->min_free = MIN_FREE_AUTO;
-	opts->flush_interval_ms = FLUSH_INTERVAL_MS_DEFAULT;
-	opts->compact_percent = COMPACT_PERCENT_DEFAULT;
-}
-
 /* -ENOSPC when writing need more bytes would eat into the reserve that
  * deletes and compaction live on. */
-static int check_space(struct blobdb *db, uint64_t need)
+static int check_space(struct local_db *db, uint64_t need)
 {
 	struct statvfs st;
 	uint64_t avail;
@@ -216,14 +176,14 @@ static int check_space(struct blobdb *db, uint64_t need)
 
 /* Hands a written file to the next flush, which fsyncs and closes it.
  * Called with store->lock held. On failure the file is synced here. */
-static void store_sync_later(struct store *store, int fd)
+static void store_sync_later(struct local_store *store, int fd)
 {
 	if (store->sync_fd_count == store->sync_fd_capacity) {
 		size_t capacity = store->sync_fd_capacity ? 2 * store->sync_fd_capacity : 8;
 		int *fds = realloc(store->sync_fds, capacity * sizeof(*fds));
 		if (!fds) {
 			if (io->fsync(fd) < 0)
-				log_error("store %s: fsync: %s", store->name, strerror(errno));
+				log_error("store %s: fsync: %s", store->base.name, strerror(errno));
 			io->close(fd);
 			return;
 		}
@@ -235,16 +195,16 @@ static void store_sync_later(struct store *store, int fd)
 
 /* Copies bytes [from, to) of a pack into DATADIR/quarantine/<store>/ before
  * they are cut off, so that nothing is dropped unseen. */
-static int quarantine_bytes(struct store *store, int fd, uint32_t pack_id, uint64_t from,
+static int quarantine_bytes(struct local_store *store, int fd, uint32_t pack_id, uint64_t from,
 			    uint64_t to)
 {
 	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
 	int out = -1, ret;
 
-	if (io->mkdirat(store->db->quarantine_fd, store->name, 0700) < 0 && errno != EEXIST)
+	if (io->mkdirat(store->db->quarantine_fd, store->base.name, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	pack_name(pack_id, pack);
-	snprintf(name, sizeof(name), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", store->name, pack,
+	snprintf(name, sizeof(name), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", store->base.name, pack,
 		 from, to, (long)time(NULL));
 	out = io->openat(store->db->quarantine_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 			 0600);
@@ -255,12 +215,12 @@ static int quarantine_bytes(struct store *store, int fd, uint32_t pack_id, uint6
 		io->close(out);
 	if (ret == 0)
 		log_warning("store %s: %s bytes %" PRIu64 "..%" PRIu64 " kept in %s/quarantine/%s",
-			    store->name, pack, from, to, store->db->path, name);
+			    store->base.name, pack, from, to, store->db->base.location, name);
 	return ret;
 }
 
 /* Cuts a pack at `at`, keeping the bytes cut in quarantine first. */
-static int store_cut_pack(struct store *store, int fd, uint32_t pack_id, uint64_t at,
+static int store_cut_pack(struct local_store *store, int fd, uint32_t pack_id, uint64_t at,
 			  uint64_t size, const char *why)
 {
 	char pack[PACK_NAME_SIZE];
@@ -268,38 +228,25 @@ static int store_cut_pack(struct store *store, int fd, uint32_t pack_id, uint64_
 
 	pack_name(pack_id, pack);
 	log_warning("store %s: %s: %s at offset %" PRIu64 " (%" PRIu64 " bytes): cut off",
-		    store->name, pack, why, at, size - at);
+		    store->base.name, pack, why, at, size - at);
 	ret = quarantine_bytes(store, fd, pack_id, at, size);
 	if (ret == 0 && io->ftruncate(fd, (off_t)at) < 0)
 		ret = -errno;
 	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
 	if (ret < 0)
-		log_error("store %s: cannot cut %s: %s", store->name, pack, strerror(-ret));
+		log_error("store %s: cannot cut %s: %s", store->base.name, pack, strerror(-ret));
 	return ret;
 }
 
-const char *blobdb_path(const struct blobdb *db)
-{
-	return db->path;
-}
-
-int store_name_check(const char *name, size_t len)
-{
-	if (len == 0 || len > 255 || name[0] == '.' || memchr(name, '/', len) ||
-	    memchr(name, '\0', len))
-		return -EINVAL;
-	return 0;
-}
-
 /* "<store>/<file>" relative to stores_fd. */
-static int store_path(const struct store *store, const char *file, char out[PATH_SIZE])
+static int store_path(const struct local_store *store, const char *file, char out[PATH_SIZE])
 {
-	int n = snprintf(out, PATH_SIZE, "%s/%s", store->name, file);
+	int n = snprintf(out, PATH_SIZE, "%s/%s", store->base.name, file);
 	return n < 0 || n >= PATH_SIZE ? -ENAMETOOLONG : 0;
 }
 
-static int store_pack_path(const struct store *store, uint32_t pack_id, char out[PATH_SIZE])
+static int store_pack_path(const struct local_store *store, uint32_t pack_id, char out[PATH_SIZE])
 {
 	char name[PACK_NAME_SIZE];
 
@@ -322,7 +269,7 @@ static int fsync_dir_at(int dirfd, const char *path)
 
 /* ---- the pack table of a store ---- */
 
-static struct pack_info *pack_find(struct store *store, uint32_t id)
+static struct pack_info *pack_find(struct local_store *store, uint32_t id)
 {
 	size_t lo = 0, hi = store->pack_count;
 
@@ -338,7 +285,7 @@ static struct pack_info *pack_find(struct store *store, uint32_t id)
 	return NULL;
 }
 
-static int pack_add(struct store *store, uint32_t id, uint64_t size)
+static int pack_add(struct local_store *store, uint32_t id, uint64_t size)
 {
 	size_t i = store->pack_count;
 
@@ -361,7 +308,7 @@ static int pack_add(struct store *store, uint32_t id, uint64_t size)
 	return 0;
 }
 
-static void pack_remove(struct store *store, uint32_t id)
+static void pack_remove(struct local_store *store, uint32_t id)
 {
 	struct pack_info *p = pack_find(store, id);
 
@@ -371,7 +318,7 @@ static void pack_remove(struct store *store, uint32_t id)
 	store->pack_count--;
 }
 
-static void pack_account(struct store *store, const struct index_entry *e, int sign)
+static void pack_account(struct local_store *store, const struct index_entry *e, int sign)
 {
 	struct pack_info *p = pack_find(store, e->pack_id);
 	/* blobfs writes every record with the default chunk size; the index
@@ -398,7 +345,7 @@ static int compare_u32(const void *a, const void *b)
 }
 
 /* The seq of the record at offset in a pack of the store. */
-static int store_record_seq(struct store *store, uint32_t pack_id, uint64_t offset, uint64_t *seq)
+static int store_record_seq(struct local_store *store, uint32_t pack_id, uint64_t offset, uint64_t *seq)
 {
 	uint8_t header[RECORD_HEADER_SIZE];
 	struct record_info rec;
@@ -420,7 +367,7 @@ static int store_record_seq(struct store *store, uint32_t pack_id, uint64_t offs
 }
 
 /* Applies one record to the index being rebuilt: the newest seq wins. */
-static int store_replay_record(struct store *store, uint32_t pack_id,
+static int store_replay_record(struct local_store *store, uint32_t pack_id,
 			       const struct record_info *rec)
 {
 	struct index_entry old, entry = {
@@ -454,7 +401,7 @@ static int store_replay_record(struct store *store, uint32_t pack_id,
 /* 1 when a pack whose header is bad holds a record the durable marker
  * vouches for (so its header was synced once and got damaged later), 0 when
  * everything in it is newer than the marker. */
-static int headless_pack_vouched(struct store *store, int fd, uint32_t pack_id)
+static int headless_pack_vouched(struct local_store *store, int fd, uint32_t pack_id)
 {
 	struct pack_scan scan;
 	struct record_info rec;
@@ -470,26 +417,26 @@ static int headless_pack_vouched(struct store *store, int fd, uint32_t pack_id)
 }
 
 /* Moves a whole file of the store into DATADIR/quarantine/<store>/. */
-static int quarantine_file(struct store *store, const char *path, uint32_t pack_id)
+static int quarantine_file(struct local_store *store, const char *path, uint32_t pack_id)
 {
 	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
 	int ret = 0;
 
-	if (io->mkdirat(store->db->quarantine_fd, store->name, 0700) < 0 && errno != EEXIST)
+	if (io->mkdirat(store->db->quarantine_fd, store->base.name, 0700) < 0 && errno != EEXIST)
 		ret = -errno;
 	pack_name(pack_id, pack);
-	snprintf(name, sizeof(name), "%s/%s.%ld", store->name, pack, (long)time(NULL));
+	snprintf(name, sizeof(name), "%s/%s.%ld", store->base.name, pack, (long)time(NULL));
 	if (ret == 0 && io->renameat(store->db->stores_fd, path, store->db->quarantine_fd, name) < 0)
 		ret = -errno;
 	if (ret == 0)
-		ret = fsync_dir_at(store->db->stores_fd, store->name);
+		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
 	if (ret == 0 && io->fsync(store->db->quarantine_fd) < 0)
 		ret = -errno;
 	if (ret == 0)
-		log_warning("store %s: %s moved to %s/quarantine/%s", store->name, pack,
-			    store->db->path, name);
+		log_warning("store %s: %s moved to %s/quarantine/%s", store->base.name, pack,
+			    store->db->base.location, name);
 	else
-		log_error("store %s: cannot move %s to quarantine: %s", store->name, pack,
+		log_error("store %s: cannot move %s to quarantine: %s", store->base.name, pack,
 			  strerror(-ret));
 	return ret;
 }
@@ -501,7 +448,7 @@ static int quarantine_file(struct store *store, const char *path, uint32_t pack_
  * (everything after it is newer still, so none of it was synced). A torn
  * tail is cut off; a damaged record in the middle is skipped and reported.
  */
-static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start)
+static int store_scan_pack(struct local_store *store, uint32_t pack_id, uint64_t start)
 {
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0, records = 0;
@@ -517,7 +464,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 	fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CLOEXEC, 0);
 	if (fd < 0) {
 		ret = -errno;
-		log_error("store %s: cannot open %s: %s", store->name, path, strerror(-ret));
+		log_error("store %s: cannot open %s: %s", store->base.name, path, strerror(-ret));
 		goto out;
 	}
 	ret = pack_scan_open(&scan, fd, pack_id);
@@ -530,18 +477,18 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		ret = store->marker_lost ? 1 : headless_pack_vouched(store, fd, pack_id);
 		if (ret == 0) {
 			log_warning("store %s: %s has no valid header and nothing in it was synced",
-				    store->name, path);
+				    store->base.name, path);
 			ret = quarantine_file(store, path, pack_id);
 			goto out;
 		}
 		if (ret < 0)
 			goto out;
 		log_error("store %s: %s has a damaged header; its records are used (run blobfs "
-			  "fsck --repair)", store->name, path);
+			  "fsck --repair)", store->base.name, path);
 		ret = pack_scan_open_headless(&scan, fd, pack_id);
 	}
 	if (ret < 0) {
-		log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
+		log_error("store %s: reading %s: %s", store->base.name, path, strerror(-ret));
 		goto out;
 	}
 	if (start > PACK_HEADER_SIZE) /* the checkpoint accounts for what precedes */
@@ -576,7 +523,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 			continue;
 		}
 		if (ret < 0) {
-			log_error("store %s: reading %s: %s", store->name, path, strerror(-ret));
+			log_error("store %s: reading %s: %s", store->base.name, path, strerror(-ret));
 			goto out;
 		}
 		/* Without a marker nothing tells synced from not: damage is
@@ -594,7 +541,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		if (have_damage) {
 			log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
 				  " skipped (run blobfs fsck)",
-				  store->name, path, damage_start, damage_end);
+				  store->base.name, path, damage_start, damage_end);
 			damaged = true;
 			have_damage = false;
 		}
@@ -603,7 +550,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 			if (ret == -EBADMSG && store->marker_lost) {
 				hash_to_hex(rec.hash, hex);
 				log_error("store %s: %s: blob %s at offset %" PRIu64 " is damaged (%s); "
-					  "skipped (run blobfs fsck)", store->name, path, hex,
+					  "skipped (run blobfs fsck)", store->base.name, path, hex,
 					  rec.offset, problem);
 				damaged = true;
 				continue;
@@ -612,7 +559,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 				hash_to_hex(rec.hash, hex);
 				log_warning("store %s: blob %s (seq %" PRIu64 ") was not synced before "
 					    "the last stop and is incomplete (%s)",
-					    store->name, hex, rec.seq, problem);
+					    store->base.name, hex, rec.seq, problem);
 				ret = store_cut_pack(store, fd, pack_id, rec.offset, scan.file_size,
 						     "unsynced record");
 				if (ret < 0)
@@ -634,7 +581,7 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		ret = store_replay_record(store, pack_id, &rec);
 		if (ret < 0) {
 			hash_to_hex(rec.hash, hex);
-			log_error("store %s: indexing %s: %s", store->name, hex, strerror(-ret));
+			log_error("store %s: indexing %s: %s", store->base.name, hex, strerror(-ret));
 			goto out;
 		}
 	}
@@ -657,13 +604,13 @@ static int store_scan_pack(struct store *store, uint32_t pack_id, uint64_t start
 		 * checkpoint said. A large blob's own pack holds one record. */
 		if (start <= PACK_HEADER_SIZE)
 			p->appendable = records != 1 ||
-					first_length < store->db->opts.large_blob_min;
+					first_length < store->db->base.opts.large_blob_min;
 	}
 	/* Records the marker does not vouch for were verified just now; make
 	 * them durable before a new marker says so. */
 	if (ret == 0 && max_seq > store->durable_seq && io->fsync(fd) < 0) {
 		ret = -errno;
-		log_error("store %s: fsync %s: %s", store->name, path, strerror(-ret));
+		log_error("store %s: fsync %s: %s", store->base.name, path, strerror(-ret));
 	}
 out:
 	if (fd >= 0)
@@ -673,7 +620,7 @@ out:
 
 /* The marker file has two slots written in turn: a write torn by a power cut
  * spoils one, and the other still vouches for what it did. */
-static int store_write_marker(struct store *store, uint64_t seq)
+static int store_write_marker(struct local_store *store, uint64_t seq)
 {
 	uint8_t buf[MARKER_SIZE];
 	char path[PATH_SIZE];
@@ -696,7 +643,7 @@ static int store_write_marker(struct store *store, uint64_t seq)
 
 /* Reads the store's durable marker; a missing or damaged one vouches for
  * nothing, so that every record gets its checksums read. */
-static void store_read_marker(struct store *store)
+static void store_read_marker(struct local_store *store)
 {
 	uint8_t buf[2 * MARKER_SIZE];
 	char path[PATH_SIZE];
@@ -722,7 +669,7 @@ static void store_read_marker(struct store *store)
 	}
 	if (store->marker_lost)
 		log_warning("store %s: durable marker %s; checking every record, and damage is "
-			    "skipped rather than cut", store->name, fd < 0 ? "missing" : "unreadable");
+			    "skipped rather than cut", store->base.name, fd < 0 ? "missing" : "unreadable");
 	if (fd >= 0)
 		io->close(fd);
 }
@@ -735,7 +682,7 @@ static void store_read_marker(struct store *store)
  * could let a pack scanned whole resurrect a blob whose tombstone only the
  * checkpoint accounted for.
  */
-static int store_load_checkpoint(struct store *store, int dir_fd, const uint32_t *ids,
+static int store_load_checkpoint(struct local_store *store, int dir_fd, const uint32_t *ids,
 				 size_t id_count)
 {
 	struct checkpoint_header h;
@@ -745,7 +692,7 @@ static int store_load_checkpoint(struct store *store, int dir_fd, const uint32_t
 
 	if (ret < 0 && ret != -ENOENT)
 		log_warning("store %s: index checkpoint unusable (%s); scanning every pack",
-			    store->name, strerror(-ret));
+			    store->base.name, strerror(-ret));
 	(void)ids;
 	(void)id_count;
 	if (usable && !checkpoint_usable(dir_fd, &h, packs))
@@ -753,7 +700,7 @@ static int store_load_checkpoint(struct store *store, int dir_fd, const uint32_t
 	if (!usable) {
 		if (ret == 0) {
 			log_info("store %s: index checkpoint is out of date; scanning every pack",
-				 store->name);
+				 store->base.name);
 			io->unlinkat(dir_fd, CHECKPOINT_NAME, 0);
 		}
 		index_free(store->index);
@@ -784,14 +731,14 @@ out:
 
 /* Writes the index as the store's checkpoint (at a clean close, after the
  * last flush: everything it covers is durable). */
-static int store_write_checkpoint(struct store *store)
+static int store_write_checkpoint(struct local_store *store)
 {
 	struct checkpoint_header h = { 0 };
 	struct checkpoint_pack *packs = NULL;
 	int dir_fd = -1, ret = 0;
 
 	pthread_mutex_lock(&store->lock);
-	if (store->destroyed || store->flush_failed)
+	if (store->base.destroyed || store->flush_failed)
 		goto out;
 	ret = -ENOMEM;
 	packs = calloc(store->pack_count ? store->pack_count : 1, sizeof(*packs));
@@ -808,7 +755,7 @@ static int store_write_checkpoint(struct store *store)
 	h.entry_count = index_count(store->index);
 	h.next_seq = store->next_seq;
 	h.next_pack_id = store->next_pack_id;
-	dir_fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	dir_fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	ret = dir_fd < 0 ? -errno : 0;
 	if (ret == 0)
 		ret = checkpoint_write(dir_fd, CHECKPOINT_STAGING_NAME, &h, packs, store->index);
@@ -817,7 +764,7 @@ static int store_write_checkpoint(struct store *store)
 	if (ret == 0 && io->fsync(dir_fd) < 0)
 		ret = -errno;
 	if (ret < 0) {
-		log_error("store %s: cannot write its index checkpoint: %s", store->name,
+		log_error("store %s: cannot write its index checkpoint: %s", store->base.name,
 			  strerror(-ret));
 		if (dir_fd >= 0)
 			io->unlinkat(dir_fd, CHECKPOINT_STAGING_NAME, 0);
@@ -830,8 +777,9 @@ out:
 	return ret;
 }
 
-static int checkpoint_one(struct store *store, void *arg)
+static int checkpoint_one(struct store *base, void *arg)
 {
+	struct local_store *store = (struct local_store *)base;
 	(void)arg;
 	return store_write_checkpoint(store);
 }
@@ -866,7 +814,7 @@ static int account_entry(const struct index_entry *e, void *arg)
 }
 
 /* Rebuilds the index from every pack and removes stale staging files. */
-static int store_load(struct store *store)
+static int store_load(struct local_store *store)
 {
 	struct tombstone_list tombstones = { 0 };
 	uint32_t *ids = NULL;
@@ -875,12 +823,12 @@ static int store_load(struct store *store)
 	DIR *dir = NULL;
 	int fd, ret;
 
-	fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0 || !(dir = fdopendir(fd))) {
 		ret = -errno;
 		if (fd >= 0)
 			io->close(fd);
-		log_error("store %s: cannot open its directory: %s", store->name, strerror(-ret));
+		log_error("store %s: cannot open its directory: %s", store->base.name, strerror(-ret));
 		goto out;
 	}
 	while ((errno = 0, d = readdir(dir))) {
@@ -908,16 +856,16 @@ static int store_load(struct store *store)
 		} else if (!strncmp(d->d_name, "staging-", 8)) {
 			/* An incoming blob that was never committed before a crash. */
 			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
-				log_warning("store %s: cannot remove stale %s: %s", store->name,
+				log_warning("store %s: cannot remove stale %s: %s", store->base.name,
 					    d->d_name, strerror(errno));
 		} else {
-			log_warning("store %s: ignoring unexpected file %s", store->name,
+			log_warning("store %s: ignoring unexpected file %s", store->base.name,
 				    d->d_name);
 		}
 	}
 	if (errno) {
 		ret = -errno;
-		log_error("store %s: reading its directory: %s", store->name, strerror(-ret));
+		log_error("store %s: reading its directory: %s", store->base.name, strerror(-ret));
 		goto out;
 	}
 	if (id_count)
@@ -949,7 +897,7 @@ static int store_load(struct store *store)
 		if (ret == 0)
 			store->durable_seq = store->next_seq - 1;
 		else
-			log_error("store %s: cannot write its durable marker: %s", store->name,
+			log_error("store %s: cannot write its durable marker: %s", store->base.name,
 				  strerror(-ret));
 	}
 out:
@@ -960,9 +908,9 @@ out:
 	return ret;
 }
 
-static int store_new(struct blobdb *db, const char *name, struct store **out)
+static int store_new(struct local_db *db, const char *name, struct local_store **out)
 {
-	struct store *store = calloc(1, sizeof(*store));
+	struct local_store *store = calloc(1, sizeof(*store));
 	int ret = -ENOMEM;
 
 	if (!store)
@@ -971,9 +919,8 @@ static int store_new(struct blobdb *db, const char *name, struct store **out)
 	store->active_fd = -1;
 	store->next_seq = 1;
 	store->next_pack_id = 1; /* 0 means no pack */
-	store->refcount = 1; /* the database's own reference */
-	store->name = strdup(name);
-	if (!store->name)
+	ret = store_init(&store->base, &db->base, name);
+	if (ret < 0)
 		goto out;
 	ret = index_new(&store->index);
 	if (ret < 0)
@@ -982,7 +929,7 @@ static int store_new(struct blobdb *db, const char *name, struct store **out)
 	pthread_mutex_init(&store->flush_lock, NULL);
 out:
 	if (ret < 0 && store) {
-		free(store->name);
+		store_fini(&store->base);
 		free(store);
 		store = NULL;
 	}
@@ -990,8 +937,10 @@ out:
 	return ret;
 }
 
-static void store_free(struct store *store)
+static void local_store_free(struct store *base)
 {
+	struct local_store *store = (struct local_store *)base;
+
 	for (size_t i = 0; i < store->sync_fd_count; i++)
 		io->close(store->sync_fds[i]);
 	free(store->sync_fds);
@@ -1001,91 +950,8 @@ static void store_free(struct store *store)
 	pthread_mutex_destroy(&store->lock);
 	pthread_mutex_destroy(&store->flush_lock);
 	free(store->packs);
-	free(store->name);
+	store_fini(&store->base);
 	free(store);
-}
-
-void store_close(struct store *store)
-{
-	struct blobdb *db;
-	bool last;
-
-	if (!store)
-		return;
-	db = store->db;
-	pthread_mutex_lock(&db->lock);
-	last = --store->refcount == 0;
-	pthread_mutex_unlock(&db->lock);
-	if (last)
-		store_free(store);
-}
-
-struct store *store_hold(struct store *store)
-{
-	pthread_mutex_lock(&store->db->lock);
-	store->refcount++;
-	pthread_mutex_unlock(&store->db->lock);
-	return store;
-}
-
-bool store_destroyed(struct store *store)
-{
-	bool destroyed;
-
-	pthread_mutex_lock(&store->lock);
-	destroyed = store->destroyed;
-	pthread_mutex_unlock(&store->lock);
-	return destroyed;
-}
-
-const char *store_name(const struct store *store)
-{
-	return store->name;
-}
-
-/* ---- the database ---- */
-
-/* Binary search in the sorted store array: the index of name, or where it
- * would be inserted (with *found false). Called with db->lock held. */
-static size_t store_position(struct blobdb *db, const char *name, bool *found)
-{
-	size_t lo = 0, hi = db->store_count;
-
-	*found = false;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(db->stores[mid]->name, name);
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static int store_insert(struct blobdb *db, struct store *store)
-{
-	bool found;
-	size_t i = store_position(db, store->name, &found);
-
-	if (found)
-		return -EEXIST;
-	if (db->store_count == db->store_capacity) {
-		size_t capacity = db->store_capacity ? 2 * db->store_capacity : 16;
-		struct store **stores = realloc(db->stores, capacity * sizeof(*stores));
-		if (!stores)
-			return -ENOMEM;
-		db->stores = stores;
-		db->store_capacity = capacity;
-	}
-	memmove(&db->stores[i + 1], &db->stores[i], (db->store_count - i) * sizeof(*db->stores));
-	db->stores[i] = store;
-	db->store_count++;
-	return 0;
 }
 
 /* Removes every file in dir_name (inside parent_fd) and then dir_name. */
@@ -1122,7 +988,7 @@ out:
 	return ret;
 }
 
-static void empty_trash(struct blobdb *db)
+static void empty_trash(struct local_db *db)
 {
 	struct dirent *d;
 	DIR *dir;
@@ -1152,26 +1018,29 @@ static int open_subdir(int dirfd, const char *name, int *out)
 	return *out < 0 ? -errno : 0;
 }
 
-static int blobdb_lock(struct blobdb *db)
+static void local_db_note_pid(struct blobdb *base);
+
+static int blobdb_lock(struct local_db *db)
 {
 	db->lock_fd = io->openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (db->lock_fd < 0)
 		return -errno;
 	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
-	if (!db->opts.read_only)
-		blobdb_note_pid(db);
+	if (!db->base.opts.read_only)
+		local_db_note_pid(&db->base);
 	return 0;
 }
 
-void blobdb_note_pid(struct blobdb *db)
+static void local_db_note_pid(struct blobdb *base)
 {
+	struct local_db *db = (struct local_db *)base;
 	char line[32];
 	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
 	if (io->ftruncate(db->lock_fd, 0) == 0 && io->pwrite(db->lock_fd, line, (size_t)n, 0) == n)
 		return;
-	log_warning("cannot record the pid in %s/lock: %s", db->path, strerror(errno));
+	log_warning("cannot record the pid in %s/lock: %s", db->base.location, strerror(errno));
 }
 
 long blobdb_lock_holder(const char *datadir)
@@ -1190,7 +1059,7 @@ long blobdb_lock_holder(const char *datadir)
 	return pid;
 }
 
-static int blobdb_load_stores(struct blobdb *db)
+static int blobdb_load_stores(struct local_db *db)
 {
 	struct dirent *d;
 	DIR *dir;
@@ -1203,15 +1072,15 @@ static int blobdb_load_stores(struct blobdb *db)
 		return ret;
 	}
 	while ((errno = 0, d = readdir(dir))) {
-		struct store *store;
+		struct local_store *store;
 		if (d->d_name[0] == '.')
 			continue;
 		if (store_name_check(d->d_name, strlen(d->d_name)) < 0) {
-			log_warning("ignoring %s/stores/%s: not a store name", db->path, d->d_name);
+			log_warning("ignoring %s/stores/%s: not a store name", db->base.location, d->d_name);
 			continue;
 		}
 		if (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN) {
-			log_warning("ignoring %s/stores/%s: not a directory", db->path, d->d_name);
+			log_warning("ignoring %s/stores/%s: not a directory", db->base.location, d->d_name);
 			continue;
 		}
 		ret = store_new(db, d->d_name, &store);
@@ -1219,9 +1088,9 @@ static int blobdb_load_stores(struct blobdb *db)
 			break;
 		ret = store_load(store);
 		if (ret == 0)
-			ret = store_insert(db, store);
+			ret = blobdb_catalog_add(&db->base, &store->base);
 		if (ret < 0) {
-			store_free(store);
+			local_store_free(&store->base);
 			break;
 		}
 	}
@@ -1231,25 +1100,21 @@ static int blobdb_load_stores(struct blobdb *db)
 	return ret;
 }
 
-int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct blobdb **out)
+static int local_db_open(const char *datadir, const struct blobdb_options *opts,
+			 struct blobdb **out)
 {
-	struct blobdb *db = calloc(1, sizeof(*db));
+	struct local_db *db = calloc(1, sizeof(*db));
 	int ret = -ENOMEM;
 
 	if (!db)
 		goto out;
 	db->dirfd = db->stores_fd = db->trash_fd = db->quarantine_fd = db->lock_fd = -1;
-	pthread_mutex_init(&db->lock, NULL);
 	pthread_mutex_init(&db->flush_lock, NULL);
 	pthread_cond_init(&db->flush_wake, NULL);
 	pthread_cond_init(&db->flush_done, NULL);
 	pthread_cond_init(&db->compact_wake, NULL);
-	if (opts)
-		db->opts = *opts;
-	else
-		blobdb_options_default(&db->opts);
-	db->path = strdup(datadir);
-	if (!db->path)
+	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
+	if (ret < 0)
 		goto out;
 	if (mkdir(datadir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
@@ -1262,8 +1127,8 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 		 * working directory is /). */
 		char *absolute = realpath(datadir, NULL);
 		if (absolute) {
-			free(db->path);
-			db->path = absolute;
+			free(db->base.location);
+			db->base.location = absolute;
 		}
 	}
 	if (db->dirfd < 0) {
@@ -1291,14 +1156,14 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 	}
 	empty_trash(db);
 	/* Offsets in the index have 39 bits. */
-	if (db->opts.pack_size_max > INDEX_OFFSET_MAX / 2)
-		db->opts.pack_size_max = INDEX_OFFSET_MAX / 2;
+	if (db->base.opts.pack_size_max > INDEX_OFFSET_MAX / 2)
+		db->base.opts.pack_size_max = INDEX_OFFSET_MAX / 2;
 	/* A blob below large_blob_min is saved from memory (read back whole and
 	 * framed in one buffer): bounded, so the daemon's memory never grows
 	 * with what a user sets. */
-	if (db->opts.large_blob_min > LARGE_BLOB_MIN_MAX)
-		db->opts.large_blob_min = LARGE_BLOB_MIN_MAX;
-	db->min_free = db->opts.min_free;
+	if (db->base.opts.large_blob_min > LARGE_BLOB_MIN_MAX)
+		db->base.opts.large_blob_min = LARGE_BLOB_MIN_MAX;
+	db->min_free = db->base.opts.min_free;
 	if (db->min_free == MIN_FREE_AUTO) {
 		struct statvfs st;
 		uint64_t total = fstatvfs(db->stores_fd, &st) == 0 ?
@@ -1310,15 +1175,16 @@ int blobdb_open(const char *datadir, const struct blobdb_options *opts, struct b
 		log_error("cannot load the stores of %s: %s", datadir, strerror(-ret));
 out:
 	if (ret < 0 && db) {
-		blobdb_close(db);
+		blobdb_close(&db->base);
 		db = NULL;
 	}
-	*out = db;
+	*out = db ? &db->base : NULL;
 	return ret;
 }
 
-int blobdb_statfs(struct blobdb *db, struct statvfs *st)
+static int local_db_statfs(struct blobdb *base, struct statvfs *st)
 {
+	struct local_db *db = (struct local_db *)base;
 	return fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
 }
 
@@ -1329,9 +1195,9 @@ int blobdb_statfs(struct blobdb *db, struct statvfs *st)
  * next flush. A failure is sticky: after a failed fsync the kernel may have
  * dropped the dirty pages, so the marker never moves again in this mount.
  */
-static int store_flush_locked(struct store *store);
+static int store_flush_locked(struct local_store *store);
 
-static int store_flush(struct store *store)
+static int store_flush(struct local_store *store)
 {
 	int ret;
 
@@ -1341,7 +1207,7 @@ static int store_flush(struct store *store)
 	return ret;
 }
 
-static int store_flush_locked(struct store *store)
+static int store_flush_locked(struct local_store *store)
 {
 	uint64_t target, durable = __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE);
 	int *fds = NULL, active = -1, ret = 0;
@@ -1350,9 +1216,9 @@ static int store_flush_locked(struct store *store)
 
 	pthread_mutex_lock(&store->lock);
 	target = store->next_seq - 1;
-	if (store->destroyed || store->flush_failed ||
+	if (store->base.destroyed || store->flush_failed ||
 	    (target <= durable && !store->sync_fd_count && !store->dir_dirty)) {
-		ret = store->flush_failed && !store->destroyed ? -EIO : 0;
+		ret = store->flush_failed && !store->base.destroyed ? -EIO : 0;
 		if (ret == 0 && store->active_fd >= 0 && !store->appended && target <= durable) {
 			/* Nothing appended since a flush synced it: let it go. */
 			io->close(store->active_fd);
@@ -1390,63 +1256,38 @@ static int store_flush_locked(struct store *store)
 		close(active);
 	}
 	if (ret == 0 && dir_dirty)
-		ret = fsync_dir_at(store->db->stores_fd, store->name);
+		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
 	if (ret == 0 && target > durable)
 		ret = store_write_marker(store, target);
 
 	pthread_mutex_lock(&store->lock);
 	if (ret == 0 && target > durable)
 		__atomic_store_n(&store->durable_seq, target, __ATOMIC_RELEASE);
-	if (ret < 0 && !store->destroyed) {
+	if (ret < 0 && !store->base.destroyed) {
 		store->flush_failed = true;
 		log_error("store %s: flushing to stable storage failed: %s; saves in this store "
 			  "are no longer made durable until it is mounted again",
-			  store->name, strerror(-ret));
+			  store->base.name, strerror(-ret));
 	}
 	pthread_mutex_unlock(&store->lock);
 	free(fds);
 	return ret;
 }
 
-/* Calls fn on every store, holding a reference but no lock. */
-static int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg)
+static int flush_one(struct store *base, void *arg)
 {
-	struct store **list;
-	size_t n;
-	int ret = 0;
-
-	pthread_mutex_lock(&db->lock);
-	n = db->store_count;
-	list = malloc((n ? n : 1) * sizeof(*list));
-	for (size_t i = 0; list && i < n; i++) {
-		list[i] = db->stores[i];
-		list[i]->refcount++;
-	}
-	pthread_mutex_unlock(&db->lock);
-	if (!list)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		int r = fn(list[i], arg);
-		if (r < 0 && ret == 0)
-			ret = r;
-		store_close(list[i]);
-	}
-	free(list);
-	return ret;
-}
-
-static int flush_one(struct store *store, void *arg)
-{
+	struct local_store *store = (struct local_store *)base;
 	(void)arg;
 	return store_flush(store);
 }
 
-int blobdb_sync(struct blobdb *db)
+static int local_db_sync(struct blobdb *base)
 {
-	return blobdb_each_store(db, flush_one, NULL);
+	struct local_db *db = (struct local_db *)base;
+	return blobdb_each_store(&db->base, flush_one, NULL);
 }
 
-static void blobdb_compact_step(struct blobdb *db);
+static void blobdb_compact_step(struct local_db *db);
 
 static void deadline_after(struct timespec *t, unsigned ms)
 {
@@ -1466,12 +1307,12 @@ static void deadline_after(struct timespec *t, unsigned ms)
  */
 static void *flusher_main(void *arg)
 {
-	struct blobdb *db = arg;
+	struct local_db *db = arg;
 
 	pthread_mutex_lock(&db->flush_lock);
 	while (!db->flusher_stop) {
 		struct timespec deadline;
-		deadline_after(&deadline, db->opts.flush_interval_ms);
+		deadline_after(&deadline, db->base.opts.flush_interval_ms);
 		while (!db->flush_requested && !db->flusher_stop &&
 		       pthread_cond_timedwait(&db->flush_wake, &db->flush_lock, &deadline) == 0)
 			;
@@ -1480,7 +1321,7 @@ static void *flusher_main(void *arg)
 		db->flush_requested = false;
 		db->cycles_started++;
 		pthread_mutex_unlock(&db->flush_lock);
-		blobdb_sync(db);
+		local_db_sync(&db->base);
 		pthread_mutex_lock(&db->flush_lock);
 		db->cycles_done++;
 		pthread_cond_broadcast(&db->flush_done);
@@ -1493,7 +1334,7 @@ static void *flusher_main(void *arg)
  * and flushes (and those waiting on them) must not wait for it. */
 static void *compactor_main(void *arg)
 {
-	struct blobdb *db = arg;
+	struct local_db *db = arg;
 
 	pthread_mutex_lock(&db->flush_lock);
 	while (!db->flusher_stop) {
@@ -1512,8 +1353,9 @@ static void *compactor_main(void *arg)
 	return NULL;
 }
 
-int blobdb_start(struct blobdb *db)
+static int local_db_start(struct blobdb *base)
 {
+	struct local_db *db = (struct local_db *)base;
 	int ret;
 
 	pthread_mutex_lock(&db->flush_lock);
@@ -1530,7 +1372,7 @@ int blobdb_start(struct blobdb *db)
 	return ret;
 }
 
-static void blobdb_stop(struct blobdb *db)
+static void local_threads_stop(struct local_db *db)
 {
 	bool running;
 
@@ -1554,9 +1396,10 @@ static void blobdb_stop(struct blobdb *db)
 	pthread_mutex_unlock(&db->flush_lock);
 }
 
-int store_sync(struct store *store)
+static int local_store_sync(struct store *base)
 {
-	struct blobdb *db = store->db;
+	struct local_store *store = (struct local_store *)base;
+	struct local_db *db = store->db;
 	uint64_t target, my_cycle;
 	bool failed;
 
@@ -1585,26 +1428,29 @@ int store_sync(struct store *store)
 	return store_flush(store) < 0 ? -EIO : 0;
 }
 
-int blobdb_close(struct blobdb *db)
+static int local_db_stop(struct blobdb *base)
 {
+	struct local_db *db = (struct local_db *)base;
 	int ret = 0;
 
-	if (!db)
-		return 0;
-	blobdb_stop(db);
+	local_threads_stop(db);
 	if (db->stores_fd >= 0) {
-		ret = blobdb_sync(db);
+		ret = local_db_sync(&db->base);
 		/* A checkpoint that cannot be written (a full disk) only makes the
 		 * next mount scan the packs: logged, not a failure. */
-		if (ret == 0 && !db->opts.read_only)
-			blobdb_each_store(db, checkpoint_one, NULL);
+		if (ret == 0 && !db->base.opts.read_only)
+			blobdb_each_store(&db->base, checkpoint_one, NULL);
 		/* Removed files and the trash too: everything we changed. */
-		if (!db->opts.read_only && io->syncfs(db->dirfd) < 0)
-			log_error("%s: syncfs: %s", db->path, strerror(errno));
+		if (!db->base.opts.read_only && io->syncfs(db->dirfd) < 0)
+			log_error("%s: syncfs: %s", db->base.location, strerror(errno));
 	}
-	for (size_t i = 0; i < db->store_count; i++)
-		store_close(db->stores[i]);
-	free(db->stores);
+	return ret;
+}
+
+static void local_db_free(struct blobdb *base)
+{
+	struct local_db *db = (struct local_db *)base;
+
 	if (db->stores_fd >= 0)
 		io->close(db->stores_fd);
 	if (db->trash_fd >= 0)
@@ -1615,32 +1461,21 @@ int blobdb_close(struct blobdb *db)
 		io->close(db->lock_fd); /* releases the flock */
 	if (db->dirfd >= 0)
 		io->close(db->dirfd);
-	pthread_mutex_destroy(&db->lock);
 	pthread_mutex_destroy(&db->flush_lock);
 	pthread_cond_destroy(&db->flush_wake);
 	pthread_cond_destroy(&db->flush_done);
 	pthread_cond_destroy(&db->compact_wake);
-	free(db->path);
 	free(db);
-	return ret < 0 ? -EIO : 0;
 }
 
 /* ---- stores ---- */
 
-int store_create(struct blobdb *db, const char *name)
+static int local_store_create(struct blobdb *base, const char *name, struct store **out)
 {
-	struct store *store = NULL;
-	bool found;
-	int ret = store_name_check(name, strlen(name));
+	struct local_db *db = (struct local_db *)base;
+	struct local_store *store = NULL;
+	int ret = store_new(db, name, &store);
 
-	if (ret < 0)
-		return to_status(ret);
-	pthread_mutex_lock(&db->lock);
-	store_position(db, name, &found);
-	ret = -EEXIST;
-	if (found)
-		goto out;
-	ret = store_new(db, name, &store);
 	if (ret < 0)
 		goto out;
 	if (io->mkdirat(db->stores_fd, name, 0700) < 0) {
@@ -1655,164 +1490,92 @@ int store_create(struct blobdb *db, const char *name)
 		ret = fsync_dir_at(db->stores_fd, name);
 	if (ret == 0)
 		ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
-	if (ret == 0)
-		ret = store_insert(db, store);
 	if (ret < 0) {
 		log_error("cannot create store %s: %s", name, strerror(-ret));
 		remove_flat_dir(db->stores_fd, name);
 	}
 out:
-	pthread_mutex_unlock(&db->lock);
-	if (ret < 0 && store)
-		store_free(store);
-	return to_status(ret);
+	if (ret < 0 && store) {
+		local_store_free(&store->base);
+		store = NULL;
+	}
+	*out = store ? &store->base : NULL;
+	return ret;
 }
 
-int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
+static int local_store_remove(struct store *base, bool only_if_empty)
 {
-	char trash_name[64];
-	struct store *store = NULL;
-	bool found;
-	size_t i;
-	int ret = store_name_check(name, strlen(name));
+	struct local_store *store = (struct local_store *)base;
+	struct local_db *db = store->db;
+	int ret = 0;
 
-	if (ret < 0)
-		return to_status(ret);
-	pthread_mutex_lock(&db->lock);
-	i = store_position(db, name, &found);
-	ret = -ENOENT;
-	if (!found)
-		goto out;
-	store = db->stores[i];
 	pthread_mutex_lock(&store->lock);
 	if (only_if_empty && index_count(store->index) > 0) {
-		pthread_mutex_unlock(&store->lock);
 		ret = -ENOTEMPTY;
 		goto out;
 	}
 	/* The rename is the commit point: after it the store is gone even if we
 	 * crash before its files are removed (the trash is emptied at open). */
-	snprintf(trash_name, sizeof(trash_name), "store-%ld-%" PRIu64, (long)getpid(),
-		 __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
-	if (io->renameat(db->stores_fd, name, db->trash_fd, trash_name) < 0) {
+	snprintf(store->trash_name, sizeof(store->trash_name), "store-%ld-%" PRIu64,
+		 (long)getpid(), __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
+	if (io->renameat(db->stores_fd, store->base.name, db->trash_fd, store->trash_name) < 0) {
 		ret = -errno;
-		pthread_mutex_unlock(&store->lock);
-		log_error("cannot destroy store %s: %s", name, strerror(-ret));
+		log_error("cannot destroy store %s: %s", store->base.name, strerror(-ret));
 		goto out;
 	}
-	store->destroyed = true;
+	__atomic_store_n(&store->base.destroyed, true, __ATOMIC_RELEASE);
 	if (store->active_fd >= 0) {
 		io->close(store->active_fd);
 		store->active_fd = -1;
 	}
-	pthread_mutex_unlock(&store->lock);
-	memmove(&db->stores[i], &db->stores[i + 1], (db->store_count - i - 1) * sizeof(*db->stores));
-	db->store_count--;
 	if (io->fsync(db->stores_fd) < 0 || io->fsync(db->trash_fd) < 0)
-		log_warning("store %s: syncing its removal: %s", name, strerror(errno));
-	ret = 0;
+		log_warning("store %s: syncing its removal: %s", store->base.name, strerror(errno));
 out:
-	pthread_mutex_unlock(&db->lock);
-	if (ret == 0) {
-		/* The store is gone; its files go without holding any lock, so
-		 * that removing a big store does not stall everyone else. */
-		int removed = remove_flat_dir(db->trash_fd, trash_name);
-		if (removed < 0)
-			log_warning("store %s: its files stay in trash/%s until the next mount: %s",
-				    name, trash_name, strerror(-removed));
-		store_close(store); /* the database's reference */
-	}
-	return to_status(ret);
-}
-
-int store_open(struct blobdb *db, const char *name, struct store **out)
-{
-	bool found;
-	size_t i;
-	int ret = -ENOENT;
-
-	*out = NULL;
-	pthread_mutex_lock(&db->lock);
-	i = store_position(db, name, &found);
-	if (found) {
-		*out = db->stores[i];
-		(*out)->refcount++;
-		ret = 0;
-	}
-	pthread_mutex_unlock(&db->lock);
+	pthread_mutex_unlock(&store->lock);
 	return ret;
 }
 
-int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name, void *arg),
-	       void *arg)
+static void local_store_purge(struct store *base)
 {
-	char name[256];
-	bool found;
-	int ret = 0;
+	struct local_store *store = (struct local_store *)base;
+	int ret = remove_flat_dir(store->db->trash_fd, store->trash_name);
 
-	name[0] = '\0';
-	if (after)
-		snprintf(name, sizeof(name), "%s", after);
-	/* The lock is dropped around each callback so that fn may block; the
-	 * name cursor makes the walk correct under concurrent changes. */
-	for (;;) {
-		size_t i;
-		pthread_mutex_lock(&db->lock);
-		i = name[0] ? store_position(db, name, &found) : 0;
-		if (name[0] && found)
-			i++;
-		if (i >= db->store_count) {
-			pthread_mutex_unlock(&db->lock);
-			break;
-		}
-		snprintf(name, sizeof(name), "%s", db->stores[i]->name);
-		pthread_mutex_unlock(&db->lock);
-		ret = fn(name, arg);
-		if (ret)
-			break;
-	}
-	return ret;
-}
-
-size_t store_count(struct blobdb *db)
-{
-	size_t n;
-
-	pthread_mutex_lock(&db->lock);
-	n = db->store_count;
-	pthread_mutex_unlock(&db->lock);
-	return n;
+	if (ret < 0)
+		log_warning("store %s: its files stay in trash/%s until the next mount: %s",
+			    store->base.name, store->trash_name, strerror(-ret));
 }
 
 /* ---- blobs ---- */
 
-int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length)
+static int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			   uint64_t *length)
 {
+	struct local_store *store = (struct local_store *)base;
 	struct index_entry e;
 	int ret;
 
 	pthread_mutex_lock(&store->lock);
-	ret = store->destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
 	pthread_mutex_unlock(&store->lock);
 	if (ret == 0 && length)
 		*length = e.length;
 	return ret;
 }
 
-size_t blob_count(struct store *store)
+static size_t local_blob_count(struct store *base)
 {
+	struct local_store *store = (struct local_store *)base;
 	size_t n;
 
 	pthread_mutex_lock(&store->lock);
-	n = store->destroyed ? 0 : index_count(store->index);
+	n = store->base.destroyed ? 0 : index_count(store->index);
 	pthread_mutex_unlock(&store->lock);
 	return n;
 }
 
-int blob_list(struct store *store, const uint8_t *after,
-	      int (*fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg),
-	      void *arg)
+static int local_blob_list(struct store *base, const uint8_t *after, blob_list_fn fn, void *arg)
 {
+	struct local_store *store = (struct local_store *)base;
 	enum { BATCH = 128 };
 	struct index_entry batch[BATCH];
 	uint8_t cursor[BLOBFS_HASH_SIZE];
@@ -1826,7 +1589,7 @@ int blob_list(struct store *store, const uint8_t *after,
 	for (;;) {
 		size_t n;
 		pthread_mutex_lock(&store->lock);
-		n = store->destroyed ? 0 :
+		n = store->base.destroyed ? 0 :
 			index_seek_many(store->index, have_cursor ? cursor : NULL, true, batch, BATCH);
 		pthread_mutex_unlock(&store->lock);
 		for (size_t i = 0; i < n && ret == 0; i++) {
@@ -1843,7 +1606,7 @@ int blob_list(struct store *store, const uint8_t *after,
 /* Opens the active pack for appending, starting a new one when there is
  * none or when need more bytes would take it past the size cap. Called with
  * store->lock held. */
-static int store_active_pack(struct store *store, uint64_t need, struct pack_info **out)
+static int store_active_pack(struct local_store *store, uint64_t need, struct pack_info **out)
 {
 	struct pack_info *p = NULL;
 	char path[PATH_SIZE];
@@ -1856,7 +1619,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 		while (i > 0 && (!store->packs[i - 1].appendable || store->packs[i - 1].compacting))
 			i--;
 		p = i > 0 ? &store->packs[i - 1] : NULL;
-		if (p && p->size + need <= store->db->opts.pack_size_max && !p->damaged) {
+		if (p && p->size + need <= store->db->base.opts.pack_size_max && !p->damaged) {
 			ret = store_pack_path(store, p->id, path);
 			if (ret < 0)
 				return ret;
@@ -1869,7 +1632,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 	}
 	if (store->active_fd >= 0) {
 		p = pack_find(store, store->active_id);
-		if (p && (p->size + need <= store->db->opts.pack_size_max ||
+		if (p && (p->size + need <= store->db->base.opts.pack_size_max ||
 			  p->size == PACK_HEADER_SIZE)) {
 			*out = p;
 			return 0;
@@ -1877,7 +1640,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 		store_sync_later(store, store->active_fd); /* full: rotate */
 		store->active_fd = -1;
 	}
-	fd = io->openat(store->db->stores_fd, store->name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	ret = pack_create(fd, store->next_pack_id, &store->active_fd);
@@ -1897,7 +1660,7 @@ static int store_active_pack(struct store *store, uint64_t need, struct pack_inf
 	return 0;
 }
 
-static int store_index_record(struct store *store, uint32_t pack_id,
+static int store_index_record(struct local_store *store, uint32_t pack_id,
 			      const struct record_info *rec)
 {
 	struct index_entry old, entry = {
@@ -1927,7 +1690,7 @@ static int store_index_record(struct store *store, uint32_t pack_id,
  * crcs may be NULL, in which case they are computed. On failure the pack is
  * cut back so that no partial record stays behind. Called with store->lock.
  */
-static int store_append(struct store *store, struct record_info *rec, const void *data,
+static int store_append(struct local_store *store, struct record_info *rec, const void *data,
 			const uint32_t *crcs)
 {
 	uint64_t need = record_size(rec->length, rec->chunk_shift);
@@ -1948,7 +1711,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 	if (ret < 0) {
 		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
 			log_error("store %s: cannot cut back pack %08x after a failed write: %s",
-				  store->name, pack->id, strerror(errno));
+				  store->base.name, pack->id, strerror(errno));
 		goto out;
 	}
 	if (rec->kind == RECORD_BLOB) {
@@ -1956,7 +1719,7 @@ static int store_append(struct store *store, struct record_info *rec, const void
 		if (ret < 0) {
 			/* Not indexed, not kept: the pack is cut back. */
 			if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
-				log_error("store %s: cannot cut back pack %08x: %s", store->name,
+				log_error("store %s: cannot cut back pack %08x: %s", store->base.name,
 					  pack->id, strerror(errno));
 			goto out;
 		}
@@ -1976,7 +1739,7 @@ out:
  * records is superseded by a newer one elsewhere, so removing it changes
  * nothing but the space used. A deleted large blob's own pack goes this way
  * at once. Called with store->lock held. */
-static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
+static void store_drop_dead_pack(struct local_store *store, uint32_t pack_id)
 {
 	struct pack_info *p = pack_find(store, pack_id);
 	char path[PATH_SIZE];
@@ -1987,7 +1750,7 @@ static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
 	if (store_pack_path(store, pack_id, path) < 0)
 		return;
 	if (io->unlinkat(store->db->stores_fd, path, 0) < 0) {
-		log_warning("store %s: cannot remove dead %s: %s", store->name, path,
+		log_warning("store %s: cannot remove dead %s: %s", store->base.name, path,
 			    strerror(errno));
 		return;
 	}
@@ -1995,8 +1758,9 @@ static void store_drop_dead_pack(struct store *store, uint32_t pack_id)
 	store->dir_dirty = true;
 }
 
-int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+static int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
+	struct local_store *store = (struct local_store *)base;
 	struct record_info rec = { .kind = RECORD_TOMBSTONE, .chunk_shift = CHUNK_SHIFT_DEFAULT };
 	char hex[HASH_HEX_SIZE + 1];
 	struct index_entry e;
@@ -2004,13 +1768,13 @@ int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&store->lock);
-	ret = store->destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
 	if (ret < 0)
 		goto out;
 	ret = store_append(store, &rec, NULL, NULL);
 	if (ret < 0) {
 		hash_to_hex(hash, hex);
-		log_error("store %s: cannot record the delete of %s: %s", store->name, hex,
+		log_error("store %s: cannot record the delete of %s: %s", store->base.name, hex,
 			  strerror(-ret));
 		goto out;
 	}
@@ -2019,12 +1783,12 @@ int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	store_drop_dead_pack(store, e.pack_id);
 out:
 	pthread_mutex_unlock(&store->lock);
-	return to_status(ret);
+	return ret;
 }
 
 /* ---- reading ---- */
 
-static void blob_reader_free(struct blob_reader *reader)
+static void blob_reader_free(struct local_reader *reader)
 {
 	if (reader->fd >= 0)
 		io->close(reader->fd);
@@ -2034,10 +1798,11 @@ static void blob_reader_free(struct blob_reader *reader)
 	free(reader);
 }
 
-int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
-	      struct blob_reader **out)
+static int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			     struct blob_reader **out)
 {
-	struct blob_reader *reader = NULL;
+	struct local_store *store = (struct local_store *)base;
+	struct local_reader *reader = NULL;
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	struct record_info rec;
 	struct index_entry e;
@@ -2056,7 +1821,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	/* The pack is opened under the lock so that it cannot be dropped or
 	 * compacted away between the lookup and the open. */
 	pthread_mutex_lock(&store->lock);
-	ret = store->destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
 	if (ret == 0)
 		ret = store_pack_path(store, e.pack_id, path);
 	if (ret == 0) {
@@ -2067,7 +1832,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	pthread_mutex_unlock(&store->lock);
 	hash_to_hex(hash, hex);
 	if (ret < 0 && ret != -ENOENT) {
-		log_error("store %s: blob %s: cannot open pack %08x: %s", store->name, hex,
+		log_error("store %s: blob %s: cannot open pack %08x: %s", store->base.name, hex,
 			  e.pack_id, strerror(-ret));
 		ret = -EIO;
 	}
@@ -2075,7 +1840,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 		goto out;
 	reader->record_offset = e.offset;
 	reader->data_offset = e.offset + RECORD_HEADER_SIZE;
-	reader->length = e.length;
+	reader->base.length = e.length;
 	reader->pack_id = e.pack_id;
 	memcpy(reader->hash, hash, BLOBFS_HASH_SIZE);
 	/* The record's own header: it must be this blob (the index is only a
@@ -2091,7 +1856,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 		if (ret < 0) {
 			log_error("store %s: blob %s: pack %08x offset %" PRIu64
 				  ": record header damaged or not this blob; the blob cannot be read",
-				  store->name, hex, e.pack_id, e.offset);
+				  store->base.name, hex, e.pack_id, e.offset);
 			ret = -EIO;
 			goto out;
 		}
@@ -2106,30 +1871,26 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	if (ret < 0) {
 		log_error("store %s: blob %s: pack %08x offset %" PRIu64
 			  ": chunk table damaged (%s); the blob cannot be read",
-			  store->name, hex, e.pack_id, e.offset,
+			  store->base.name, hex, e.pack_id, e.offset,
 			  ret == -EBADMSG ? "does not match its trailer" : strerror(-ret));
 		ret = -EIO;
 		goto out;
 	}
-	reader->store = store_hold(store);
+	reader->store = store;
+	reader->base.store = store_hold(&store->base);
 	ret = 0;
 out:
 	if (ret < 0) {
 		blob_reader_free(reader);
 		reader = NULL;
 	}
-	*out = reader;
-	return to_status(ret);
-}
-
-uint64_t blob_reader_length(const struct blob_reader *reader)
-{
-	return reader->length;
+	*out = reader ? &reader->base : NULL;
+	return ret;
 }
 
 /* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
  * hash when they continue it, and checks the hash once it is complete. */
-static int reader_hash(struct blob_reader *reader, const uint8_t *buf, uint64_t start,
+static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
 		       uint64_t end)
 {
 	uint8_t hash[BLOBFS_HASH_SIZE];
@@ -2142,7 +1903,7 @@ static int reader_hash(struct blob_reader *reader, const uint8_t *buf, uint64_t 
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;
-		if (ret == 0 && end == reader->length) {
+		if (ret == 0 && end == reader->base.length) {
 			ret = hasher_final(reader->hasher, hash);
 			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
 				reader->corrupt = true;
@@ -2154,8 +1915,10 @@ static int reader_hash(struct blob_reader *reader, const uint8_t *buf, uint64_t 
 	return ret;
 }
 
-int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got)
+static int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t off,
+			     size_t *got)
 {
+	struct local_reader *reader = (struct local_reader *)base;
 	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
 	char hex[HASH_HEX_SIZE + 1];
 	uint64_t end, span_start, span_end;
@@ -2163,15 +1926,15 @@ int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, 
 	int ret = 0;
 
 	*got = 0;
-	if (off >= reader->length || size == 0)
+	if (off >= reader->base.length || size == 0)
 		return 0;
-	end = reader->length - off < size ? reader->length : off + size;
+	end = reader->base.length - off < size ? reader->base.length : off + size;
 	/* Whole chunks are read so that each can be checked before any of its
 	 * bytes are handed out. */
 	span_start = off & ~(chunk - 1);
 	span_end = (end + chunk - 1) & ~(chunk - 1);
-	if (span_end > reader->length)
-		span_end = reader->length;
+	if (span_end > reader->base.length)
+		span_end = reader->base.length;
 	if (span_start == off && span_end == end) {
 		span = buf;
 	} else {
@@ -2184,7 +1947,7 @@ int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, 
 	hash_to_hex(reader->hash, hex);
 	if (ret < 0) {
 		log_error("store %s: blob %s: reading pack %08x at offset %" PRIu64 ": %s",
-			  reader->store->name, hex, reader->pack_id,
+			  reader->store->base.name, hex, reader->pack_id,
 			  reader->data_offset + span_start, strerror(-ret));
 		ret = -EIO;
 		goto out;
@@ -2194,7 +1957,7 @@ int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, 
 		if (crc32c(0, span + (pos - span_start), (size_t)n) != reader->crcs[pos >> reader->chunk_shift]) {
 			log_error("store %s: blob %s: pack %08x offset %" PRIu64
 				  ": chunk %" PRIu64 " fails its checksum; read refused",
-				  reader->store->name, hex, reader->pack_id, reader->data_offset + pos,
+				  reader->store->base.name, hex, reader->pack_id, reader->data_offset + pos,
 				  pos >> reader->chunk_shift);
 			ret = -EIO;
 			goto out;
@@ -2204,7 +1967,7 @@ int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, 
 	if (ret == -EBADMSG)
 		log_error("store %s: blob %s: pack %08x record at %" PRIu64
 			  ": content does not hash to the blob's name; read refused",
-			  reader->store->name, hex, reader->pack_id, reader->record_offset);
+			  reader->store->base.name, hex, reader->pack_id, reader->record_offset);
 	if (ret < 0) {
 		ret = -EIO;
 		goto out;
@@ -2218,11 +1981,12 @@ out:
 	return ret;
 }
 
-void blob_close(struct blob_reader *reader)
+static void local_reader_close(struct blob_reader *base)
 {
+	struct local_reader *reader = (struct local_reader *)base;
 	if (!reader)
 		return;
-	store_close(reader->store);
+	store_close(&reader->store->base);
 	reader->store = NULL;
 	blob_reader_free(reader);
 }
@@ -2231,7 +1995,7 @@ void blob_close(struct blob_reader *reader)
 
 /* Saves a blob of at most large_blob_min bytes by appending it to the active
  * pack. crcs may be NULL. */
-static int store_save_small(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+static int store_save_small(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 			    const void *data, uint64_t len, const uint32_t *crcs)
 {
 	struct record_info rec = { .kind = RECORD_BLOB, .chunk_shift = CHUNK_SHIFT_DEFAULT,
@@ -2243,7 +2007,7 @@ static int store_save_small(struct store *store, const uint8_t hash[BLOBFS_HASH_
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&store->lock);
 	ret = -ENOENT;
-	if (store->destroyed)
+	if (store->base.destroyed)
 		goto out;
 	ret = -EEXIST;
 	if (index_lookup(store->index, hash, &e) == 0)
@@ -2251,7 +2015,7 @@ static int store_save_small(struct store *store, const uint8_t hash[BLOBFS_HASH_
 	ret = store_append(store, &rec, data ? data : "", crcs);
 	if (ret < 0) {
 		hash_to_hex(hash, hex);
-		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->name,
+		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->base.name,
 			  hex, len, strerror(-ret));
 	}
 out:
@@ -2259,7 +2023,7 @@ out:
 	return ret;
 }
 
-static int writer_push_crc(struct blob_writer *w, uint32_t crc)
+static int writer_push_crc(struct local_writer *w, uint32_t crc)
 {
 	size_t i = (size_t)((w->digested - 1) >> CHUNK_SHIFT_DEFAULT);
 
@@ -2276,7 +2040,7 @@ static int writer_push_crc(struct blob_writer *w, uint32_t crc)
 }
 
 /* Extends the digest over the next len bytes of content. */
-static int writer_feed(struct blob_writer *w, const uint8_t *buf, size_t len)
+static int writer_feed(struct local_writer *w, const uint8_t *buf, size_t len)
 {
 	const uint64_t chunk = UINT64_C(1) << CHUNK_SHIFT_DEFAULT;
 	int ret = hasher_update(w->hasher, buf, len);
@@ -2296,18 +2060,18 @@ static int writer_feed(struct blob_writer *w, const uint8_t *buf, size_t len)
 	return ret;
 }
 
-static int writer_digest_reset(struct blob_writer *w)
+static int writer_digest_reset(struct local_writer *w)
 {
 	w->digested = 0;
 	w->chunk_crc = 0;
 	return hasher_reset(w->hasher);
 }
 
-static int writer_create_staging(struct blob_writer *w);
-static int writer_rematerialize(struct blob_writer *w);
+static int writer_create_staging(struct local_writer *w);
+static int writer_rematerialize(struct local_writer *w);
 
 /* Moves in-memory content to a staging file. */
-static int writer_spill(struct blob_writer *w)
+static int writer_spill(struct local_writer *w)
 {
 	int ret = check_space(w->store->db, w->size);
 
@@ -2336,7 +2100,7 @@ static int writer_spill(struct blob_writer *w)
 
 /* Makes the content writable where it is: in memory (grown to hold end
  * bytes) or in a staging file. */
-static int writer_prepare(struct blob_writer *w, uint64_t end)
+static int writer_prepare(struct local_writer *w, uint64_t end)
 {
 	if (w->in_memory && end > WRITER_MEMORY_MAX)
 		return writer_spill(w);
@@ -2357,7 +2121,7 @@ static int writer_prepare(struct blob_writer *w, uint64_t end)
 	return 0;
 }
 
-static int writer_content_read(struct blob_writer *w, void *buf, size_t size, uint64_t off)
+static int writer_content_read(struct local_writer *w, void *buf, size_t size, uint64_t off)
 {
 	if (w->in_memory) {
 		memcpy(buf, w->mem + off, size);
@@ -2368,7 +2132,7 @@ static int writer_content_read(struct blob_writer *w, void *buf, size_t size, ui
 
 /* Hashes what the digest does not cover yet by reading it back: only needed
  * when the writes were not sequential (or the file was grown by truncate). */
-static int writer_digest_finish(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
+static int writer_digest_finish(struct local_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint8_t *buf = NULL;
 	int ret = 0;
@@ -2393,13 +2157,13 @@ static int writer_digest_finish(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_
 	return ret;
 }
 
-static int writer_create_staging(struct blob_writer *w)
+static int writer_create_staging(struct local_writer *w)
 {
-	struct store *store = w->store;
+	struct local_store *store = w->store;
 	char path[PATH_SIZE];
 	int ret;
 
-	if (store->destroyed)
+	if (store->base.destroyed)
 		return -ENOENT; /* its directory may be another store's by now */
 
 	snprintf(w->staging_name, sizeof(w->staging_name), "staging-%ld-%" PRIu64 ".tmp",
@@ -2410,7 +2174,7 @@ static int writer_create_staging(struct blob_writer *w)
 	w->fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		ret = -errno;
-		log_error("store %s: cannot create staging file: %s", store->name, strerror(-ret));
+		log_error("store %s: cannot create staging file: %s", store->base.name, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -2421,7 +2185,7 @@ static int writer_create_staging(struct blob_writer *w)
  * already where the record wants it, so only the headers, the chunk table
  * and the trailer are written before the rename publishes it.
  */
-static int store_adopt_staging(struct store *store, struct blob_writer *w,
+static int store_adopt_staging(struct local_store *store, struct local_writer *w,
 			       const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct record_info rec = { .offset = PACK_HEADER_SIZE, .kind = RECORD_BLOB,
@@ -2435,7 +2199,7 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&store->lock);
 	ret = -ENOENT;
-	if (store->destroyed)
+	if (store->base.destroyed)
 		goto out;
 	ret = -EEXIST;
 	if (index_lookup(store->index, hash, &e) == 0)
@@ -2460,10 +2224,10 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	if (ret < 0) {
 		/* Leave the staging file as it was: content only. */
 		if (io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
-			log_warning("store %s: cannot trim staging file: %s", store->name,
+			log_warning("store %s: cannot trim staging file: %s", store->base.name,
 				    strerror(errno));
 		hash_to_hex(hash, hex);
-		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->name,
+		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->base.name,
 			  hex, w->size, strerror(-ret));
 		goto out;
 	}
@@ -2474,7 +2238,7 @@ static int store_adopt_staging(struct store *store, struct blob_writer *w,
 	adopted->last_offset = rec.offset;
 	if (store_index_record(store, pack_id, &rec) < 0)
 		log_error("store %s: out of memory indexing a saved blob; it shows after the next mount",
-			  store->name);
+			  store->base.name);
 	store->dir_dirty = true;
 	w->adopted_fd = dup(w->fd);
 	store_sync_later(store, w->fd); /* the next flush makes it durable */
@@ -2488,7 +2252,7 @@ out:
  * a staging file again, holding the committed content: copied from that
  * pack, which the writer keeps open (so a delete of the blob meanwhile does
  * not take the bytes away). */
-static int writer_rematerialize(struct blob_writer *w)
+static int writer_rematerialize(struct local_writer *w)
 {
 	char hex[HASH_HEX_SIZE + 1];
 	int ret = w->adopted_fd < 0 ? -EIO : 0;
@@ -2506,7 +2270,7 @@ static int writer_rematerialize(struct blob_writer *w)
 	} else {
 		hash_to_hex(w->committed_hash, hex);
 		log_error("store %s: cannot reopen saved blob %s for writing: %s",
-			  w->store->name, hex, strerror(-ret));
+			  w->store->base.name, hex, strerror(-ret));
 		if (w->fd >= 0) {
 			char path[PATH_SIZE];
 			io->close(w->fd);
@@ -2519,34 +2283,35 @@ static int writer_rematerialize(struct blob_writer *w)
 	return ret;
 }
 
-int blob_writer_new(struct store *store, struct blob_writer **out)
+static void local_writer_free(struct blob_writer *base);
+
+static int local_writer_new(struct store *base, struct blob_writer **out)
 {
-	struct blob_writer *w = calloc(1, sizeof(*w));
+	struct local_store *store = (struct local_store *)base;
+	struct local_writer *w = calloc(1, sizeof(*w));
 	int ret = -ENOMEM;
 
 	*out = NULL;
 	if (!w)
-		return to_status(ret);
+		return ret;
 	w->fd = w->adopted_fd = -1;
 	w->in_memory = true;
 	w->store = store;
+	w->base.store = store_hold(&store->base);
 	pthread_mutex_init(&w->lock, NULL);
+	w->dirty = true;
 	ret = hasher_new(&w->hasher);
 	if (ret < 0) {
-		w->store = NULL;
-		blob_writer_free(w);
-		return to_status(ret);
+		local_writer_free(&w->base);
+		return ret;
 	}
-	pthread_mutex_lock(&store->db->lock);
-	store->refcount++;
-	pthread_mutex_unlock(&store->db->lock);
-	w->dirty = true;
-	*out = w;
+	*out = &w->base;
 	return 0;
 }
 
-void blob_writer_free(struct blob_writer *w)
+static void local_writer_free(struct blob_writer *base)
 {
+	struct local_writer *w = (struct local_writer *)base;
 	char path[PATH_SIZE];
 
 	if (!w)
@@ -2562,12 +2327,14 @@ void blob_writer_free(struct blob_writer *w)
 	hasher_free(w->hasher);
 	free(w->crcs);
 	pthread_mutex_destroy(&w->lock);
-	store_close(w->store);
+	store_close(&w->store->base);
 	free(w);
 }
 
-int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint64_t off)
+static int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
+			      uint64_t off)
 {
+	struct local_writer *w = (struct local_writer *)base;
 	int ret = 0;
 
 	if (off > RECORD_LENGTH_MAX || size > RECORD_LENGTH_MAX - off)
@@ -2603,11 +2370,13 @@ int blob_writer_write(struct blob_writer *w, const void *buf, size_t size, uint6
 		ret = writer_digest_reset(w);
 out:
 	pthread_mutex_unlock(&w->lock);
-	return to_status(ret);
+	return ret;
 }
 
-int blob_writer_read(struct blob_writer *w, void *buf, size_t size, uint64_t off, size_t *got)
+static int local_writer_read(struct blob_writer *base, void *buf, size_t size, uint64_t off,
+			     size_t *got)
 {
+	struct local_writer *w = (struct local_writer *)base;
 	int ret = 0;
 
 	pthread_mutex_lock(&w->lock);
@@ -2622,11 +2391,12 @@ int blob_writer_read(struct blob_writer *w, void *buf, size_t size, uint64_t off
 		*got = size;
 out:
 	pthread_mutex_unlock(&w->lock);
-	return to_status(ret);
+	return ret;
 }
 
-int blob_writer_truncate(struct blob_writer *w, uint64_t size)
+static int local_writer_truncate(struct blob_writer *base, uint64_t size)
 {
+	struct local_writer *w = (struct local_writer *)base;
 	int ret = 0;
 
 	if (size > RECORD_LENGTH_MAX)
@@ -2650,11 +2420,12 @@ int blob_writer_truncate(struct blob_writer *w, uint64_t size)
 	w->dirty = true;
 out:
 	pthread_mutex_unlock(&w->lock);
-	return to_status(ret);
+	return ret;
 }
 
-uint64_t blob_writer_size(struct blob_writer *w)
+static uint64_t local_writer_size(struct blob_writer *base)
 {
+	struct local_writer *w = (struct local_writer *)base;
 	uint64_t size;
 
 	pthread_mutex_lock(&w->lock);
@@ -2663,9 +2434,10 @@ uint64_t blob_writer_size(struct blob_writer *w)
 	return size;
 }
 
-int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
+static int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	struct store *store = w->store;
+	struct local_writer *w = (struct local_writer *)base;
+	struct local_store *store = w->store;
 	uint8_t *data = NULL;
 	int ret = 0;
 
@@ -2675,7 +2447,7 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 		goto out;
 	if (w->committed && !w->dirty) {
 		memcpy(hash, w->committed_hash, BLOBFS_HASH_SIZE);
-		if (blob_info(store, hash, NULL) == 0) {
+		if (local_blob_info(&store->base, hash, NULL) == 0) {
 			ret = -EEXIST;
 			goto out;
 		}
@@ -2685,7 +2457,7 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 		ret = writer_digest_finish(w, hash);
 	if (ret < 0)
 		goto out;
-	if (w->size >= store->db->opts.large_blob_min) {
+	if (w->size >= store->db->base.opts.large_blob_min) {
 		if (w->in_memory)
 			ret = writer_spill(w);
 		if (ret == 0)
@@ -2711,27 +2483,30 @@ int blob_writer_commit(struct blob_writer *w, uint8_t hash[BLOBFS_HASH_SIZE])
 out:
 	pthread_mutex_unlock(&w->lock);
 	free(data);
-	return to_status(ret);
+	return ret;
 }
 
-int blob_save(struct store *store, const void *data, size_t len, uint8_t hash[BLOBFS_HASH_SIZE])
+static int local_blob_save(struct store *base, const void *data, size_t len,
+			   uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	struct blob_writer *w = NULL;
+	struct local_store *store = (struct local_store *)base;
+	struct local_writer *w = NULL;
 	int ret;
 
-	if (len < store->db->opts.large_blob_min) {
+	if (len < store->db->base.opts.large_blob_min) {
 		ret = hash_buffer(data, len, hash);
 		if (ret == 0)
 			ret = store_save_small(store, hash, data, len, NULL);
-		return to_status(ret);
+		return ret;
 	}
-	ret = blob_writer_new(store, &w);
+	ret = local_writer_new(&store->base, (struct blob_writer **)&w);
 	if (ret == 0)
-		ret = blob_writer_write(w, data, len, 0);
+		ret = local_writer_write(&w->base, data, len, 0);
 	if (ret == 0)
-		ret = blob_writer_commit(w, hash);
-	blob_writer_free(w);
-	return to_status(ret);
+		ret = local_writer_commit(&w->base, hash);
+	if (w)
+		local_writer_free(&w->base);
+	return ret;
 }
 
 /* ---- compaction ---- */
@@ -2746,7 +2521,7 @@ static uint64_t pack_dead_bytes(const struct pack_info *p)
 }
 
 /* A pack compaction may rewrite: not appended to, wholly durable, readable. */
-static bool pack_compactable(const struct store *store, const struct pack_info *p)
+static bool pack_compactable(const struct local_store *store, const struct pack_info *p)
 {
 	return !(store->active_fd >= 0 && p->id == store->active_id) && !p->no_compact &&
 	       !p->compacting &&
@@ -2801,7 +2576,7 @@ static bool live_has(const struct live_list *list, const struct record_info *rec
  * or both (the same records twice, same seq: harmless), never neither.
  * Readers holding the old pack open keep reading it.
  */
-static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_tombstones)
+static int store_compact_pack(struct local_store *store, uint32_t pack_id, bool drop_tombstones)
 {
 	struct live_list live = { .pack_id = pack_id };
 	uint64_t *moved = NULL; /* old offsets of the blob records copied, in order */
@@ -2816,7 +2591,7 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	struct statvfs st;
 
 	pthread_mutex_lock(&store->lock);
-	ret = store->destroyed ? -ENOENT : index_foreach(store->index, collect_live, &live);
+	ret = store->base.destroyed ? -ENOENT : index_foreach(store->index, collect_live, &live);
 	new_id = store->next_pack_id++;
 	struct pack_info *source_info = pack_find(store, pack_id);
 	if (ret == 0 && (!source_info || !pack_compactable(store, source_info)))
@@ -2843,7 +2618,7 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	if (fstatvfs(store->db->stores_fd, &st) == 0 &&
 	    (uint64_t)st.f_bavail * st.f_frsize < copied_live + COMPACT_MARGIN) {
 		log_warning("store %s: not enough free space to compact pack %08x (%" PRIu64
-			    " live bytes)", store->name, pack_id, copied_live);
+			    " live bytes)", store->base.name, pack_id, copied_live);
 		ret = -ENOSPC;
 		goto out;
 	}
@@ -2896,7 +2671,7 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 		ret = -errno;
 	renamed = ret == 0;
 	if (ret == 0)
-		ret = fsync_dir_at(store->db->stores_fd, store->name);
+		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
 	if (ret < 0) {
 		/* Not kept: whichever name the copy has now goes. */
 		io->unlinkat(store->db->stores_fd, renamed ? to_path : staging, 0);
@@ -2938,7 +2713,7 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	struct pack_info *source = pack_find(store, pack_id);
 	if (ret == 0 && source && source->live_count == 0) {
 		if (io->unlinkat(store->db->stores_fd, from_path, 0) < 0)
-			log_warning("store %s: cannot remove compacted %s: %s", store->name,
+			log_warning("store %s: cannot remove compacted %s: %s", store->base.name,
 				    from_path, strerror(errno));
 		pack_remove(store, pack_id);
 		store->dir_dirty = true;
@@ -2948,7 +2723,7 @@ static int store_compact_pack(struct store *store, uint32_t pack_id, bool drop_t
 	pthread_mutex_unlock(&store->lock);
 	if (ret == 0)
 		log_info("store %s: pack %08x compacted into %08x (%" PRIu64 " bytes kept)",
-			 store->name, pack_id, new_id, out_pos);
+			 store->base.name, pack_id, new_id, out_pos);
 out:
 	pthread_mutex_lock(&store->lock);
 	source_info = pack_find(store, pack_id);
@@ -2958,7 +2733,7 @@ out:
 	if (ret < 0 && ret != -ENOSPC && ret != -ENOENT) {
 		struct pack_info *failed;
 		log_error("store %s: compacting pack %08x failed: %s; not retried before the next "
-			  "mount", store->name, pack_id, strerror(-ret));
+			  "mount", store->base.name, pack_id, strerror(-ret));
 		pthread_mutex_lock(&store->lock);
 		failed = pack_find(store, pack_id);
 		if (failed)
@@ -2979,7 +2754,7 @@ out:
  * bytes fit in the free space, or 0: on a nearly full disk the packs with the
  * most dead space, which need the least room, go first.
  */
-static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t after)
+static uint32_t store_pick_pack(struct local_store *store, unsigned percent, uint32_t after)
 {
 	uint64_t avail = UINT64_MAX, best_dead = 0;
 	struct statvfs st;
@@ -2988,7 +2763,7 @@ static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t 
 	if (fstatvfs(store->db->stores_fd, &st) == 0)
 		avail = (uint64_t)st.f_bavail * st.f_frsize;
 	pthread_mutex_lock(&store->lock);
-	for (size_t i = 0; !store->destroyed && i < store->pack_count; i++) {
+	for (size_t i = 0; !store->base.destroyed && i < store->pack_count; i++) {
 		struct pack_info *p = &store->packs[i];
 		uint64_t dead = pack_dead_bytes(p), keep = p->size - dead;
 		if (p->id <= after || !pack_compactable(store, p) || dead == 0)
@@ -3003,8 +2778,9 @@ static uint32_t store_pick_pack(struct store *store, unsigned percent, uint32_t 
 	return id;
 }
 
-int store_compact(struct store *store, unsigned percent)
+static int local_store_compact(struct store *base, unsigned percent)
 {
+	struct local_store *store = (struct local_store *)base;
 	int ret = 0;
 
 	/* Each pass visits ascending ids, best first among those not yet
@@ -3023,25 +2799,26 @@ int store_compact(struct store *store, unsigned percent)
 	return ret == -ENOENT || ret == -ENOSPC ? 0 : ret;
 }
 
-static int compact_step_one(struct store *store, void *arg)
+static int compact_step_one(struct store *base, void *arg)
 {
+	struct local_store *store = (struct local_store *)base;
 	uint32_t id = store_pick_pack(store, *(unsigned *)arg, 0);
 
 	/* One pack per store per step keeps each step short. */
 	return id ? store_compact_pack(store, id, false) : 0;
 }
 
-static void blobdb_compact_step(struct blobdb *db)
+static void blobdb_compact_step(struct local_db *db)
 {
-	unsigned percent = db->opts.compact_percent;
+	unsigned percent = db->base.opts.compact_percent;
 
-	blobdb_each_store(db, compact_step_one, &percent);
+	blobdb_each_store(&db->base, compact_step_one, &percent);
 }
 
 /* Once no pack holds a dead blob record, no tombstone cancels anything:
  * offline compaction then rewrites the packs that hold tombstones without
  * them. Never online: a save could race with the check. */
-static int store_drop_tombstones(struct store *store)
+static int store_drop_tombstones(struct local_store *store)
 {
 	bool clean = true;
 	int ret = 0;
@@ -3071,13 +2848,14 @@ static int store_drop_tombstones(struct store *store)
 	return ret;
 }
 
-static int compact_full(struct store *store, void *arg)
+static int compact_full(struct store *base, void *arg)
 {
+	struct local_store *store = (struct local_store *)base;
 	FILE *progress = arg;
 	int ret;
 
 	if (progress)
-		fprintf(progress, "compacting store %s\n", store->name);
+		fprintf(progress, "compacting store %s\n", store->base.name);
 	/* The newest pack is never rewritten while it might be appended to;
 	 * offline nothing is appended, so retire it as the active pack. */
 	pthread_mutex_lock(&store->lock);
@@ -3089,7 +2867,7 @@ static int compact_full(struct store *store, void *arg)
 	pthread_mutex_unlock(&store->lock);
 	ret = store_flush(store);
 	if (ret == 0)
-		ret = store_compact(store, 0);
+		ret = local_store_compact(&store->base, 0);
 	if (ret == 0)
 		ret = store_drop_tombstones(store);
 	if (ret == 0)
@@ -3097,7 +2875,41 @@ static int compact_full(struct store *store, void *arg)
 	return ret;
 }
 
-int blobdb_compact(struct blobdb *db, FILE *progress)
+static int local_db_compact(struct blobdb *base, FILE *progress)
 {
-	return blobdb_each_store(db, compact_full, progress);
+	struct local_db *db = (struct local_db *)base;
+	return blobdb_each_store(&db->base, compact_full, progress);
 }
+
+const struct backend_ops local_backend = {
+	.name = "local",
+	.db_open = local_db_open,
+	.db_start = local_db_start,
+	.db_stop = local_db_stop,
+	.db_free = local_db_free,
+	.db_note_pid = local_db_note_pid,
+	.db_sync = local_db_sync,
+	.db_compact = local_db_compact,
+	.db_statfs = local_db_statfs,
+	.store_create = local_store_create,
+	.store_remove = local_store_remove,
+	.store_purge = local_store_purge,
+	.store_free = local_store_free,
+	.store_sync = local_store_sync,
+	.store_compact = local_store_compact,
+	.blob_info = local_blob_info,
+	.blob_delete = local_blob_delete,
+	.blob_list = local_blob_list,
+	.blob_count = local_blob_count,
+	.blob_save = local_blob_save,
+	.reader_open = local_reader_open,
+	.reader_read = local_reader_read,
+	.reader_close = local_reader_close,
+	.writer_new = local_writer_new,
+	.writer_write = local_writer_write,
+	.writer_read = local_writer_read,
+	.writer_truncate = local_writer_truncate,
+	.writer_size = local_writer_size,
+	.writer_commit = local_writer_commit,
+	.writer_free = local_writer_free,
+};
