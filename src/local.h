@@ -1,0 +1,239 @@
+/*
+ * local.h - the local backend's internal header: the structs the engine's
+ * files share and the functions they call across files. Not for the rest of
+ * the program: the front end and the tools use store.h, backends use
+ * backend.h.
+ *
+ * A store's state is guarded by store->lock unless a field says otherwise;
+ * the lock order is db->flush_lock, store->flush_lock, store->lock, then the
+ * catalogue's db->base.lock is never taken while holding store->lock except
+ * through store_hold/store_close, which take it alone.
+ */
+#ifndef BLOBFS_LOCAL_H
+#define BLOBFS_LOCAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "format.h"
+
+struct index;
+struct index_entry;
+struct hasher;
+struct record_info;
+struct statvfs;
+
+/* Staging files hold the data where a one-record pack would: after the pack
+ * header and the record header, both written at commit. */
+#define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
+
+#define COPY_BUFFER_SIZE (1u << 20)
+
+#define MARKER_NAME "durable"
+
+#define CHECKPOINT_NAME "checkpoint"
+
+#define CHECKPOINT_STAGING_NAME "checkpoint.tmp"
+
+/* Incoming content up to this size stays in the daemon's memory: a small
+ * blob then costs no staging file at all. */
+#define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
+
+#define PATH_SIZE 512
+#define COMPACT_MARGIN (UINT64_C(64) << 10)
+#define COMPACT_INTERVAL_MS 2000
+#define TOMBSTONE_SIZE (RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
+
+struct pack_info {
+	uint32_t id;
+	uint64_t size;       /* bytes in the file */
+	uint64_t live_count; /* blob records the index points to */
+	uint64_t live_bytes; /* their record sizes */
+	uint64_t tombstone_count;
+	uint64_t max_seq;    /* of any record in it */
+	uint64_t last_offset, last_seq; /* its last record (0: none) */
+	bool damaged;        /* has bytes that do not frame (fsck --repair's job) */
+	bool appendable;     /* made to take appends (not a large blob's own pack,
+			      * not a compaction's output): may become active */
+	bool no_compact;     /* compacting it failed: not retried this mount */
+	bool compacting;     /* being rewritten: must not become the active pack */
+};
+
+struct local_store {
+	struct store base; /* base.destroyed: changed under lock */
+	struct local_db *db;
+	char trash_name[64]; /* where store_remove moved it */
+
+	pthread_mutex_t lock;
+	/* One flush of the store at a time (the flusher thread, fsync of a
+	 * directory and store_sync may all flush): two at once could let one
+	 * write a marker for records whose files the other is still syncing. */
+	pthread_mutex_t flush_lock;
+	struct index *index;
+	uint64_t next_seq;
+	uint32_t next_pack_id;
+	struct pack_info *packs; /* sorted by id */
+	size_t pack_count, pack_capacity;
+	int active_fd; /* the pack small blobs are appended to, or -1 */
+	uint32_t active_id;
+
+	/* Durability: every record with seq <= durable_seq is on stable
+	 * storage (read and written with __atomic; changed under lock). */
+	uint64_t durable_seq;
+	bool marker_lost; /* at open: the marker was missing or damaged */
+	unsigned marker_slot; /* the slot the next marker write goes to */
+	int *sync_fds; /* written files to fsync and close at the next flush */
+	size_t sync_fd_count, sync_fd_capacity;
+	bool dir_dirty;      /* names in the store directory changed */
+	bool flush_failed;   /* the last flush of this store failed */
+	bool appended;       /* something was appended since the last flush */
+	bool offline;        /* offline compaction: nothing else appends */
+};
+
+struct local_db {
+	struct blobdb base;
+	int dirfd, stores_fd, trash_fd, quarantine_fd, lock_fd;
+	uint64_t staging_counter;
+	uint64_t min_free; /* bytes saves leave free on the disk */
+
+	/* The flusher thread and group commit (flush_lock guards these). */
+	pthread_mutex_t flush_lock;
+	pthread_cond_t flush_wake, flush_done;
+	pthread_t flusher, compactor;
+	bool flusher_running, compactor_running, flusher_stop, flush_requested;
+	pthread_cond_t compact_wake;
+	uint64_t cycles_started, cycles_done;
+};
+
+struct local_reader {
+	struct blob_reader base;
+	struct local_store *store;
+	int fd;
+	uint64_t record_offset;
+	uint64_t data_offset;
+	uint32_t pack_id;
+	unsigned chunk_shift;
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	uint32_t *crcs; /* the chunk table, checked against its trailer */
+
+	/* A reader that reads the blob in order also checks its SHA-256
+	 * before it returns the last bytes. */
+	pthread_mutex_t lock;
+	struct hasher *hasher;
+	uint64_t hashed; /* bytes fed to hasher, in order */
+	bool corrupt;    /* the hash did not match: every later read fails too */
+};
+
+struct local_writer {
+	struct blob_writer base;
+	struct local_store *store;
+	pthread_mutex_t lock;
+	/* The content lives in memory while it is small (mem, not yet spilled),
+	 * then in a staging file (fd), which a large blob's commit turns into
+	 * its pack (fd -1 again, adopted_fd then reaches that pack). */
+	uint8_t *mem;
+	size_t mem_capacity;
+	bool in_memory;
+	int fd;
+	int adopted_fd; /* that pack, kept open so its bytes stay reachable for
+			 * a later write even if the blob is deleted meanwhile */
+	char staging_name[64];
+	uint64_t size;
+	bool dirty; /* changed since the last commit */
+	int error;  /* a failed write or truncate: the content is not what the
+		     * writer wrote, so it must never be saved */
+	bool committed;
+	uint8_t committed_hash[BLOBFS_HASH_SIZE];
+
+	/* The digest of [0, digested): SHA-256 and per-chunk CRC32Cs. */
+	struct hasher *hasher;
+	uint64_t digested;
+	uint32_t chunk_crc; /* of the partial chunk at the end */
+	uint32_t *crcs;     /* of the complete chunks */
+	size_t crc_capacity;
+};
+
+/* local_db.c */
+int local_check_space(struct local_db *db, uint64_t need);
+int local_store_path(const struct local_store *store, const char *file, char out[PATH_SIZE]);
+int local_pack_path(const struct local_store *store, uint32_t pack_id, char out[PATH_SIZE]);
+
+/* local_packs.c */
+struct pack_info *packtab_find(struct local_store *store, uint32_t id);
+int packtab_add(struct local_store *store, uint32_t id, uint64_t size);
+void packtab_remove(struct local_store *store, uint32_t id);
+void packtab_account(struct local_store *store, const struct index_entry *e, int sign);
+int packtab_active(struct local_store *store, uint64_t need, struct pack_info **out);
+void packtab_drop_dead(struct local_store *store, uint32_t pack_id);
+uint64_t packtab_dead_bytes(const struct pack_info *p);
+bool packtab_compactable(const struct local_store *store, const struct pack_info *p);
+
+/* local_recover.c */
+int recover_store(struct local_store *store);
+
+/* local_marker.c */
+int durable_marker_write(struct local_store *store, uint64_t seq);
+void durable_marker_read(struct local_store *store);
+
+/* local_checkpoint.c */
+int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
+				 size_t id_count);
+int ckpt_write_one(struct store *base, void *arg);
+
+/* local_flush.c */
+void flush_later(struct local_store *store, int fd);
+int flush_store(struct local_store *store);
+int local_db_sync(struct blobdb *base);
+int local_db_start(struct blobdb *base);
+void local_threads_stop(struct local_db *db);
+int local_store_sync(struct store *base);
+
+/* local_blobs.c */
+int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			   uint64_t *length);
+size_t local_blob_count(struct store *base);
+int local_blob_list(struct store *base, const uint8_t *after, blob_list_fn fn, void *arg);
+int append_index_record(struct local_store *store, uint32_t pack_id,
+			      const struct record_info *rec);
+int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE]);
+int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			    const void *data, uint64_t len, const uint32_t *crcs);
+
+/* local_read.c */
+int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			     struct blob_reader **out);
+int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t off,
+			     size_t *got);
+void local_reader_close(struct blob_reader *base);
+
+/* local_write.c */
+int local_writer_new(struct store *base, struct blob_writer **out);
+void local_writer_free(struct blob_writer *base);
+int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
+			      uint64_t off);
+int local_writer_read(struct blob_writer *base, void *buf, size_t size, uint64_t off,
+			     size_t *got);
+int local_writer_truncate(struct blob_writer *base, uint64_t size);
+uint64_t local_writer_size(struct blob_writer *base);
+int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]);
+int local_blob_save(struct store *base, const void *data, size_t len,
+			   uint8_t hash[BLOBFS_HASH_SIZE]);
+
+/* local_compact.c */
+int local_store_compact(struct store *base, unsigned percent);
+void compact_step(struct local_db *db);
+int local_db_compact(struct blobdb *base, FILE *progress);
+
+/* datadir.c */
+int fsync_dir_at(int dirfd, const char *path);
+int remove_flat_dir(int parent_fd, const char *dir_name);
+int open_subdir(int dirfd, const char *name, int *out);
+
+/* salvage.c */
+int store_cut_pack(struct local_store *store, int fd, uint32_t pack_id, uint64_t at,
+			  uint64_t size, const char *why);
+int quarantine_file(struct local_store *store, const char *path, uint32_t pack_id);
+
+#endif

@@ -1,0 +1,218 @@
+/*
+ * local_blobs.c - the blobs of a store as the index sees them: lookup,
+ * count, listing, appending records (small blobs and tombstones) to the
+ * active pack and indexing them, and deletes.
+ */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "hash.h"
+#include "index.h"
+#include "io.h"
+#include "log.h"
+#include "pack.h"
+
+int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			   uint64_t *length)
+{
+	struct local_store *store = (struct local_store *)base;
+	struct index_entry e;
+	int ret;
+
+	pthread_mutex_lock(&store->lock);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	pthread_mutex_unlock(&store->lock);
+	if (ret == 0 && length)
+		*length = e.length;
+	return ret;
+}
+
+size_t local_blob_count(struct store *base)
+{
+	struct local_store *store = (struct local_store *)base;
+	size_t n;
+
+	pthread_mutex_lock(&store->lock);
+	n = store->base.destroyed ? 0 : index_count(store->index);
+	pthread_mutex_unlock(&store->lock);
+	return n;
+}
+
+int local_blob_list(struct store *base, const uint8_t *after, blob_list_fn fn, void *arg)
+{
+	struct local_store *store = (struct local_store *)base;
+	enum { BATCH = 128 };
+	struct index_entry batch[BATCH];
+	uint8_t cursor[BLOBFS_HASH_SIZE];
+	bool have_cursor = after != NULL;
+	int ret = 0;
+
+	if (after)
+		memcpy(cursor, after, BLOBFS_HASH_SIZE);
+	/* Entries are copied out a batch at a time so that fn runs without
+	 * the lock; the cursor makes the walk right under concurrent change. */
+	for (;;) {
+		size_t n;
+		pthread_mutex_lock(&store->lock);
+		n = store->base.destroyed ? 0 :
+			index_seek_many(store->index, have_cursor ? cursor : NULL, true, batch, BATCH);
+		pthread_mutex_unlock(&store->lock);
+		for (size_t i = 0; i < n && ret == 0; i++) {
+			memcpy(cursor, batch[i].hash, BLOBFS_HASH_SIZE);
+			have_cursor = true;
+			ret = fn(batch[i].hash, batch[i].length, arg);
+		}
+		if (ret || n < BATCH)
+			break;
+	}
+	return ret;
+}
+
+int append_index_record(struct local_store *store, uint32_t pack_id,
+			      const struct record_info *rec)
+{
+	struct index_entry old, entry = {
+		.offset = rec->offset,
+		.length = rec->length,
+		.seq = rec->seq,
+		.pack_id = pack_id,
+		.kind = RECORD_BLOB,
+		.chunk_shift = (uint8_t)rec->chunk_shift,
+	};
+
+	bool had_old = index_lookup(store->index, rec->hash, &old) == 0;
+	int ret;
+
+	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
+	ret = index_put(store->index, &entry);
+	if (ret < 0)
+		return ret;
+	if (had_old)
+		packtab_account(store, &old, -1);
+	packtab_account(store, &entry, +1);
+	return 0;
+}
+
+/*
+ * Appends one record to the active pack. data may be NULL for a tombstone.
+ * crcs may be NULL, in which case they are computed. On failure the pack is
+ * cut back so that no partial record stays behind. Called with store->lock.
+ */
+static int append_record(struct local_store *store, struct record_info *rec, const void *data,
+			const uint32_t *crcs)
+{
+	uint64_t need = record_size(rec->length, rec->chunk_shift);
+	struct pack_info *pack;
+	int ret;
+
+	if (rec->kind == RECORD_BLOB) {
+		ret = local_check_space(store->db, need);
+		if (ret < 0)
+			goto out;
+	}
+	ret = packtab_active(store, need, &pack);
+	if (ret < 0)
+		goto out;
+	rec->offset = pack->size;
+	rec->seq = store->next_seq++;
+	ret = pack_write_record(store->active_fd, rec, data, crcs);
+	if (ret < 0) {
+		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
+			log_error("store %s: cannot cut back pack %08x after a failed write: %s",
+				  store->base.name, pack->id, strerror(errno));
+		goto out;
+	}
+	if (rec->kind == RECORD_BLOB) {
+		ret = append_index_record(store, pack->id, rec);
+		if (ret < 0) {
+			/* Not indexed, not kept: the pack is cut back. */
+			if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
+				log_error("store %s: cannot cut back pack %08x: %s", store->base.name,
+					  pack->id, strerror(errno));
+			goto out;
+		}
+	}
+	pack->size += need;
+	store->appended = true;
+	pack->max_seq = rec->seq;
+	pack->last_offset = rec->offset;
+	pack->last_seq = rec->seq;
+	if (rec->kind == RECORD_TOMBSTONE)
+		pack->tombstone_count++;
+out:
+	return ret;
+}
+
+int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct local_store *store = (struct local_store *)base;
+	struct record_info rec = { .kind = RECORD_TOMBSTONE, .chunk_shift = CHUNK_SHIFT_DEFAULT };
+	char hex[HASH_HEX_SIZE + 1];
+	struct index_entry e;
+	int ret;
+
+	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
+	pthread_mutex_lock(&store->lock);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	if (ret < 0)
+		goto out;
+	ret = append_record(store, &rec, NULL, NULL);
+	if (ret < 0) {
+		hash_to_hex(hash, hex);
+		log_error("store %s: cannot record the delete of %s: %s", store->base.name, hex,
+			  strerror(-ret));
+		goto out;
+	}
+	packtab_account(store, &e, -1);
+	index_remove(store->index, hash);
+	packtab_drop_dead(store, e.pack_id);
+out:
+	pthread_mutex_unlock(&store->lock);
+	return ret;
+}
+
+/* Saves a blob of at most large_blob_min bytes by appending it to the active
+ * pack. crcs may be NULL. */
+int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			    const void *data, uint64_t len, const uint32_t *crcs)
+{
+	struct record_info rec = { .kind = RECORD_BLOB, .chunk_shift = CHUNK_SHIFT_DEFAULT,
+				   .length = len };
+	char hex[HASH_HEX_SIZE + 1];
+	struct index_entry e;
+	int ret;
+
+	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
+	pthread_mutex_lock(&store->lock);
+	ret = -ENOENT;
+	if (store->base.destroyed)
+		goto out;
+	ret = -EEXIST;
+	if (index_lookup(store->index, hash, &e) == 0)
+		goto out;
+	ret = append_record(store, &rec, data ? data : "", crcs);
+	if (ret < 0) {
+		hash_to_hex(hash, hex);
+		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->base.name,
+			  hex, len, strerror(-ret));
+	}
+out:
+	pthread_mutex_unlock(&store->lock);
+	return ret;
+}

@@ -1,0 +1,452 @@
+/*
+ * local_db.c - the local backend's database: opening a data directory
+ * (its lock, its subdirectories, the stores found in it), closing it, the
+ * stores' creation and removal, the space reserve, and the table of
+ * operations that makes all of local_*.c a backend (backend.h).
+ *
+ * Layout (docs/FORMAT.md, names in datadir.h): DATADIR/lock,
+ * DATADIR/stores/<name>/ holding the store's pack files and the staging
+ * files of blobs being written, and DATADIR/trash/ where a destroyed store is
+ * moved (atomically) before its files are removed. Each store keeps its index
+ * in memory, rebuilt from its packs (or its checkpoint) when the database is
+ * opened: the record with the highest sequence number for a hash decides
+ * whether the blob exists.
+ */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "hash.h"
+#include "index.h"
+#include "io.h"
+#include "log.h"
+#include "pack.h"
+
+static void local_db_note_pid(struct blobdb *base);
+
+/* -ENOSPC when writing need more bytes would eat into the reserve that
+ * deletes and compaction live on. */
+int local_check_space(struct local_db *db, uint64_t need)
+{
+	struct statvfs st;
+	uint64_t avail;
+
+	if (db->min_free == 0 || fstatvfs(db->stores_fd, &st) < 0)
+		return 0;
+	avail = (uint64_t)st.f_bavail * st.f_frsize;
+	return avail < need || avail - need < db->min_free ? -ENOSPC : 0;
+}
+
+/* "<store>/<file>" relative to stores_fd. */
+int local_store_path(const struct local_store *store, const char *file, char out[PATH_SIZE])
+{
+	int n = snprintf(out, PATH_SIZE, "%s/%s", store->base.name, file);
+	return n < 0 || n >= PATH_SIZE ? -ENAMETOOLONG : 0;
+}
+
+int local_pack_path(const struct local_store *store, uint32_t pack_id, char out[PATH_SIZE])
+{
+	char name[PACK_NAME_SIZE];
+
+	pack_name(pack_id, name);
+	return local_store_path(store, name, out);
+}
+
+static int local_store_new(struct local_db *db, const char *name, struct local_store **out)
+{
+	struct local_store *store = calloc(1, sizeof(*store));
+	int ret = -ENOMEM;
+
+	if (!store)
+		goto out;
+	store->db = db;
+	store->active_fd = -1;
+	store->next_seq = 1;
+	store->next_pack_id = 1; /* 0 means no pack */
+	ret = store_init(&store->base, &db->base, name);
+	if (ret < 0)
+		goto out;
+	ret = index_new(&store->index);
+	if (ret < 0)
+		goto out;
+	pthread_mutex_init(&store->lock, NULL);
+	pthread_mutex_init(&store->flush_lock, NULL);
+out:
+	if (ret < 0 && store) {
+		store_fini(&store->base);
+		free(store);
+		store = NULL;
+	}
+	*out = store;
+	return ret;
+}
+
+static void local_store_free(struct store *base)
+{
+	struct local_store *store = (struct local_store *)base;
+
+	for (size_t i = 0; i < store->sync_fd_count; i++)
+		io->close(store->sync_fds[i]);
+	free(store->sync_fds);
+	if (store->active_fd >= 0)
+		io->close(store->active_fd);
+	index_free(store->index);
+	pthread_mutex_destroy(&store->lock);
+	pthread_mutex_destroy(&store->flush_lock);
+	free(store->packs);
+	store_fini(&store->base);
+	free(store);
+}
+
+static void empty_trash(struct local_db *db)
+{
+	struct dirent *d;
+	DIR *dir;
+	int fd = dup(db->trash_fd);
+
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		if (fd >= 0)
+			io->close(fd);
+		return;
+	}
+	while ((d = readdir(dir))) {
+		int ret;
+		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			continue;
+		ret = remove_flat_dir(db->trash_fd, d->d_name);
+		if (ret < 0)
+			log_warning("cannot empty trash/%s: %s", d->d_name, strerror(-ret));
+	}
+	closedir(dir);
+}
+
+static int local_db_lock(struct local_db *db)
+{
+	db->lock_fd = io->openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (db->lock_fd < 0)
+		return -errno;
+	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (!db->base.opts.read_only)
+		local_db_note_pid(&db->base);
+	return 0;
+}
+
+static void local_db_note_pid(struct blobdb *base)
+{
+	struct local_db *db = (struct local_db *)base;
+	char line[32];
+	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+
+	if (io->ftruncate(db->lock_fd, 0) == 0 && io->pwrite(db->lock_fd, line, (size_t)n, 0) == n)
+		return;
+	log_warning("cannot record the pid in %s/lock: %s", db->base.location, strerror(errno));
+}
+
+long blobdb_lock_holder(const char *datadir)
+{
+	char path[PATH_MAX], line[32] = "";
+	long pid = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", datadir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (read(fd, line, sizeof(line) - 1) > 0)
+		pid = strtol(line, NULL, 10);
+	io->close(fd);
+	return pid;
+}
+
+static int local_db_load_stores(struct local_db *db)
+{
+	struct dirent *d;
+	DIR *dir;
+	int ret = 0, fd = dup(db->stores_fd);
+
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		ret = -errno;
+		if (fd >= 0)
+			io->close(fd);
+		return ret;
+	}
+	while ((errno = 0, d = readdir(dir))) {
+		struct local_store *store;
+		if (d->d_name[0] == '.')
+			continue;
+		if (store_name_check(d->d_name, strlen(d->d_name)) < 0) {
+			log_warning("ignoring %s/stores/%s: not a store name", db->base.location, d->d_name);
+			continue;
+		}
+		if (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN) {
+			log_warning("ignoring %s/stores/%s: not a directory", db->base.location, d->d_name);
+			continue;
+		}
+		ret = local_store_new(db, d->d_name, &store);
+		if (ret < 0)
+			break;
+		ret = recover_store(store);
+		if (ret == 0)
+			ret = blobdb_catalog_add(&db->base, &store->base);
+		if (ret < 0) {
+			local_store_free(&store->base);
+			break;
+		}
+	}
+	if (errno && ret == 0)
+		ret = -errno;
+	closedir(dir);
+	return ret;
+}
+
+static int local_db_open(const char *datadir, const struct blobdb_options *opts,
+			 struct blobdb **out)
+{
+	struct local_db *db = calloc(1, sizeof(*db));
+	int ret = -ENOMEM;
+
+	if (!db)
+		goto out;
+	db->dirfd = db->stores_fd = db->trash_fd = db->quarantine_fd = db->lock_fd = -1;
+	pthread_mutex_init(&db->flush_lock, NULL);
+	pthread_cond_init(&db->flush_wake, NULL);
+	pthread_cond_init(&db->flush_done, NULL);
+	pthread_cond_init(&db->compact_wake, NULL);
+	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
+	if (ret < 0)
+		goto out;
+	if (mkdir(datadir, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		log_error("cannot create data directory %s: %s", datadir, strerror(-ret));
+		goto out;
+	}
+	db->dirfd = open(datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (db->dirfd >= 0) {
+		/* Messages and the mount's fsname name it absolutely (a daemon's
+		 * working directory is /). */
+		char *absolute = realpath(datadir, NULL);
+		if (absolute) {
+			free(db->base.location);
+			db->base.location = absolute;
+		}
+	}
+	if (db->dirfd < 0) {
+		ret = -errno;
+		log_error("cannot open data directory %s: %s", datadir, strerror(-ret));
+		goto out;
+	}
+	ret = local_db_lock(db);
+	if (ret < 0) {
+		if (ret == -EBUSY)
+			log_error("%s is in use by another blobfs (pid %ld holds %s/lock)", datadir,
+				  blobdb_lock_holder(datadir), datadir);
+		else
+			log_error("cannot lock %s: %s", datadir, strerror(-ret));
+		goto out;
+	}
+	ret = open_subdir(db->dirfd, "stores", &db->stores_fd);
+	if (ret == 0)
+		ret = open_subdir(db->dirfd, "trash", &db->trash_fd);
+	if (ret == 0)
+		ret = open_subdir(db->dirfd, "quarantine", &db->quarantine_fd);
+	if (ret < 0) {
+		log_error("cannot set up %s: %s", datadir, strerror(-ret));
+		goto out;
+	}
+	empty_trash(db);
+	/* Offsets in the index have 39 bits. */
+	if (db->base.opts.pack_size_max > INDEX_OFFSET_MAX / 2)
+		db->base.opts.pack_size_max = INDEX_OFFSET_MAX / 2;
+	/* A blob below large_blob_min is saved from memory (read back whole and
+	 * framed in one buffer): bounded, so the daemon's memory never grows
+	 * with what a user sets. */
+	if (db->base.opts.large_blob_min > LARGE_BLOB_MIN_MAX)
+		db->base.opts.large_blob_min = LARGE_BLOB_MIN_MAX;
+	db->min_free = db->base.opts.min_free;
+	if (db->min_free == MIN_FREE_AUTO) {
+		struct statvfs st;
+		uint64_t total = fstatvfs(db->stores_fd, &st) == 0 ?
+					 (uint64_t)st.f_blocks * st.f_frsize : 0;
+		db->min_free = total / 100 < (UINT64_C(64) << 20) ? total / 100 : UINT64_C(64) << 20;
+	}
+	ret = local_db_load_stores(db);
+	if (ret < 0)
+		log_error("cannot load the stores of %s: %s", datadir, strerror(-ret));
+out:
+	if (ret < 0 && db) {
+		blobdb_close(&db->base);
+		db = NULL;
+	}
+	*out = db ? &db->base : NULL;
+	return ret;
+}
+
+static int local_db_statfs(struct blobdb *base, struct statvfs *st)
+{
+	struct local_db *db = (struct local_db *)base;
+	return fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
+}
+
+static int local_db_stop(struct blobdb *base)
+{
+	struct local_db *db = (struct local_db *)base;
+	int ret = 0;
+
+	local_threads_stop(db);
+	if (db->stores_fd >= 0) {
+		ret = local_db_sync(&db->base);
+		/* A checkpoint that cannot be written (a full disk) only makes the
+		 * next mount scan the packs: logged, not a failure. */
+		if (ret == 0 && !db->base.opts.read_only)
+			blobdb_each_store(&db->base, ckpt_write_one, NULL);
+		/* Removed files and the trash too: everything we changed. */
+		if (!db->base.opts.read_only && io->syncfs(db->dirfd) < 0)
+			log_error("%s: syncfs: %s", db->base.location, strerror(errno));
+	}
+	return ret;
+}
+
+static void local_db_free(struct blobdb *base)
+{
+	struct local_db *db = (struct local_db *)base;
+
+	if (db->stores_fd >= 0)
+		io->close(db->stores_fd);
+	if (db->trash_fd >= 0)
+		io->close(db->trash_fd);
+	if (db->quarantine_fd >= 0)
+		io->close(db->quarantine_fd);
+	if (db->lock_fd >= 0)
+		io->close(db->lock_fd); /* releases the flock */
+	if (db->dirfd >= 0)
+		io->close(db->dirfd);
+	pthread_mutex_destroy(&db->flush_lock);
+	pthread_cond_destroy(&db->flush_wake);
+	pthread_cond_destroy(&db->flush_done);
+	pthread_cond_destroy(&db->compact_wake);
+	free(db);
+}
+
+static int local_store_create(struct blobdb *base, const char *name, struct store **out)
+{
+	struct local_db *db = (struct local_db *)base;
+	struct local_store *store = NULL;
+	int ret = local_store_new(db, name, &store);
+
+	if (ret < 0)
+		goto out;
+	if (io->mkdirat(db->stores_fd, name, 0700) < 0) {
+		ret = -errno;
+		log_error("cannot create store %s: %s", name, strerror(-ret));
+		goto out;
+	}
+	/* A store has a durable marker from its birth: a missing one is then
+	 * always damage, never a store that simply has not flushed yet. */
+	ret = durable_marker_write(store, 0);
+	if (ret == 0)
+		ret = fsync_dir_at(db->stores_fd, name);
+	if (ret == 0)
+		ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
+	if (ret < 0) {
+		log_error("cannot create store %s: %s", name, strerror(-ret));
+		remove_flat_dir(db->stores_fd, name);
+	}
+out:
+	if (ret < 0 && store) {
+		local_store_free(&store->base);
+		store = NULL;
+	}
+	*out = store ? &store->base : NULL;
+	return ret;
+}
+
+static int local_store_remove(struct store *base, bool only_if_empty)
+{
+	struct local_store *store = (struct local_store *)base;
+	struct local_db *db = store->db;
+	int ret = 0;
+
+	pthread_mutex_lock(&store->lock);
+	if (only_if_empty && index_count(store->index) > 0) {
+		ret = -ENOTEMPTY;
+		goto out;
+	}
+	/* The rename is the commit point: after it the store is gone even if we
+	 * crash before its files are removed (the trash is emptied at open). */
+	snprintf(store->trash_name, sizeof(store->trash_name), "store-%ld-%" PRIu64,
+		 (long)getpid(), __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
+	if (io->renameat(db->stores_fd, store->base.name, db->trash_fd, store->trash_name) < 0) {
+		ret = -errno;
+		log_error("cannot destroy store %s: %s", store->base.name, strerror(-ret));
+		goto out;
+	}
+	__atomic_store_n(&store->base.destroyed, true, __ATOMIC_RELEASE);
+	if (store->active_fd >= 0) {
+		io->close(store->active_fd);
+		store->active_fd = -1;
+	}
+	if (io->fsync(db->stores_fd) < 0 || io->fsync(db->trash_fd) < 0)
+		log_warning("store %s: syncing its removal: %s", store->base.name, strerror(errno));
+out:
+	pthread_mutex_unlock(&store->lock);
+	return ret;
+}
+
+static void local_store_purge(struct store *base)
+{
+	struct local_store *store = (struct local_store *)base;
+	int ret = remove_flat_dir(store->db->trash_fd, store->trash_name);
+
+	if (ret < 0)
+		log_warning("store %s: its files stay in trash/%s until the next mount: %s",
+			    store->base.name, store->trash_name, strerror(-ret));
+}
+
+const struct backend_ops local_backend = {
+	.name = "local",
+	.db_open = local_db_open,
+	.db_start = local_db_start,
+	.db_stop = local_db_stop,
+	.db_free = local_db_free,
+	.db_note_pid = local_db_note_pid,
+	.db_sync = local_db_sync,
+	.db_compact = local_db_compact,
+	.db_statfs = local_db_statfs,
+	.store_create = local_store_create,
+	.store_remove = local_store_remove,
+	.store_purge = local_store_purge,
+	.store_free = local_store_free,
+	.store_sync = local_store_sync,
+	.store_compact = local_store_compact,
+	.blob_info = local_blob_info,
+	.blob_delete = local_blob_delete,
+	.blob_list = local_blob_list,
+	.blob_count = local_blob_count,
+	.blob_save = local_blob_save,
+	.reader_open = local_reader_open,
+	.reader_read = local_reader_read,
+	.reader_close = local_reader_close,
+	.writer_new = local_writer_new,
+	.writer_write = local_writer_write,
+	.writer_read = local_writer_read,
+	.writer_truncate = local_writer_truncate,
+	.writer_size = local_writer_size,
+	.writer_commit = local_writer_commit,
+	.writer_free = local_writer_free,
+};

@@ -1,0 +1,234 @@
+/*
+ * local_read.c - the verified reader: a blob's record checked at open (it is
+ * this blob), each chunk checked against its CRC32C before any of its bytes
+ * are returned, and the whole SHA-256 checked before the last bytes when the
+ * blob is read in order. A reader keeps its pack open, so it outlives a
+ * delete or a compaction of its blob.
+ */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "hash.h"
+#include "index.h"
+#include "io.h"
+#include "log.h"
+#include "pack.h"
+
+static void reader_free(struct local_reader *reader)
+{
+	if (reader->fd >= 0)
+		io->close(reader->fd);
+	hasher_free(reader->hasher);
+	free(reader->crcs);
+	pthread_mutex_destroy(&reader->lock);
+	free(reader);
+}
+
+int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
+			     struct blob_reader **out)
+{
+	struct local_store *store = (struct local_store *)base;
+	struct local_reader *reader = NULL;
+	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
+	struct record_info rec;
+	struct index_entry e;
+	uint64_t count;
+	int ret;
+
+	*out = NULL;
+	reader = calloc(1, sizeof(*reader));
+	if (!reader)
+		return -ENOMEM;
+	reader->fd = -1;
+	pthread_mutex_init(&reader->lock, NULL);
+	ret = hasher_new(&reader->hasher);
+	if (ret < 0)
+		goto out;
+	/* The pack is opened under the lock so that it cannot be dropped or
+	 * compacted away between the lookup and the open. */
+	pthread_mutex_lock(&store->lock);
+	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	if (ret == 0)
+		ret = local_pack_path(store, e.pack_id, path);
+	if (ret == 0) {
+		reader->fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
+		if (reader->fd < 0)
+			ret = -errno;
+	}
+	pthread_mutex_unlock(&store->lock);
+	hash_to_hex(hash, hex);
+	if (ret < 0 && ret != -ENOENT) {
+		log_error("store %s: blob %s: cannot open pack %08x: %s", store->base.name, hex,
+			  e.pack_id, strerror(-ret));
+		ret = -EIO;
+	}
+	if (ret < 0)
+		goto out;
+	reader->record_offset = e.offset;
+	reader->data_offset = e.offset + RECORD_HEADER_SIZE;
+	reader->base.length = e.length;
+	reader->pack_id = e.pack_id;
+	memcpy(reader->hash, hash, BLOBFS_HASH_SIZE);
+	/* The record's own header: it must be this blob (the index is only a
+	 * pointer), and it gives the chunk size and the seq the trailer holds. */
+	{
+		uint8_t header[RECORD_HEADER_SIZE];
+		ret = pread_full(reader->fd, header, sizeof(header), e.offset);
+		if (ret == 0)
+			ret = record_header_decode(header, e.offset, &rec);
+		if (ret == 0 && (rec.kind != RECORD_BLOB || rec.length != e.length ||
+				 memcmp(rec.hash, hash, BLOBFS_HASH_SIZE)))
+			ret = -EBADMSG;
+		if (ret < 0) {
+			log_error("store %s: blob %s: pack %08x offset %" PRIu64
+				  ": record header damaged or not this blob; the blob cannot be read",
+				  store->base.name, hex, e.pack_id, e.offset);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	reader->chunk_shift = rec.chunk_shift;
+	count = record_chunk_count(e.length, rec.chunk_shift);
+	ret = -ENOMEM;
+	reader->crcs = malloc(count ? (size_t)count * 4 : 1);
+	if (!reader->crcs)
+		goto out;
+	ret = pack_read_chunk_table(reader->fd, &rec, reader->crcs);
+	if (ret < 0) {
+		log_error("store %s: blob %s: pack %08x offset %" PRIu64
+			  ": chunk table damaged (%s); the blob cannot be read",
+			  store->base.name, hex, e.pack_id, e.offset,
+			  ret == -EBADMSG ? "does not match its trailer" : strerror(-ret));
+		ret = -EIO;
+		goto out;
+	}
+	reader->store = store;
+	reader->base.store = store_hold(&store->base);
+	ret = 0;
+out:
+	if (ret < 0) {
+		reader_free(reader);
+		reader = NULL;
+	}
+	*out = reader ? &reader->base : NULL;
+	return ret;
+}
+
+/* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
+ * hash when they continue it, and checks the hash once it is complete. */
+static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
+		       uint64_t end)
+{
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	int ret = 0;
+
+	pthread_mutex_lock(&reader->lock);
+	if (reader->corrupt)
+		ret = -EBADMSG;
+	else if (start <= reader->hashed && reader->hashed < end) {
+		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
+				    (size_t)(end - reader->hashed));
+		reader->hashed = end;
+		if (ret == 0 && end == reader->base.length) {
+			ret = hasher_final(reader->hasher, hash);
+			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
+				reader->corrupt = true;
+				ret = -EBADMSG;
+			}
+		}
+	}
+	pthread_mutex_unlock(&reader->lock);
+	return ret;
+}
+
+int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t off,
+			     size_t *got)
+{
+	struct local_reader *reader = (struct local_reader *)base;
+	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
+	char hex[HASH_HEX_SIZE + 1];
+	uint64_t end, span_start, span_end;
+	uint8_t *span = NULL;
+	int ret = 0;
+
+	*got = 0;
+	if (off >= reader->base.length || size == 0)
+		return 0;
+	end = reader->base.length - off < size ? reader->base.length : off + size;
+	/* Whole chunks are read so that each can be checked before any of its
+	 * bytes are handed out. */
+	span_start = off & ~(chunk - 1);
+	span_end = (end + chunk - 1) & ~(chunk - 1);
+	if (span_end > reader->base.length)
+		span_end = reader->base.length;
+	if (span_start == off && span_end == end) {
+		span = buf;
+	} else {
+		span = malloc((size_t)(span_end - span_start));
+		if (!span)
+			return -ENOMEM;
+	}
+	ret = pread_full(reader->fd, span, (size_t)(span_end - span_start),
+			 reader->data_offset + span_start);
+	hash_to_hex(reader->hash, hex);
+	if (ret < 0) {
+		log_error("store %s: blob %s: reading pack %08x at offset %" PRIu64 ": %s",
+			  reader->store->base.name, hex, reader->pack_id,
+			  reader->data_offset + span_start, strerror(-ret));
+		ret = -EIO;
+		goto out;
+	}
+	for (uint64_t pos = span_start; pos < span_end; pos += chunk) {
+		uint64_t n = span_end - pos < chunk ? span_end - pos : chunk;
+		if (crc32c(0, span + (pos - span_start), (size_t)n) != reader->crcs[pos >> reader->chunk_shift]) {
+			log_error("store %s: blob %s: pack %08x offset %" PRIu64
+				  ": chunk %" PRIu64 " fails its checksum; read refused",
+				  reader->store->base.name, hex, reader->pack_id, reader->data_offset + pos,
+				  pos >> reader->chunk_shift);
+			ret = -EIO;
+			goto out;
+		}
+	}
+	ret = reader_hash(reader, span, span_start, span_end);
+	if (ret == -EBADMSG)
+		log_error("store %s: blob %s: pack %08x record at %" PRIu64
+			  ": content does not hash to the blob's name; read refused",
+			  reader->store->base.name, hex, reader->pack_id, reader->record_offset);
+	if (ret < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	if (span != buf)
+		memcpy(buf, span + (off - span_start), (size_t)(end - off));
+	*got = (size_t)(end - off);
+out:
+	if (span != buf)
+		free(span);
+	return ret;
+}
+
+void local_reader_close(struct blob_reader *base)
+{
+	struct local_reader *reader = (struct local_reader *)base;
+	if (!reader)
+		return;
+	store_close(&reader->store->base);
+	reader->store = NULL;
+	reader_free(reader);
+}

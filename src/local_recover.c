@@ -1,0 +1,410 @@
+/*
+ * local_recover.c - mount-time recovery of a store: the marker read, the
+ * checkpoint or a scan of every pack rebuilds the index, records newer than
+ * the durable marker are verified, torn tails are cut (bytes kept in the
+ * quarantine), damaged records in the middle are skipped and reported,
+ * stale staging files are removed.
+ */
+#include "local.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "crc32c.h"
+#include "hash.h"
+#include "index.h"
+#include "io.h"
+#include "log.h"
+#include "pack.h"
+
+static int compare_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The seq of the record at offset in a pack of the store. */
+static int recover_record_seq(struct local_store *store, uint32_t pack_id, uint64_t offset, uint64_t *seq)
+{
+	uint8_t header[RECORD_HEADER_SIZE];
+	struct record_info rec;
+	char path[PATH_SIZE];
+	int fd, ret = local_pack_path(store, pack_id, path);
+
+	if (ret < 0)
+		return ret;
+	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = pread_full(fd, header, sizeof(header), offset);
+	if (ret == 0)
+		ret = record_header_decode(header, offset, &rec);
+	io->close(fd);
+	if (ret == 0)
+		*seq = rec.seq;
+	return ret;
+}
+
+/* Applies one record to the index being rebuilt: the newest seq wins. */
+static int recover_replay_record(struct local_store *store, uint32_t pack_id,
+			       const struct record_info *rec)
+{
+	struct index_entry old, entry = {
+		.offset = rec->offset,
+		.length = rec->length,
+		.seq = rec->seq,
+		.pack_id = pack_id,
+		.kind = (uint8_t)rec->kind,
+		.chunk_shift = (uint8_t)rec->chunk_shift,
+	};
+
+	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
+	if (rec->seq >= store->next_seq)
+		store->next_seq = rec->seq + 1;
+	/* The index does not keep seq: a hash seen twice (a delete and a new
+	 * save, or a copy left by an interrupted compaction) is rare, and then
+	 * the seq of the record already indexed is read back. */
+	if (index_lookup(store->index, rec->hash, &old) == 0) {
+		uint64_t old_seq = 0;
+		int ret = recover_record_seq(store, old.pack_id, old.offset, &old_seq);
+		if (ret < 0)
+			return ret;
+		if (old_seq >= rec->seq)
+			return 0;
+	}
+	if (rec->offset > INDEX_OFFSET_MAX)
+		return -EFBIG;
+	return index_put(store->index, &entry);
+}
+
+/* 1 when a pack whose header is bad holds a record the durable marker
+ * vouches for (so its header was synced once and got damaged later), 0 when
+ * everything in it is newer than the marker. */
+static int headless_pack_vouched(struct local_store *store, int fd, uint32_t pack_id)
+{
+	struct pack_scan scan;
+	struct record_info rec;
+	int ret = pack_scan_open_headless(&scan, fd, pack_id);
+
+	while (ret >= 0 && (ret = pack_scan_next(&scan, &rec)) != 0) {
+		if (ret == 1 && rec.seq <= store->durable_seq)
+			return 1;
+		if (ret == -EBADMSG)
+			ret = 0;
+	}
+	return ret;
+}
+
+/*
+ * Recovery of one pack at open. Records the durable marker vouches for are
+ * taken on their framing; newer ones may have been torn by a power cut, so
+ * their chunk checksums are read too, and the first that fails ends the pack
+ * (everything after it is newer still, so none of it was synced). A torn
+ * tail is cut off; a damaged record in the middle is skipped and reported.
+ */
+static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64_t start)
+{
+	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
+	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0, records = 0;
+	uint64_t first_length = 0;
+	bool damaged = false;
+	struct pack_scan scan;
+	struct record_info rec;
+	int fd = -1, ret;
+
+	ret = local_pack_path(store, pack_id, path);
+	if (ret < 0)
+		goto out;
+	fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = -errno;
+		log_error("store %s: cannot open %s: %s", store->base.name, path, strerror(-ret));
+		goto out;
+	}
+	ret = pack_scan_open(&scan, fd, pack_id);
+	if (ret == -EBADMSG) {
+		/* A header that never reached the disk (a power cut right after
+		 * the pack was made) or that was damaged later. */
+		damaged = true;
+		/* Without a marker nothing tells synced from not: use the records
+		 * rather than put the whole pack aside. */
+		ret = store->marker_lost ? 1 : headless_pack_vouched(store, fd, pack_id);
+		if (ret == 0) {
+			log_warning("store %s: %s has no valid header and nothing in it was synced",
+				    store->base.name, path);
+			ret = quarantine_file(store, path, pack_id);
+			goto out;
+		}
+		if (ret < 0)
+			goto out;
+		log_error("store %s: %s has a damaged header; its records are used (run blobfs "
+			  "fsck --repair)", store->base.name, path);
+		ret = pack_scan_open_headless(&scan, fd, pack_id);
+	}
+	if (ret < 0) {
+		log_error("store %s: reading %s: %s", store->base.name, path, strerror(-ret));
+		goto out;
+	}
+	if (start > PACK_HEADER_SIZE) /* the checkpoint accounts for what precedes */
+		scan.pos = scan.good_end = start;
+	/*
+	 * A pack is a synced prefix followed by what was appended since the
+	 * last flush, whose records all have seq > durable_seq. Damage followed
+	 * by such a record, or by nothing, lies in that unsynced part: it is the
+	 * torn end of an interrupted append and is cut off with everything after
+	 * it. Damage followed by a vouched record is real damage: skipped here,
+	 * reported, and left for fsck --repair.
+	 */
+	bool have_damage = false;
+	uint64_t damage_start = 0, damage_end = 0;
+	while ((ret = pack_scan_next(&scan, &rec)) != 0) {
+		const char *problem;
+		if (ret == -EBADMSG && !have_damage) {
+			have_damage = true;
+			damage_start = scan.bad_start;
+		}
+		if (ret == -EBADMSG && scan.bad_end == scan.file_size) {
+			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
+					     "torn tail");
+			if (ret < 0)
+				goto out;
+			scan.file_size = damage_start;
+			have_damage = false;
+			break;
+		}
+		if (ret == -EBADMSG) {
+			damage_end = scan.bad_end;
+			continue;
+		}
+		if (ret < 0) {
+			log_error("store %s: reading %s: %s", store->base.name, path, strerror(-ret));
+			goto out;
+		}
+		/* Without a marker nothing tells synced from not: damage is
+		 * skipped, never taken for a torn append (a store always has a
+		 * marker from its creation, so losing it is itself damage). */
+		if (have_damage && rec.seq > store->durable_seq && !store->marker_lost) {
+			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
+					     "torn append");
+			if (ret < 0)
+				goto out;
+			scan.file_size = damage_start;
+			have_damage = false;
+			break;
+		}
+		if (have_damage) {
+			log_error("store %s: %s: damaged bytes %" PRIu64 "..%" PRIu64
+				  " skipped (run blobfs fsck)",
+				  store->base.name, path, damage_start, damage_end);
+			damaged = true;
+			have_damage = false;
+		}
+		if (rec.seq > store->durable_seq && rec.kind == RECORD_BLOB) {
+			ret = pack_verify_record(fd, &rec, NULL, &problem);
+			if (ret == -EBADMSG && store->marker_lost) {
+				hash_to_hex(rec.hash, hex);
+				log_error("store %s: %s: blob %s at offset %" PRIu64 " is damaged (%s); "
+					  "skipped (run blobfs fsck)", store->base.name, path, hex,
+					  rec.offset, problem);
+				damaged = true;
+				continue;
+			}
+			if (ret == -EBADMSG) {
+				hash_to_hex(rec.hash, hex);
+				log_warning("store %s: blob %s (seq %" PRIu64 ") was not synced before "
+					    "the last stop and is incomplete (%s)",
+					    store->base.name, hex, rec.seq, problem);
+				ret = store_cut_pack(store, fd, pack_id, rec.offset, scan.file_size,
+						     "unsynced record");
+				if (ret < 0)
+					goto out;
+				scan.file_size = rec.offset;
+				break;
+			}
+			if (ret < 0)
+				goto out;
+		}
+		if (rec.kind == RECORD_TOMBSTONE)
+			tombstones++;
+		if (rec.seq > max_seq)
+			max_seq = rec.seq;
+		last_offset = rec.offset;
+		last_seq = rec.seq;
+		if (records++ == 0)
+			first_length = rec.kind == RECORD_BLOB ? rec.length : 0;
+		ret = recover_replay_record(store, pack_id, &rec);
+		if (ret < 0) {
+			hash_to_hex(rec.hash, hex);
+			log_error("store %s: indexing %s: %s", store->base.name, hex, strerror(-ret));
+			goto out;
+		}
+	}
+	struct pack_info *p = packtab_find(store, pack_id); /* from the checkpoint */
+	if (!p) {
+		ret = packtab_add(store, pack_id, scan.file_size);
+		p = ret == 0 ? packtab_find(store, pack_id) : NULL;
+	}
+	if (p) {
+		p->size = scan.file_size;
+		p->tombstone_count += tombstones;
+		if (max_seq > p->max_seq)
+			p->max_seq = max_seq;
+		if (last_offset) {
+			p->last_offset = last_offset;
+			p->last_seq = last_seq;
+		}
+		p->damaged |= damaged;
+		/* A scan from the start decides; a tail scan keeps what the
+		 * checkpoint said. A large blob's own pack holds one record. */
+		if (start <= PACK_HEADER_SIZE)
+			p->appendable = records != 1 ||
+					first_length < store->db->base.opts.large_blob_min;
+	}
+	/* Records the marker does not vouch for were verified just now; make
+	 * them durable before a new marker says so. */
+	if (ret == 0 && max_seq > store->durable_seq && io->fsync(fd) < 0) {
+		ret = -errno;
+		log_error("store %s: fsync %s: %s", store->base.name, path, strerror(-ret));
+	}
+out:
+	if (fd >= 0)
+		io->close(fd);
+	return ret;
+}
+
+struct tombstone_list {
+	uint8_t (*hashes)[BLOBFS_HASH_SIZE];
+	size_t count, capacity;
+};
+
+static int collect_tombstone(const struct index_entry *e, void *arg)
+{
+	struct tombstone_list *list = arg;
+
+	if (e->kind != RECORD_TOMBSTONE)
+		return 0;
+	if (list->count == list->capacity) {
+		size_t capacity = list->capacity ? 2 * list->capacity : 64;
+		void *hashes = realloc(list->hashes, capacity * BLOBFS_HASH_SIZE);
+		if (!hashes)
+			return -ENOMEM;
+		list->hashes = hashes;
+		list->capacity = capacity;
+	}
+	memcpy(list->hashes[list->count++], e->hash, BLOBFS_HASH_SIZE);
+	return 0;
+}
+
+static int account_entry(const struct index_entry *e, void *arg)
+{
+	packtab_account(arg, e, +1);
+	return 0;
+}
+
+/* Rebuilds the index from every pack and removes stale staging files. */
+int recover_store(struct local_store *store)
+{
+	struct tombstone_list tombstones = { 0 };
+	uint32_t *ids = NULL;
+	size_t id_count = 0, id_capacity = 0;
+	struct dirent *d;
+	DIR *dir = NULL;
+	int fd, ret;
+
+	fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0 || !(dir = fdopendir(fd))) {
+		ret = -errno;
+		if (fd >= 0)
+			io->close(fd);
+		log_error("store %s: cannot open its directory: %s", store->base.name, strerror(-ret));
+		goto out;
+	}
+	while ((errno = 0, d = readdir(dir))) {
+		uint32_t id;
+		if (d->d_name[0] == '.')
+			continue;
+		if (pack_parse_name(d->d_name, &id)) {
+			if (id_count == id_capacity) {
+				size_t capacity = id_capacity ? 2 * id_capacity : 64;
+				uint32_t *grown = realloc(ids, capacity * sizeof(*ids));
+				ret = -ENOMEM;
+				if (!grown)
+					goto out;
+				ids = grown;
+				id_capacity = capacity;
+			}
+			ids[id_count++] = id;
+			/* Even a pack whose header is bad keeps its id taken. */
+			if (id >= store->next_pack_id)
+				store->next_pack_id = id + 1;
+		} else if (!strcmp(d->d_name, MARKER_NAME) || !strcmp(d->d_name, CHECKPOINT_NAME)) {
+			continue;
+		} else if (!strcmp(d->d_name, CHECKPOINT_STAGING_NAME)) {
+			io->unlinkat(dirfd(dir), d->d_name, 0);
+		} else if (!strncmp(d->d_name, "staging-", 8)) {
+			/* An incoming blob that was never committed before a crash. */
+			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
+				log_warning("store %s: cannot remove stale %s: %s", store->base.name,
+					    d->d_name, strerror(errno));
+		} else {
+			log_warning("store %s: ignoring unexpected file %s", store->base.name,
+				    d->d_name);
+		}
+	}
+	if (errno) {
+		ret = -errno;
+		log_error("store %s: reading its directory: %s", store->base.name, strerror(-ret));
+		goto out;
+	}
+	if (id_count)
+		qsort(ids, id_count, sizeof(*ids), compare_u32);
+	durable_marker_read(store);
+	ret = ckpt_load(store, dirfd(dir), ids, id_count);
+	if (ret < 0)
+		goto out;
+	for (size_t i = 0; i < id_count; i++) {
+		struct pack_info *p = packtab_find(store, ids[i]);
+		ret = recover_scan_pack(store, ids[i], p ? p->size : 0);
+		if (ret < 0)
+			goto out;
+	}
+	/* Sequence numbers never go back below what the marker vouches for,
+	 * even when the newest records are gone (tombstones dropped offline):
+	 * a reused number would pass as durable without ever being synced. */
+	if (store->next_seq <= store->durable_seq)
+		store->next_seq = store->durable_seq + 1;
+	ret = index_foreach(store->index, collect_tombstone, &tombstones);
+	if (ret < 0)
+		goto out;
+	for (size_t i = 0; i < tombstones.count; i++)
+		index_remove(store->index, tombstones.hashes[i]);
+	index_foreach(store->index, account_entry, store);
+	ret = 0;
+	if (store->next_seq - 1 > store->durable_seq) {
+		ret = durable_marker_write(store, store->next_seq - 1);
+		if (ret == 0)
+			store->durable_seq = store->next_seq - 1;
+		else
+			log_error("store %s: cannot write its durable marker: %s", store->base.name,
+				  strerror(-ret));
+	}
+out:
+	if (dir)
+		closedir(dir);
+	free(ids);
+	free(tombstones.hashes);
+	return ret;
+}
