@@ -59,9 +59,11 @@ struct store {
 	bool destroyed;
 };
 
+/* Readers and writers hold a reference to their store, taken and dropped
+ * by blobdb.c around reader_open/reader_close and writer_new/writer_free
+ * (the backend sets nothing here but length). */
 struct blob_reader {
-	struct store *store; /* the reader holds no reference: the caller's
-			      * reference to the store outlives the reader */
+	struct store *store;
 	uint64_t length;
 };
 

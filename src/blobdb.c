@@ -430,8 +430,13 @@ size_t blob_count(struct store *store)
 int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	      struct blob_reader **out)
 {
+	int ret;
+
 	*out = NULL;
-	return to_status(store->db->ops->reader_open(store, hash, out));
+	ret = store->db->ops->reader_open(store, hash, out);
+	if (ret == 0)
+		(*out)->store = store_hold(store);
+	return to_status(ret);
 }
 
 uint64_t blob_reader_length(const struct blob_reader *reader)
@@ -447,14 +452,24 @@ int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, 
 
 void blob_close(struct blob_reader *reader)
 {
-	if (reader)
-		reader->store->db->ops->reader_close(reader);
+	struct store *store;
+
+	if (!reader)
+		return;
+	store = reader->store;
+	store->db->ops->reader_close(reader);
+	store_close(store);
 }
 
 int blob_writer_new(struct store *store, struct blob_writer **out)
 {
+	int ret;
+
 	*out = NULL;
-	return to_status(store->db->ops->writer_new(store, out));
+	ret = store->db->ops->writer_new(store, out);
+	if (ret == 0)
+		(*out)->store = store_hold(store);
+	return to_status(ret);
 }
 
 int blob_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off)
@@ -486,6 +501,11 @@ int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE
 
 void blob_writer_free(struct blob_writer *writer)
 {
-	if (writer)
-		writer->store->db->ops->writer_free(writer);
+	struct store *store;
+
+	if (!writer)
+		return;
+	store = writer->store;
+	store->db->ops->writer_free(writer);
+	store_close(store);
 }

@@ -105,6 +105,7 @@ int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct ind
 
 /* A buffered writer that checksums everything it writes. */
 struct out {
+	const struct io_ops *io;
 	int fd;
 	uint8_t *buf;
 	size_t used;
@@ -116,7 +117,7 @@ struct out {
 static void out_flush(struct out *o)
 {
 	if (o->error == 0 && o->used)
-		o->error = pwrite_full(o->fd, o->buf, o->used, o->pos);
+		o->error = pwrite_full(o->io, o->fd, o->buf, o->used, o->pos);
 	o->pos += o->used;
 	o->used = 0;
 }
@@ -148,10 +149,10 @@ static int write_entry(const struct index_entry *e, void *arg)
 	return 0;
 }
 
-int checkpoint_write(int dirfd, const char *name, const struct checkpoint_header *h,
+int checkpoint_write(const struct io_ops *io, int dirfd, const char *name, const struct checkpoint_header *h,
 		     const struct checkpoint_pack *packs, const struct index *index)
 {
-	struct out o = { .fd = -1 };
+	struct out o = { .io = io, .fd = -1 };
 	struct write_entries w = { .out = &o };
 	uint8_t buf[CHECKPOINT_HEADER_SIZE > CHECKPOINT_PACK_SIZE ? CHECKPOINT_HEADER_SIZE
 								     : CHECKPOINT_PACK_SIZE];
@@ -191,6 +192,7 @@ out:
 
 /* A buffered reader that checksums everything it reads. */
 struct in {
+	const struct io_ops *io;
 	int fd;
 	uint8_t *buf;
 	size_t have, used;
@@ -202,7 +204,7 @@ static int in_get(struct in *r, uint8_t *p, size_t n, bool checksum)
 {
 	while (n) {
 		if (r->used == r->have) {
-			ssize_t got = io->pread(r->fd, r->buf, BUFFER_SIZE, (off_t)r->pos);
+			ssize_t got = r->io->pread(r->fd, r->buf, BUFFER_SIZE, (off_t)r->pos);
 			if (got < 0)
 				return -errno;
 			if (got == 0)
@@ -222,10 +224,10 @@ static int in_get(struct in *r, uint8_t *p, size_t n, bool checksum)
 	return 0;
 }
 
-int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
+int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct checkpoint_header *h,
 		    struct checkpoint_pack **packs_out, struct index *index)
 {
-	struct in r = { .fd = -1 };
+	struct in r = { .io = io, .fd = -1 };
 	struct checkpoint_pack *packs = NULL;
 	uint8_t buf[CHECKPOINT_HEADER_SIZE], prev[BLOBFS_HASH_SIZE];
 	struct stat st;
@@ -319,7 +321,7 @@ out:
 	return ret;
 }
 
-static bool checkpoint_pack_matches(int dirfd, const struct checkpoint_pack *cp)
+static bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct checkpoint_pack *cp)
 {
 	char name[PACK_NAME_SIZE];
 	uint8_t header[RECORD_HEADER_SIZE];
@@ -334,18 +336,18 @@ static bool checkpoint_pack_matches(int dirfd, const struct checkpoint_pack *cp)
 		return false;
 	if (io->fstat(fd, &st) == 0 && (uint64_t)st.st_size >= cp->size)
 		ok = !cp->last_offset ||
-		     (pread_full(fd, header, sizeof(header), cp->last_offset) == 0 &&
+		     (pread_full(io, fd, header, sizeof(header), cp->last_offset) == 0 &&
 		      record_header_decode(header, cp->last_offset, &rec) == 0 &&
 		      rec.seq == cp->last_seq && record_end(&rec) <= cp->size);
 	io->close(fd);
 	return ok;
 }
 
-bool checkpoint_usable(int dirfd, const struct checkpoint_header *h,
+bool checkpoint_usable(const struct io_ops *io, int dirfd, const struct checkpoint_header *h,
 		       const struct checkpoint_pack *packs)
 {
 	for (uint32_t i = 0; i < h->pack_count; i++)
-		if (!checkpoint_pack_matches(dirfd, &packs[i]))
+		if (!checkpoint_pack_matches(io, dirfd, &packs[i]))
 			return false;
 	return true;
 }

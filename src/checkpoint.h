@@ -15,6 +15,8 @@
 
 #include "index.h"
 
+struct io_ops;
+
 #define CHECKPOINT_MAGIC "BLOBIDX1"
 #define CHECKPOINT_HEADER_SIZE 64
 #define CHECKPOINT_PACK_SIZE 48
@@ -55,7 +57,7 @@ int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct ind
  * caller renames it into place). entries are read from the index in hash
  * order.
  */
-int checkpoint_write(int dirfd, const char *name, const struct checkpoint_header *h,
+int checkpoint_write(const struct io_ops *io, int dirfd, const char *name, const struct checkpoint_header *h,
 		     const struct checkpoint_pack *packs, const struct index *index);
 
 /*
@@ -64,7 +66,7 @@ int checkpoint_write(int dirfd, const char *name, const struct checkpoint_header
  * empty). -ENOENT if there is none, -EBADMSG if anything does not check out
  * (the index may then hold part of it: the caller starts over).
  */
-int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
+int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct checkpoint_header *h,
 		    struct checkpoint_pack **packs, struct index *index);
 
 /*
@@ -72,7 +74,7 @@ int checkpoint_read(int dirfd, const char *name, struct checkpoint_header *h,
  * covers must still be there, at least as long, with the record the
  * checkpoint names as its last in place with the same seq.
  */
-bool checkpoint_usable(int dirfd, const struct checkpoint_header *h,
+bool checkpoint_usable(const struct io_ops *io, int dirfd, const struct checkpoint_header *h,
 		       const struct checkpoint_pack *packs);
 
 #endif

@@ -1,34 +1,25 @@
 /*
- * datadir.c - small directory operations on a data directory, shared by the
- * engine and fsck: making and opening a subdirectory, fsyncing a directory,
- * removing a flat directory (a destroyed store in the trash).
+ * datadir.c - the directory operations of datadir.h, shared by the local
+ * backend and fsck.
  */
-#include "local.h"
+#include "datadir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "checkpoint.h"
-#include "crc32c.h"
-#include "hash.h"
-#include "index.h"
 #include "io.h"
-#include "log.h"
-#include "pack.h"
 
-int fsync_dir_at(int dirfd, const char *path)
+bool datadir_is_store_file(const char *name)
+{
+	return !strcmp(name, STORE_MARKER) || !strcmp(name, STORE_CHECKPOINT) ||
+	       !strcmp(name, STORE_CHECKPOINT_STAGING) ||
+	       !strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX));
+}
+
+int datadir_fsync_dir(const struct io_ops *io, int dirfd, const char *path)
 {
 	int fd = io->openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	int ret = 0;
@@ -41,44 +32,95 @@ int fsync_dir_at(int dirfd, const char *path)
 	return ret;
 }
 
-/* Removes every file in dir_name (inside parent_fd) and then dir_name. */
-int remove_flat_dir(int parent_fd, const char *dir_name)
-{
-	struct dirent *d;
-	DIR *dir = NULL;
-	int fd, ret = 0;
-
-	fd = io->openat(parent_fd, dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0 || !(dir = fdopendir(fd))) {
-		ret = -errno;
-		if (fd >= 0)
-			io->close(fd);
-		goto out;
-	}
-	while ((errno = 0, d = readdir(dir))) {
-		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-			continue;
-		if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0 && errno != ENOENT) {
-			ret = -errno;
-			goto out;
-		}
-	}
-	if (errno) {
-		ret = -errno;
-		goto out;
-	}
-	if (io->unlinkat(parent_fd, dir_name, AT_REMOVEDIR) < 0)
-		ret = -errno;
-out:
-	if (dir)
-		closedir(dir);
-	return ret;
-}
-
-int open_subdir(int dirfd, const char *name, int *out)
+int datadir_open_subdir(const struct io_ops *io, int dirfd, const char *name, int *out)
 {
 	if (io->mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	*out = io->openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	return *out < 0 ? -errno : 0;
+}
+
+struct remove_ctx {
+	const struct io_ops *io;
+	int fd;
+};
+
+static int remove_one(const char *name, unsigned char type, void *arg)
+{
+	struct remove_ctx *c = arg;
+
+	(void)type;
+	if (c->io->unlinkat(c->fd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int datadir_remove_flat(const struct io_ops *io, int parent_fd, const char *dir_name)
+{
+	struct remove_ctx c = { .io = io };
+	int ret;
+
+	c.fd = io->openat(parent_fd, dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (c.fd < 0)
+		return -errno;
+	ret = io->listdir(c.fd, ".", remove_one, &c);
+	io->close(c.fd);
+	if (ret == 0 && io->unlinkat(parent_fd, dir_name, AT_REMOVEDIR) < 0)
+		ret = -errno;
+	return ret;
+}
+
+struct name_list {
+	char **names;
+	size_t count, capacity;
+};
+
+static int collect_name(const char *name, unsigned char type, void *arg)
+{
+	struct name_list *l = arg;
+
+	(void)type;
+	if (l->count == l->capacity) {
+		size_t capacity = l->capacity ? 2 * l->capacity : 32;
+		char **names = realloc(l->names, capacity * sizeof(*names));
+		if (!names)
+			return -ENOMEM;
+		l->names = names;
+		l->capacity = capacity;
+	}
+	l->names[l->count] = strdup(name);
+	if (!l->names[l->count])
+		return -ENOMEM;
+	l->count++;
+	return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int datadir_list_sorted(const struct io_ops *io, int dirfd, const char *path, char ***names,
+			size_t *count)
+{
+	struct name_list l = { 0 };
+	int ret = io->listdir(dirfd, path, collect_name, &l);
+
+	if (ret < 0) {
+		datadir_names_free(l.names, l.count);
+		l.names = NULL;
+		l.count = 0;
+	} else if (l.count) {
+		qsort(l.names, l.count, sizeof(*l.names), compare_names);
+	}
+	*names = l.names;
+	*count = l.count;
+	return ret;
+}
+
+void datadir_names_free(char **names, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
 }

@@ -22,10 +22,13 @@
 #include "hash.h"
 #include "index.h"
 #include "io.h"
+#include "datadir.h"
 #include "pack.h"
+#include "salvage.h"
 #include "store.h"
 
 struct fsck {
+	const struct io_ops *io;
 	FILE *out, *progress;
 	bool repair;
 	struct fsck_report *report;
@@ -121,103 +124,46 @@ static void check_seqs(struct fsck *fsck, struct seq_list *list)
 	}
 }
 
-/* Copies bytes [from, to) of fd into the quarantine as a file of its own. */
-static int quarantine_copy(struct fsck *fsck, int fd, const char *name, uint64_t from,
-			   uint64_t to)
+/* Rewrite keeps every record that frames and, for a blob, verifies. */
+static int salvage_keep_record(const struct record_info *rec, int in, void *arg)
 {
-	char path[600];
-	int out = -1, ret = 0;
+	struct fsck *fsck = arg;
+	const char *what;
 
-	if (io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
-		ret = -errno;
-	snprintf(path, sizeof(path), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", fsck->store, name, from,
-		 to, (long)time(NULL));
-	if (ret == 0) {
-		out = io->openat(fsck->quarantine_fd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-				 0600);
-		ret = out < 0 ? -errno : copy_file_bytes(fd, from, out, 0, to - from);
-	}
-	if (ret == 0 && io->fsync(out) < 0)
-		ret = -errno;
-	if (out >= 0)
-		io->close(out);
-	return ret;
-}
-
-static int fsync_dir(int dirfd)
-{
-	return io->fsync(dirfd) < 0 ? -errno : 0;
+	return rec->kind != RECORD_BLOB ||
+	       pack_verify_record(fsck->io, in, rec, fsck->hasher, &what) == 0;
 }
 
 /*
  * Rewrites a damaged pack: every record that frames and verifies goes into
- * a new pack (written under a staging name, made durable, then renamed), and
- * the damaged file moves to the quarantine. Records keep their seq, so the
- * index rebuilt at the next mount is the same minus the damaged records.
+ * a new pack (salvage.c's pack_rewrite), and the damaged file moves to the
+ * quarantine. Records keep their seq, so the index rebuilt at the next mount
+ * is the same minus the damaged records.
  */
 static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int fd,
 			uint32_t *next_id)
 {
-	char staging[64], new_name[PACK_NAME_SIZE], quarantined[600];
-	uint8_t header[PACK_HEADER_SIZE];
-	uint64_t out_pos = PACK_HEADER_SIZE, kept = 0;
+	struct quarantine q = { fsck->io, fsck->quarantine_fd, fsck->store };
+	char staging[64], new_name[PACK_NAME_SIZE], quarantined[QUARANTINE_NAME_SIZE];
+	struct pack_rewrite rw = { .io = fsck->io, .store_fd = store_fd, .staging_name = staging,
+				   .skip_damage = true, .keep = salvage_keep_record, .arg = fsck };
 	struct pack_scan scan;
-	struct record_info rec;
-	uint32_t new_id = (*next_id)++;
-	int out = -1, ret = 0;
+	int ret;
 
-	pack_name(new_id, new_name);
-	snprintf(staging, sizeof(staging), "staging-repair-%08x.tmp", new_id);
-	if (ret == 0) {
-		out = io->openat(store_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		ret = out < 0 ? -errno : 0;
-	}
-	if (ret == 0) {
-		pack_header_encode(new_id, header);
-		ret = pwrite_full(out, header, sizeof(header), 0);
-	}
+	rw.new_id = (*next_id)++;
+	pack_name(rw.new_id, new_name);
+	snprintf(staging, sizeof(staging), STAGING_REPAIR_FMT, rw.new_id);
 	/* Records describe themselves: even with a bad pack header the scan
 	 * can find them. */
+	ret = pack_scan_open_headless(fsck->io, &scan, fd, 0);
 	if (ret == 0)
-		ret = pack_scan_open_headless(&scan, fd, 0);
-	while (ret == 0) {
-		const char *what;
-		int r = pack_scan_next(&scan, &rec);
-		if (r == 0)
-			break;
-		if (r == -EBADMSG)
-			continue;
-		if (r < 0) {
-			ret = r;
-			break;
-		}
-		if (rec.kind == RECORD_BLOB && pack_verify_record(fd, &rec, fsck->hasher, &what) != 0)
-			continue;
-		ret = copy_file_bytes(fd, rec.offset, out, out_pos, record_end(&rec) - rec.offset);
-		out_pos += record_end(&rec) - rec.offset;
-		kept++;
-	}
-	if (ret == 0 && io->fsync(out) < 0)
-		ret = -errno;
-	if (ret == 0 && kept && io->renameat(store_fd, staging, store_fd, new_name) < 0)
-		ret = -errno;
-	if (ret == 0 && io->mkdirat(fsck->quarantine_fd, fsck->store, 0700) < 0 && errno != EEXIST)
-		ret = -errno;
-	snprintf(quarantined, sizeof(quarantined), "%s/%s.%ld", fsck->store, name, (long)time(NULL));
-	if (ret == 0 && io->renameat(store_fd, name, fsck->quarantine_fd, quarantined) < 0)
-		ret = -errno;
+		ret = pack_rewrite(&rw, &scan);
 	if (ret == 0)
-		ret = fsync_dir(store_fd);
-	if (ret == 0)
-		ret = fsync_dir(fsck->quarantine_fd);
-	if (out >= 0)
-		io->close(out);
-	if (ret < 0 || !kept)
-		io->unlinkat(store_fd, staging, 0);
+		ret = quarantine_move(&q, store_fd, name, quarantined);
 	if (ret == 0)
 		fprintf(fsck->out, "store %s: %s: repaired: %llu good records kept in %s, original "
-			"moved to quarantine/%s\n", fsck->store, name, (unsigned long long)kept,
-			kept ? new_name : "(none)", quarantined);
+			"moved to %s/%s\n", fsck->store, name, (unsigned long long)rw.kept,
+			rw.kept ? new_name : "(none)", DATADIR_QUARANTINE, quarantined);
 	else
 		fprintf(fsck->out, "store %s: %s: repair failed: %s\n", fsck->store, name,
 			strerror(-ret));
@@ -226,12 +172,9 @@ static int salvage_pack(struct fsck *fsck, int store_fd, const char *name, int f
 
 static int cut_tail(struct fsck *fsck, const char *name, int fd, uint64_t at, uint64_t size)
 {
-	int ret = quarantine_copy(fsck, fd, name, at, size);
+	struct quarantine q = { fsck->io, fsck->quarantine_fd, fsck->store };
+	int ret = pack_cut_tail(&q, fd, name, at, size, NULL);
 
-	if (ret == 0 && io->ftruncate(fd, (off_t)at) < 0)
-		ret = -errno;
-	if (ret == 0 && io->fsync(fd) < 0)
-		ret = -errno;
 	fprintf(fsck->out, "store %s: %s: %s\n", fsck->store, name,
 		ret == 0 ? "repaired: torn tail kept in quarantine and cut off" : strerror(-ret));
 	return ret;
@@ -240,6 +183,7 @@ static int cut_tail(struct fsck *fsck, const char *name, int fd, uint64_t at, ui
 static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t pack_id,
 		     struct seq_list *seqs, uint32_t *next_id)
 {
+	const struct io_ops *io = fsck->io;
 	char hex[HASH_HEX_SIZE + 1];
 	uint8_t guess[BLOBFS_HASH_SIZE];
 	struct pack_scan scan;
@@ -256,14 +200,14 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		return 0;
 	}
 	fsck->report->packs++;
-	ret = pack_scan_open(&scan, fd, pack_id);
+	ret = pack_scan_open(io, &scan, fd, pack_id);
 	if (ret < 0) {
 		problem(fsck, "%s: %s", name, ret == -EBADMSG ? "bad pack header (not a blobfs pack "
 				"of this name)" : strerror(-ret));
 		torn_only = false;
 		/* Records describe themselves (and a mount uses them): check
 		 * them all the same. */
-		ret = ret == -EBADMSG ? pack_scan_open_headless(&scan, fd, pack_id) : ret;
+		ret = ret == -EBADMSG ? pack_scan_open_headless(io, &scan, fd, pack_id) : ret;
 		if (ret < 0) {
 			ret = 0;
 			goto repair;
@@ -274,7 +218,7 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		const char *what;
 		if (ret == -EBADMSG) {
 			bool tail = scan.bad_end == scan.file_size;
-			bool named = record_header_guess_hash(fd, scan.bad_start, guess);
+			bool named = record_header_guess_hash(io, fd, scan.bad_start, guess);
 			if (named)
 				hash_to_hex(guess, hex);
 			problem(fsck, "%s: offset %" PRIu64 ": %s (%" PRIu64 " bytes)%s%s", name,
@@ -306,7 +250,7 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		fsck->report->blobs++;
 		fsck->report->bytes += rec.length;
 		hash_to_hex(rec.hash, hex);
-		ret = pack_verify_record(fd, &rec, fsck->hasher, &what);
+		ret = pack_verify_record(io, fd, &rec, fsck->hasher, &what);
 		if (ret == -EBADMSG || ret < 0) {
 			problem(fsck, "%s: offset %" PRIu64 ": blob %s: %s", name, rec.offset, hex,
 				ret == -EBADMSG ? what : strerror(-ret));
@@ -343,6 +287,7 @@ struct checkpoint_check {
 static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 {
 	struct checkpoint_check *c = arg;
+	const struct io_ops *io = c->fsck->io;
 	uint8_t header[RECORD_HEADER_SIZE];
 	char hex[HASH_HEX_SIZE + 1], pack[PACK_NAME_SIZE];
 	struct record_info rec;
@@ -354,7 +299,7 @@ static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 		c->fd = io->openat(c->store_fd, pack, O_RDONLY | O_CLOEXEC, 0);
 		c->pack_id = e->pack_id;
 	}
-	if (c->fd >= 0 && pread_full(c->fd, header, sizeof(header), e->offset) == 0 &&
+	if (c->fd >= 0 && pread_full(io, c->fd, header, sizeof(header), e->offset) == 0 &&
 	    record_header_decode(header, e->offset, &rec) == 0 && rec.kind == RECORD_BLOB &&
 	    rec.length == e->length && !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE))
 		return 0;
@@ -373,6 +318,7 @@ static int check_checkpoint_entry(const struct index_entry *e, void *arg)
  * mount scans the packs and the next clean unmount writes a new one. */
 static void fsck_checkpoint(struct fsck *fsck, int store_fd, bool packs_repaired)
 {
+	const struct io_ops *io = fsck->io;
 	struct checkpoint_check c = { .fsck = fsck, .store_fd = store_fd, .fd = -1 };
 	struct checkpoint_header h;
 	struct checkpoint_pack *packs = NULL;
@@ -381,14 +327,14 @@ static void fsck_checkpoint(struct fsck *fsck, int store_fd, bool packs_repaired
 	int ret = index_new(&entries);
 
 	if (ret == 0)
-		ret = checkpoint_read(store_fd, "checkpoint", &h, &packs, entries);
+		ret = checkpoint_read(io, store_fd, STORE_CHECKPOINT, &h, &packs, entries);
 	if (ret == -ENOENT)
 		goto out;
 	if (ret < 0) {
 		problem(fsck, "index checkpoint unreadable: %s",
 			ret == -EBADMSG ? "does not check out" : strerror(-ret));
 		c.bad++;
-	} else if (!checkpoint_usable(store_fd, &h, packs)) {
+	} else if (!checkpoint_usable(io, store_fd, &h, packs)) {
 		/* Packs it covers were compacted or removed since: a mount
 		 * ignores it and scans the packs. Not damage. */
 		fprintf(fsck->out, "store %s: note: index checkpoint out of date (the next mount "
@@ -398,7 +344,7 @@ static void fsck_checkpoint(struct fsck *fsck, int store_fd, bool packs_repaired
 		index_foreach(entries, check_checkpoint_entry, &c);
 	}
 	if (fsck->repair && (c.bad || stale || packs_repaired)) {
-		if (io->unlinkat(store_fd, "checkpoint", 0) == 0 && fsync_dir(store_fd) == 0)
+		if (io->unlinkat(store_fd, STORE_CHECKPOINT, 0) == 0 && io->fsync(store_fd) == 0)
 			fprintf(fsck->out, "store %s: index checkpoint removed (rebuilt from the packs "
 				"at the next mount)\n", fsck->store);
 		else
@@ -413,10 +359,12 @@ out:
 
 static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 {
+	const struct io_ops *io = fsck->io;
 	struct seq_list seqs = { 0 };
-	struct dirent **entries = NULL;
+	char **entries = NULL;
 	uint32_t next_id = 1;
-	int store_fd, count = 0, ret = 0;
+	size_t count = 0;
+	int store_fd, ret = 0;
 
 	fsck->store = name;
 	fsck->report->stores++;
@@ -426,26 +374,25 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 		fsck->report->unrepaired++;
 		return 0;
 	}
-	count = scandirat(store_fd, ".", &entries, NULL, alphasort);
-	if (count < 0) {
-		problem(fsck, "cannot list its directory: %s", strerror(errno));
+	ret = datadir_list_sorted(io, store_fd, ".", &entries, &count);
+	if (ret < 0) {
+		problem(fsck, "cannot list its directory: %s", strerror(-ret));
 		fsck->report->unrepaired++;
-		count = 0;
+		ret = 0;
 		goto out;
 	}
-	for (int i = 0; i < count; i++) {
+	for (size_t i = 0; i < count; i++) {
 		uint32_t id;
-		if (pack_parse_name(entries[i]->d_name, &id) && id >= next_id)
+		if (pack_parse_name(entries[i], &id) && id >= next_id)
 			next_id = id + 1;
 	}
 	unsigned long long before = fsck->report->problems;
-	for (int i = 0; i < count && ret == 0; i++) {
+	for (size_t i = 0; i < count && ret == 0; i++) {
 		uint32_t pack_id;
-		const char *file = entries[i]->d_name;
+		const char *file = entries[i];
 		if (pack_parse_name(file, &pack_id))
 			ret = fsck_pack(fsck, store_fd, file, pack_id, &seqs, &next_id);
-		else if (file[0] != '.' && strncmp(file, "staging-", 8) && strcmp(file, "durable") &&
-			 strcmp(file, "checkpoint") && strcmp(file, "checkpoint.tmp"))
+		else if (file[0] != '.' && !datadir_is_store_file(file))
 			fprintf(fsck->out, "store %s: note: unexpected file %s (ignored)\n", name,
 				file);
 	}
@@ -454,78 +401,66 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 	if (ret == 0)
 		fsck_checkpoint(fsck, store_fd, fsck->report->problems > before);
 out:
-	for (int i = 0; i < count; i++)
-		free(entries[i]);
-	free(entries);
+	datadir_names_free(entries, count);
 	free(seqs.records);
 	io->close(store_fd);
 	return ret;
 }
 
-int fsck_run(const char *datadir, bool repair, FILE *out, FILE *progress,
-	     struct fsck_report *report)
+int fsck_run(const char *datadir, const struct io_ops *io, bool repair, FILE *out,
+	     FILE *progress, struct fsck_report *report)
 {
 	struct fsck fsck = { .out = out, .progress = progress, .report = report, .repair = repair,
 			     .quarantine_fd = -1 };
-	struct dirent **entries = NULL;
-	int dir_fd = -1, lock_fd = -1, stores_fd = -1, count = 0, ret;
+	char **entries = NULL;
+	size_t count = 0;
+	int dir_fd = -1, lock_fd = -1, stores_fd = -1, ret;
 
+	if (!io)
+		io = io_system();
+	fsck.io = io;
 	memset(report, 0, sizeof(*report));
-	dir_fd = open(datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir_fd = io->openat(AT_FDCWD, datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (dir_fd < 0) {
 		ret = -errno;
 		goto out;
 	}
-	lock_fd = openat(dir_fd, "lock", O_RDONLY | O_CLOEXEC);
-	if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+	lock_fd = io->openat(dir_fd, DATADIR_LOCK, O_RDONLY | O_CLOEXEC, 0);
+	if (lock_fd >= 0 && io->flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		goto out;
 	}
-	stores_fd = openat(dir_fd, "stores", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	stores_fd = io->openat(dir_fd, DATADIR_STORES, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (stores_fd < 0) {
 		ret = errno == ENOENT ? 0 : -errno; /* never mounted: nothing to check */
 		goto out;
 	}
 	if (repair) {
-		if (mkdirat(dir_fd, "quarantine", 0700) < 0 && errno != EEXIST) {
-			ret = -errno;
+		ret = datadir_open_subdir(io, dir_fd, DATADIR_QUARANTINE, &fsck.quarantine_fd);
+		if (ret < 0)
 			goto out;
-		}
-		fsck.quarantine_fd = openat(dir_fd, "quarantine", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fsck.quarantine_fd < 0) {
-			ret = -errno;
-			goto out;
-		}
 	}
 	ret = hasher_new(&fsck.hasher);
 	if (ret < 0)
 		goto out;
-	count = scandirat(stores_fd, ".", &entries, NULL, alphasort);
-	if (count < 0) {
-		ret = -errno;
-		count = 0;
-		goto out;
-	}
-	for (int i = 0; i < count && ret == 0; i++) {
-		const char *name = entries[i]->d_name;
-		if (name[0] == '.')
+	ret = datadir_list_sorted(io, stores_fd, ".", &entries, &count);
+	for (size_t i = 0; i < count && ret == 0; i++) {
+		if (entries[i][0] == '.')
 			continue;
-		ret = fsck_store(&fsck, stores_fd, name);
+		ret = fsck_store(&fsck, stores_fd, entries[i]);
 	}
 	if (progress && fsck.records_seen >= 1024)
 		fprintf(progress, "\r\033[K");
 out:
-	for (int i = 0; i < count; i++)
-		free(entries[i]);
-	free(entries);
+	datadir_names_free(entries, count);
 	hasher_free(fsck.hasher);
 	if (fsck.quarantine_fd >= 0)
-		close(fsck.quarantine_fd);
+		io->close(fsck.quarantine_fd);
 	if (stores_fd >= 0)
-		close(stores_fd);
+		io->close(stores_fd);
 	if (lock_fd >= 0)
-		close(lock_fd);
+		io->close(lock_fd);
 	if (dir_fd >= 0)
-		close(dir_fd);
+		io->close(dir_fd);
 	return ret;
 }

@@ -24,7 +24,9 @@ struct fsck_report {
  * frames and verifies is copied into a new pack, made durable, and the
  * damaged pack is then moved to DATADIR/quarantine/<store>/ (never deleted);
  * a torn tail is copied to quarantine and cut off. */
-int fsck_run(const char *datadir, bool repair, FILE *out, FILE *progress,
-	     struct fsck_report *report);
+struct io_ops;
+/* io: the file-system calls (io.h); NULL for the system's. */
+int fsck_run(const char *datadir, const struct io_ops *io, bool repair, FILE *out,
+	     FILE *progress, struct fsck_report *report);
 
 #endif

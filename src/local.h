@@ -20,6 +20,7 @@
 #include "format.h"
 
 struct index;
+struct io_ops;
 struct index_entry;
 struct hasher;
 struct record_info;
@@ -30,12 +31,6 @@ struct statvfs;
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
 
 #define COPY_BUFFER_SIZE (1u << 20)
-
-#define MARKER_NAME "durable"
-
-#define CHECKPOINT_NAME "checkpoint"
-
-#define CHECKPOINT_STAGING_NAME "checkpoint.tmp"
 
 /* Incoming content up to this size stays in the daemon's memory: a small
  * blob then costs no staging file at all. */
@@ -94,6 +89,7 @@ struct local_store {
 
 struct local_db {
 	struct blobdb base;
+	const struct io_ops *io; /* every file-system call goes through it */
 	int dirfd, stores_fd, trash_fd, quarantine_fd, lock_fd;
 	uint64_t staging_counter;
 	uint64_t min_free; /* bytes saves leave free on the disk */
@@ -226,14 +222,6 @@ int local_store_compact(struct store *base, unsigned percent);
 void compact_step(struct local_db *db);
 int local_db_compact(struct blobdb *base, FILE *progress);
 
-/* datadir.c */
-int fsync_dir_at(int dirfd, const char *path);
-int remove_flat_dir(int parent_fd, const char *dir_name);
-int open_subdir(int dirfd, const char *name, int *out);
 
-/* salvage.c */
-int store_cut_pack(struct local_store *store, int fd, uint32_t pack_id, uint64_t at,
-			  uint64_t size, const char *why);
-int quarantine_file(struct local_store *store, const char *path, uint32_t pack_id);
 
 #endif

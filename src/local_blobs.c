@@ -26,6 +26,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
@@ -117,6 +118,7 @@ int append_index_record(struct local_store *store, uint32_t pack_id,
 static int append_record(struct local_store *store, struct record_info *rec, const void *data,
 			const uint32_t *crcs)
 {
+	const struct io_ops *io = store->db->io;
 	uint64_t need = record_size(rec->length, rec->chunk_shift);
 	struct pack_info *pack;
 	int ret;
@@ -131,7 +133,7 @@ static int append_record(struct local_store *store, struct record_info *rec, con
 		goto out;
 	rec->offset = pack->size;
 	rec->seq = store->next_seq++;
-	ret = pack_write_record(store->active_fd, rec, data, crcs);
+	ret = pack_write_record(io, store->active_fd, rec, data, crcs);
 	if (ret < 0) {
 		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
 			log_error("store %s: cannot cut back pack %08x after a failed write: %s",

@@ -27,6 +27,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 /*
@@ -40,9 +41,10 @@
 int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 				 size_t id_count)
 {
+	const struct io_ops *io = store->db->io;
 	struct checkpoint_header h;
 	struct checkpoint_pack *packs = NULL;
-	int ret = checkpoint_read(dir_fd, CHECKPOINT_NAME, &h, &packs, store->index);
+	int ret = checkpoint_read(io, dir_fd, STORE_CHECKPOINT, &h, &packs, store->index);
 	bool usable = ret == 0;
 
 	if (ret < 0 && ret != -ENOENT)
@@ -50,13 +52,13 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 			    store->base.name, strerror(-ret));
 	(void)ids;
 	(void)id_count;
-	if (usable && !checkpoint_usable(dir_fd, &h, packs))
+	if (usable && !checkpoint_usable(io, dir_fd, &h, packs))
 		usable = false;
 	if (!usable) {
 		if (ret == 0) {
 			log_info("store %s: index checkpoint is out of date; scanning every pack",
 				 store->base.name);
-			io->unlinkat(dir_fd, CHECKPOINT_NAME, 0);
+			io->unlinkat(dir_fd, STORE_CHECKPOINT, 0);
 		}
 		index_free(store->index);
 		store->index = NULL;
@@ -88,6 +90,7 @@ out:
  * last flush: everything it covers is durable). */
 static int ckpt_write(struct local_store *store)
 {
+	const struct io_ops *io = store->db->io;
 	struct checkpoint_header h = { 0 };
 	struct checkpoint_pack *packs = NULL;
 	int dir_fd = -1, ret = 0;
@@ -113,8 +116,8 @@ static int ckpt_write(struct local_store *store)
 	dir_fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	ret = dir_fd < 0 ? -errno : 0;
 	if (ret == 0)
-		ret = checkpoint_write(dir_fd, CHECKPOINT_STAGING_NAME, &h, packs, store->index);
-	if (ret == 0 && io->renameat(dir_fd, CHECKPOINT_STAGING_NAME, dir_fd, CHECKPOINT_NAME) < 0)
+		ret = checkpoint_write(io, dir_fd, STORE_CHECKPOINT_STAGING, &h, packs, store->index);
+	if (ret == 0 && io->renameat(dir_fd, STORE_CHECKPOINT_STAGING, dir_fd, STORE_CHECKPOINT) < 0)
 		ret = -errno;
 	if (ret == 0 && io->fsync(dir_fd) < 0)
 		ret = -errno;
@@ -122,7 +125,7 @@ static int ckpt_write(struct local_store *store)
 		log_error("store %s: cannot write its index checkpoint: %s", store->base.name,
 			  strerror(-ret));
 		if (dir_fd >= 0)
-			io->unlinkat(dir_fd, CHECKPOINT_STAGING_NAME, 0);
+			io->unlinkat(dir_fd, STORE_CHECKPOINT_STAGING, 0);
 	}
 out:
 	pthread_mutex_unlock(&store->lock);

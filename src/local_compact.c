@@ -27,7 +27,9 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
+#include "salvage.h"
 
 
 
@@ -72,26 +74,83 @@ static bool live_has(const struct live_list *list, const struct record_info *rec
 	return e && !memcmp(e->hash, rec->hash, BLOBFS_HASH_SIZE);
 }
 
+/* What compaction keeps of a pack: its live blob records (recording where
+ * each was, in order, to move the index after the copy) and, unless they are
+ * being dropped, its tombstones. */
+struct compact_keep {
+	const struct live_list *live;
+	bool drop_tombstones;
+	uint64_t *moved; /* old offsets of the blob records copied, in order */
+	size_t moved_count;
+};
+
+static int compact_keep_record(const struct record_info *rec, int in, void *arg)
+{
+	struct compact_keep *k = arg;
+
+	(void)in;
+	if (rec->kind == RECORD_TOMBSTONE)
+		return !k->drop_tombstones;
+	if (!live_has(k->live, rec))
+		return 0;
+	if (k->moved_count == k->live->count)
+		return -EIO; /* more live copies than live entries */
+	k->moved[k->moved_count++] = rec->offset;
+	return 1;
+}
+
+/* Moves the index to the new pack (called with store->lock held); entries
+ * deleted or re-saved since the copy are left alone (their copies are dead
+ * on arrival). */
+static void compact_move_index(struct local_store *store, int out, uint32_t pack_id,
+			       uint32_t new_id, const struct compact_keep *k)
+{
+	struct pack_scan scan;
+	struct record_info rec;
+	size_t next = 0;
+
+	if (pack_scan_open(store->db->io, &scan, out, new_id) < 0)
+		return;
+	while (pack_scan_next(&scan, &rec) == 1) {
+		struct index_entry e;
+		struct pack_info *out_pack = packtab_find(store, new_id);
+		out_pack->last_offset = rec.offset;
+		out_pack->last_seq = rec.seq;
+		if (rec.kind != RECORD_BLOB || next >= k->moved_count)
+			continue;
+		uint64_t old_offset = k->moved[next++];
+		/* Only entries still pointing at the record copied move. */
+		if (index_lookup(store->index, rec.hash, &e) < 0 || e.pack_id != pack_id ||
+		    e.offset != old_offset)
+			continue;
+		packtab_account(store, &e, -1);
+		e.pack_id = new_id;
+		e.offset = rec.offset;
+		if (index_put(store->index, &e) == 0)
+			packtab_account(store, &e, +1);
+	}
+}
+
 /*
  * Rewrites one pack with only its live blobs (and, unless drop_tombstones,
  * its tombstones), then retires it. The new pack is written under a staging
- * name, made durable and only then renamed into place; the index moves to it
- * and the old pack goes last. A crash at any step leaves either the old pack,
- * or both (the same records twice, same seq: harmless), never neither.
- * Readers holding the old pack open keep reading it.
+ * name, made durable and only then renamed into place (salvage.c's
+ * pack_rewrite); the index moves to it and the old pack goes last. A crash
+ * at any step leaves either the old pack, or both (the same records twice,
+ * same seq: harmless), never neither. Readers holding the old pack open keep
+ * reading it.
  */
-static int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_tombstones)
+int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_tombstones)
 {
+	const struct io_ops *io = store->db->io;
 	struct live_list live = { .pack_id = pack_id };
-	uint64_t *moved = NULL; /* old offsets of the blob records copied, in order */
-	size_t moved_count = 0;
-	char from_path[PATH_SIZE], staging[PATH_SIZE], to_path[PATH_SIZE], name[64];
-	uint8_t header[PACK_HEADER_SIZE];
-	uint64_t out_pos = PACK_HEADER_SIZE, copied_live = 0, tombstones = 0, max_seq = 0;
+	struct compact_keep keep = { .live = &live, .drop_tombstones = drop_tombstones };
+	char pack[PACK_NAME_SIZE], new_pack[PACK_NAME_SIZE], staging[64];
+	struct pack_rewrite rw = { .io = io };
+	uint64_t copied_live = 0;
 	struct pack_scan scan;
-	struct record_info rec;
 	uint32_t new_id;
-	int in = -1, out = -1, ret;
+	int in = -1, out = -1, store_fd = -1, ret;
 	struct statvfs st;
 
 	pthread_mutex_lock(&store->lock);
@@ -107,118 +166,63 @@ static int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_t
 		goto out;
 	if (live.count)
 		qsort(live.entries, live.count, sizeof(*live.entries), compare_entry_offset);
-	ret = local_pack_path(store, pack_id, from_path);
+	pack_name(pack_id, pack);
+	pack_name(new_id, new_pack);
+	store_fd = io->openat(store->db->stores_fd, store->base.name,
+			      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	in = store_fd < 0 ? -1 : io->openat(store_fd, pack, O_RDONLY | O_CLOEXEC, 0);
+	ret = in < 0 ? -errno : pack_scan_open(io, &scan, in, pack_id);
 	if (ret < 0)
 		goto out;
-	in = io->openat(store->db->stores_fd, from_path, O_RDONLY | O_CLOEXEC, 0);
-	ret = in < 0 ? -errno : pack_scan_open(&scan, in, pack_id);
-	if (ret < 0)
-		goto out;
-	/* Compaction may use the reserve, but not the last of the disk. */
 	for (size_t i = 0; i < live.count; i++)
 		copied_live += record_size(live.entries[i].length, CHUNK_SHIFT_DEFAULT);
 	/* The reserve saves leave free is there for this: all of it may go,
 	 * but for a small margin. */
-	if (fstatvfs(store->db->stores_fd, &st) == 0 &&
+	if (io->fstatvfs(store->db->stores_fd, &st) == 0 &&
 	    (uint64_t)st.f_bavail * st.f_frsize < copied_live + COMPACT_MARGIN) {
 		log_warning("store %s: not enough free space to compact pack %08x (%" PRIu64
 			    " live bytes)", store->base.name, pack_id, copied_live);
 		ret = -ENOSPC;
 		goto out;
 	}
-	snprintf(name, sizeof(name), "staging-compact-%08x.tmp", new_id);
-	ret = local_store_path(store, name, staging);
-	if (ret == 0)
-		ret = local_pack_path(store, new_id, to_path);
+	keep.moved = malloc((live.count ? live.count : 1) * sizeof(*keep.moved));
+	ret = keep.moved ? 0 : -ENOMEM;
 	if (ret < 0)
 		goto out;
-	out = io->openat(store->db->stores_fd, staging, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ret = out < 0 ? -errno : 0;
-	if (ret == 0 && !(moved = malloc((live.count ? live.count : 1) * sizeof(*moved))))
-		ret = -ENOMEM;
+	snprintf(staging, sizeof(staging), STAGING_COMPACT_FMT, new_id);
+	rw.store_fd = store_fd;
+	rw.staging_name = staging;
+	rw.new_id = new_id;
+	rw.keep_if_empty = true;
+	rw.keep = compact_keep_record;
+	rw.arg = &keep;
+	/* Damage that appeared since the pack was scanned stops it: left alone. */
+	ret = pack_rewrite(&rw, &scan);
 	if (ret < 0)
 		goto out;
-	pack_header_encode(new_id, header);
-	ret = pwrite_full(out, header, sizeof(header), 0);
-	copied_live = 0;
-	while (ret == 0) {
-		int found = pack_scan_next(&scan, &rec);
-		if (found == 0)
-			break;
-		if (found < 0) {
-			ret = found; /* damage appeared since the pack was scanned: leave it */
-			break;
-		}
-		uint64_t size = record_size(rec.length, rec.chunk_shift);
-		if (rec.kind == RECORD_TOMBSTONE ? drop_tombstones : !live_has(&live, &rec))
-			continue;
-		/* Records are position-independent: copied byte for byte, so
-		 * their checksums travel with them. */
-		if (rec.kind == RECORD_BLOB) {
-			if (moved_count == live.count) {
-				ret = -EIO; /* more live copies than live entries */
-				break;
-			}
-			moved[moved_count++] = rec.offset;
-		}
-		ret = copy_file_bytes(in, rec.offset, out, out_pos, size);
-		out_pos += size;
-		if (rec.kind == RECORD_TOMBSTONE)
-			tombstones++;
-		if (rec.seq > max_seq)
-			max_seq = rec.seq;
-	}
-	if (ret == 0 && io->fsync(out) < 0)
+	out = io->openat(store_fd, new_pack, O_RDONLY | O_CLOEXEC, 0);
+	if (out < 0) {
 		ret = -errno;
-	bool renamed = false;
-	if (ret == 0 && io->renameat(store->db->stores_fd, staging, store->db->stores_fd, to_path) < 0)
-		ret = -errno;
-	renamed = ret == 0;
-	if (ret == 0)
-		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
-	if (ret < 0) {
-		/* Not kept: whichever name the copy has now goes. */
-		io->unlinkat(store->db->stores_fd, renamed ? to_path : staging, 0);
+		io->unlinkat(store_fd, new_pack, 0);
 		goto out;
 	}
 
-	/* Move the index to the new pack; entries deleted or re-saved since
-	 * the copy are left alone (their copies are dead on arrival). */
 	pthread_mutex_lock(&store->lock);
-	ret = packtab_add(store, new_id, out_pos);
+	ret = packtab_add(store, new_id, rw.size);
 	if (ret == 0) {
 		struct pack_info *p = packtab_find(store, new_id);
-		p->tombstone_count = tombstones;
-		p->max_seq = max_seq;
+		p->tombstone_count = rw.tombstones;
+		p->max_seq = rw.max_seq;
+		compact_move_index(store, out, pack_id, new_id, &keep);
 	} else {
-		io->unlinkat(store->db->stores_fd, to_path, 0);
-	}
-	pack_scan_open(&scan, out, new_id);
-	size_t k = 0;
-	while (ret == 0 && pack_scan_next(&scan, &rec) == 1) {
-		struct index_entry e;
-		struct pack_info *out_pack = packtab_find(store, new_id);
-		out_pack->last_offset = rec.offset;
-		out_pack->last_seq = rec.seq;
-		if (rec.kind != RECORD_BLOB || k >= moved_count)
-			continue;
-		uint64_t old_offset = moved[k++];
-		/* Only entries still pointing at the record copied move. */
-		if (index_lookup(store->index, rec.hash, &e) < 0 || e.pack_id != pack_id ||
-		    e.offset != old_offset)
-			continue;
-		packtab_account(store, &e, -1);
-		e.pack_id = new_id;
-		e.offset = rec.offset;
-		if (index_put(store->index, &e) == 0)
-			packtab_account(store, &e, +1);
+		io->unlinkat(store_fd, new_pack, 0);
 	}
 	/* A delete meanwhile may have dropped the old pack already. */
 	struct pack_info *source = packtab_find(store, pack_id);
 	if (ret == 0 && source && source->live_count == 0) {
-		if (io->unlinkat(store->db->stores_fd, from_path, 0) < 0)
+		if (io->unlinkat(store_fd, pack, 0) < 0)
 			log_warning("store %s: cannot remove compacted %s: %s", store->base.name,
-				    from_path, strerror(errno));
+				    pack, strerror(errno));
 		packtab_remove(store, pack_id);
 		store->dir_dirty = true;
 	}
@@ -227,7 +231,7 @@ static int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_t
 	pthread_mutex_unlock(&store->lock);
 	if (ret == 0)
 		log_info("store %s: pack %08x compacted into %08x (%" PRIu64 " bytes kept)",
-			 store->base.name, pack_id, new_id, out_pos);
+			 store->base.name, pack_id, new_id, rw.size);
 out:
 	pthread_mutex_lock(&store->lock);
 	source_info = packtab_find(store, pack_id);
@@ -248,7 +252,9 @@ out:
 		io->close(in);
 	if (out >= 0)
 		io->close(out);
-	free(moved);
+	if (store_fd >= 0)
+		io->close(store_fd);
+	free(keep.moved);
 	free(live.entries);
 	return ret;
 }
@@ -264,7 +270,7 @@ static uint32_t compact_pick_pack(struct local_store *store, unsigned percent, u
 	struct statvfs st;
 	uint32_t id = 0;
 
-	if (fstatvfs(store->db->stores_fd, &st) == 0)
+	if (store->db->io->fstatvfs(store->db->stores_fd, &st) == 0)
 		avail = (uint64_t)st.f_bavail * st.f_frsize;
 	pthread_mutex_lock(&store->lock);
 	for (size_t i = 0; !store->base.destroyed && i < store->pack_count; i++) {

@@ -35,6 +35,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 static void local_db_note_pid(struct blobdb *base);
@@ -46,7 +47,7 @@ int local_check_space(struct local_db *db, uint64_t need)
 	struct statvfs st;
 	uint64_t avail;
 
-	if (db->min_free == 0 || fstatvfs(db->stores_fd, &st) < 0)
+	if (db->min_free == 0 || db->io->fstatvfs(db->stores_fd, &st) < 0)
 		return 0;
 	avail = (uint64_t)st.f_bavail * st.f_frsize;
 	return avail < need || avail - need < db->min_free ? -ENOSPC : 0;
@@ -99,6 +100,7 @@ out:
 static void local_store_free(struct store *base)
 {
 	struct local_store *store = (struct local_store *)base;
+	const struct io_ops *io = store->db->io;
 
 	for (size_t i = 0; i < store->sync_fd_count; i++)
 		io->close(store->sync_fds[i]);
@@ -113,34 +115,34 @@ static void local_store_free(struct store *base)
 	free(store);
 }
 
+static int empty_trash_entry(const char *name, unsigned char type, void *arg)
+{
+	struct local_db *db = arg;
+	int ret = datadir_remove_flat(db->io, db->trash_fd, name);
+
+	(void)type;
+	if (ret < 0)
+		log_warning("cannot empty %s/%s: %s", DATADIR_TRASH, name, strerror(-ret));
+	return 0;
+}
+
+/* What a crash left in the trash (destroyed stores) goes now. */
 static void empty_trash(struct local_db *db)
 {
-	struct dirent *d;
-	DIR *dir;
-	int fd = dup(db->trash_fd);
+	int ret = db->io->listdir(db->trash_fd, ".", empty_trash_entry, db);
 
-	if (fd < 0 || !(dir = fdopendir(fd))) {
-		if (fd >= 0)
-			io->close(fd);
-		return;
-	}
-	while ((d = readdir(dir))) {
-		int ret;
-		if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-			continue;
-		ret = remove_flat_dir(db->trash_fd, d->d_name);
-		if (ret < 0)
-			log_warning("cannot empty trash/%s: %s", d->d_name, strerror(-ret));
-	}
-	closedir(dir);
+	if (ret < 0)
+		log_warning("cannot list %s/%s: %s", db->base.location, DATADIR_TRASH,
+			    strerror(-ret));
 }
 
 static int local_db_lock(struct local_db *db)
 {
-	db->lock_fd = io->openat(db->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	const struct io_ops *io = db->io;
+	db->lock_fd = io->openat(db->dirfd, DATADIR_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (db->lock_fd < 0)
 		return -errno;
-	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0)
+	if (io->flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
 	if (!db->base.opts.read_only)
 		local_db_note_pid(&db->base);
@@ -150,75 +152,72 @@ static int local_db_lock(struct local_db *db)
 static void local_db_note_pid(struct blobdb *base)
 {
 	struct local_db *db = (struct local_db *)base;
+	const struct io_ops *io = db->io;
 	char line[32];
 	int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
 
 	if (io->ftruncate(db->lock_fd, 0) == 0 && io->pwrite(db->lock_fd, line, (size_t)n, 0) == n)
 		return;
-	log_warning("cannot record the pid in %s/lock: %s", db->base.location, strerror(errno));
+	log_warning("cannot record the pid in %s/%s: %s", db->base.location, DATADIR_LOCK,
+		    strerror(errno));
 }
 
 long blobdb_lock_holder(const char *datadir)
 {
+	const struct io_ops *io = io_system();
 	char path[PATH_MAX], line[32] = "";
 	long pid = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/lock", datadir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "%s/%s", datadir, DATADIR_LOCK);
+	fd = io->openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	if (read(fd, line, sizeof(line) - 1) > 0)
+	if (io->pread(fd, line, sizeof(line) - 1, 0) > 0)
 		pid = strtol(line, NULL, 10);
 	io->close(fd);
 	return pid;
 }
 
+static int load_store_entry(const char *name, unsigned char type, void *arg)
+{
+	struct local_db *db = arg;
+	struct local_store *store;
+	int ret;
+
+	if (name[0] == '.')
+		return 0;
+	if (store_name_check(name, strlen(name)) < 0) {
+		log_warning("ignoring %s/%s/%s: not a store name", db->base.location,
+			    DATADIR_STORES, name);
+		return 0;
+	}
+	if (type != DT_DIR && type != DT_UNKNOWN) {
+		log_warning("ignoring %s/%s/%s: not a directory", db->base.location, DATADIR_STORES,
+			    name);
+		return 0;
+	}
+	ret = local_store_new(db, name, &store);
+	if (ret < 0)
+		return ret;
+	ret = recover_store(store);
+	if (ret == 0)
+		ret = blobdb_catalog_add(&db->base, &store->base);
+	if (ret < 0)
+		local_store_free(&store->base);
+	return ret;
+}
+
 static int local_db_load_stores(struct local_db *db)
 {
-	struct dirent *d;
-	DIR *dir;
-	int ret = 0, fd = dup(db->stores_fd);
-
-	if (fd < 0 || !(dir = fdopendir(fd))) {
-		ret = -errno;
-		if (fd >= 0)
-			io->close(fd);
-		return ret;
-	}
-	while ((errno = 0, d = readdir(dir))) {
-		struct local_store *store;
-		if (d->d_name[0] == '.')
-			continue;
-		if (store_name_check(d->d_name, strlen(d->d_name)) < 0) {
-			log_warning("ignoring %s/stores/%s: not a store name", db->base.location, d->d_name);
-			continue;
-		}
-		if (d->d_type != DT_DIR && d->d_type != DT_UNKNOWN) {
-			log_warning("ignoring %s/stores/%s: not a directory", db->base.location, d->d_name);
-			continue;
-		}
-		ret = local_store_new(db, d->d_name, &store);
-		if (ret < 0)
-			break;
-		ret = recover_store(store);
-		if (ret == 0)
-			ret = blobdb_catalog_add(&db->base, &store->base);
-		if (ret < 0) {
-			local_store_free(&store->base);
-			break;
-		}
-	}
-	if (errno && ret == 0)
-		ret = -errno;
-	closedir(dir);
-	return ret;
+	return db->io->listdir(db->stores_fd, ".", load_store_entry, db);
 }
 
 static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 			 struct blobdb **out)
 {
 	struct local_db *db = calloc(1, sizeof(*db));
+	const struct io_ops *io;
 	int ret = -ENOMEM;
 
 	if (!db)
@@ -231,12 +230,14 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
 	if (ret < 0)
 		goto out;
-	if (mkdir(datadir, 0700) < 0 && errno != EEXIST) {
+	db->io = db->base.opts.io ? db->base.opts.io : io_system();
+	io = db->io;
+	if (io->mkdirat(AT_FDCWD, datadir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		log_error("cannot create data directory %s: %s", datadir, strerror(-ret));
 		goto out;
 	}
-	db->dirfd = open(datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	db->dirfd = io->openat(AT_FDCWD, datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (db->dirfd >= 0) {
 		/* Messages and the mount's fsname name it absolutely (a daemon's
 		 * working directory is /). */
@@ -260,11 +261,11 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 			log_error("cannot lock %s: %s", datadir, strerror(-ret));
 		goto out;
 	}
-	ret = open_subdir(db->dirfd, "stores", &db->stores_fd);
+	ret = datadir_open_subdir(io, db->dirfd, DATADIR_STORES, &db->stores_fd);
 	if (ret == 0)
-		ret = open_subdir(db->dirfd, "trash", &db->trash_fd);
+		ret = datadir_open_subdir(io, db->dirfd, DATADIR_TRASH, &db->trash_fd);
 	if (ret == 0)
-		ret = open_subdir(db->dirfd, "quarantine", &db->quarantine_fd);
+		ret = datadir_open_subdir(io, db->dirfd, DATADIR_QUARANTINE, &db->quarantine_fd);
 	if (ret < 0) {
 		log_error("cannot set up %s: %s", datadir, strerror(-ret));
 		goto out;
@@ -281,7 +282,7 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	db->min_free = db->base.opts.min_free;
 	if (db->min_free == MIN_FREE_AUTO) {
 		struct statvfs st;
-		uint64_t total = fstatvfs(db->stores_fd, &st) == 0 ?
+		uint64_t total = io->fstatvfs(db->stores_fd, &st) == 0 ?
 					 (uint64_t)st.f_blocks * st.f_frsize : 0;
 		db->min_free = total / 100 < (UINT64_C(64) << 20) ? total / 100 : UINT64_C(64) << 20;
 	}
@@ -300,12 +301,13 @@ out:
 static int local_db_statfs(struct blobdb *base, struct statvfs *st)
 {
 	struct local_db *db = (struct local_db *)base;
-	return fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
+	return db->io->fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
 }
 
 static int local_db_stop(struct blobdb *base)
 {
 	struct local_db *db = (struct local_db *)base;
+	const struct io_ops *io = db->io;
 	int ret = 0;
 
 	local_threads_stop(db);
@@ -325,6 +327,7 @@ static int local_db_stop(struct blobdb *base)
 static void local_db_free(struct blobdb *base)
 {
 	struct local_db *db = (struct local_db *)base;
+	const struct io_ops *io = db->io;
 
 	if (db->stores_fd >= 0)
 		io->close(db->stores_fd);
@@ -346,6 +349,7 @@ static void local_db_free(struct blobdb *base)
 static int local_store_create(struct blobdb *base, const char *name, struct store **out)
 {
 	struct local_db *db = (struct local_db *)base;
+	const struct io_ops *io = db->io;
 	struct local_store *store = NULL;
 	int ret = local_store_new(db, name, &store);
 
@@ -360,12 +364,12 @@ static int local_store_create(struct blobdb *base, const char *name, struct stor
 	 * always damage, never a store that simply has not flushed yet. */
 	ret = durable_marker_write(store, 0);
 	if (ret == 0)
-		ret = fsync_dir_at(db->stores_fd, name);
+		ret = datadir_fsync_dir(io, db->stores_fd, name);
 	if (ret == 0)
 		ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
 	if (ret < 0) {
 		log_error("cannot create store %s: %s", name, strerror(-ret));
-		remove_flat_dir(db->stores_fd, name);
+		datadir_remove_flat(io, db->stores_fd, name);
 	}
 out:
 	if (ret < 0 && store) {
@@ -380,6 +384,7 @@ static int local_store_remove(struct store *base, bool only_if_empty)
 {
 	struct local_store *store = (struct local_store *)base;
 	struct local_db *db = store->db;
+	const struct io_ops *io = db->io;
 	int ret = 0;
 
 	pthread_mutex_lock(&store->lock);
@@ -389,7 +394,7 @@ static int local_store_remove(struct store *base, bool only_if_empty)
 	}
 	/* The rename is the commit point: after it the store is gone even if we
 	 * crash before its files are removed (the trash is emptied at open). */
-	snprintf(store->trash_name, sizeof(store->trash_name), "store-%ld-%" PRIu64,
+	snprintf(store->trash_name, sizeof(store->trash_name), TRASH_STORE_FMT,
 		 (long)getpid(), __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
 	if (io->renameat(db->stores_fd, store->base.name, db->trash_fd, store->trash_name) < 0) {
 		ret = -errno;
@@ -411,7 +416,8 @@ out:
 static void local_store_purge(struct store *base)
 {
 	struct local_store *store = (struct local_store *)base;
-	int ret = remove_flat_dir(store->db->trash_fd, store->trash_name);
+	const struct io_ops *io = store->db->io;
+	int ret = datadir_remove_flat(io, store->db->trash_fd, store->trash_name);
 
 	if (ret < 0)
 		log_warning("store %s: its files stay in trash/%s until the next mount: %s",

@@ -29,6 +29,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 /*
@@ -44,6 +45,7 @@ static int flush_store_locked(struct local_store *store);
  * Called with store->lock held. On failure the file is synced here. */
 void flush_later(struct local_store *store, int fd)
 {
+	const struct io_ops *io = store->db->io;
 	if (store->sync_fd_count == store->sync_fd_capacity) {
 		size_t capacity = store->sync_fd_capacity ? 2 * store->sync_fd_capacity : 8;
 		int *fds = realloc(store->sync_fds, capacity * sizeof(*fds));
@@ -71,6 +73,7 @@ int flush_store(struct local_store *store)
 
 static int flush_store_locked(struct local_store *store)
 {
+	const struct io_ops *io = store->db->io;
 	uint64_t target, durable = __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE);
 	int *fds = NULL, active = -1, ret = 0;
 	size_t count = 0;
@@ -100,7 +103,7 @@ static int flush_store_locked(struct local_store *store)
 		active = store->active_fd;
 		store->active_fd = -1;
 	} else if (store->active_fd >= 0) {
-		active = dup(store->active_fd);
+		active = io->dup(store->active_fd);
 	}
 	store->appended = false;
 	dir_dirty = store->dir_dirty;
@@ -115,10 +118,10 @@ static int flush_store_locked(struct local_store *store)
 	if (active >= 0) {
 		if (io->fsync(active) < 0 && ret == 0)
 			ret = -errno;
-		close(active);
+		io->close(active);
 	}
 	if (ret == 0 && dir_dirty)
-		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
+		ret = datadir_fsync_dir(io, store->db->stores_fd, store->base.name);
 	if (ret == 0 && target > durable)
 		ret = durable_marker_write(store, target);
 

@@ -26,24 +26,26 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 /* The marker file has two slots written in turn: a write torn by a power cut
  * spoils one, and the other still vouches for what it did. */
 int durable_marker_write(struct local_store *store, uint64_t seq)
 {
+	const struct io_ops *io = store->db->io;
 	uint8_t buf[MARKER_SIZE];
 	char path[PATH_SIZE];
 	int fd, ret;
 
 	marker_encode(seq, buf);
-	ret = local_store_path(store, MARKER_NAME, path);
+	ret = local_store_path(store, STORE_MARKER, path);
 	if (ret < 0)
 		return ret;
 	fd = io->openat(store->db->stores_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = pwrite_full(fd, buf, sizeof(buf), (uint64_t)store->marker_slot * MARKER_SIZE);
+	ret = pwrite_full(io, fd, buf, sizeof(buf), (uint64_t)store->marker_slot * MARKER_SIZE);
 	store->marker_slot ^= 1;
 	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
@@ -55,6 +57,7 @@ int durable_marker_write(struct local_store *store, uint64_t seq)
  * nothing, so that every record gets its checksums read. */
 void durable_marker_read(struct local_store *store)
 {
+	const struct io_ops *io = store->db->io;
 	uint8_t buf[2 * MARKER_SIZE];
 	char path[PATH_SIZE];
 	ssize_t got = 0;
@@ -62,7 +65,7 @@ void durable_marker_read(struct local_store *store)
 
 	store->durable_seq = 0;
 	store->marker_lost = true;
-	if (local_store_path(store, MARKER_NAME, path) < 0)
+	if (local_store_path(store, STORE_MARKER, path) < 0)
 		return;
 	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd >= 0)

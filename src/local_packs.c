@@ -26,6 +26,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 struct pack_info *packtab_find(struct local_store *store, uint32_t id)
@@ -100,6 +101,7 @@ void packtab_account(struct local_store *store, const struct index_entry *e, int
  * store->lock held. */
 int packtab_active(struct local_store *store, uint64_t need, struct pack_info **out)
 {
+	const struct io_ops *io = store->db->io;
 	struct pack_info *p = NULL;
 	char path[PATH_SIZE];
 	int ret, fd;
@@ -135,7 +137,7 @@ int packtab_active(struct local_store *store, uint64_t need, struct pack_info **
 	fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	ret = pack_create(fd, store->next_pack_id, &store->active_fd);
+	ret = pack_create(io, fd, store->next_pack_id, &store->active_fd);
 	io->close(fd);
 	if (ret < 0)
 		return ret;
@@ -158,6 +160,7 @@ int packtab_active(struct local_store *store, uint64_t need, struct pack_info **
  * at once. Called with store->lock held. */
 void packtab_drop_dead(struct local_store *store, uint32_t pack_id)
 {
+	const struct io_ops *io = store->db->io;
 	struct pack_info *p = packtab_find(store, pack_id);
 	char path[PATH_SIZE];
 

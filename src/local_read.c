@@ -28,10 +28,12 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 static void reader_free(struct local_reader *reader)
 {
+	const struct io_ops *io = reader->store->db->io;
 	if (reader->fd >= 0)
 		io->close(reader->fd);
 	hasher_free(reader->hasher);
@@ -44,6 +46,7 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 			     struct blob_reader **out)
 {
 	struct local_store *store = (struct local_store *)base;
+	const struct io_ops *io = store->db->io;
 	struct local_reader *reader = NULL;
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	struct record_info rec;
@@ -55,6 +58,7 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	reader = calloc(1, sizeof(*reader));
 	if (!reader)
 		return -ENOMEM;
+	reader->store = store;
 	reader->fd = -1;
 	pthread_mutex_init(&reader->lock, NULL);
 	ret = hasher_new(&reader->hasher);
@@ -89,7 +93,7 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	 * pointer), and it gives the chunk size and the seq the trailer holds. */
 	{
 		uint8_t header[RECORD_HEADER_SIZE];
-		ret = pread_full(reader->fd, header, sizeof(header), e.offset);
+		ret = pread_full(io, reader->fd, header, sizeof(header), e.offset);
 		if (ret == 0)
 			ret = record_header_decode(header, e.offset, &rec);
 		if (ret == 0 && (rec.kind != RECORD_BLOB || rec.length != e.length ||
@@ -109,7 +113,7 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	reader->crcs = malloc(count ? (size_t)count * 4 : 1);
 	if (!reader->crcs)
 		goto out;
-	ret = pack_read_chunk_table(reader->fd, &rec, reader->crcs);
+	ret = pack_read_chunk_table(io, reader->fd, &rec, reader->crcs);
 	if (ret < 0) {
 		log_error("store %s: blob %s: pack %08x offset %" PRIu64
 			  ": chunk table damaged (%s); the blob cannot be read",
@@ -118,8 +122,6 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 		ret = -EIO;
 		goto out;
 	}
-	reader->store = store;
-	reader->base.store = store_hold(&store->base);
 	ret = 0;
 out:
 	if (ret < 0) {
@@ -161,6 +163,7 @@ int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t
 			     size_t *got)
 {
 	struct local_reader *reader = (struct local_reader *)base;
+	const struct io_ops *io = reader->store->db->io;
 	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
 	char hex[HASH_HEX_SIZE + 1];
 	uint64_t end, span_start, span_end;
@@ -184,7 +187,7 @@ int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t
 		if (!span)
 			return -ENOMEM;
 	}
-	ret = pread_full(reader->fd, span, (size_t)(span_end - span_start),
+	ret = pread_full(io, reader->fd, span, (size_t)(span_end - span_start),
 			 reader->data_offset + span_start);
 	hash_to_hex(reader->hash, hex);
 	if (ret < 0) {
@@ -226,9 +229,6 @@ out:
 void local_reader_close(struct blob_reader *base)
 {
 	struct local_reader *reader = (struct local_reader *)base;
-	if (!reader)
-		return;
-	store_close(&reader->store->base);
-	reader->store = NULL;
-	reader_free(reader);
+	if (reader)
+		reader_free(reader);
 }

@@ -29,6 +29,8 @@
 #include "io.h"
 #include "log.h"
 #include "pack.h"
+#include "salvage.h"
+#include "datadir.h"
 
 static int compare_u32(const void *a, const void *b)
 {
@@ -39,6 +41,7 @@ static int compare_u32(const void *a, const void *b)
 /* The seq of the record at offset in a pack of the store. */
 static int recover_record_seq(struct local_store *store, uint32_t pack_id, uint64_t offset, uint64_t *seq)
 {
+	const struct io_ops *io = store->db->io;
 	uint8_t header[RECORD_HEADER_SIZE];
 	struct record_info rec;
 	char path[PATH_SIZE];
@@ -49,7 +52,7 @@ static int recover_record_seq(struct local_store *store, uint32_t pack_id, uint6
 	fd = io->openat(store->db->stores_fd, path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	ret = pread_full(fd, header, sizeof(header), offset);
+	ret = pread_full(io, fd, header, sizeof(header), offset);
 	if (ret == 0)
 		ret = record_header_decode(header, offset, &rec);
 	io->close(fd);
@@ -95,9 +98,10 @@ static int recover_replay_record(struct local_store *store, uint32_t pack_id,
  * everything in it is newer than the marker. */
 static int headless_pack_vouched(struct local_store *store, int fd, uint32_t pack_id)
 {
+	const struct io_ops *io = store->db->io;
 	struct pack_scan scan;
 	struct record_info rec;
-	int ret = pack_scan_open_headless(&scan, fd, pack_id);
+	int ret = pack_scan_open_headless(io, &scan, fd, pack_id);
 
 	while (ret >= 0 && (ret = pack_scan_next(&scan, &rec)) != 0) {
 		if (ret == 1 && rec.seq <= store->durable_seq)
@@ -105,6 +109,50 @@ static int headless_pack_vouched(struct local_store *store, int fd, uint32_t pac
 		if (ret == -EBADMSG)
 			ret = 0;
 	}
+	return ret;
+}
+
+/* Cuts a pack at `at`, keeping the bytes cut in the quarantine first. */
+static int recover_cut(struct local_store *store, int fd, uint32_t pack_id, uint64_t at,
+		       uint64_t size, const char *why)
+{
+	struct quarantine q = { store->db->io, store->db->quarantine_fd, store->base.name };
+	char pack[PACK_NAME_SIZE], kept_as[QUARANTINE_NAME_SIZE];
+	int ret;
+
+	pack_name(pack_id, pack);
+	log_warning("store %s: %s: %s at offset %" PRIu64 " (%" PRIu64 " bytes): cut off",
+		    store->base.name, pack, why, at, size - at);
+	ret = pack_cut_tail(&q, fd, pack, at, size, kept_as);
+	if (ret == 0)
+		log_warning("store %s: %s bytes %" PRIu64 "..%" PRIu64 " kept in %s/%s/%s",
+			    store->base.name, pack, at, size, store->db->base.location,
+			    DATADIR_QUARANTINE, kept_as);
+	else
+		log_error("store %s: cannot cut %s: %s", store->base.name, pack, strerror(-ret));
+	return ret;
+}
+
+/* Moves a whole pack of the store into the quarantine. */
+static int recover_quarantine_pack(struct local_store *store, uint32_t pack_id)
+{
+	const struct io_ops *io = store->db->io;
+	struct quarantine q = { io, store->db->quarantine_fd, store->base.name };
+	char pack[PACK_NAME_SIZE], kept_as[QUARANTINE_NAME_SIZE];
+	int store_fd, ret;
+
+	pack_name(pack_id, pack);
+	store_fd = io->openat(store->db->stores_fd, store->base.name,
+			      O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	ret = store_fd < 0 ? -errno : quarantine_move(&q, store_fd, pack, kept_as);
+	if (store_fd >= 0)
+		io->close(store_fd);
+	if (ret == 0)
+		log_warning("store %s: %s moved to %s/%s/%s", store->base.name, pack,
+			    store->db->base.location, DATADIR_QUARANTINE, kept_as);
+	else
+		log_error("store %s: cannot move %s to quarantine: %s", store->base.name, pack,
+			  strerror(-ret));
 	return ret;
 }
 
@@ -117,6 +165,7 @@ static int headless_pack_vouched(struct local_store *store, int fd, uint32_t pac
  */
 static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64_t start)
 {
+	const struct io_ops *io = store->db->io;
 	char path[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	uint64_t tombstones = 0, max_seq = 0, last_offset = 0, last_seq = 0, records = 0;
 	uint64_t first_length = 0;
@@ -134,7 +183,7 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 		log_error("store %s: cannot open %s: %s", store->base.name, path, strerror(-ret));
 		goto out;
 	}
-	ret = pack_scan_open(&scan, fd, pack_id);
+	ret = pack_scan_open(io, &scan, fd, pack_id);
 	if (ret == -EBADMSG) {
 		/* A header that never reached the disk (a power cut right after
 		 * the pack was made) or that was damaged later. */
@@ -145,14 +194,14 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 		if (ret == 0) {
 			log_warning("store %s: %s has no valid header and nothing in it was synced",
 				    store->base.name, path);
-			ret = quarantine_file(store, path, pack_id);
+			ret = recover_quarantine_pack(store, pack_id);
 			goto out;
 		}
 		if (ret < 0)
 			goto out;
 		log_error("store %s: %s has a damaged header; its records are used (run blobfs "
 			  "fsck --repair)", store->base.name, path);
-		ret = pack_scan_open_headless(&scan, fd, pack_id);
+		ret = pack_scan_open_headless(io, &scan, fd, pack_id);
 	}
 	if (ret < 0) {
 		log_error("store %s: reading %s: %s", store->base.name, path, strerror(-ret));
@@ -177,7 +226,7 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 			damage_start = scan.bad_start;
 		}
 		if (ret == -EBADMSG && scan.bad_end == scan.file_size) {
-			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
+			ret = recover_cut(store, fd, pack_id, damage_start, scan.file_size,
 					     "torn tail");
 			if (ret < 0)
 				goto out;
@@ -197,7 +246,7 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 		 * skipped, never taken for a torn append (a store always has a
 		 * marker from its creation, so losing it is itself damage). */
 		if (have_damage && rec.seq > store->durable_seq && !store->marker_lost) {
-			ret = store_cut_pack(store, fd, pack_id, damage_start, scan.file_size,
+			ret = recover_cut(store, fd, pack_id, damage_start, scan.file_size,
 					     "torn append");
 			if (ret < 0)
 				goto out;
@@ -213,7 +262,7 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 			have_damage = false;
 		}
 		if (rec.seq > store->durable_seq && rec.kind == RECORD_BLOB) {
-			ret = pack_verify_record(fd, &rec, NULL, &problem);
+			ret = pack_verify_record(io, fd, &rec, NULL, &problem);
 			if (ret == -EBADMSG && store->marker_lost) {
 				hash_to_hex(rec.hash, hex);
 				log_error("store %s: %s: blob %s at offset %" PRIu64 " is damaged (%s); "
@@ -227,7 +276,7 @@ static int recover_scan_pack(struct local_store *store, uint32_t pack_id, uint64
 				log_warning("store %s: blob %s (seq %" PRIu64 ") was not synced before "
 					    "the last stop and is incomplete (%s)",
 					    store->base.name, hex, rec.seq, problem);
-				ret = store_cut_pack(store, fd, pack_id, rec.offset, scan.file_size,
+				ret = recover_cut(store, fd, pack_id, rec.offset, scan.file_size,
 						     "unsynced record");
 				if (ret < 0)
 					goto out;
@@ -314,65 +363,78 @@ static int account_entry(const struct index_entry *e, void *arg)
 	return 0;
 }
 
+struct store_files {
+	struct local_store *store;
+	int dir_fd;
+	uint32_t *ids; /* the packs found */
+	size_t count, capacity;
+};
+
+/* One name of a store's directory: a pack is noted, a stale staging file
+ * (an incoming blob never committed before a crash) removed. */
+static int recover_dir_entry(const char *name, unsigned char type, void *arg)
+{
+	struct store_files *f = arg;
+	struct local_store *store = f->store;
+	const struct io_ops *io = store->db->io;
+	uint32_t id;
+
+	(void)type;
+	if (name[0] == '.')
+		return 0;
+	if (pack_parse_name(name, &id)) {
+		if (f->count == f->capacity) {
+			size_t capacity = f->capacity ? 2 * f->capacity : 64;
+			uint32_t *grown = realloc(f->ids, capacity * sizeof(*f->ids));
+			if (!grown)
+				return -ENOMEM;
+			f->ids = grown;
+			f->capacity = capacity;
+		}
+		f->ids[f->count++] = id;
+		/* Even a pack whose header is bad keeps its id taken. */
+		if (id >= store->next_pack_id)
+			store->next_pack_id = id + 1;
+	} else if (!strcmp(name, STORE_MARKER) || !strcmp(name, STORE_CHECKPOINT)) {
+		return 0;
+	} else if (datadir_is_store_file(name)) {
+		if (io->unlinkat(f->dir_fd, name, 0) < 0)
+			log_warning("store %s: cannot remove stale %s: %s", store->base.name, name,
+				    strerror(errno));
+	} else {
+		log_warning("store %s: ignoring unexpected file %s", store->base.name, name);
+	}
+	return 0;
+}
+
 /* Rebuilds the index from every pack and removes stale staging files. */
 int recover_store(struct local_store *store)
 {
+	const struct io_ops *io = store->db->io;
 	struct tombstone_list tombstones = { 0 };
-	uint32_t *ids = NULL;
-	size_t id_count = 0, id_capacity = 0;
-	struct dirent *d;
-	DIR *dir = NULL;
-	int fd, ret;
+	struct store_files files = { .store = store };
+	uint32_t *ids;
+	size_t id_count;
+	int ret;
 
-	fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0 || !(dir = fdopendir(fd))) {
+	files.dir_fd = io->openat(store->db->stores_fd, store->base.name,
+				  O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (files.dir_fd < 0) {
 		ret = -errno;
-		if (fd >= 0)
-			io->close(fd);
 		log_error("store %s: cannot open its directory: %s", store->base.name, strerror(-ret));
 		goto out;
 	}
-	while ((errno = 0, d = readdir(dir))) {
-		uint32_t id;
-		if (d->d_name[0] == '.')
-			continue;
-		if (pack_parse_name(d->d_name, &id)) {
-			if (id_count == id_capacity) {
-				size_t capacity = id_capacity ? 2 * id_capacity : 64;
-				uint32_t *grown = realloc(ids, capacity * sizeof(*ids));
-				ret = -ENOMEM;
-				if (!grown)
-					goto out;
-				ids = grown;
-				id_capacity = capacity;
-			}
-			ids[id_count++] = id;
-			/* Even a pack whose header is bad keeps its id taken. */
-			if (id >= store->next_pack_id)
-				store->next_pack_id = id + 1;
-		} else if (!strcmp(d->d_name, MARKER_NAME) || !strcmp(d->d_name, CHECKPOINT_NAME)) {
-			continue;
-		} else if (!strcmp(d->d_name, CHECKPOINT_STAGING_NAME)) {
-			io->unlinkat(dirfd(dir), d->d_name, 0);
-		} else if (!strncmp(d->d_name, "staging-", 8)) {
-			/* An incoming blob that was never committed before a crash. */
-			if (io->unlinkat(dirfd(dir), d->d_name, 0) < 0)
-				log_warning("store %s: cannot remove stale %s: %s", store->base.name,
-					    d->d_name, strerror(errno));
-		} else {
-			log_warning("store %s: ignoring unexpected file %s", store->base.name,
-				    d->d_name);
-		}
-	}
-	if (errno) {
-		ret = -errno;
+	ret = io->listdir(files.dir_fd, ".", recover_dir_entry, &files);
+	if (ret < 0) {
 		log_error("store %s: reading its directory: %s", store->base.name, strerror(-ret));
 		goto out;
 	}
+	ids = files.ids;
+	id_count = files.count;
 	if (id_count)
 		qsort(ids, id_count, sizeof(*ids), compare_u32);
 	durable_marker_read(store);
-	ret = ckpt_load(store, dirfd(dir), ids, id_count);
+	ret = ckpt_load(store, files.dir_fd, ids, id_count);
 	if (ret < 0)
 		goto out;
 	for (size_t i = 0; i < id_count; i++) {
@@ -402,9 +464,9 @@ int recover_store(struct local_store *store)
 				  strerror(-ret));
 	}
 out:
-	if (dir)
-		closedir(dir);
-	free(ids);
+	if (files.dir_fd >= 0)
+		io->close(files.dir_fd);
+	free(files.ids);
 	free(tombstones.hashes);
 	return ret;
 }

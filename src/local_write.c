@@ -29,6 +29,7 @@
 #include "index.h"
 #include "io.h"
 #include "log.h"
+#include "datadir.h"
 #include "pack.h"
 
 static int writer_rematerialize(struct local_writer *w);
@@ -82,12 +83,13 @@ static int writer_digest_reset(struct local_writer *w)
 /* Moves in-memory content to a staging file. */
 static int writer_spill(struct local_writer *w)
 {
+	const struct io_ops *io = w->store->db->io;
 	int ret = local_check_space(w->store->db, w->size);
 
 	if (ret == 0)
 		ret = writer_create_staging(w);
 	if (ret == 0)
-		ret = pwrite_full(w->fd, w->mem, (size_t)w->size, STAGING_DATA_OFFSET);
+		ret = pwrite_full(io, w->fd, w->mem, (size_t)w->size, STAGING_DATA_OFFSET);
 	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
 		ret = -errno;
 	if (ret < 0 && w->fd >= 0) {
@@ -132,11 +134,12 @@ static int writer_prepare(struct local_writer *w, uint64_t end)
 
 static int writer_content_read(struct local_writer *w, void *buf, size_t size, uint64_t off)
 {
+	const struct io_ops *io = w->store->db->io;
 	if (w->in_memory) {
 		memcpy(buf, w->mem + off, size);
 		return 0;
 	}
-	return pread_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
+	return pread_full(io, w->fd, buf, size, STAGING_DATA_OFFSET + off);
 }
 
 /* Hashes what the digest does not cover yet by reading it back: only needed
@@ -169,13 +172,14 @@ static int writer_digest_finish(struct local_writer *w, uint8_t hash[BLOBFS_HASH
 static int writer_create_staging(struct local_writer *w)
 {
 	struct local_store *store = w->store;
+	const struct io_ops *io = store->db->io;
 	char path[PATH_SIZE];
 	int ret;
 
 	if (store->base.destroyed)
 		return -ENOENT; /* its directory may be another store's by now */
 
-	snprintf(w->staging_name, sizeof(w->staging_name), "staging-%ld-%" PRIu64 ".tmp",
+	snprintf(w->staging_name, sizeof(w->staging_name), STAGING_WRITE_FMT,
 		 (long)getpid(), __atomic_add_fetch(&store->db->staging_counter, 1, __ATOMIC_RELAXED));
 	ret = local_store_path(store, w->staging_name, path);
 	if (ret < 0)
@@ -197,6 +201,7 @@ static int writer_create_staging(struct local_writer *w)
 static int writer_adopt_staging(struct local_store *store, struct local_writer *w,
 			       const uint8_t hash[BLOBFS_HASH_SIZE])
 {
+	const struct io_ops *io = store->db->io;
 	struct record_info rec = { .offset = PACK_HEADER_SIZE, .kind = RECORD_BLOB,
 				   .chunk_shift = CHUNK_SHIFT_DEFAULT, .length = w->size };
 	char from[PATH_SIZE], to[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
@@ -220,9 +225,9 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 	if (ret == 0)
 		ret = local_pack_path(store, pack_id, to);
 	if (ret == 0)
-		ret = pwrite_full(w->fd, header, sizeof(header), 0);
+		ret = pwrite_full(io, w->fd, header, sizeof(header), 0);
 	if (ret == 0)
-		ret = pack_write_frame(w->fd, &rec, w->crcs);
+		ret = pack_write_frame(io, w->fd, &rec, w->crcs);
 	if (ret == 0 && io->renameat(store->db->stores_fd, from, store->db->stores_fd, to) < 0)
 		ret = -errno;
 	if (ret == 0) {
@@ -249,7 +254,7 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 		log_error("store %s: out of memory indexing a saved blob; it shows after the next mount",
 			  store->base.name);
 	store->dir_dirty = true;
-	w->adopted_fd = dup(w->fd);
+	w->adopted_fd = io->dup(w->fd);
 	flush_later(store, w->fd); /* the next flush makes it durable */
 	w->fd = -1;
 out:
@@ -263,18 +268,19 @@ out:
  * not take the bytes away). */
 static int writer_rematerialize(struct local_writer *w)
 {
+	const struct io_ops *io = w->store->db->io;
 	char hex[HASH_HEX_SIZE + 1];
 	int ret = w->adopted_fd < 0 ? -EIO : 0;
 
 	if (ret == 0)
 		ret = writer_create_staging(w);
 	if (ret == 0)
-		ret = copy_file_bytes(w->adopted_fd, STAGING_DATA_OFFSET, w->fd, STAGING_DATA_OFFSET,
+		ret = copy_file_bytes(io, w->adopted_fd, STAGING_DATA_OFFSET, w->fd, STAGING_DATA_OFFSET,
 				      w->size);
 	if (ret == 0)
 		ret = writer_digest_reset(w);
 	if (ret == 0) {
-		close(w->adopted_fd);
+		io->close(w->adopted_fd);
 		w->adopted_fd = -1;
 	} else {
 		hash_to_hex(w->committed_hash, hex);
@@ -304,7 +310,6 @@ int local_writer_new(struct store *base, struct blob_writer **out)
 	w->fd = w->adopted_fd = -1;
 	w->in_memory = true;
 	w->store = store;
-	w->base.store = store_hold(&store->base);
 	pthread_mutex_init(&w->lock, NULL);
 	w->dirty = true;
 	ret = hasher_new(&w->hasher);
@@ -319,22 +324,20 @@ int local_writer_new(struct store *base, struct blob_writer **out)
 void local_writer_free(struct blob_writer *base)
 {
 	struct local_writer *w = (struct local_writer *)base;
+	const struct io_ops *io = w->store->db->io;
 	char path[PATH_SIZE];
 
-	if (!w)
-		return;
 	if (w->fd >= 0) {
 		io->close(w->fd);
 		if (local_store_path(w->store, w->staging_name, path) == 0)
 			io->unlinkat(w->store->db->stores_fd, path, 0);
 	}
 	if (w->adopted_fd >= 0)
-		close(w->adopted_fd);
+		io->close(w->adopted_fd);
 	free(w->mem);
 	hasher_free(w->hasher);
 	free(w->crcs);
 	pthread_mutex_destroy(&w->lock);
-	store_close(&w->store->base);
 	free(w);
 }
 
@@ -342,6 +345,7 @@ int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
 			      uint64_t off)
 {
 	struct local_writer *w = (struct local_writer *)base;
+	const struct io_ops *io = w->store->db->io;
 	int ret = 0;
 
 	if (off > RECORD_LENGTH_MAX || size > RECORD_LENGTH_MAX - off)
@@ -359,7 +363,7 @@ int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
 	if (ret == 0 && w->in_memory)
 		memcpy(w->mem + off, buf, size);
 	else if (ret == 0)
-		ret = pwrite_full(w->fd, buf, size, STAGING_DATA_OFFSET + off);
+		ret = pwrite_full(io, w->fd, buf, size, STAGING_DATA_OFFSET + off);
 	if (ret < 0) {
 		/* A write that failed may have written part of its bytes: this
 		 * content is not what its writer meant, and is never saved. */
@@ -404,6 +408,7 @@ out:
 int local_writer_truncate(struct blob_writer *base, uint64_t size)
 {
 	struct local_writer *w = (struct local_writer *)base;
+	const struct io_ops *io = w->store->db->io;
 	int ret = 0;
 
 	if (size > RECORD_LENGTH_MAX)
@@ -445,6 +450,7 @@ int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]
 {
 	struct local_writer *w = (struct local_writer *)base;
 	struct local_store *store = w->store;
+	const struct io_ops *io = store->db->io;
 	uint8_t *data = NULL;
 	int ret = 0;
 
@@ -475,7 +481,7 @@ int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]
 		ret = -ENOMEM;
 		data = malloc(w->size ? (size_t)w->size : 1);
 		if (data)
-			ret = pread_full(w->fd, data, (size_t)w->size, STAGING_DATA_OFFSET);
+			ret = pread_full(io, w->fd, data, (size_t)w->size, STAGING_DATA_OFFSET);
 		if (ret == 0)
 			ret = append_small_blob(store, hash, data, w->size, w->crcs);
 	}

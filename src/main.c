@@ -140,7 +140,7 @@ static int run_fsck(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	ret = fsck_run(datadir, repair, stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
+	ret = fsck_run(datadir, NULL, repair, stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
 	if (ret == -EBUSY) {
 		fprintf(stderr, "blobfs fsck: %s is in use by a mounted blobfs (pid %ld); unmount it first\n",
 			datadir, blobdb_lock_holder(datadir));

@@ -99,7 +99,7 @@ static void record_trailer_encode(uint64_t seq, uint32_t table_crc,
 	put_le64(out + 8, seq);
 }
 
-int pread_full(int fd, void *buf, size_t len, uint64_t off)
+int pread_full(const struct io_ops *io, int fd, void *buf, size_t len, uint64_t off)
 {
 	char *p = buf;
 
@@ -119,7 +119,7 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+int pwrite_full(const struct io_ops *io, int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
 
@@ -139,7 +139,7 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
+int copy_file_bytes(const struct io_ops *io, int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
 {
 	enum { BUFFER = 1 << 20 };
 	uint8_t *buf = len ? malloc(len < BUFFER ? (size_t)len : BUFFER) : NULL;
@@ -147,9 +147,9 @@ int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t
 
 	while (ret == 0 && len) {
 		size_t n = len < BUFFER ? (size_t)len : BUFFER;
-		ret = pread_full(in, buf, n, in_off);
+		ret = pread_full(io, in, buf, n, in_off);
 		if (ret == 0)
-			ret = pwrite_full(out, buf, n, out_off);
+			ret = pwrite_full(io, out, buf, n, out_off);
 		in_off += n;
 		out_off += n;
 		len -= n;
@@ -158,7 +158,7 @@ int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t
 	return ret;
 }
 
-int pack_create(int dirfd, uint32_t pack_id, int *fd_out)
+int pack_create(const struct io_ops *io, int dirfd, uint32_t pack_id, int *fd_out)
 {
 	char name[PACK_NAME_SIZE];
 	uint8_t header[PACK_HEADER_SIZE];
@@ -169,7 +169,7 @@ int pack_create(int dirfd, uint32_t pack_id, int *fd_out)
 	if (fd < 0)
 		return -errno;
 	pack_header_encode(pack_id, header);
-	ret = pwrite_full(fd, header, sizeof(header), 0);
+	ret = pwrite_full(io, fd, header, sizeof(header), 0);
 	if (ret < 0)
 		goto out;
 	*fd_out = fd;
@@ -194,7 +194,7 @@ void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *
 	}
 }
 
-int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs)
+int pack_write_frame(const struct io_ops *io, int fd, const struct record_info *rec, const uint32_t *crcs)
 {
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
 	size_t tail_size = (size_t)(4 * count + RECORD_TRAILER_SIZE);
@@ -207,17 +207,17 @@ int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs
 	for (uint64_t i = 0; i < count; i++)
 		put_le32(tail + 4 * i, crcs[i]);
 	record_trailer_encode(rec->seq, crc32c(0, tail, 4 * count), tail + 4 * count);
-	ret = pwrite_full(fd, tail, tail_size, record_data_offset(rec) + rec->length);
+	ret = pwrite_full(io, fd, tail, tail_size, record_data_offset(rec) + rec->length);
 	if (ret < 0)
 		goto out;
 	record_header_encode(rec, header);
-	ret = pwrite_full(fd, header, sizeof(header), rec->offset);
+	ret = pwrite_full(io, fd, header, sizeof(header), rec->offset);
 out:
 	free(tail);
 	return ret;
 }
 
-int pack_write_record(int fd, const struct record_info *rec, const void *data,
+int pack_write_record(const struct io_ops *io, int fd, const struct record_info *rec, const void *data,
 		      const uint32_t *crcs)
 {
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
@@ -242,13 +242,13 @@ int pack_write_record(int fd, const struct record_info *rec, const void *data,
 			put_le32(table + 4 * i, crc32c(0, p, left < chunk ? left : chunk));
 	}
 	record_trailer_encode(rec->seq, crc32c(0, table, 4 * count), table + 4 * count);
-	ret = pwrite_full(fd, buf, (size_t)size, rec->offset);
+	ret = pwrite_full(io, fd, buf, (size_t)size, rec->offset);
 out:
 	free(buf);
 	return ret;
 }
 
-int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
+int pack_scan_open(const struct io_ops *io, struct pack_scan *scan, int fd, uint32_t pack_id)
 {
 	uint8_t header[PACK_HEADER_SIZE];
 	struct stat st;
@@ -258,7 +258,7 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
 	memset(scan, 0, sizeof(*scan));
 	if (io->fstat(fd, &st) < 0)
 		return -errno;
-	ret = pread_full(fd, header, sizeof(header), 0);
+	ret = pread_full(io, fd, header, sizeof(header), 0);
 	if (ret == -EIO && (uint64_t)st.st_size < PACK_HEADER_SIZE)
 		return -EBADMSG;
 	if (ret < 0)
@@ -268,6 +268,7 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
 		return ret;
 	if (id != pack_id)
 		return -EBADMSG;
+	scan->io = io;
 	scan->fd = fd;
 	scan->pack_id = pack_id;
 	scan->file_size = (uint64_t)st.st_size;
@@ -276,13 +277,14 @@ int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id)
 	return 0;
 }
 
-int pack_scan_open_headless(struct pack_scan *scan, int fd, uint32_t pack_id)
+int pack_scan_open_headless(const struct io_ops *io, struct pack_scan *scan, int fd, uint32_t pack_id)
 {
 	struct stat st;
 
 	memset(scan, 0, sizeof(*scan));
 	if (io->fstat(fd, &st) < 0)
 		return -errno;
+	scan->io = io;
 	scan->fd = fd;
 	scan->pack_id = pack_id;
 	scan->file_size = (uint64_t)st.st_size;
@@ -295,6 +297,7 @@ int pack_scan_open_headless(struct pack_scan *scan, int fd, uint32_t pack_id)
 static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
 			      struct record_info *rec)
 {
+	const struct io_ops *io = scan->io;
 	uint8_t header[RECORD_HEADER_SIZE], trailer[RECORD_TRAILER_SIZE];
 	uint8_t small_table[256];
 	uint8_t *table = small_table;
@@ -303,7 +306,7 @@ static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
 
 	if (scan->file_size - offset < RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
 		return -EBADMSG;
-	ret = pread_full(scan->fd, header, sizeof(header), offset);
+	ret = pread_full(io, scan->fd, header, sizeof(header), offset);
 	if (ret < 0)
 		goto out;
 	ret = record_header_decode(header, offset, rec);
@@ -320,10 +323,10 @@ static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
 		if (!table)
 			goto out;
 	}
-	ret = pread_full(scan->fd, table, table_size, table_off);
+	ret = pread_full(io, scan->fd, table, table_size, table_off);
 	if (ret < 0)
 		goto out;
-	ret = pread_full(scan->fd, trailer, sizeof(trailer), table_off + table_size);
+	ret = pread_full(io, scan->fd, trailer, sizeof(trailer), table_off + table_size);
 	if (ret < 0)
 		goto out;
 	ret = -EBADMSG;
@@ -342,6 +345,7 @@ out:
  * returns the file size if there is none (the rest is a torn tail). */
 static int pack_resync(const struct pack_scan *scan, uint64_t from, uint64_t *next)
 {
+	const struct io_ops *io = scan->io;
 	enum { WINDOW = 1 << 16 };
 	uint8_t *buf = malloc(WINDOW);
 	uint64_t pos = from;
@@ -351,7 +355,7 @@ static int pack_resync(const struct pack_scan *scan, uint64_t from, uint64_t *ne
 		goto out;
 	while (pos + RECORD_HEADER_SIZE <= scan->file_size) {
 		size_t want = scan->file_size - pos < WINDOW ? (size_t)(scan->file_size - pos) : WINDOW;
-		ret = pread_full(scan->fd, buf, want, pos);
+		ret = pread_full(io, scan->fd, buf, want, pos);
 		if (ret < 0)
 			goto out;
 		for (size_t i = 0; i + 4 <= want; i++) {
@@ -398,7 +402,7 @@ int pack_scan_next(struct pack_scan *scan, struct record_info *rec)
 	return -EBADMSG;
 }
 
-int pack_read_chunk_table(int fd, const struct record_info *rec, uint32_t *crcs)
+int pack_read_chunk_table(const struct io_ops *io, int fd, const struct record_info *rec, uint32_t *crcs)
 {
 	uint64_t count = record_chunk_count(rec->length, rec->chunk_shift);
 	uint64_t table_off = record_data_offset(rec) + rec->length;
@@ -408,7 +412,7 @@ int pack_read_chunk_table(int fd, const struct record_info *rec, uint32_t *crcs)
 
 	if (!buf)
 		goto out;
-	ret = pread_full(fd, buf, size, table_off);
+	ret = pread_full(io, fd, buf, size, table_off);
 	if (ret < 0)
 		goto out;
 	ret = -EBADMSG;
@@ -424,11 +428,11 @@ out:
 	return ret;
 }
 
-bool record_header_guess_hash(int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE])
+bool record_header_guess_hash(const struct io_ops *io, int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint8_t header[RECORD_HEADER_SIZE];
 
-	if (pread_full(fd, header, sizeof(header), offset) < 0 || get_le32(header) != RECORD_MAGIC)
+	if (pread_full(io, fd, header, sizeof(header), offset) < 0 || get_le32(header) != RECORD_MAGIC)
 		return false;
 	memcpy(hash, header + 24, BLOBFS_HASH_SIZE);
 	return true;
@@ -451,7 +455,7 @@ int marker_decode(const uint8_t buf[MARKER_SIZE], uint64_t *durable_seq)
 	return 0;
 }
 
-int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
+int pack_verify_record(const struct io_ops *io, int fd, const struct record_info *rec, struct hasher *hasher,
 		       const char **problem)
 {
 	uint64_t chunk = UINT64_C(1) << rec->chunk_shift;
@@ -464,7 +468,7 @@ int pack_verify_record(int fd, const struct record_info *rec, struct hasher *has
 	*problem = NULL;
 	if (!buf || !crcs)
 		goto out;
-	ret = pack_read_chunk_table(fd, rec, crcs);
+	ret = pack_read_chunk_table(io, fd, rec, crcs);
 	if (ret == -EBADMSG)
 		*problem = "chunk table does not match its trailer";
 	if (ret < 0)
@@ -472,7 +476,7 @@ int pack_verify_record(int fd, const struct record_info *rec, struct hasher *has
 	ret = hasher ? hasher_reset(hasher) : 0;
 	for (uint64_t i = 0; ret == 0 && i < count; i++) {
 		uint64_t n = i + 1 < count ? chunk : rec->length - i * chunk;
-		ret = pread_full(fd, buf, n, record_data_offset(rec) + i * chunk);
+		ret = pread_full(io, fd, buf, n, record_data_offset(rec) + i * chunk);
 		if (ret == 0 && crc32c(0, buf, n) != crcs[i]) {
 			*problem = "chunk checksum mismatch";
 			ret = -EBADMSG;

@@ -13,6 +13,8 @@
 
 #include "format.h"
 
+struct io_ops;
+
 struct hasher;
 
 /* A record as the rest of the program sees it. */
@@ -50,30 +52,31 @@ int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
 
 /* Creates a new pack file named after pack_id in dirfd (O_EXCL), writes its
  * header and returns its descriptor, open for reading and writing. */
-int pack_create(int dirfd, uint32_t pack_id, int *fd_out);
+int pack_create(const struct io_ops *io, int dirfd, uint32_t pack_id, int *fd_out);
 
 /* Writes a record's frame around data that is already at
  * record_data_offset(rec): the chunk table and trailer after the data, then
  * the header. crcs holds record_chunk_count() checksums. */
-int pack_write_frame(int fd, const struct record_info *rec, const uint32_t *crcs);
+int pack_write_frame(const struct io_ops *io, int fd, const struct record_info *rec, const uint32_t *crcs);
 
 /* Writes a whole record (frame and data from memory) at rec->offset, in
  * one write. crcs, if not NULL, holds the chunk checksums already known. For
  * records that fit in memory (small blobs, tombstones). */
-int pack_write_record(int fd, const struct record_info *rec, const void *data,
+int pack_write_record(const struct io_ops *io, int fd, const struct record_info *rec, const void *data,
 		      const uint32_t *crcs);
 
 /* Fills crcs[] with the CRC32C of each chunk of len bytes of data. */
 void chunk_crcs(const void *data, uint64_t len, unsigned chunk_shift, uint32_t *crcs);
 
 /* Reads exactly len bytes at off; -EIO on a short read (the file ended). */
-int pread_full(int fd, void *buf, size_t len, uint64_t off);
-int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int pread_full(const struct io_ops *io, int fd, void *buf, size_t len, uint64_t off);
+int pwrite_full(const struct io_ops *io, int fd, const void *buf, size_t len, uint64_t off);
 /* Copies len bytes from in at in_off to out at out_off, through a buffer. */
-int copy_file_bytes(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
+int copy_file_bytes(const struct io_ops *io, int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
 
 /* Walks the records of one pack in file order. */
 struct pack_scan {
+	const struct io_ops *io;
 	int fd;
 	uint32_t pack_id;
 	uint64_t file_size;
@@ -84,10 +87,10 @@ struct pack_scan {
 };
 
 /* Reads and checks the pack header. -EBADMSG if it is not a pack of this id. */
-int pack_scan_open(struct pack_scan *scan, int fd, uint32_t pack_id);
+int pack_scan_open(const struct io_ops *io, struct pack_scan *scan, int fd, uint32_t pack_id);
 /* Sets up a scan from the first record offset without trusting the pack
  * header (records describe themselves): for salvage. */
-int pack_scan_open_headless(struct pack_scan *scan, int fd, uint32_t pack_id);
+int pack_scan_open_headless(const struct io_ops *io, struct pack_scan *scan, int fd, uint32_t pack_id);
 
 /*
  * Returns 1 with the next well-framed record (header checksum, trailer and
@@ -105,17 +108,17 @@ int pack_scan_next(struct pack_scan *scan, struct record_info *rec);
  * -EBADMSG when something does not (what is written to *problem, a static
  * string), or another negative errno for an I/O error.
  */
-int pack_verify_record(int fd, const struct record_info *rec, struct hasher *hasher,
+int pack_verify_record(const struct io_ops *io, int fd, const struct record_info *rec, struct hasher *hasher,
 		       const char **problem);
 
 /* Reads the chunk table of a blob record (record_chunk_count entries) into
  * crcs and checks it against the trailer: -EBADMSG if it does not match. */
-int pack_read_chunk_table(int fd, const struct record_info *rec, uint32_t *crcs);
+int pack_read_chunk_table(const struct io_ops *io, int fd, const struct record_info *rec, uint32_t *crcs);
 
 /* Tries to make sense of a record header that failed its checksum: fills
  * hash and returns true when the bytes at least start with a record magic
  * (for naming the probable victim of damage in a report). */
-bool record_header_guess_hash(int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE]);
+bool record_header_guess_hash(const struct io_ops *io, int fd, uint64_t offset, uint8_t hash[BLOBFS_HASH_SIZE]);
 
 /* The durable marker of a store (docs/FORMAT.md): every record whose seq is
  * at most the marker's was on stable storage when the marker was written. */

@@ -1,102 +1,138 @@
 /*
- * salvage.c - the recovery primitives the engine and fsck share: copying a
- * range of a pack to DATADIR/quarantine/<store>/, cutting a torn tail (after
- * keeping it there), moving a whole file there, and rewriting a pack with a
- * chosen set of its records (compaction and repair). Nothing is ever dropped
- * unseen: what leaves a pack goes to the quarantine first.
+ * salvage.c - the recovery primitives of salvage.h: copying a range of a
+ * pack to the quarantine, moving a whole file there, cutting a torn tail,
+ * and rewriting a pack with a chosen set of its records (compaction and
+ * repair). Shared by the local backend and fsck.
  */
-#include "local.h"
+#include "salvage.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "checkpoint.h"
-#include "crc32c.h"
-#include "hash.h"
-#include "index.h"
+#include "datadir.h"
 #include "io.h"
-#include "log.h"
 #include "pack.h"
 
-/* Copies bytes [from, to) of a pack into DATADIR/quarantine/<store>/ before
- * they are cut off, so that nothing is dropped unseen. */
-static int quarantine_bytes(struct local_store *store, int fd, uint32_t pack_id, uint64_t from,
-			    uint64_t to)
+static int quarantine_dir(const struct quarantine *q)
 {
-	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
-	int out = -1, ret;
-
-	if (io->mkdirat(store->db->quarantine_fd, store->base.name, 0700) < 0 && errno != EEXIST)
+	if (q->io->mkdirat(q->dirfd, q->store, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	pack_name(pack_id, pack);
-	snprintf(name, sizeof(name), "%s/%s.%" PRIu64 "-%" PRIu64 ".%ld", store->base.name, pack,
-		 from, to, (long)time(NULL));
-	out = io->openat(store->db->quarantine_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			 0600);
-	ret = out < 0 ? -errno : copy_file_bytes(fd, from, out, 0, to - from);
+	return 0;
+}
+
+int quarantine_copy(const struct quarantine *q, int fd, const char *file, uint64_t from,
+		    uint64_t to, char kept_as[QUARANTINE_NAME_SIZE])
+{
+	const struct io_ops *io = q->io;
+	char name[QUARANTINE_NAME_SIZE];
+	int out = -1, ret = quarantine_dir(q);
+
+	snprintf(name, sizeof(name), QUARANTINE_RANGE_FMT, q->store, file, from, to,
+		 (long)time(NULL));
+	if (ret < 0)
+		goto out;
+	out = io->openat(q->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ret = out < 0 ? -errno : copy_file_bytes(io, fd, from, out, 0, to - from);
 	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
+	if (ret == 0 && io->fsync(q->dirfd) < 0)
+		ret = -errno;
+out:
 	if (out >= 0)
 		io->close(out);
-	if (ret == 0)
-		log_warning("store %s: %s bytes %" PRIu64 "..%" PRIu64 " kept in %s/quarantine/%s",
-			    store->base.name, pack, from, to, store->db->base.location, name);
+	if (ret == 0 && kept_as)
+		snprintf(kept_as, QUARANTINE_NAME_SIZE, "%s", name);
 	return ret;
 }
 
-/* Cuts a pack at `at`, keeping the bytes cut in quarantine first. */
-int store_cut_pack(struct local_store *store, int fd, uint32_t pack_id, uint64_t at,
-			  uint64_t size, const char *why)
+int quarantine_move(const struct quarantine *q, int store_fd, const char *file,
+		    char kept_as[QUARANTINE_NAME_SIZE])
 {
-	char pack[PACK_NAME_SIZE];
-	int ret;
+	const struct io_ops *io = q->io;
+	char name[QUARANTINE_NAME_SIZE];
+	int ret = quarantine_dir(q);
 
-	pack_name(pack_id, pack);
-	log_warning("store %s: %s: %s at offset %" PRIu64 " (%" PRIu64 " bytes): cut off",
-		    store->base.name, pack, why, at, size - at);
-	ret = quarantine_bytes(store, fd, pack_id, at, size);
+	snprintf(name, sizeof(name), QUARANTINE_FILE_FMT, q->store, file, (long)time(NULL));
+	if (ret == 0 && io->renameat(store_fd, file, q->dirfd, name) < 0)
+		ret = -errno;
+	if (ret == 0 && io->fsync(store_fd) < 0)
+		ret = -errno;
+	if (ret == 0 && io->fsync(q->dirfd) < 0)
+		ret = -errno;
+	if (ret == 0 && kept_as)
+		snprintf(kept_as, QUARANTINE_NAME_SIZE, "%s", name);
+	return ret;
+}
+
+int pack_cut_tail(const struct quarantine *q, int fd, const char *file, uint64_t at,
+		  uint64_t size, char kept_as[QUARANTINE_NAME_SIZE])
+{
+	const struct io_ops *io = q->io;
+	int ret = quarantine_copy(q, fd, file, at, size, kept_as);
+
 	if (ret == 0 && io->ftruncate(fd, (off_t)at) < 0)
 		ret = -errno;
 	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
-	if (ret < 0)
-		log_error("store %s: cannot cut %s: %s", store->base.name, pack, strerror(-ret));
 	return ret;
 }
 
-/* Moves a whole file of the store into DATADIR/quarantine/<store>/. */
-int quarantine_file(struct local_store *store, const char *path, uint32_t pack_id)
+int pack_rewrite(struct pack_rewrite *rw, struct pack_scan *scan)
 {
-	char name[PATH_SIZE], pack[PACK_NAME_SIZE];
-	int ret = 0;
+	const struct io_ops *io = rw->io;
+	char final_name[PACK_NAME_SIZE];
+	uint8_t header[PACK_HEADER_SIZE];
+	struct record_info rec;
+	int out, ret;
 
-	if (io->mkdirat(store->db->quarantine_fd, store->base.name, 0700) < 0 && errno != EEXIST)
+	rw->size = PACK_HEADER_SIZE;
+	rw->kept = rw->tombstones = rw->max_seq = 0;
+	rw->renamed = false;
+	pack_name(rw->new_id, final_name);
+	out = io->openat(rw->store_fd, rw->staging_name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+			 0600);
+	if (out < 0)
+		return -errno;
+	pack_header_encode(rw->new_id, header);
+	ret = pwrite_full(io, out, header, sizeof(header), 0);
+	while (ret == 0) {
+		int found = pack_scan_next(scan, &rec);
+		if (found == 0)
+			break;
+		if (found == -EBADMSG && rw->skip_damage)
+			continue;
+		if (found < 0) {
+			ret = found;
+			break;
+		}
+		ret = rw->keep(&rec, scan->fd, rw->arg);
+		if (ret <= 0)
+			continue;
+		uint64_t size = record_end(&rec) - rec.offset;
+		ret = copy_file_bytes(io, scan->fd, rec.offset, out, rw->size, size);
+		rw->size += size;
+		rw->kept++;
+		if (rec.kind == RECORD_TOMBSTONE)
+			rw->tombstones++;
+		if (rec.seq > rw->max_seq)
+			rw->max_seq = rec.seq;
+	}
+	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
-	pack_name(pack_id, pack);
-	snprintf(name, sizeof(name), "%s/%s.%ld", store->base.name, pack, (long)time(NULL));
-	if (ret == 0 && io->renameat(store->db->stores_fd, path, store->db->quarantine_fd, name) < 0)
-		ret = -errno;
-	if (ret == 0)
-		ret = fsync_dir_at(store->db->stores_fd, store->base.name);
-	if (ret == 0 && io->fsync(store->db->quarantine_fd) < 0)
-		ret = -errno;
-	if (ret == 0)
-		log_warning("store %s: %s moved to %s/quarantine/%s", store->base.name, pack,
-			    store->db->base.location, name);
-	else
-		log_error("store %s: cannot move %s to quarantine: %s", store->base.name, pack,
-			  strerror(-ret));
+	if (ret == 0 && (rw->kept || rw->keep_if_empty)) {
+		if (io->renameat(rw->store_fd, rw->staging_name, rw->store_fd, final_name) < 0)
+			ret = -errno;
+		rw->renamed = ret == 0;
+		if (ret == 0 && io->fsync(rw->store_fd) < 0)
+			ret = -errno;
+	}
+	io->close(out);
+	if (ret < 0 || !rw->renamed) {
+		io->unlinkat(rw->store_fd, rw->renamed ? final_name : rw->staging_name, 0);
+		rw->renamed = false;
+	}
 	return ret;
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "checkpoint.h"
 #include "crc32c.h"
 #include "index.h"
@@ -103,11 +104,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	write_file("checkpoint", file, len);
 	if (index_new(&index) < 0)
 		__builtin_trap();
-	ret = checkpoint_read(dir_fd, "checkpoint", &h, &packs, index);
+	ret = checkpoint_read(io_system(), dir_fd, "checkpoint", &h, &packs, index);
 	if (ret == 0) {
 		/* Accepted: writing it again gives the same bytes. */
 		struct stat st;
-		if (checkpoint_write(dir_fd, "again", &h, packs, index) != 0)
+		if (checkpoint_write(io_system(), dir_fd, "again", &h, packs, index) != 0)
 			__builtin_trap();
 		int fd = openat(dir_fd, "again", O_RDONLY);
 		if (fd < 0 || fstat(fd, &st) < 0 || (size_t)st.st_size != len)
@@ -118,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(again);
 		close(fd);
 		/* The packs are not there: a mount would not use it. */
-		if (h.pack_count && checkpoint_usable(dir_fd, &h, packs))
+		if (h.pack_count && checkpoint_usable(io_system(), dir_fd, &h, packs))
 			__builtin_trap();
 	} else if (ret != -EBADMSG && ret != -ENOMEM) {
 		__builtin_trap();

@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "fuzz_common.h"
 #include "hash.h"
 #include "pack.h"
@@ -128,7 +129,7 @@ static void check_guess(const uint8_t *f, uint64_t size, uint64_t off)
 	bool got;
 
 	memset(hash, 0, sizeof(hash));
-	got = record_header_guess_hash(memfd, off, hash);
+	got = record_header_guess_hash(io_system(), memfd, off, hash);
 	FUZZ_CHECK(got == expect);
 	if (got)
 		FUZZ_CHECK(!memcmp(hash, f + off + 24, BLOBFS_HASH_SIZE));
@@ -147,7 +148,7 @@ static void check_record(const uint8_t *f, const struct record_info *rec, unsign
 	int ret;
 
 	FUZZ_CHECK(crcs);
-	ret = pack_read_chunk_table(memfd, rec, crcs);
+	ret = pack_read_chunk_table(io_system(), memfd, rec, crcs);
 	FUZZ_CHECK(ret == 0);
 	for (uint64_t i = 0; i < count; i++) {
 		uint64_t n = i + 1 < count ? chunk : rec->length - i * chunk;
@@ -157,7 +158,7 @@ static void check_record(const uint8_t *f, const struct record_info *rec, unsign
 	FUZZ_CHECK(hash_buffer(f + data, rec->length, hash) == 0);
 	hash_ok = !memcmp(hash, rec->hash, BLOBFS_HASH_SIZE);
 
-	ret = pack_verify_record(memfd, rec, hasher, &problem);
+	ret = pack_verify_record(io_system(), memfd, rec, hasher, &problem);
 	FUZZ_CHECK(ret == 0 || ret == -EBADMSG);
 	FUZZ_CHECK((ret == 0) == (chunks_ok && hash_ok));
 	FUZZ_CHECK((ret == 0) == (problem == NULL));
@@ -165,7 +166,7 @@ static void check_record(const uint8_t *f, const struct record_info *rec, unsign
 	       count);
 	if (flags & IN_NO_HASHER) {
 		problem = "unset";
-		ret = pack_verify_record(memfd, rec, NULL, &problem);
+		ret = pack_verify_record(io_system(), memfd, rec, NULL, &problem);
 		FUZZ_CHECK(ret == 0 || ret == -EBADMSG);
 		FUZZ_CHECK((ret == 0) == chunks_ok);
 		FUZZ_CHECK((ret == 0) == (problem == NULL));
@@ -225,12 +226,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	FZ_LOG("file of %" PRIu64 " bytes, flags 0x%02x\n", size, flags);
 
 	if (flags & IN_HEADLESS) {
-		ret = pack_scan_open_headless(&scan, memfd, FUZZ_PACK_ID);
+		ret = pack_scan_open_headless(io_system(), &scan, memfd, FUZZ_PACK_ID);
 		FUZZ_CHECK(ret == 0);
 	} else {
 		expect_open = size >= PACK_HEADER_SIZE && pack_header_decode(f, &id) == 0 &&
 			      id == FUZZ_PACK_ID;
-		ret = pack_scan_open(&scan, memfd, FUZZ_PACK_ID);
+		ret = pack_scan_open(io_system(), &scan, memfd, FUZZ_PACK_ID);
 		FUZZ_CHECK(ret == 0 || ret == -EBADMSG);
 		FUZZ_CHECK((ret == 0) == expect_open);
 		FZ_LOG("pack_scan_open: %d\n", ret);

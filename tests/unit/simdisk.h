@@ -11,9 +11,11 @@
 
 #include <stdint.h>
 
-/* Installs the simulated disk as the io table. holding_dir is a directory on
- * the same file system where unlinked files wait until they are durable. */
-void simdisk_install(const char *holding_dir);
+/* Sets up the simulated disk and returns its io table (for
+ * blobdb_options.io and fsck_run). holding_dir is a directory on the same
+ * file system where unlinked files wait until they are durable. */
+struct io_ops;
+const struct io_ops *simdisk_install(const char *holding_dir);
 void simdisk_uninstall(void);
 
 /* Every mutating call counts one; the call numbered crash_at (1-based; 0:

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "crc32c.h"
+#include "io.h"
 #include "hash.h"
 #include "pack.h"
 #include "testutil.h"
@@ -319,7 +320,7 @@ static void pack_open_new(struct pack_file *p, const char *dir, uint32_t id)
 	p->id = id;
 	p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	REQUIRE(p->dirfd >= 0);
-	REQUIRE(pack_create(p->dirfd, id, &p->fd) == 0);
+	REQUIRE(pack_create(io_system(), p->dirfd, id, &p->fd) == 0);
 	pack_name(id, name);
 	snprintf(p->path, sizeof(p->path), "%s/%s", dir, name);
 	p->end = PACK_HEADER_SIZE;
@@ -368,13 +369,13 @@ static void pack_append(struct pack_file *p, enum record_kind kind, uint64_t len
 			if (!CHECK_EQ(crcs[i], crc32c(0, w.data + start, (size_t)len)))
 				break;
 		}
-		CHECK_EQ(pwrite_full(p->fd, w.data ? (void *)w.data : (void *)"", (size_t)w.rec.length,
+		CHECK_EQ(pwrite_full(io_system(), p->fd, w.data ? (void *)w.data : (void *)"", (size_t)w.rec.length,
 				     record_data_offset(&w.rec)),
 			 0);
-		CHECK_EQ(pack_write_frame(p->fd, &w.rec, crcs), 0);
+		CHECK_EQ(pack_write_frame(io_system(), p->fd, &w.rec, crcs), 0);
 		free(crcs);
 	} else {
-		CHECK_EQ(pack_write_record(p->fd, &w.rec, w.data ? (void *)w.data : (void *)"", NULL), 0);
+		CHECK_EQ(pack_write_record(io_system(), p->fd, &w.rec, w.data ? (void *)w.data : (void *)"", NULL), 0);
 	}
 	p->end = record_end(&w.rec);
 	p->recs = realloc(p->recs, (p->count + 1) * sizeof(*p->recs));
@@ -406,7 +407,7 @@ static bool scan_matches(const struct pack_file *p, const char *path, const stru
 
 	REQUIRE(fd >= 0);
 	REQUIRE(hasher_new(&hasher) == 0);
-	if (!CHECK_EQ(pack_scan_open(&scan, fd, p->id), 0)) {
+	if (!CHECK_EQ(pack_scan_open(io_system(), &scan, fd, p->id), 0)) {
 		ok = false;
 		goto out;
 	}
@@ -433,7 +434,7 @@ static bool scan_matches(const struct pack_file *p, const char *path, const stru
 			ok &= CHECK(same_record(&rec, &w->rec));
 			if (verify && rec.kind == RECORD_BLOB) {
 				const char *problem = "unset";
-				ok &= CHECK_EQ(pack_verify_record(fd, &rec, hasher, &problem), 0);
+				ok &= CHECK_EQ(pack_verify_record(io_system(), fd, &rec, hasher, &problem), 0);
 				ok &= CHECK(problem == NULL);
 			}
 		} else {
@@ -481,9 +482,9 @@ static void flip_byte(const char *path, uint64_t off)
 	uint8_t b;
 
 	REQUIRE(fd >= 0);
-	REQUIRE(pread_full(fd, &b, 1, off) == 0);
+	REQUIRE(pread_full(io_system(), fd, &b, 1, off) == 0);
 	b ^= 0x5a;
-	REQUIRE(pwrite_full(fd, &b, 1, off) == 0);
+	REQUIRE(pwrite_full(io_system(), fd, &b, 1, off) == 0);
 	close(fd);
 }
 
@@ -499,7 +500,7 @@ static void test_create_and_scan(const char *dir)
 	TU_TEST("write records and scan them back");
 	pack_open_new(&p, dir, 0x2a);
 	/* A second pack of the same id is refused. */
-	CHECK_EQ(pack_create(p.dirfd, 0x2a, &fd), -EEXIST);
+	CHECK_EQ(pack_create(io_system(), p.dirfd, 0x2a, &fd), -EEXIST);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		pack_append(&p, RECORD_BLOB, sizes[i], CHUNK_SHIFT_DEFAULT, i % 2);
 	pack_append(&p, RECORD_TOMBSTONE, 0, CHUNK_SHIFT_DEFAULT, false);
@@ -518,7 +519,7 @@ static void test_create_and_scan(const char *dir)
 	for (size_t i = 0; i < p.count; i++) {
 		const struct written *w = &p.recs[i];
 		uint8_t *buf = tu_xmalloc((size_t)w->rec.length);
-		CHECK_EQ(pread_full(p.fd, buf, (size_t)w->rec.length, record_data_offset(&w->rec)), 0);
+		CHECK_EQ(pread_full(io_system(), p.fd, buf, (size_t)w->rec.length, record_data_offset(&w->rec)), 0);
 		if (w->data)
 			CHECK_MEM(buf, w->data, (size_t)w->rec.length);
 		free(buf);
@@ -526,14 +527,14 @@ static void test_create_and_scan(const char *dir)
 	/* pread_full past the end is a short read. */
 	{
 		uint8_t b[8];
-		CHECK_EQ(pread_full(p.fd, b, sizeof(b), p.end - 4), -EIO);
+		CHECK_EQ(pread_full(io_system(), p.fd, b, sizeof(b), p.end - 4), -EIO);
 	}
 	/* The scanner takes only its own id. */
 	{
 		struct pack_scan scan;
-		CHECK_EQ(pack_scan_open(&scan, p.fd, 0x2b), -EBADMSG);
-		CHECK_EQ(pack_scan_open(&scan, p.fd, 0), -EBADMSG);
-		CHECK_EQ(pack_scan_open(&scan, p.fd, 0x2a), 0);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, p.fd, 0x2b), -EBADMSG);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, p.fd, 0), -EBADMSG);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, p.fd, 0x2a), 0);
 		CHECK_EQ(scan.pos, PACK_HEADER_SIZE);
 	}
 	pack_close(&p);
@@ -543,7 +544,7 @@ static void test_create_and_scan(const char *dir)
 		struct pack_scan scan;
 		struct record_info rec;
 		pack_open_new(&p, dir, 0);
-		CHECK_EQ(pack_scan_open(&scan, p.fd, 0), 0);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, p.fd, 0), 0);
 		CHECK_EQ(pack_scan_next(&scan, &rec), 0);
 		pack_close(&p);
 	}
@@ -665,11 +666,11 @@ static void test_damaged_data(const char *dir)
 			CHECK(scan_matches(&p, path, ev, n, false));
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 			REQUIRE(fd >= 0);
-			CHECK_EQ(pack_scan_open(&scan, fd, p.id), 0);
+			CHECK_EQ(pack_scan_open(io_system(), &scan, fd, p.id), 0);
 			while ((r = pack_scan_next(&scan, &rec)) == 1) {
 				const char *problem = NULL;
 				int want = seen == victim ? -EBADMSG : 0;
-				CHECK_EQ(pack_verify_record(fd, &rec, hasher, &problem), want);
+				CHECK_EQ(pack_verify_record(io_system(), fd, &rec, hasher, &problem), want);
 				if (want)
 					CHECK(problem && strstr(problem, "checksum"));
 				else
@@ -700,10 +701,10 @@ static void test_damaged_data(const char *dir)
 		tu_fill_random(data, sizeof(data));
 		REQUIRE(hash_buffer(data, sizeof(data), rec.hash) == 0);
 		rec.hash[5] ^= 1;
-		CHECK_EQ(pack_write_record(q.fd, &rec, data, NULL), 0);
-		CHECK_EQ(pack_scan_open(&scan, q.fd, q.id), 0);
+		CHECK_EQ(pack_write_record(io_system(), q.fd, &rec, data, NULL), 0);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, q.fd, q.id), 0);
 		CHECK_EQ(pack_scan_next(&scan, &rec), 1);
-		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);
+		CHECK_EQ(pack_verify_record(io_system(), q.fd, &rec, hasher, &problem), -EBADMSG);
 		CHECK(problem && strstr(problem, "hash"));
 		CHECK_EQ(pack_scan_next(&scan, &rec), 0);
 
@@ -712,10 +713,10 @@ static void test_damaged_data(const char *dir)
 		rec.length = 0;
 		rec.seq = 2;
 		REQUIRE(hash_buffer("", 0, rec.hash) == 0);
-		CHECK_EQ(pack_write_record(q.fd, &rec, "", NULL), 0);
-		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), 0);
+		CHECK_EQ(pack_write_record(io_system(), q.fd, &rec, "", NULL), 0);
+		CHECK_EQ(pack_verify_record(io_system(), q.fd, &rec, hasher, &problem), 0);
 		rec.hash[0] ^= 1;
-		CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);
+		CHECK_EQ(pack_verify_record(io_system(), q.fd, &rec, hasher, &problem), -EBADMSG);
 
 		/* A record cut short is damage, not an I/O error. */
 		rec.hash[0] ^= 1;
@@ -725,10 +726,10 @@ static void test_damaged_data(const char *dir)
 		{
 			uint8_t *big = tu_random_buffer(10000);
 			REQUIRE(hash_buffer(big, 10000, rec.hash) == 0);
-			CHECK_EQ(pack_write_record(q.fd, &rec, big, NULL), 0);
-			CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), 0);
+			CHECK_EQ(pack_write_record(io_system(), q.fd, &rec, big, NULL), 0);
+			CHECK_EQ(pack_verify_record(io_system(), q.fd, &rec, hasher, &problem), 0);
 			CHECK_EQ(ftruncate(q.fd, (off_t)(record_data_offset(&rec) + 5000)), 0);
-			CHECK_EQ(pack_verify_record(q.fd, &rec, hasher, &problem), -EBADMSG);
+			CHECK_EQ(pack_verify_record(io_system(), q.fd, &rec, hasher, &problem), -EBADMSG);
 			CHECK(problem != NULL);
 			free(big);
 		}
@@ -750,7 +751,7 @@ static void test_damaged_data(const char *dir)
 		r = q.recs[1].rec;
 		r.seq += 1000;
 		record_header_encode(&r, header);
-		CHECK_EQ(pwrite_full(q.fd, header, sizeof(header), r.offset), 0);
+		CHECK_EQ(pwrite_full(io_system(), q.fd, header, sizeof(header), r.offset), 0);
 		m = add_records(e1, 0, 0, 1);
 		e1[m++] = (struct event){ .kind = EV_DAMAGE, .bad_start = r.offset,
 					  .bad_end = q.recs[2].rec.offset };
@@ -913,7 +914,7 @@ static void test_resync(const char *dir)
 		{
 			int fd = open(path, O_RDWR | O_CLOEXEC);
 			REQUIRE(fd >= 0);
-			CHECK_EQ(pwrite_full(fd, zeros, span, p.recs[1].rec.offset), 0);
+			CHECK_EQ(pwrite_full(io_system(), fd, zeros, span, p.recs[1].rec.offset), 0);
 			close(fd);
 		}
 		n = add_records(ev, 0, 0, 1);
@@ -997,7 +998,7 @@ static void test_chunk_table_and_guess(const char *dir)
 		uint32_t *got = tu_xmalloc((size_t)(n * 4)), *want = tu_xmalloc((size_t)(n * 4));
 		chunk_crcs(w->data ? (void *)w->data : (void *)"", w->rec.length, w->rec.chunk_shift,
 			   want);
-		CHECK_EQ(pack_read_chunk_table(p.fd, &w->rec, got), 0);
+		CHECK_EQ(pack_read_chunk_table(io_system(), p.fd, &w->rec, got), 0);
 		CHECK_MEM(got, want, (size_t)(n * 4));
 		free(got);
 		free(want);
@@ -1009,57 +1010,57 @@ static void test_chunk_table_and_guess(const char *dir)
 		uint32_t crcs[4];
 		struct record_info other = w->rec;
 		uint8_t b;
-		CHECK_EQ(pread_full(p.fd, &b, 1, table + 5), 0);
+		CHECK_EQ(pread_full(io_system(), p.fd, &b, 1, table + 5), 0);
 		b ^= 1;
-		CHECK_EQ(pwrite_full(p.fd, &b, 1, table + 5), 0);
-		CHECK_EQ(pack_read_chunk_table(p.fd, &w->rec, crcs), -EBADMSG);
+		CHECK_EQ(pwrite_full(io_system(), p.fd, &b, 1, table + 5), 0);
+		CHECK_EQ(pack_read_chunk_table(io_system(), p.fd, &w->rec, crcs), -EBADMSG);
 		problem = NULL;
-		CHECK_EQ(pack_verify_record(p.fd, &w->rec, hasher, &problem), -EBADMSG);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &w->rec, hasher, &problem), -EBADMSG);
 		CHECK(problem != NULL);
 		b ^= 1;
-		CHECK_EQ(pwrite_full(p.fd, &b, 1, table + 5), 0);
-		CHECK_EQ(pack_read_chunk_table(p.fd, &w->rec, crcs), 0);
+		CHECK_EQ(pwrite_full(io_system(), p.fd, &b, 1, table + 5), 0);
+		CHECK_EQ(pack_read_chunk_table(io_system(), p.fd, &w->rec, crcs), 0);
 		/* The trailer's seq must be the record's. */
 		other.seq++;
-		CHECK_EQ(pack_read_chunk_table(p.fd, &other, crcs), -EBADMSG);
+		CHECK_EQ(pack_read_chunk_table(io_system(), p.fd, &other, crcs), -EBADMSG);
 	}
 	/* Without a hasher only the chunk checksums are checked. */
 	{
 		struct record_info wrong = p.recs[2].rec;
 		wrong.hash[0] ^= 1;
-		CHECK_EQ(pack_verify_record(p.fd, &p.recs[2].rec, NULL, &problem), 0);
-		CHECK_EQ(pack_verify_record(p.fd, &wrong, NULL, &problem), 0);
-		CHECK_EQ(pack_verify_record(p.fd, &wrong, hasher, &problem), -EBADMSG);
-		CHECK_EQ(pack_verify_record(p.fd, &p.recs[1].rec, NULL, &problem), 0);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &p.recs[2].rec, NULL, &problem), 0);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &wrong, NULL, &problem), 0);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &wrong, hasher, &problem), -EBADMSG);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &p.recs[1].rec, NULL, &problem), 0);
 	}
 	{
 		const struct written *w = &p.recs[2];
 		uint8_t b;
-		CHECK_EQ(pread_full(p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
+		CHECK_EQ(pread_full(io_system(), p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
 		b ^= 0x10;
-		CHECK_EQ(pwrite_full(p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
+		CHECK_EQ(pwrite_full(io_system(), p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
 		problem = NULL;
-		CHECK_EQ(pack_verify_record(p.fd, &w->rec, NULL, &problem), -EBADMSG);
+		CHECK_EQ(pack_verify_record(io_system(), p.fd, &w->rec, NULL, &problem), -EBADMSG);
 		CHECK(problem && strstr(problem, "checksum"));
 		b ^= 0x10;
-		CHECK_EQ(pwrite_full(p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
+		CHECK_EQ(pwrite_full(io_system(), p.fd, &b, 1, record_data_offset(&w->rec) + 5000), 0);
 	}
 	/* Guessing: a header with a good magic but a bad checksum still names
 	 * its blob; anything without the magic does not. */
 	{
 		const struct written *w = &p.recs[2];
 		uint8_t b;
-		CHECK(record_header_guess_hash(p.fd, w->rec.offset, hash));
+		CHECK(record_header_guess_hash(io_system(), p.fd, w->rec.offset, hash));
 		CHECK_MEM(hash, w->rec.hash, sizeof(hash));
-		CHECK_EQ(pread_full(p.fd, &b, 1, w->rec.offset + 61), 0);
+		CHECK_EQ(pread_full(io_system(), p.fd, &b, 1, w->rec.offset + 61), 0);
 		b ^= 0xff;
-		CHECK_EQ(pwrite_full(p.fd, &b, 1, w->rec.offset + 61), 0);
+		CHECK_EQ(pwrite_full(io_system(), p.fd, &b, 1, w->rec.offset + 61), 0);
 		memset(hash, 0, sizeof(hash));
-		CHECK(record_header_guess_hash(p.fd, w->rec.offset, hash));
+		CHECK(record_header_guess_hash(io_system(), p.fd, w->rec.offset, hash));
 		CHECK_MEM(hash, w->rec.hash, sizeof(hash));
-		CHECK(!record_header_guess_hash(p.fd, w->rec.offset + 1, hash));
-		CHECK(!record_header_guess_hash(p.fd, 0, hash));
-		CHECK(!record_header_guess_hash(p.fd, p.end - 10, hash)); /* runs off the end */
+		CHECK(!record_header_guess_hash(io_system(), p.fd, w->rec.offset + 1, hash));
+		CHECK(!record_header_guess_hash(io_system(), p.fd, 0, hash));
+		CHECK(!record_header_guess_hash(io_system(), p.fd, p.end - 10, hash)); /* runs off the end */
 	}
 	hasher_free(hasher);
 	pack_close(&p);
@@ -1078,7 +1079,7 @@ static void test_not_a_pack(const char *dir)
 	REQUIRE(tu_write_file(path, "", 0) == 0);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	REQUIRE(fd >= 0);
-	CHECK_EQ(pack_scan_open(&scan, fd, 0), -EBADMSG);
+	CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 0), -EBADMSG);
 	close(fd);
 	/* Shorter than a header, but a header's prefix. */
 	pack_header_encode(5, header);
@@ -1086,7 +1087,7 @@ static void test_not_a_pack(const char *dir)
 		REQUIRE(tu_write_file(path, header, len) == 0);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		CHECK_EQ(pack_scan_open(&scan, fd, 5), -EBADMSG);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 5), -EBADMSG);
 		close(fd);
 	}
 	/* A whole header with one bad byte, anywhere. */
@@ -1097,7 +1098,7 @@ static void test_not_a_pack(const char *dir)
 		REQUIRE(tu_write_file(path, copy, sizeof(copy)) == 0);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		if (!CHECK_EQ(pack_scan_open(&scan, fd, 5), -EBADMSG))
+		if (!CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 5), -EBADMSG))
 			fprintf(stderr, "  byte %zu\n", i);
 		close(fd);
 	}
@@ -1105,13 +1106,13 @@ static void test_not_a_pack(const char *dir)
 	REQUIRE(tu_write_file(path, "hello, this is not a pack file at all!\n", 39) == 0);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	REQUIRE(fd >= 0);
-	CHECK_EQ(pack_scan_open(&scan, fd, 0), -EBADMSG);
+	CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 0), -EBADMSG);
 	close(fd);
 	/* A good header alone is an empty pack. */
 	REQUIRE(tu_write_file(path, header, sizeof(header)) == 0);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	REQUIRE(fd >= 0);
-	CHECK_EQ(pack_scan_open(&scan, fd, 5), 0);
+	CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 5), 0);
 	{
 		struct record_info rec;
 		CHECK_EQ(pack_scan_next(&scan, &rec), 0);
@@ -1123,7 +1124,7 @@ static void test_not_a_pack(const char *dir)
 		REQUIRE(tu_append_file(path, "0123456789", 10) == 0);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		CHECK_EQ(pack_scan_open(&scan, fd, 5), 0);
+		CHECK_EQ(pack_scan_open(io_system(), &scan, fd, 5), 0);
 		CHECK_EQ(pack_scan_next(&scan, &rec), -EBADMSG);
 		CHECK_EQ(scan.bad_start, PACK_HEADER_SIZE);
 		CHECK_EQ(scan.bad_end, PACK_HEADER_SIZE + 10);

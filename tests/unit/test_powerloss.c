@@ -179,6 +179,9 @@ static int check_listed(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, v
 	return 0;
 }
 
+/* The simulated disk every database of the run is opened on. */
+static const struct io_ops *disk;
+
 static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t *buf,
 		      uint8_t *buf2)
 {
@@ -197,6 +200,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	opts.large_blob_min = 32 << 10;
 	opts.pack_size_max = 96 << 10;
 	opts.min_free = 0;
+	opts.io = disk;
 
 	simdisk_arm(0);
 	if (blobdb_open(datadir, &opts, &db) < 0 || store_create(db, "s") < 0 ||
@@ -365,7 +369,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	char *lines = NULL;
 	size_t lines_size = 0;
 	FILE *out = open_memstream(&lines, &lines_size);
-	ret = fsck_run(datadir, false, out, NULL, &report);
+	ret = fsck_run(datadir, disk, false, out, NULL, &report);
 	fclose(out);
 	if (ret < 0 || report.problems)
 		fail(seed, it, "fsck after recovery: %s\n%s", ret < 0 ? strerror(-ret) : "problems",
@@ -395,7 +399,7 @@ int main(void)
 	snprintf(holding, sizeof(holding), "%s/holding", root);
 	mkdir(holding, 0700);
 	log_set_level(getenv("BLOBFS_POWERLOSS_LOG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_OFF);
-	simdisk_install(holding);
+	disk = simdisk_install(holding);
 	const char *only = getenv("BLOBFS_POWERLOSS_ONLY");
 	for (unsigned long it = 0; it < iterations && failures < 5; it++)
 		if (!only || strtoul(only, NULL, 10) == it)

@@ -309,7 +309,7 @@ static bool verify_packs(const char *dbdir, const char *store)
 			continue;
 		fd = openat(dirfd(dir), d->d_name, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		if (!CHECK_EQ(pack_scan_open(&scan, fd, id), 0)) {
+		if (!CHECK_EQ(pack_scan_open(io_system(), &scan, fd, id), 0)) {
 			fprintf(stderr, "  %s/%s: bad pack header\n", path, d->d_name);
 			bad++;
 			close(fd);
@@ -326,7 +326,7 @@ static bool verify_packs(const char *dbdir, const char *store)
 				continue;
 			}
 			records++;
-			if (rec.kind == RECORD_BLOB && pack_verify_record(fd, &rec, hasher, &problem) != 0) {
+			if (rec.kind == RECORD_BLOB && pack_verify_record(io_system(), fd, &rec, hasher, &problem) != 0) {
 				fprintf(stderr, "  %s/%s: record at %" PRIu64 ": %s\n", path, d->d_name,
 					rec.offset, problem ? problem : "I/O error");
 				bad++;
@@ -1501,7 +1501,7 @@ static bool last_record(const char *path, uint32_t id, struct record_info *last)
 	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
 
 	REQUIRE(fd >= 0);
-	REQUIRE(pack_scan_open(&scan, fd, id) == 0);
+	REQUIRE(pack_scan_open(io_system(), &scan, fd, id) == 0);
 	while ((r = pack_scan_next(&scan, &rec)) != 0) {
 		if (r == 1) {
 			*last = rec;
@@ -1681,29 +1681,15 @@ static ssize_t faulty_pwrite(int fd, const void *buf, size_t len, off_t off)
 	return pwrite(fd, buf, len, off);
 }
 
-static int faulty_openat(int dirfd, const char *path, int flags, mode_t mode)
+/* The system calls, but for pwrite. */
+static const struct io_ops *faulty_io(void)
 {
-	return openat(dirfd, path, flags, mode);
-}
+	static struct io_ops ops;
 
-static ssize_t faulty_pread(int fd, void *buf, size_t len, off_t off)
-{
-	return pread(fd, buf, len, off);
+	ops = *io_system();
+	ops.pwrite = faulty_pwrite;
+	return &ops;
 }
-
-static const struct io_ops faulty_io = {
-	.openat = faulty_openat,
-	.close = close,
-	.pread = faulty_pread,
-	.pwrite = faulty_pwrite,
-	.fsync = fsync,
-	.ftruncate = ftruncate,
-	.fstat = fstat,
-	.renameat = renameat,
-	.unlinkat = unlinkat,
-	.mkdirat = mkdirat,
-	.syncfs = syncfs,
-};
 
 /* A save that fails half-way leaves no trace: the error comes back, the
  * blob is not there, later saves work, and the packs hold no partial record
@@ -1722,8 +1708,9 @@ static void test_failed_writes(const char *base, const struct blobdb_options *op
 	snprintf(label, sizeof(label), "saves and deletes whose writes fail (%s)", opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-fail-%" PRIu64, base, opts->large_blob_min);
-	io_install(&faulty_io);
-	db = db_open(dir, opts);
+	struct blobdb_options faulty_opts = *opts;
+	faulty_opts.io = faulty_io();
+	db = db_open(dir, &faulty_opts);
 	REQUIRE(store_create(db, "f") == 0);
 	s = st_open(db, "f");
 	for (int i = 0; i < N; i++) {
@@ -1811,7 +1798,6 @@ static void test_failed_writes(const char *base, const struct blobdb_options *op
 	}
 	store_close(s);
 	blobdb_close(db);
-	io_install(NULL);
 	CHECK(verify_packs(dir, "f"));
 	db = db_open(dir, opts);
 	s = st_open(db, "f");
@@ -1850,7 +1836,7 @@ static bool find_record(const char *dbdir, const char *store, const uint8_t *has
 			continue;
 		fd = openat(dirfd(dir), d->d_name, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		if (pack_scan_open(&scan, fd, id) == 0) {
+		if (pack_scan_open(io_system(), &scan, fd, id) == 0) {
 			while ((r = pack_scan_next(&scan, &rec)) != 0) {
 				if (r == 1 && rec.kind == RECORD_BLOB && !memcmp(rec.hash, hash, HS) &&
 				    (!found || rec.seq > out->seq)) {
@@ -1871,7 +1857,7 @@ static void patch_file(const char *path, uint64_t off, const void *bytes, size_t
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 
 	REQUIRE(fd >= 0);
-	REQUIRE(pwrite_full(fd, bytes, len, off) == 0);
+	REQUIRE(pwrite_full(io_system(), fd, bytes, len, off) == 0);
 	close(fd);
 }
 
@@ -1880,7 +1866,7 @@ static void read_file_at(const char *path, uint64_t off, void *bytes, size_t len
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	REQUIRE(fd >= 0);
-	REQUIRE(pread_full(fd, bytes, len, off) == 0);
+	REQUIRE(pread_full(io_system(), fd, bytes, len, off) == 0);
 	close(fd);
 }
 
@@ -2063,7 +2049,7 @@ static void count_records(const char *dbdir, const char *store, size_t *blobs,
 			continue;
 		fd = openat(dirfd(dir), d->d_name, O_RDONLY | O_CLOEXEC);
 		REQUIRE(fd >= 0);
-		if (pack_scan_open(&scan, fd, id) == 0)
+		if (pack_scan_open(io_system(), &scan, fd, id) == 0)
 			while (pack_scan_next(&scan, &rec) == 1)
 				++*(rec.kind == RECORD_BLOB ? blobs : tombstones);
 		close(fd);
@@ -2298,24 +2284,19 @@ static ssize_t race_pwrite(int fd, const void *buf, size_t len, off_t off)
 {
 	ssize_t n = pwrite(fd, buf, len, off);
 
-	if (len == race_trigger_len && race_delete_result == 1)
+	if (race_store && len == race_trigger_len && race_delete_result == 1)
 		race_delete_result = blob_delete(race_store, race_hash);
 	return n;
 }
 
-static const struct io_ops race_io = {
-	.openat = faulty_openat,
-	.close = close,
-	.pread = faulty_pread,
-	.pwrite = race_pwrite,
-	.fsync = fsync,
-	.ftruncate = ftruncate,
-	.fstat = fstat,
-	.renameat = renameat,
-	.unlinkat = unlinkat,
-	.mkdirat = mkdirat,
-	.syncfs = syncfs,
-};
+static const struct io_ops *race_io(void)
+{
+	static struct io_ops ops;
+
+	ops = *io_system();
+	ops.pwrite = race_pwrite;
+	return &ops;
+}
 
 static void race_child(void *arg)
 {
@@ -2330,6 +2311,7 @@ static void race_child(void *arg)
 	int r;
 
 	opts.compact_percent = 100; /* no background compaction */
+	opts.io = race_io(); /* armed below, by race_store */
 	db = db_open(dir, &opts);
 	REQUIRE(store_create(db, "r") == 0);
 	s = st_open(db, "r");
@@ -2346,12 +2328,11 @@ static void race_child(void *arg)
 			REQUIRE(blob_delete(s, ha[i]) == 0);
 	}
 	REQUIRE(store_sync(s) == 0);
-	race_store = s;
 	memcpy(race_hash, ha[0], HS);
 	race_trigger_len = (size_t)record_size(3000, CHUNK_SHIFT_DEFAULT);
-	io_install(&race_io);
+	race_store = s;
 	r = store_compact(s, 1);
-	io_install(NULL);
+	race_store = NULL;
 	if (race_delete_result == 1)
 		fprintf(stderr, "  (the compaction did not copy the live blob)\n");
 	CHECK_EQ(r, 0);
@@ -2625,12 +2606,12 @@ static void test_crafted_hashes(const char *base)
 		struct record_info rec = { .offset = PACK_HEADER_SIZE, .kind = RECORD_BLOB,
 					   .chunk_shift = CHUNK_SHIFT_DEFAULT, .length = 1 };
 		REQUIRE(dirfd >= 0);
-		REQUIRE(pack_create(dirfd, 1, &fd) == 0);
+		REQUIRE(pack_create(io_system(), dirfd, 1, &fd) == 0);
 		for (int i = 0; i < 100; i++) {
 			memset(rec.hash, 0xff, 8);
 			tu_fill_random(rec.hash + 8, HS - 8);
 			rec.seq = (uint64_t)i + 1;
-			CHECK_EQ(pack_write_record(fd, &rec, "?", NULL), 0);
+			CHECK_EQ(pack_write_record(io_system(), fd, &rec, "?", NULL), 0);
 			rec.offset = record_end(&rec);
 		}
 		close(fd);
