@@ -1,48 +1,39 @@
 /*
- * memory.c - the "memory:" backend (backend.h): stores whose blobs live in
- * this process's memory and vanish when the database is closed. It is the
- * in-memory storage of the Coffer blob server, behind the same interface as
- * the local pack engine.
+ * memory.c - the "memory:" backend (backend.h), the in-memory storage of the
+ * Coffer blob server: stores whose blobs live in this process's memory and
+ * vanish when the database is closed. Owns the memory budget (memory_max,
+ * one for the whole database), each store's blobs in a treap ordered by
+ * hash, the blobs' bytes and the content of open writers. Nothing is
+ * durable, so every sync is a no-op that returns 0.
  *
- * Owns: the memory budget (memory_max, accounted for the whole database),
- * each store's blobs in a treap ordered by hash, the blobs' bytes, and the
- * content of open writers. It owns nothing durable: sync is a no-op that
- * returns 0, because there is nothing to make durable.
+ * A blob is one refcounted allocation: a header (treap links, hash, length)
+ * and its bytes. References: the store's tree while the blob is listed,
+ * each open reader, and a writer whose last commit made or found it. A
+ * delete unlinks the blob; its bytes stay until the last reference goes.
  *
- * A blob is one refcounted allocation: a header (the treap links, its hash,
- * its length) followed by its bytes. References: the store's tree (while the
- * blob is listed), each open reader, and a writer whose last commit made or
- * found it. A delete unlinks it from the tree; its bytes stay until the last
- * reference goes, so readers keep reading after a delete.
+ * The budget charges every blob held (its length plus MEMORY_BLOB_OVERHEAD,
+ * the header: per-blob overhead counts, so that millions of tiny blobs
+ * cannot grow memory without bound) and every writer's buffer (its capacity
+ * plus the same overhead; at commit the buffer becomes the blob, no copy).
+ * Reader and writer structs and stores are not charged. A blob is charged
+ * once however many references it has, until the last goes: a deleted blob
+ * pinned by a reader still counts. Saving a blob the store has costs
+ * nothing (-EEXIST is decided before the budget); the same content in two
+ * stores is two blobs, stores being independent as in the local engine.
+ * At the bound a save, write or truncate fails with -ENOSPC and changes
+ * nothing; a writer larger than memory_max by itself gets -EFBIG. A failed
+ * write or truncate poisons the writer: every later write, truncate and
+ * commit fails with that error, so a half-written file is never saved.
  *
- * The budget. Charged against memory_max:
- *   - every blob held: its length plus MEMORY_BLOB_OVERHEAD (the header),
- *     so that millions of tiny blobs cannot grow memory without bound;
- *   - every writer's content buffer: its allocated capacity plus the same
- *     overhead (the buffer becomes the blob at commit, without a copy).
- * Not charged: the reader and writer structs themselves and the stores
- * (their number is bounded by open files and by the catalogue). A blob held
- * by a tree and by readers is charged once; it is given back when its last
- * reference goes, so a deleted blob still pinned by a reader still counts.
- * Saving a blob that the store already has costs nothing (-EEXIST, checked
- * before the budget). The same content in two stores is two blobs: stores
- * are independent, as they are in the local engine.
- * At the bound, a save, a write or a truncate that would need more than is
- * left fails with -ENOSPC and changes nothing; a writer that would be larger
- * than memory_max by itself gets -EFBIG. Either failure poisons the writer
- * (backend.h: every later write, truncate and commit fails with it).
+ * Why a treap and not index.h: index.h slots hold a pack id and a 39-bit
+ * offset, not a pointer, and its table grows by rehashing everything. The
+ * treap's links live in the blob's header (no allocation per entry), every
+ * operation is O(log n) expected whatever the hashes (priorities are random,
+ * not taken from client-chosen content) and a cursor walk is O(log n + k).
  *
- * Why a treap and not index.h: index.h slots hold a pack id, a 39-bit
- * offset and a 56-bit length, not a pointer; squeezing a pointer into them
- * would be a hack, and its table grows by rehashing every entry. The treap's
- * links live in the blob's own header (no second allocation per blob),
- * lookups, inserts and deletes are O(log n) expected whatever the hashes are
- * (priorities are random per blob, not derived from the client-chosen
- * content), and listing from a cursor is a bounded in-order walk.
- *
- * Locking: a mutex per store guards its tree and count; a mutex per writer
- * guards the writer; blob references and the budget are atomics. No lock is
- * held while another store's or the database's is taken.
+ * Locking: a mutex per store (its tree and count), one per writer; blob
+ * references and the budget are atomics. The store lock is never held while
+ * the database's lock is taken (blobdb.c takes them the other way round).
  */
 #include "backend.h"
 #include "hash.h"
@@ -102,20 +93,10 @@ struct memory_writer {
 	int error; /* the first failed write or truncate; sticky */
 };
 
-static struct memory_db *to_db(struct blobdb *db)
-{
-	return (struct memory_db *)db;
-}
-
-static struct memory_store *to_store(struct store *store)
-{
-	return (struct memory_store *)store;
-}
-
-static struct memory_db *store_db(struct store *store)
-{
-	return to_db(store->db);
-}
+/* The base structs are the first members (backend.h). */
+#define to_db(base) ((struct memory_db *)(base))
+#define to_store(base) ((struct memory_store *)(base))
+#define store_db(store) to_db((store)->db)
 
 /* ---- the budget ---- */
 
@@ -400,22 +381,16 @@ out:
 	return ret;
 }
 
-static int memory_db_stop(struct blobdb *db)
+/* db_stop and db_sync: no background work, nothing durable to make. */
+static int memory_nothing_to_flush(struct blobdb *db)
 {
 	(void)db;
-	return 0; /* no background work, nothing to flush */
+	return 0;
 }
 
 static void memory_db_free(struct blobdb *db)
 {
 	free(to_db(db));
-}
-
-/* Nothing is durable: the blobs vanish at close whatever is synced. */
-static int memory_db_sync(struct blobdb *db)
-{
-	(void)db;
-	return 0;
 }
 
 static int memory_db_statfs(struct blobdb *base, struct statvfs *st)
@@ -441,19 +416,15 @@ static int memory_db_statfs(struct blobdb *base, struct statvfs *st)
 static int memory_store_create(struct blobdb *db, const char *name, struct store **out)
 {
 	struct memory_store *ms = calloc(1, sizeof(*ms));
-	int ret = -ENOMEM;
+	int ret = ms ? store_init(&ms->base, db, name) : -ENOMEM;
 
-	*out = NULL;
-	if (!ms)
-		goto out;
-	ret = store_init(&ms->base, db, name);
 	if (ret < 0) {
 		free(ms);
-		goto out;
+		ms = NULL;
+	} else {
+		pthread_mutex_init(&ms->lock, NULL);
 	}
-	pthread_mutex_init(&ms->lock, NULL);
-	*out = &ms->base;
-out:
+	*out = ms ? &ms->base : NULL;
 	return ret;
 }
 
@@ -499,7 +470,7 @@ static void memory_store_free(struct store *store)
 static int memory_store_sync(struct store *store)
 {
 	(void)store;
-	return 0; /* see memory_db_sync */
+	return 0; /* nothing is durable */
 }
 
 /* ---- blobs ---- */
@@ -616,6 +587,19 @@ out:
 
 /* ---- readers ---- */
 
+/* Up to size bytes of data[0..length) at off; how many. */
+static size_t copy_out(const uint8_t *data, uint64_t length, void *buf, size_t size,
+		       uint64_t off)
+{
+	size_t n = 0;
+
+	if (off < length) {
+		n = length - off < size ? (size_t)(length - off) : size;
+		memcpy(buf, data + off, n);
+	}
+	return n;
+}
+
 static int memory_reader_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 			      struct blob_reader **out)
 {
@@ -650,15 +634,9 @@ static int memory_reader_read(struct blob_reader *base, void *buf, size_t size, 
 			      size_t *got)
 {
 	struct memory_reader *reader = (struct memory_reader *)base;
-	uint64_t length = reader->blob->length;
-	size_t n = 0;
 
-	if (off < length) {
-		n = length - off < size ? (size_t)(length - off) : size;
-		memcpy(buf, reader->blob->data + off, n);
-	}
-	*got = n;
-	return 0;
+	*got = copy_out(reader->blob->data, reader->blob->length, buf, size, off);
+	return 0; /* memory is not damaged the way a disk is: no check to fail */
 }
 
 static void memory_reader_close(struct blob_reader *base)
@@ -682,23 +660,6 @@ static int memory_writer_new(struct store *store, struct blob_writer **out)
 	w->base.store = store_hold(store); /* commits may come after the caller's close */
 	*out = &w->base;
 	return 0;
-}
-
-/* Gives up the writer's content: its own buffer's charge, or its
- * reference to the saved blob. */
-static void writer_drop_content(struct memory_writer *w)
-{
-	struct memory_db *db = store_db(w->base.store);
-
-	if (w->content && w->shared)
-		blob_unref(db, w->content);
-	else if (w->content) {
-		budget_give(db, w->capacity + MEMORY_BLOB_OVERHEAD);
-		free(w->content);
-	}
-	w->content = NULL;
-	w->shared = false;
-	w->capacity = 0;
 }
 
 /*
@@ -757,13 +718,6 @@ out:
 	return ret;
 }
 
-/* Fails the writer for good: its content is no longer what was written. */
-static void writer_fail(struct memory_writer *w, int error)
-{
-	if (w->error == 0)
-		w->error = error;
-}
-
 static int memory_writer_write(struct blob_writer *base, const void *buf, size_t size,
 			       uint64_t off)
 {
@@ -788,8 +742,8 @@ static int memory_writer_write(struct blob_writer *base, const void *buf, size_t
 	if (end > w->size)
 		w->size = end;
 out:
-	if (ret < 0)
-		writer_fail(w, ret);
+	if (ret < 0 && w->error == 0)
+		w->error = ret; /* for good: the content is not what was written */
 	pthread_mutex_unlock(&w->lock);
 	return ret;
 }
@@ -798,15 +752,10 @@ static int memory_writer_read(struct blob_writer *base, void *buf, size_t size, 
 			      size_t *got)
 {
 	struct memory_writer *w = (struct memory_writer *)base;
-	size_t n = 0;
 
 	pthread_mutex_lock(&w->lock);
-	if (off < w->size) {
-		n = w->size - off < size ? (size_t)(w->size - off) : size;
-		memcpy(buf, w->content->data + off, n);
-	}
+	*got = w->content ? copy_out(w->content->data, w->size, buf, size, off) : 0;
 	pthread_mutex_unlock(&w->lock);
-	*got = n;
 	return 0;
 }
 
@@ -839,8 +788,8 @@ static int memory_writer_truncate(struct blob_writer *base, uint64_t size)
 	}
 	w->size = size;
 out:
-	if (ret < 0)
-		writer_fail(w, ret);
+	if (ret < 0 && w->error == 0)
+		w->error = ret; /* for good: the content is not what was written */
 	pthread_mutex_unlock(&w->lock);
 	return ret;
 }
@@ -911,28 +860,31 @@ static void memory_writer_free(struct blob_writer *base)
 {
 	struct memory_writer *w = (struct memory_writer *)base;
 
-	writer_drop_content(w);
+	if (w->content && w->shared) {
+		blob_unref(store_db(base->store), w->content);
+	} else if (w->content) { /* uncommitted: its charge back */
+		budget_give(store_db(base->store), w->capacity + MEMORY_BLOB_OVERHEAD);
+		free(w->content);
+	}
 	pthread_mutex_destroy(&w->lock);
 	store_close(base->store);
 	free(w);
 }
 
+/* No db_start, db_note_pid, db_compact or store_compact: no background
+ * work, no lock file, and freed bytes go back to malloc at once. */
 const struct backend_ops memory_backend = {
 	.name = "memory",
 	.db_open = memory_db_open,
-	.db_start = NULL,
-	.db_stop = memory_db_stop,
+	.db_stop = memory_nothing_to_flush,
 	.db_free = memory_db_free,
-	.db_note_pid = NULL,
-	.db_sync = memory_db_sync,
-	.db_compact = NULL,
+	.db_sync = memory_nothing_to_flush,
 	.db_statfs = memory_db_statfs,
 	.store_create = memory_store_create,
 	.store_remove = memory_store_remove,
 	.store_purge = memory_store_purge,
 	.store_free = memory_store_free,
 	.store_sync = memory_store_sync,
-	.store_compact = NULL,
 	.blob_info = memory_blob_info,
 	.blob_delete = memory_blob_delete,
 	.blob_list = memory_blob_list,
