@@ -2,7 +2,7 @@
  * main.c - the command line: parses options and calls the store layer, the
  * FUSE front end or the checker. The only place that exits.
  *
- *   blobfs [mount] [-f] [-d] [-o OPT[,OPT...]] DATADIR MOUNTPOINT
+ *   blobfs [mount] [-f] [-d] [-o OPT[,OPT...]] DATADIR|memory: MOUNTPOINT
  *   blobfs fsck [--repair] DATADIR
  *   blobfs compact DATADIR
  */
@@ -25,12 +25,14 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: blobfs [mount] [options] DATADIR MOUNTPOINT\n"
+		"usage: blobfs [mount] [options] DATADIR|memory: MOUNTPOINT\n"
 		"       blobfs fsck [--repair] DATADIR\n"
 		"       blobfs compact DATADIR\n"
 		"       blobfs --help | --version\n"
 		"\n"
-		"Mounts the content-addressed blob store kept in DATADIR on MOUNTPOINT.\n"
+		"Mounts the content-addressed blob store kept in DATADIR on MOUNTPOINT;\n"
+		"with memory: instead of DATADIR, the stores live only in the daemon's\n"
+		"memory and vanish at unmount.\n"
 		"Each directory of the mount is a store; a file written under\n"
 		"STORE/incoming/ becomes STORE/<sha256 of its content> when closed.\n"
 		"\n"
@@ -48,6 +50,9 @@ static void usage(FILE *out)
 		"                          the flushes); otherwise within 1 second\n"
 		"       threads=N          requests served at once (default: one per\n"
 		"                          CPU, at least 2)\n"
+		"       memory_max=SIZE    memory: the most bytes of blobs held; saves\n"
+		"                          beyond it fail with ENOSPC (default 25%% of\n"
+		"                          the RAM)\n"
 		"       min_free=SIZE      space saves leave free on the disk, kept for\n"
 		"                          deletes and compaction (default 1%% of the\n"
 		"                          disk, at most 64M; 0 for none)\n"
@@ -105,6 +110,9 @@ static int parse_mount_options(char *list, struct blobdb_options *opts, struct f
 		} else if (!strncmp(opt, "large_blob=", 11)) {
 			if (parse_size(opt + 11, &opts->large_blob_min, false) < 0)
 				goto bad;
+		} else if (!strncmp(opt, "memory_max=", 11)) {
+			if (parse_size(opt + 11, &opts->memory_max, false) < 0)
+				goto bad;
 		} else if (!strncmp(opt, "min_free=", 9)) {
 			if (parse_size(opt + 9, &opts->min_free, true) < 0)
 				goto bad;
@@ -129,6 +137,16 @@ bad:
 	return 0;
 }
 
+/* fsck and compact work on a data directory's files: memory: has none. */
+static bool refuse_memory(const char *command, const char *location)
+{
+	if (strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)))
+		return false;
+	fprintf(stderr, "blobfs %s: %s keeps nothing on disk: there is nothing to %s\n", command,
+		location, command);
+	return true;
+}
+
 static int run_fsck(int argc, char **argv)
 {
 	struct fsck_report report;
@@ -140,6 +158,8 @@ static int run_fsck(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (refuse_memory("fsck", datadir))
+		return 2;
 	ret = fsck_run(datadir, NULL, repair, stdout, isatty(STDERR_FILENO) ? stderr : NULL, &report);
 	if (ret == -EBUSY) {
 		fprintf(stderr, "blobfs fsck: %s is in use by a mounted blobfs (pid %ld); unmount it first\n",
@@ -171,6 +191,8 @@ static int run_compact(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (refuse_memory("compact", argv[1]))
+		return 2;
 	blobdb_options_default(&opts);
 	opts.min_free = 0;
 	if (blobdb_open(argv[1], &opts, &db) < 0)
