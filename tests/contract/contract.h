@@ -1,7 +1,8 @@
 /*
  * contract.h - what the two halves of the contract suite share: the backend
  * under test (from the command line), opening a fresh database on it, and
- * the blob helpers every group uses. See contract.c for what is covered.
+ * the blob helpers every group uses. See contract.c for what is covered;
+ * contract_backend.c has the helpers.
  */
 #ifndef BLOBFS_CONTRACT_H
 #define BLOBFS_CONTRACT_H
@@ -17,6 +18,7 @@
 /* The backend under test. */
 extern bool ct_memory;          /* location "memory:" */
 extern const char *ct_location; /* "memory:" or the local base directory */
+extern char ct_cwd[PATH_MAX];         /* memory: the directory we run in, must stay empty */
 
 /* A fresh, empty database for a group of checks (local: a new directory
  * <base>/<label>; memory: "memory:"). Ends the test if it cannot open. */
