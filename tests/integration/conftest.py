@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-import util
+from blobfs_test import common, mounting
 
 _metrics = []
 
@@ -61,7 +61,7 @@ def metric(request):
 
 @pytest.fixture(scope='session')
 def blobfs_bin():
-    path = util.blobfs_bin()
+    path = common.blobfs_bin()
     if not os.access(path, os.X_OK):
         pytest.fail(f'blobfs binary not found at {path}: build it with '
                     f'"meson setup build && ninja -C build" or set BLOBFS_BIN',
@@ -83,12 +83,12 @@ def _no_leftovers(tmp_path):
     """Fail the test if it leaves a mount or a live process under tmp_path."""
     yield
     problems = []
-    for mp in util.mounts_under(tmp_path):
-        util.unmount_path(mp)
+    for mp in mounting.mounts_under(tmp_path):
+        mounting.unmount_path(mp)
         problems.append(f'mount left behind: {mp}')
     if problems:
         time.sleep(2)   # give daemons of unmounted file systems time to exit
-    for pid, argv in util.processes_mentioning(str(tmp_path)):
+    for pid, argv in mounting.processes_mentioning(str(tmp_path)):
         problems.append(f'process left behind: {pid} {argv}')
         # We started it (its argv names our private tmp_path): end it.
         try:
@@ -107,8 +107,8 @@ def make_mount(request, tmp_path, blobfs_bin):
     created = []
 
     def factory(name='', mount=True, data=None, **kwargs):
-        m = util.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
-                       tmp_path, **kwargs)
+        m = mounting.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
+                           tmp_path, **kwargs)
         created.append(m)
         if mount:
             m.mount()
@@ -148,7 +148,7 @@ class DaemonRunner:
     def __init__(self, tmp_path, binary):
         self.tmp_path = tmp_path
         self.binary = binary
-        self.subreaper = util.set_child_subreaper(True)
+        self.subreaper = mounting.set_child_subreaper(True)
         self.mnts = []       # real paths of mount points used
         self.mnt_args = []   # mount points as given on the command line
         self.pids = set()    # daemon pids seen
@@ -174,43 +174,44 @@ class DaemonRunner:
         """The pid of the (single) live blobfs daemon with `mnt_arg` in its
         argv (as `pgrep -f` would find it), re-parented to us when we are
         a subreaper."""
-        pids = util.find_daemon_pids(str(mnt_arg))
+        pids = mounting.find_daemon_pids(str(mnt_arg))
         if self.subreaper:
-            mine = [p for p in pids if util.proc_ppid(p) == os.getpid()]
+            mine = [p for p in pids if mounting.proc_ppid(p) == os.getpid()]
             pids = mine or pids
         assert len(pids) == 1, f'expected one blobfs daemon for {mnt_arg}, found {pids}'
         self.pids.add(pids[0])
         return pids[0]
 
-    def stop(self, mnt, pid, timeout=util.EXIT_TIMEOUT):
+    def stop(self, mnt, pid, timeout=mounting.EXIT_TIMEOUT):
         """Unmount `mnt` and wait for the daemon. Returns its exit status
         when it is our child, 'gone' when it exited otherwise, None if it
         is still running after `timeout`."""
-        how = util.unmount_path(os.path.realpath(str(mnt)))
+        how = mounting.unmount_path(os.path.realpath(str(mnt)))
         assert how == 'clean', f'unmount of {mnt}: {how}'
-        return util.wait_pid_exit(pid, timeout)
+        return mounting.wait_pid_exit(pid, timeout)
 
     def cleanup(self):
         for mnt in self.mnts:
-            util.unmount_path(mnt)
+            mounting.unmount_path(mnt)
         # Only daemons this runner started: other mounts of the test (the
         # `blobfs` fixture) are still running and cleaned up by their owner.
         pids = set(self.pids)
         for arg in self.mnt_args:
-            pids |= {p for p in util.find_daemon_pids(arg)
-                     if not self.subreaper or util.proc_ppid(p) == os.getpid()}
+            pids |= {p for p in mounting.find_daemon_pids(arg)
+                     if not self.subreaper or mounting.proc_ppid(p) == os.getpid()}
         leftovers = []
         for pid in pids:
-            if util.pid_alive(pid) and util.wait_pid_exit(pid, util.EXIT_TIMEOUT) is None:
+            if (mounting.pid_alive(pid)
+                    and mounting.wait_pid_exit(pid, mounting.EXIT_TIMEOUT) is None):
                 leftovers.append(pid)
                 try:
                     os.kill(pid, 9)   # a daemon this test started and could not stop
                 except ProcessLookupError:
                     pass
-                util.wait_pid_exit(pid, 10)
+                mounting.wait_pid_exit(pid, 10)
         if self.subreaper:
-            util.reap_zombie_children()
-            util.set_child_subreaper(False)
+            mounting.reap_zombie_children()
+            mounting.set_child_subreaper(False)
         assert not leftovers, f'daemon(s) {leftovers} did not exit after unmount'
 
 

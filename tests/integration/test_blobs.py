@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from util import (EMPTY_SHA256, allocated_bytes, du_bytes, expect_errno, read_exact, read_file,
-                  run, save, set_immutable, vm_hwm_kib, write_all)
+from blobfs_test.common import run
+from blobfs_test.files import (EMPTY_SHA256, allocated_bytes, du_bytes, expect_errno, read_exact,
+                               read_file, save, set_immutable, write_all)
+from blobfs_test.mounting import vm_hwm_kib
 
 MiB = 1 << 20
 

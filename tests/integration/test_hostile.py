@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import util
-from util import expect_errno, read_blob_checked, save
+from blobfs_test import files
+from blobfs_test.files import expect_errno, read_blob_checked, save
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -48,19 +48,19 @@ class Ctx:
         """Open s/incoming/name for writing with some data in it; the caller
         closes the descriptor."""
         fd = os.open(self.p('s', 'incoming', name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        util.write_all(fd, data)
+        files.write_all(fd, data)
         return fd
 
     def check_alive(self, extra_blobs=()):
         """The daemon still serves: the store lists exactly what it should,
         the blobs read back exactly, a new save works."""
-        names = set(util.blob_names(self.m.mnt, 's'))
+        names = set(files.blob_names(self.m.mnt, 's'))
         assert names == {self.b, self.b2, *extra_blobs}, sorted(names)
         assert read_blob_checked(self.blob(), self.data) == self.data
-        assert util.read_file(self.p('s', self.b2)) == self.data2
+        assert files.read_file(self.p('s', self.b2)) == self.data2
         payload = b'final save after ' + os.urandom(8).hex().encode()
         h = save(self.m.mnt, 't', payload, name='final')
-        assert util.read_file(self.p('t', h)) == payload
+        assert files.read_file(self.p('t', h)) == payload
         os.unlink(self.p('t', h))
 
 
@@ -221,10 +221,10 @@ def test_misuse(ctx, name, expected, action):
     extra = set()
     if getattr(action, 'uses_incoming', False):
         extra.add(hashlib.sha256(b'being written').hexdigest())
-    listed = set(util.blob_names(ctx.m.mnt, 's'))
+    listed = set(files.blob_names(ctx.m.mnt, 's'))
     assert listed - {ctx.b, ctx.b2} <= extra, sorted(listed)
     ctx.check_alive(extra_blobs=listed - {ctx.b, ctx.b2})
-    assert util.blob_names(ctx.m.mnt, 't') == []
+    assert files.blob_names(ctx.m.mnt, 't') == []
     assert sorted(os.listdir(os.fsencode(ctx.m.mnt))) == [b's', b't']
 
 
@@ -239,7 +239,7 @@ def test_odd_but_valid_store_names(ctx, name):
     os.mkdir(ctx.p(name))
     assert name in os.listdir(os.fsencode(ctx.m.mnt))
     h = save(ctx.m.mnt, name, b'content of ' + name, name=name[:40])
-    assert util.read_file(ctx.p(name, h)) == b'content of ' + name
+    assert files.read_file(ctx.p(name, h)) == b'content of ' + name
     os.unlink(ctx.p(name, h))
     os.rmdir(ctx.p(name))
     expect_errno(errno.ENOENT, os.stat, ctx.p(name))
@@ -263,10 +263,10 @@ def test_huge_offset_write_leaves_the_file_as_it_was(ctx):
         except OSError as e:
             closed = e
     h = hashlib.sha256(b'before the huge write').hexdigest()
-    new = set(util.blob_names(ctx.m.mnt, 's')) - {ctx.b, ctx.b2}
+    new = set(files.blob_names(ctx.m.mnt, 's')) - {ctx.b, ctx.b2}
     if closed == 'ok':
         assert new == {h}, new
-        assert util.read_file(ctx.p('s', h)) == b'before the huge write'
+        assert files.read_file(ctx.p('s', h)) == b'before the huge write'
     else:
         assert new == set(), new
     ctx.check_alive(extra_blobs=new)
@@ -301,7 +301,7 @@ def test_zero_size_writes(ctx):
     finally:
         os.close(fd)
     h = hashlib.sha256(b'abc').hexdigest()
-    assert util.read_file(ctx.p('s', h)) == b'abc'
+    assert files.read_file(ctx.p('s', h)) == b'abc'
     assert os.stat(ctx.p('s', h)).st_size == 3
     # an incoming file that is only ever written with zero bytes is the empty blob
     fd = os.open(ctx.p('s', 'incoming', 'zz'), os.O_WRONLY | os.O_CREAT, 0o644)
@@ -309,7 +309,7 @@ def test_zero_size_writes(ctx):
         assert os.write(fd, b'') == 0
     finally:
         os.close(fd)
-    ctx.check_alive(extra_blobs={h, util.EMPTY_SHA256})
+    ctx.check_alive(extra_blobs={h, files.EMPTY_SHA256})
 
 
 def test_seek_and_read_past_the_end(ctx):
@@ -332,18 +332,18 @@ def test_read_incoming_file_while_another_fd_writes_it(ctx):
         r = os.open(ctx.p('s', 'incoming', 'rw'), os.O_RDONLY)
         try:
             assert os.pread(r, 100, 0) == b'first part, '
-            util.write_all(w, b'second part')
+            files.write_all(w, b'second part')
             assert os.pread(r, 100, 0) == b'first part, second part'
             assert os.pread(r, 100, 6) == b'part, second part'
         finally:
             os.close(r)        # each close is a save (README): this one saves the two parts
-        util.write_all(w, b', third part')
+        files.write_all(w, b', third part')
     finally:
         os.close(w)
     final = b'first part, second part, third part'
     h = hashlib.sha256(final).hexdigest()
-    assert util.read_file(ctx.p('s', h)) == final
-    new = set(util.blob_names(ctx.m.mnt, 's')) - {ctx.b, ctx.b2}
+    assert files.read_file(ctx.p('s', h)) == final
+    new = set(files.blob_names(ctx.m.mnt, 's')) - {ctx.b, ctx.b2}
     # besides the final content, only the state at the reader's close
     assert new <= {h, hashlib.sha256(b'first part, second part').hexdigest()}, new
     assert os.listdir(ctx.p('s', 'incoming')) == []
@@ -377,7 +377,7 @@ def test_concurrent_saves_of_the_same_content(ctx, size):
     for t in threads:
         t.join(60)
     assert results == ['ok'] * 8, results
-    assert set(util.blob_names(ctx.m.mnt, 's')) == {ctx.b, ctx.b2, h}
+    assert set(files.blob_names(ctx.m.mnt, 's')) == {ctx.b, ctx.b2, h}
     assert read_blob_checked(ctx.p('s', h), data) == data
     assert os.listdir(ctx.p('s', 'incoming')) == []
     ctx.m.remount()
@@ -394,7 +394,7 @@ def test_delete_while_a_reader_has_the_blob_open(ctx, size):
         first = os.read(fd, 100 * KiB)
         os.unlink(ctx.p('s', h))
         expect_errno(errno.ENOENT, os.stat, ctx.p('s', h))
-        assert h not in util.blob_names(ctx.m.mnt, 's')
+        assert h not in files.blob_names(ctx.m.mnt, 's')
         rest = []
         while True:
             piece = os.read(fd, 64 * KiB)
@@ -417,7 +417,7 @@ def test_unlink_incoming_file_while_open(ctx, size):
     data = os.urandom(size)
     fd = os.open(ctx.p('s', 'incoming', 'gone'), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        util.write_all(fd, data)
+        files.write_all(fd, data)
         os.unlink(ctx.p('s', 'incoming', 'gone'))
         assert os.listdir(ctx.p('s', 'incoming')) == []
         os.write(fd, b'more after the unlink')

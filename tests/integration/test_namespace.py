@@ -14,7 +14,8 @@ import stat
 
 import pytest
 
-from util import EMPTY_SHA256, HEX64, expect_errno, read_file, run, save, write_all
+from blobfs_test.common import run
+from blobfs_test.files import EMPTY_SHA256, HEX64, expect_errno, read_file, save, write_all
 
 # --------------------------------------------------------------------------
 # /  (list of stores)
