@@ -15,6 +15,14 @@ Every test gets its own DATADIR and mount point under tmp_path. The
 `blobfs` fixture always unmounts in its teardown, even when the test failed,
 and then asserts that the daemon exited with status 0. An autouse fixture
 fails a test that leaves a mount or a process behind under its tmp_path.
+
+Backends: the `blobfs` / `make_mount` fixtures mount the local backend (a
+DATADIR) unless the test is marked `backends`: then it runs once per backend
+of BLOBFS_BACKENDS (default "local,memory"), with ids [local] / [memory]; a
+memory mount is `blobfs -f memory: MNT`, run in an empty directory of the
+test. Tests that look at DATADIR, persistence, fsck, compaction, damage or
+a full disk stay local-only. The tests of test_memory.py run when memory is
+in BLOBFS_BACKENDS.
 """
 
 import os
@@ -32,6 +40,31 @@ _metrics = []
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: long-running test (the 512 MiB blob); deselect with -m "not slow"')
+    config.addinivalue_line(
+        'markers', 'backends: run the test on every backend of BLOBFS_BACKENDS '
+        '(default local,memory), as test[local] and test[memory]')
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker('backends') and 'backend' in metafunc.fixturenames:
+        names = mounting.backends()
+        metafunc.parametrize('backend', names, ids=names, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend `blobfs` and `make_mount` mount: 'local', or each of
+    BLOBFS_BACKENDS for a test marked `backends`."""
+    return getattr(request, 'param', 'local')
+
+
+@pytest.fixture
+def memory_backend():
+    """For the tests of the memory backend only: skipped (with the reason)
+    when BLOBFS_BACKENDS leaves memory out."""
+    if 'memory' not in mounting.backends():
+        pytest.skip(f'memory is not in BLOBFS_BACKENDS={os.environ.get("BLOBFS_BACKENDS")!r}')
+    return 'memory'
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -99,14 +132,21 @@ def _no_leftovers(tmp_path):
 
 
 @pytest.fixture
-def make_mount(request, tmp_path, blobfs_bin):
-    """Factory: make_mount(name='', **Mount kwargs) -> mounted Mount.
+def make_mount(request, tmp_path, blobfs_bin, backend):
+    """Factory: make_mount(name='', backend=None, **Mount kwargs) -> mounted
+    Mount.
 
-    Each mount uses tmp_path/<name>data and tmp_path/<name>mnt. All of them
-    are unmounted at teardown and must have exited with status 0."""
+    Each mount uses tmp_path/<name>data (local) or memory: run from the
+    empty directory tmp_path/<name>cwd (memory), and tmp_path/<name>mnt.
+    backend=None means the test's `backend`. All of them are unmounted at
+    teardown and must have exited with status 0."""
     created = []
+    test_backend = backend
 
-    def factory(name='', mount=True, data=None, **kwargs):
+    def factory(name='', mount=True, data=None, backend=None, **kwargs):
+        if (backend or test_backend) == 'memory' and data is None:
+            data = mounting.MEMORY
+            kwargs.setdefault('cwd', tmp_path / f'{name}cwd')
         m = mounting.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
                            tmp_path, **kwargs)
         created.append(m)
@@ -130,7 +170,8 @@ def make_mount(request, tmp_path, blobfs_bin):
 
 @pytest.fixture
 def blobfs(make_mount):
-    """A mounted blobfs (Mount object) on a fresh DATADIR."""
+    """A mounted blobfs (Mount object) on a fresh DATADIR, or on memory:
+    for a test marked `backends` (see `backend`)."""
     return make_mount()
 
 

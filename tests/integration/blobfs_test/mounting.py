@@ -1,7 +1,7 @@
 """Mounting blobfs and watching its processes.
 
 The Mount class runs a real blobfs daemon in the foreground (``-f``) on a
-data directory and a mount point, both inside the test's
+data directory (or ``memory:``) and a mount point, both inside the test's
 tmp_path, in the spirit of libfuse's own test/util.py: it waits for the
 mount to appear in /proc/self/mountinfo, notices a daemon that dies before
 mounting, unmounts with fusermount3 and insists that the daemon exits with
@@ -38,6 +38,24 @@ WATCHDOG_TIMEOUT = float(os.environ.get('BLOBFS_TEST_TIMEOUT', '180'))
 
 # Messages of ASan/UBSan/LSan builds that did not abort the daemon.
 SANITIZER_REPORT = re.compile(r'runtime error:|ERROR: (Address|Leak|Undefined)Sanitizer')
+
+
+# The location that selects the in-memory backend, and the backends the
+# tests marked `backends` run on: BLOBFS_BACKENDS, a comma-separated list
+# (default "local,memory").
+MEMORY = 'memory:'
+KNOWN_BACKENDS = ('local', 'memory')
+
+
+def backends():
+    """The backends of BLOBFS_BACKENDS, in order (default local, memory)."""
+    names = [b.strip() for b in os.environ.get('BLOBFS_BACKENDS', 'local,memory').split(',')
+             if b.strip()]
+    unknown = [b for b in names if b not in KNOWN_BACKENDS]
+    if unknown:
+        raise ValueError(f'BLOBFS_BACKENDS: unknown backend(s) {unknown}; '
+                         f'known: {", ".join(KNOWN_BACKENDS)}')
+    return names
 
 
 # --------------------------------------------------------------------------
@@ -224,25 +242,37 @@ def unmount_path(mnt, attempts=5):
 class Mount:
     """One blobfs daemon running in the foreground on (data, mnt).
 
-    Attributes: .data, .mnt (real paths, str), .pid (while running),
-    .proc (subprocess.Popen), .exit_codes (one per finished daemon run).
+    Attributes: .backend ('local' or 'memory'), .data (the DATADIR's real
+    path, or 'memory:'), .mnt (real path, str), .cwd (the daemon's working
+    directory, None for ours), .env (variables added to the daemon's
+    environment), .pid (while running), .proc
+    (subprocess.Popen), .exit_codes (one per finished daemon run).
     """
 
     def __init__(self, data, mnt, logdir, extra_args=(), mount_word=False,
-                 foreground_flag=True):
-        self.data = os.path.realpath(data)
+                 foreground_flag=True, cwd=None, env=None):
+        # data: a DATADIR path (the local backend) or MEMORY
+        self.backend = 'memory' if str(data) == MEMORY else 'local'
+        self.data = MEMORY if self.backend == 'memory' else os.path.realpath(data)
         self.mnt = os.path.realpath(mnt)
         self.logdir = Path(logdir)
         self.extra_args = list(extra_args)
         self.mount_word = mount_word
         self.foreground_flag = foreground_flag
+        # the daemon's working directory (None: ours); for memory: an empty
+        # directory of the test, so that whatever lands there is seen
+        self.cwd = os.path.realpath(cwd) if cwd is not None else None
+        self.env = dict(env) if env else None   # added to the daemon's environment
         self.proc = None
         self.exit_codes = []
         self.log_files = []
         self.watchdog_fired = False
         self._watchdog = None
         self._watchdog_timeout = WATCHDOG_TIMEOUT
-        os.makedirs(self.data, exist_ok=True)
+        if self.backend == 'local':
+            os.makedirs(self.data, exist_ok=True)
+        if self.cwd is not None:
+            os.makedirs(self.cwd, exist_ok=True)
         os.makedirs(self.mnt, exist_ok=True)
 
     # -- information -------------------------------------------------------
@@ -288,7 +318,8 @@ class Mount:
         self.log_files.append(logfile)
         with open(logfile, 'wb') as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, cwd=self.cwd,
+                                         env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + timeout
         while not self.mounted:
             rc = self.proc.poll()
@@ -308,7 +339,21 @@ class Mount:
                     f'--- daemon log ---\n{self.log_tail()}')
             time.sleep(0.01)
         self.arm_watchdog(self._watchdog_timeout)
+        if self.backend == 'memory':
+            self._check_memory_is_not_a_directory()
         return self
+
+    def _check_memory_is_not_a_directory(self):
+        """A blobfs without the memory backend takes "memory:" for a DATADIR
+        path relative to its working directory and serves a local store from
+        there: fail at once rather than test the local backend twice."""
+        where = os.path.join(self.cwd or os.getcwd(), MEMORY)
+        if os.path.lexists(where):
+            self.umount(check=False)
+            raise AssertionError(
+                f'blobfs made a directory {where!r}: this binary has no memory '
+                f'backend (set BLOBFS_BACKENDS=local to run the local tests only)\n'
+                f'--- daemon log ---\n{self.log_tail()}')
 
     def arm_watchdog(self, seconds):
         """(Re)start the hang watchdog for this daemon run."""
