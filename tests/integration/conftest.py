@@ -15,6 +15,14 @@ Every test gets its own DATADIR and mount point under tmp_path. The
 `blobfs` fixture always unmounts in its teardown, even when the test failed,
 and then asserts that the daemon exited with status 0. An autouse fixture
 fails a test that leaves a mount or a process behind under its tmp_path.
+
+Backends: the `blobfs` / `make_mount` fixtures mount the local backend (a
+DATADIR) unless the test is marked `backends`: then it runs once per backend
+of BLOBFS_BACKENDS (default "local,memory"), with ids [local] / [memory]; a
+memory mount is `blobfs -f memory: MNT`, run in an empty directory of the
+test. Tests that look at DATADIR, persistence, fsck, compaction, damage or
+a full disk stay local-only. The tests of test_memory.py run when memory is
+in BLOBFS_BACKENDS.
 """
 
 import os
@@ -24,7 +32,7 @@ import time
 
 import pytest
 
-import util
+from blobfs_test import common, mounting
 
 _metrics = []
 
@@ -32,6 +40,31 @@ _metrics = []
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: long-running test (the 512 MiB blob); deselect with -m "not slow"')
+    config.addinivalue_line(
+        'markers', 'backends: run the test on every backend of BLOBFS_BACKENDS '
+        '(default local,memory), as test[local] and test[memory]')
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker('backends') and 'backend' in metafunc.fixturenames:
+        names = mounting.backends()
+        metafunc.parametrize('backend', names, ids=names, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend `blobfs` and `make_mount` mount: 'local', or each of
+    BLOBFS_BACKENDS for a test marked `backends`."""
+    return getattr(request, 'param', 'local')
+
+
+@pytest.fixture
+def memory_backend():
+    """For the tests of the memory backend only: skipped (with the reason)
+    when BLOBFS_BACKENDS leaves memory out."""
+    if 'memory' not in mounting.backends():
+        pytest.skip(f'memory is not in BLOBFS_BACKENDS={os.environ.get("BLOBFS_BACKENDS")!r}')
+    return 'memory'
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -61,7 +94,7 @@ def metric(request):
 
 @pytest.fixture(scope='session')
 def blobfs_bin():
-    path = util.blobfs_bin()
+    path = common.blobfs_bin()
     if not os.access(path, os.X_OK):
         pytest.fail(f'blobfs binary not found at {path}: build it with '
                     f'"meson setup build && ninja -C build" or set BLOBFS_BIN',
@@ -83,12 +116,12 @@ def _no_leftovers(tmp_path):
     """Fail the test if it leaves a mount or a live process under tmp_path."""
     yield
     problems = []
-    for mp in util.mounts_under(tmp_path):
-        util.unmount_path(mp)
+    for mp in mounting.mounts_under(tmp_path):
+        mounting.unmount_path(mp)
         problems.append(f'mount left behind: {mp}')
     if problems:
         time.sleep(2)   # give daemons of unmounted file systems time to exit
-    for pid, argv in util.processes_mentioning(str(tmp_path)):
+    for pid, argv in mounting.processes_mentioning(str(tmp_path)):
         problems.append(f'process left behind: {pid} {argv}')
         # We started it (its argv names our private tmp_path): end it.
         try:
@@ -99,16 +132,23 @@ def _no_leftovers(tmp_path):
 
 
 @pytest.fixture
-def make_mount(request, tmp_path, blobfs_bin):
-    """Factory: make_mount(name='', **Mount kwargs) -> mounted Mount.
+def make_mount(request, tmp_path, blobfs_bin, backend):
+    """Factory: make_mount(name='', backend=None, **Mount kwargs) -> mounted
+    Mount.
 
-    Each mount uses tmp_path/<name>data and tmp_path/<name>mnt. All of them
-    are unmounted at teardown and must have exited with status 0."""
+    Each mount uses tmp_path/<name>data (local) or memory: run from the
+    empty directory tmp_path/<name>cwd (memory), and tmp_path/<name>mnt.
+    backend=None means the test's `backend`. All of them are unmounted at
+    teardown and must have exited with status 0."""
     created = []
+    test_backend = backend
 
-    def factory(name='', mount=True, data=None, **kwargs):
-        m = util.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
-                       tmp_path, **kwargs)
+    def factory(name='', mount=True, data=None, backend=None, **kwargs):
+        if (backend or test_backend) == 'memory' and data is None:
+            data = mounting.MEMORY
+            kwargs.setdefault('cwd', tmp_path / f'{name}cwd')
+        m = mounting.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
+                           tmp_path, **kwargs)
         created.append(m)
         if mount:
             m.mount()
@@ -130,7 +170,8 @@ def make_mount(request, tmp_path, blobfs_bin):
 
 @pytest.fixture
 def blobfs(make_mount):
-    """A mounted blobfs (Mount object) on a fresh DATADIR."""
+    """A mounted blobfs (Mount object) on a fresh DATADIR, or on memory:
+    for a test marked `backends` (see `backend`)."""
     return make_mount()
 
 
@@ -148,7 +189,7 @@ class DaemonRunner:
     def __init__(self, tmp_path, binary):
         self.tmp_path = tmp_path
         self.binary = binary
-        self.subreaper = util.set_child_subreaper(True)
+        self.subreaper = mounting.set_child_subreaper(True)
         self.mnts = []       # real paths of mount points used
         self.mnt_args = []   # mount points as given on the command line
         self.pids = set()    # daemon pids seen
@@ -174,43 +215,44 @@ class DaemonRunner:
         """The pid of the (single) live blobfs daemon with `mnt_arg` in its
         argv (as `pgrep -f` would find it), re-parented to us when we are
         a subreaper."""
-        pids = util.find_daemon_pids(str(mnt_arg))
+        pids = mounting.find_daemon_pids(str(mnt_arg))
         if self.subreaper:
-            mine = [p for p in pids if util.proc_ppid(p) == os.getpid()]
+            mine = [p for p in pids if mounting.proc_ppid(p) == os.getpid()]
             pids = mine or pids
         assert len(pids) == 1, f'expected one blobfs daemon for {mnt_arg}, found {pids}'
         self.pids.add(pids[0])
         return pids[0]
 
-    def stop(self, mnt, pid, timeout=util.EXIT_TIMEOUT):
+    def stop(self, mnt, pid, timeout=mounting.EXIT_TIMEOUT):
         """Unmount `mnt` and wait for the daemon. Returns its exit status
         when it is our child, 'gone' when it exited otherwise, None if it
         is still running after `timeout`."""
-        how = util.unmount_path(os.path.realpath(str(mnt)))
+        how = mounting.unmount_path(os.path.realpath(str(mnt)))
         assert how == 'clean', f'unmount of {mnt}: {how}'
-        return util.wait_pid_exit(pid, timeout)
+        return mounting.wait_pid_exit(pid, timeout)
 
     def cleanup(self):
         for mnt in self.mnts:
-            util.unmount_path(mnt)
+            mounting.unmount_path(mnt)
         # Only daemons this runner started: other mounts of the test (the
         # `blobfs` fixture) are still running and cleaned up by their owner.
         pids = set(self.pids)
         for arg in self.mnt_args:
-            pids |= {p for p in util.find_daemon_pids(arg)
-                     if not self.subreaper or util.proc_ppid(p) == os.getpid()}
+            pids |= {p for p in mounting.find_daemon_pids(arg)
+                     if not self.subreaper or mounting.proc_ppid(p) == os.getpid()}
         leftovers = []
         for pid in pids:
-            if util.pid_alive(pid) and util.wait_pid_exit(pid, util.EXIT_TIMEOUT) is None:
+            if (mounting.pid_alive(pid)
+                    and mounting.wait_pid_exit(pid, mounting.EXIT_TIMEOUT) is None):
                 leftovers.append(pid)
                 try:
                     os.kill(pid, 9)   # a daemon this test started and could not stop
                 except ProcessLookupError:
                     pass
-                util.wait_pid_exit(pid, 10)
+                mounting.wait_pid_exit(pid, 10)
         if self.subreaper:
-            util.reap_zombie_children()
-            util.set_child_subreaper(False)
+            mounting.reap_zombie_children()
+            mounting.set_child_subreaper(False)
         assert not leftovers, f'daemon(s) {leftovers} did not exit after unmount'
 
 

@@ -1,5 +1,9 @@
 """Saving and loading blobs: sizes, the empty blob, dedup, a 512 MiB blob,
-parallel writers, and a save error reported by close()."""
+parallel writers, and a save error reported by close().
+
+The tests marked `backends` run on each backend (local and memory); the
+others measure DATADIR (dedup, the 512 MiB blob, a failing disk) and stay
+local."""
 
 import errno
 import hashlib
@@ -10,12 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from util import (EMPTY_SHA256, allocated_bytes, du_bytes, expect_errno, read_exact, read_file,
-                  run, save, set_immutable, vm_hwm_kib, write_all)
+from blobfs_test.common import run
+from blobfs_test.files import (EMPTY_SHA256, allocated_bytes, du_bytes, expect_errno, read_exact,
+                               read_file, save, set_immutable, write_all)
+from blobfs_test.mounting import vm_hwm_kib
 
 MiB = 1 << 20
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize('size', [1, 2, 4095, 4096, 4097, 65535, 65536, 65537,
                                   131072, 131073, MiB - 1, MiB, MiB + 1, MiB + 7,
                                   5 * MiB - 1])
@@ -27,6 +34,7 @@ def test_save_and_read_back(blobfs, store, size):
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
 
 
+@pytest.mark.backends
 def test_empty_blob(blobfs, store):
     h = save(blobfs.mnt, store, b'')
     assert h == EMPTY_SHA256
@@ -68,6 +76,7 @@ def test_dedup_second_save_does_not_grow_disk_usage(blobfs, store, metric):
     assert read_file(blobfs.path(store, h)) == data
 
 
+@pytest.mark.backends
 def test_resave_after_delete(blobfs, store):
     data = os.urandom(50000)
     h = save(blobfs.mnt, store, data)
@@ -78,6 +87,7 @@ def test_resave_after_delete(blobfs, store):
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
 
 
+@pytest.mark.backends
 def test_same_content_in_two_stores_is_independent(blobfs):
     os.mkdir(blobfs.path('one'))
     os.mkdir(blobfs.path('two'))
@@ -156,6 +166,7 @@ def test_512mib_blob_with_bounded_memory(blobfs, store, metric, order):
     assert size <= du < size * 1.05 + 4 * MiB, du
 
 
+@pytest.mark.backends
 def test_large_incoming_truncated_to_small(blobfs, store):
     """An incoming file that grows past the large-blob size and is then cut
     back (and the other way round) is saved with its final content."""
@@ -184,6 +195,7 @@ def test_large_incoming_truncated_to_small(blobfs, store):
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, h2, 'incoming'])
 
 
+@pytest.mark.backends
 def test_parallel_writers(blobfs, store, metric):
     writers, per_writer = 4, 50
     rng = random.Random(20240601)
@@ -233,6 +245,7 @@ def test_parallel_saves_of_identical_content(blobfs, store):
     assert grown < 2 * len(data), f'80 saves of one 1 MiB blob grew DATADIR by {grown} bytes'
 
 
+@pytest.mark.backends
 def test_parallel_readers_and_writers(blobfs, store):
     """Readers of existing blobs run while writers save and delete others."""
     base = {save(blobfs.mnt, store, os.urandom(150000), name=f'b{i}') for i in range(8)}

@@ -14,9 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-import util
-from util import (env_int, expect_errno, fsck_datadir, kill_daemon, pack_bytes, pack_files,
-                  parse_store, read_blob_checked, save, unmount_dead_mount)
+from blobfs_test import files, mounting
+from blobfs_test.common import env_int
+from blobfs_test.files import expect_errno, read_blob_checked, save
+from blobfs_test.mounting import fsck_datadir, kill_daemon, unmount_dead_mount
+from blobfs_test.packs import pack_bytes, pack_files, parse_store
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -38,7 +40,7 @@ def _record_size(n):
 
 
 def _check_store(m, live, deleted, where):
-    listed = set(util.blob_names(m.mnt, STORE))
+    listed = set(files.blob_names(m.mnt, STORE))
     assert listed == set(live), (f'{where}: listing differs: missing '
                                  f'{sorted(set(live) - listed)[:5]}, extra '
                                  f'{sorted(listed - set(live))[:5]}')
@@ -145,7 +147,7 @@ def test_deleting_a_large_blob_removes_its_pack_at_once(make_mount):
     finally:
         os.close(fd)
     expect_errno(errno.ENOENT, os.stat, m.path(STORE, h))
-    assert set(util.blob_names(m.mnt, STORE)) == set(small)
+    assert set(files.blob_names(m.mnt, STORE)) == set(small)
     m.remount()
     expect_errno(errno.ENOENT, os.stat, m.path(STORE, h))
     assert not own.exists()
@@ -161,7 +163,7 @@ def test_offline_compact(make_mount, metric):
     live = _fill(m, rng, 250)
     bigs = {save(m.mnt, STORE, os.urandom(MiB + i), name=f'big{i}'): None for i in range(2)}
     for h in bigs:
-        bigs[h] = util.read_file(m.path(STORE, h))
+        bigs[h] = files.read_file(m.path(STORE, h))
     live.update(bigs)
     # delete ~40% so that most packs stay under the online threshold
     victims = set(rng.sample(sorted(h for h in live if h not in bigs), int(len(live) * 0.4)))
@@ -170,12 +172,12 @@ def test_offline_compact(make_mount, metric):
         os.unlink(m.path(STORE, h))
     survivors = {h: d for h, d in live.items() if h not in victims}
     # compact refuses to run on a mounted DATADIR (its lock is held)
-    r = util.blobfs_tool('compact', m.data)
+    r = mounting.blobfs_tool('compact', m.data)
     assert r.returncode != 0, f'blobfs compact ran on a mounted DATADIR: {r.stdout}{r.stderr}'
     _check_store(m, survivors, victims, 'after compact was refused')
     m.umount()
     before = pack_bytes(m.data)
-    r = util.blobfs_tool('compact', m.data)
+    r = mounting.blobfs_tool('compact', m.data)
     assert r.returncode == 0, r.stdout + r.stderr
     after = pack_bytes(m.data)
     assert after <= before, (before, after)
@@ -192,7 +194,7 @@ def test_offline_compact(make_mount, metric):
     m.mount()
     _check_store(m, survivors, victims, 'after blobfs compact')
     m.umount()
-    r = util.blobfs_tool('compact', m.data)      # nothing left to do: still fine
+    r = mounting.blobfs_tool('compact', m.data)      # nothing left to do: still fine
     assert r.returncode == 0, r.stdout + r.stderr
     assert pack_bytes(m.data) <= after
     metric(f'blobfs compact: pack bytes {before} -> {after} ({len(victims)} of {len(live)} '

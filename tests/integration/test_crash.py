@@ -21,9 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-import util
-from util import (DEAD_MOUNT_ERRNOS, EMPTY_SHA256, env_int, fsck_datadir, kill_daemon,
-                  unmount_dead_mount)
+from blobfs_test import files
+from blobfs_test.common import env_int
+from blobfs_test.files import EMPTY_SHA256
+from blobfs_test.mounting import DEAD_MOUNT_ERRNOS, fsck_datadir, kill_daemon, unmount_dead_mount
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -214,7 +215,7 @@ def _reader(m, model, seed):
             time.sleep(0.005)
             continue
         try:
-            data = util.read_file(m.path('s', h))
+            data = files.read_file(m.path('s', h))
         except OSError as e:
             if _dead(model, e):
                 return
@@ -234,7 +235,7 @@ def _reader(m, model, seed):
 def _check_after_crash(m, model, iteration):
     """The checks of one remount after a crash; settles the 'maybe's."""
     where = f'after crash {iteration}'
-    listed = set(util.blob_names(m.mnt, 's'))
+    listed = set(files.blob_names(m.mnt, 's'))
     with model.lock:
         state = dict(model.state)
     unknown = sorted(listed - set(state))
@@ -248,7 +249,7 @@ def _check_after_crash(m, model, iteration):
     for h in sorted(listed):
         try:
             size = os.stat(m.path('s', h)).st_size
-            data = util.read_file(m.path('s', h))
+            data = files.read_file(m.path('s', h))
         except OSError as e:
             raise AssertionError(f'{where}: listed blob {h} ({state[h]}, '
                                  f'{model.size[h]} bytes) cannot be read: {e}')
@@ -258,7 +259,7 @@ def _check_after_crash(m, model, iteration):
             f'written {model.size[h]}) hashing to {got}')
     for h, s in state.items():
         if s == 'deleted':
-            util.expect_errno(errno.ENOENT, os.stat, m.path('s', h))
+            files.expect_errno(errno.ENOENT, os.stat, m.path('s', h))
     incoming = os.listdir(m.path('s', 'incoming'))
     assert incoming == [], f'{where}: incoming/ is not empty after the remount: {incoming}'
     with model.lock:

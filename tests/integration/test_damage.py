@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 
-import util
-from util import (MARKER_NAME, PACK_HEADER_SIZE, env_int, expect_errno, fsck_datadir, pack_files,
-                  parse_store, read_blob_checked, save)
+from blobfs_test import files
+from blobfs_test.common import env_int
+from blobfs_test.files import expect_errno, read_blob_checked, save
+from blobfs_test.mounting import fsck_datadir
+from blobfs_test.packs import MARKER_NAME, PACK_HEADER_SIZE, pack_files, parse_store
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -268,7 +270,7 @@ def _check_blobs(m, live, deleted, touched_hashes, after_repair, where, records)
     (or its own record) was touched, then exact or absent. Returns a dict of
     outcome counts."""
     outcome = {'exact': 0, 'EIO': 0, 'absent': 0, 'resurrected': 0}
-    listed = set(util.blob_names(m.mnt, STORE))
+    listed = set(files.blob_names(m.mnt, STORE))
     unknown = listed - set(live) - set(deleted)
     assert not unknown, f'{where}: names that were never saved are listed: {sorted(unknown)}'
     for h, data in list(live.items()) + list(deleted.items()):
@@ -440,8 +442,8 @@ def test_flipped_data_byte_gives_eio_and_a_log_line(make_mount):
     data = blobs[victim]
     fd = os.open(m.path('photos', victim), os.O_RDONLY)
     try:
-        assert util.read_exact(fd, 4096, 0) == data[:4096]
-        assert util.read_exact(fd, 4096, 4 * 65536) == data[4 * 65536:4 * 65536 + 4096]
+        assert files.read_exact(fd, 4096, 0) == data[:4096]
+        assert files.read_exact(fd, 4096, 4 * 65536) == data[4 * 65536:4 * 65536 + 4096]
         expect_errno(errno.EIO, os.pread, fd, 4096, 2 * 65536)
     finally:
         os.close(fd)
@@ -471,7 +473,7 @@ def test_flipped_data_byte_gives_eio_and_a_log_line(make_mount):
     assert r.returncode == 0, r.stdout + r.stderr
     m.mount()
     expect_errno(errno.ENOENT, os.stat, m.path('photos', victim))
-    assert sorted(util.blob_names(m.mnt, 'photos')) == sorted(h for h in blobs if h != victim)
+    assert sorted(files.blob_names(m.mnt, 'photos')) == sorted(h for h in blobs if h != victim)
     for h, d in blobs.items():
         if h != victim:
             assert read_blob_checked(m.path('photos', h), d) == d
@@ -533,7 +535,7 @@ def test_damaged_record_in_the_middle_is_skipped_and_reported(make_mount, region
     for h, d in blobs.items():
         if h != victim.hash:
             assert read_blob_checked(m.path('photos', h), d) == d
-    assert util.read_file(m.path('photos', extra)) == b'saved after the damage'
+    assert files.read_file(m.path('photos', extra)) == b'saved after the damage'
 
 
 @pytest.mark.parametrize('how', ['cut in the last record', 'cut in a record header',
@@ -581,8 +583,8 @@ def test_torn_tail_is_cut_and_kept_in_quarantine(make_mount, how):
     r = fsck_datadir(m.data)
     assert r.returncode == 0, r.stdout + r.stderr
     m.mount()
-    assert util.read_file(m.path('photos', extra)) == b'appended after the cut'
-    assert sorted(util.blob_names(m.mnt, 'photos')) == sorted((set(blobs) - lost) | {extra})
+    assert files.read_file(m.path('photos', extra)) == b'appended after the cut'
+    assert sorted(files.blob_names(m.mnt, 'photos')) == sorted((set(blobs) - lost) | {extra})
 
 
 @pytest.mark.parametrize('region', ['data', 'header', 'trailer'])
@@ -662,5 +664,5 @@ def test_fsck_checks_the_records_of_a_pack_with_a_bad_header(make_mount):
     for h, d in blobs.items():
         if h != victim.hash:
             assert read_blob_checked(m.path('photos', h), d) == d
-    if victim.hash in util.blob_names(m.mnt, 'photos'):
+    if victim.hash in files.blob_names(m.mnt, 'photos'):
         assert read_blob_checked(m.path('photos', victim.hash)) == blobs[victim.hash]

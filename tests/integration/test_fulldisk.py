@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import util
-from util import expect_errno, pack_bytes, read_blob_checked, tmpfs_disk
+from blobfs_test import common, files, mounting, packs
+from blobfs_test.files import expect_errno, read_blob_checked
+from blobfs_test.packs import pack_bytes
+from blobfs_test.tmpfs import tmpfs_disk
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -28,7 +30,7 @@ SLACK = 64 * KiB
 
 
 def _free(path):
-    return util.free_bytes(path)
+    return files.free_bytes(path)
 
 
 def _try_save(m, store, data, name, chunk=64 * KiB):
@@ -82,7 +84,7 @@ def _wait_space_back(paths, before, timeout=5.0):
 
 
 def _check_all(m, store, saved, where):
-    listed = set(util.blob_names(m.mnt, store))
+    listed = set(files.blob_names(m.mnt, store))
     assert listed == set(saved), (f'{where}: listing differs: missing '
                                   f'{sorted(set(saved) - listed)}, '
                                   f'extra {sorted(listed - set(saved))}')
@@ -120,10 +122,10 @@ def test_full_disk_small_blobs(make_mount, tmp_path, metric):
                 f'and {after[p]} after its close: {before[p] - after[p]} bytes not given back\n'
                 f'files in the store: {sorted(os.listdir(Path(d.disk, "data", "stores", "s")))}')
         expect_errno(errno.ENOENT, os.stat, m.path('s', h))
-        assert h not in util.blob_names(m.mnt, 's')
+        assert h not in files.blob_names(m.mnt, 's')
         # everything stored is intact and the daemon still serves reads and ls
         _check_all(m, 's', saved, where)
-        r = util.run(['ls', '-l', m.path('s')], text=True)
+        r = common.run(['ls', '-l', m.path('s')], text=True)
         assert r.returncode == 0 and len(r.stdout.splitlines()) == len(saved) + 2, r
         # trying again still fails cleanly
         before = {d.disk: _free(d.disk)}
@@ -137,7 +139,7 @@ def test_full_disk_small_blobs(make_mount, tmp_path, metric):
         # each pack is 70% dead, and compacting one needs room for its 30%
         # (the min_free reserve is there for this)
         victims = []
-        for recs in util.parse_store(Path(d.disk, 'data'), 's').values():
+        for recs in packs.parse_store(Path(d.disk, 'data'), 's').values():
             hashes = [r.hash for r in recs if r.is_blob and r.hash in saved]
             victims += [h for k, h in enumerate(hashes) if k % 10 not in (0, 4, 7)]
         for h in victims:
@@ -169,7 +171,7 @@ def test_full_disk_small_blobs(make_mount, tmp_path, metric):
         m.remount()
         _check_all(m, 's', saved, 'after a remount')
         m.umount()
-        r = util.fsck_datadir(Path(d.disk, 'data'))
+        r = mounting.fsck_datadir(Path(d.disk, 'data'))
         assert r.returncode == 0, r.stdout + r.stderr
         metric(f'24 MiB tmpfs, min_free=1M: {first_failure}; packs {packs0} -> {packs1} B '
                f'after deleting {len(victims)}; free {full_free} -> {freed_free} B')
@@ -235,7 +237,7 @@ def test_failed_write_poisons_the_file(make_mount, tmp_path):
         fd = os.open(m.path('s', 'incoming', 'poisoned'), os.O_WRONLY | os.O_CREAT, 0o644)
         write_error = None
         try:
-            util.write_all(fd, head)
+            files.write_all(fd, head)
             chunk = os.urandom(MiB)
             pos = len(head)
             while pos < free0 + 4 * MiB:
@@ -261,7 +263,7 @@ def test_failed_write_poisons_the_file(make_mount, tmp_path):
         assert close_error is not None, ('close() returned 0 after a write failed with ENOSPC '
                                          '(the file must be poisoned)')
         assert close_error.errno in (errno.ENOSPC, errno.EIO), close_error
-        assert util.blob_names(m.mnt, 's') == [], util.blob_names(m.mnt, 's')
+        assert files.blob_names(m.mnt, 's') == [], files.blob_names(m.mnt, 's')
         expect_errno(errno.ENOENT, os.stat, m.path('s', hashlib.sha256(head).hexdigest()))
         after = _wait_space_back([d.disk], {d.disk: free0})
         assert after[d.disk] >= free0 - SLACK, (
@@ -270,5 +272,5 @@ def test_failed_write_poisons_the_file(make_mount, tmp_path):
             f'{sorted(os.listdir(Path(d.disk, "data", "stores", "s")))}, incoming: '
             f'{os.listdir(m.path("s", "incoming"))}')
         # the store still works
-        h = util.save(m.mnt, 's', head, name='clean')
-        assert util.read_file(m.path('s', h)) == head
+        h = files.save(m.mnt, 's', head, name='clean')
+        assert files.read_file(m.path('s', h)) == head

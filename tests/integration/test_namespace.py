@@ -5,6 +5,8 @@
     /S/<hex>     read-only blob (0444); unlink; no write/truncate (EACCES),
                  no rename/link/chmod (EPERM); other names ENOENT
     /S/incoming/ drop box: create/write/truncate freely; close() saves
+
+Every test runs on each backend (local and memory, see BLOBFS_BACKENDS).
 """
 
 import errno
@@ -14,7 +16,10 @@ import stat
 
 import pytest
 
-from util import EMPTY_SHA256, HEX64, expect_errno, read_file, run, save, write_all
+from blobfs_test.common import run
+from blobfs_test.files import EMPTY_SHA256, HEX64, expect_errno, read_file, save, write_all
+
+pytestmark = pytest.mark.backends
 
 # --------------------------------------------------------------------------
 # /  (list of stores)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import util
-from util import (bpath, du_bytes, expect_errno, is_mounted, pack_files, read_file, run, save,
-                  write_all)
+from blobfs_test import mounting
+from blobfs_test.common import bpath, run
+from blobfs_test.files import du_bytes, expect_errno, read_file, save, write_all
+from blobfs_test.mounting import is_mounted
+from blobfs_test.packs import pack_files
 
 
 def fsck(binary, datadir, **kwargs):
@@ -297,7 +299,7 @@ def test_usage_errors(blobfs_bin, tmp_path, args):
     r = run([blobfs_bin] + args, text=True, timeout=30)
     assert r.returncode > 0, f'blobfs {args}: rc {r.returncode}\n{r.stdout}{r.stderr}'
     assert r.stderr.strip(), 'usage error without a message on stderr'
-    assert not util.mounts_under(tmp_path)
+    assert not mounting.mounts_under(tmp_path)
 
 
 def test_mount_word_and_debug_flag(make_mount):
@@ -318,7 +320,7 @@ def _check_stopped(runner, mnt, pid):
     assert status is not None, f'daemon {pid} still running after unmount'
     if runner.subreaper:
         assert status == 0, f'daemon exited with status {status}'
-    assert not util.pid_alive(pid)
+    assert not mounting.pid_alive(pid)
 
 
 @pytest.mark.parametrize('mount_word', [False, True], ids=['plain', 'mount-word'])
@@ -330,7 +332,7 @@ def test_daemonize(daemon_runner, make_mount, tmp_path, blobfs_bin, mount_word):
     assert rc == 0, f'rc {rc}\n{out}{err}'
     assert is_mounted(str(mnt)), 'parent exited before the mount was up'
     pid = daemon_runner.daemon_pid(str(mnt))
-    assert util.pid_alive(pid)
+    assert mounting.pid_alive(pid)
     os.mkdir(bpath(mnt, 's'))
     h = save(mnt, 's', b'daemon mode')
     assert read_file(bpath(mnt, 's', h)) == b'daemon mode'

@@ -1,53 +1,61 @@
-"""Helpers for the blobfs integration tests.
+"""Mounting blobfs and watching its processes.
 
 The Mount class runs a real blobfs daemon in the foreground (``-f``) on a
-data directory and a mount point, both inside the test's tmp_path, in the
-spirit of libfuse's own test/util.py: it waits for the mount to appear in
-/proc/self/mountinfo, notices a daemon that dies before mounting, unmounts
-with fusermount3 and insists that the daemon exits with status 0.
+data directory (or ``memory:``) and a mount point, both inside the test's
+tmp_path, in the spirit of libfuse's own test/util.py: it waits for the
+mount to appear in /proc/self/mountinfo, notices a daemon that dies before
+mounting, unmounts with fusermount3 and insists that the daemon exits with
+status 0. Also: mountinfo and /proc helpers, crashing a daemon on purpose,
+and running the offline commands (fsck, compact).
 """
 
 import ctypes
 import errno
-import fcntl
-import hashlib
 import os
 import re
 import signal
-import stat
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .common import blobfs_bin, bpath, run
+
+
+# Seconds to wait for a mount to show up / for the daemon to exit.
+
 
 # Seconds to wait for a mount to show up / for the daemon to exit.
 MOUNT_TIMEOUT = float(os.environ.get('BLOBFS_MOUNT_TIMEOUT', '20'))
+
 EXIT_TIMEOUT = float(os.environ.get('BLOBFS_EXIT_TIMEOUT', '60'))
+
 # A test that is still running after this many seconds is considered hung:
 # the watchdog kills the daemon (which makes every pending syscall on the
 # mount fail with ENOTCONN) so that the test fails instead of blocking.
 WATCHDOG_TIMEOUT = float(os.environ.get('BLOBFS_TEST_TIMEOUT', '180'))
 
-EMPTY_SHA256 = hashlib.sha256(b'').hexdigest()
 # Messages of ASan/UBSan/LSan builds that did not abort the daemon.
 SANITIZER_REPORT = re.compile(r'runtime error:|ERROR: (Address|Leak|Undefined)Sanitizer')
-HEX64 = re.compile(r'^[0-9a-f]{64}$')
 
 
-def blobfs_bin():
-    """Path of the daemon binary: $BLOBFS_BIN or <repo>/build/blobfs."""
-    return os.environ.get('BLOBFS_BIN') or str(REPO_ROOT / 'build' / 'blobfs')
+# The location that selects the in-memory backend, and the backends the
+# tests marked `backends` run on: BLOBFS_BACKENDS, a comma-separated list
+# (default "local,memory").
+MEMORY = 'memory:'
+KNOWN_BACKENDS = ('local', 'memory')
 
 
-def bpath(*parts):
-    """Join path components. The result is bytes if any component is bytes
-    (store names may be any bytes), else str."""
-    if any(isinstance(p, bytes) for p in parts):
-        return os.path.join(*[os.fsencode(p) for p in parts])
-    return os.path.join(*[os.fspath(p) for p in parts])
+def backends():
+    """The backends of BLOBFS_BACKENDS, in order (default local, memory)."""
+    names = [b.strip() for b in os.environ.get('BLOBFS_BACKENDS', 'local,memory').split(',')
+             if b.strip()]
+    unknown = [b for b in names if b not in KNOWN_BACKENDS]
+    if unknown:
+        raise ValueError(f'BLOBFS_BACKENDS: unknown backend(s) {unknown}; '
+                         f'known: {", ".join(KNOWN_BACKENDS)}')
+    return names
 
 
 # --------------------------------------------------------------------------
@@ -234,25 +242,37 @@ def unmount_path(mnt, attempts=5):
 class Mount:
     """One blobfs daemon running in the foreground on (data, mnt).
 
-    Attributes: .data, .mnt (real paths, str), .pid (while running),
-    .proc (subprocess.Popen), .exit_codes (one per finished daemon run).
+    Attributes: .backend ('local' or 'memory'), .data (the DATADIR's real
+    path, or 'memory:'), .mnt (real path, str), .cwd (the daemon's working
+    directory, None for ours), .env (variables added to the daemon's
+    environment), .pid (while running), .proc
+    (subprocess.Popen), .exit_codes (one per finished daemon run).
     """
 
     def __init__(self, data, mnt, logdir, extra_args=(), mount_word=False,
-                 foreground_flag=True):
-        self.data = os.path.realpath(data)
+                 foreground_flag=True, cwd=None, env=None):
+        # data: a DATADIR path (the local backend) or MEMORY
+        self.backend = 'memory' if str(data) == MEMORY else 'local'
+        self.data = MEMORY if self.backend == 'memory' else os.path.realpath(data)
         self.mnt = os.path.realpath(mnt)
         self.logdir = Path(logdir)
         self.extra_args = list(extra_args)
         self.mount_word = mount_word
         self.foreground_flag = foreground_flag
+        # the daemon's working directory (None: ours); for memory: an empty
+        # directory of the test, so that whatever lands there is seen
+        self.cwd = os.path.realpath(cwd) if cwd is not None else None
+        self.env = dict(env) if env else None   # added to the daemon's environment
         self.proc = None
         self.exit_codes = []
         self.log_files = []
         self.watchdog_fired = False
         self._watchdog = None
         self._watchdog_timeout = WATCHDOG_TIMEOUT
-        os.makedirs(self.data, exist_ok=True)
+        if self.backend == 'local':
+            os.makedirs(self.data, exist_ok=True)
+        if self.cwd is not None:
+            os.makedirs(self.cwd, exist_ok=True)
         os.makedirs(self.mnt, exist_ok=True)
 
     # -- information -------------------------------------------------------
@@ -298,7 +318,8 @@ class Mount:
         self.log_files.append(logfile)
         with open(logfile, 'wb') as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log)
+                                         stdout=log, stderr=log, cwd=self.cwd,
+                                         env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + timeout
         while not self.mounted:
             rc = self.proc.poll()
@@ -318,7 +339,21 @@ class Mount:
                     f'--- daemon log ---\n{self.log_tail()}')
             time.sleep(0.01)
         self.arm_watchdog(self._watchdog_timeout)
+        if self.backend == 'memory':
+            self._check_memory_is_not_a_directory()
         return self
+
+    def _check_memory_is_not_a_directory(self):
+        """A blobfs without the memory backend takes "memory:" for a DATADIR
+        path relative to its working directory and serves a local store from
+        there: fail at once rather than test the local backend twice."""
+        where = os.path.join(self.cwd or os.getcwd(), MEMORY)
+        if os.path.lexists(where):
+            self.umount(check=False)
+            raise AssertionError(
+                f'blobfs made a directory {where!r}: this binary has no memory '
+                f'backend (set BLOBFS_BACKENDS=local to run the local tests only)\n'
+                f'--- daemon log ---\n{self.log_tail()}')
 
     def arm_watchdog(self, seconds):
         """(Re)start the hang watchdog for this daemon run."""
@@ -391,140 +426,8 @@ class Mount:
 
 
 # --------------------------------------------------------------------------
-# file helpers
+# crashes (test_crash, test_damage, test_compaction) and the offline commands
 
-
-def write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def save(mnt, store, data, name='f'):
-    """Drop `data` into mnt/store/incoming/name, close it, check that the
-    blob exists with the right size and return its SHA-256 hex name."""
-    path = bpath(mnt, store, 'incoming', name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        write_all(fd, data)
-    finally:
-        os.close(fd)
-    hexname = hashlib.sha256(data).hexdigest()
-    st = os.stat(bpath(mnt, store, hexname))
-    assert stat.S_ISREG(st.st_mode)
-    assert st.st_size == len(data)
-    return hexname
-
-
-def read_exact(fd, n, offset):
-    """pread exactly n bytes at offset (fewer only at end of file)."""
-    parts = []
-    while n > 0:
-        chunk = os.pread(fd, n, offset)
-        if not chunk:
-            break
-        parts.append(chunk)
-        n -= len(chunk)
-        offset += len(chunk)
-    return b''.join(parts)
-
-
-def read_file(path):
-    with open(path, 'rb') as f:
-        return f.read()
-
-
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb', buffering=0) as f:
-        while True:
-            chunk = f.read(bufsize)
-            if not chunk:
-                break
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def expect_errno(expected, func, *args, **kwargs):
-    """Call func and assert it raises OSError with errno in `expected`
-    (an int or a tuple of ints). Closes a file descriptor that was returned
-    by mistake."""
-    if isinstance(expected, int):
-        expected = (expected,)
-    try:
-        result = func(*args, **kwargs)
-    except OSError as e:
-        assert e.errno in expected, (
-            f'{func.__name__}{args}: expected {"/".join(errno.errorcode[x] for x in expected)}, '
-            f'got {errno.errorcode.get(e.errno, e.errno)} ({e})')
-        return e
-    if func is os.open and isinstance(result, int):
-        os.close(result)
-    raise AssertionError(
-        f'{func.__name__}{args}: expected {"/".join(errno.errorcode[x] for x in expected)}, '
-        f'but it succeeded (returned {result!r})')
-
-
-def du_bytes(path):
-    """Apparent size of a tree, as `du -sb` reports it."""
-    r = subprocess.run(['du', '-sb', str(path)], capture_output=True, text=True,
-                       check=True, timeout=60)
-    return int(r.stdout.split()[0])
-
-
-def allocated_bytes(path):
-    """Sum of st_blocks * 512 over every file and directory of a tree."""
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            total += os.lstat(os.path.join(root, name)).st_blocks * 512
-    return total
-
-
-def pack_files(datadir, store=None):
-    base = Path(datadir) / 'stores'
-    pattern = f'{store}/pack-*.pack' if store else '*/pack-*.pack'
-    return sorted(base.glob(pattern))
-
-
-FS_IOC_GETFLAGS = 0x80086601
-FS_IOC_SETFLAGS = 0x40086602
-FS_IMMUTABLE_FL = 0x00000010
-
-
-def set_immutable(tree, on):
-    """chattr -R [+-]i, done in-process with ioctl(FS_IOC_SETFLAGS).
-
-    No subprocess on purpose: a fork+exec while a file on the mount is open
-    closes the child's copy of the descriptor, which sends a FUSE flush and
-    so saves the incoming file early."""
-    paths = [str(tree)]
-    for root, dirs, files in os.walk(tree):
-        paths += [os.path.join(root, n) for n in dirs + files]
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
-            buf = bytearray(4)
-            fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf)
-            flags = int.from_bytes(buf, sys.byteorder)
-            flags = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
-            fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags.to_bytes(4, sys.byteorder))
-        finally:
-            os.close(fd)
-
-
-def run(cmd, **kwargs):
-    """subprocess.run with a timeout, text output and no stdin."""
-    kwargs.setdefault('timeout', 120)
-    kwargs.setdefault('capture_output', True)
-    kwargs.setdefault('stdin', subprocess.DEVNULL)
-    return subprocess.run(cmd, **kwargs)
-
-
-# --------------------------------------------------------------------------
-# crashes, damaged packs and small disks (test_crash, test_damage,
-# test_fulldisk, test_hostile, test_compaction)
 
 # What a syscall on the mount may fail with once its daemon was killed:
 # ENOTCONN for requests sent after the connection died, ECONNABORTED for
@@ -574,182 +477,3 @@ def blobfs_tool(*args, timeout=300):
 def fsck_datadir(datadir, repair=False, timeout=300):
     args = ['fsck'] + (['--repair'] if repair else []) + [datadir]
     return blobfs_tool(*args, timeout=timeout)
-
-
-def env_int(name, default):
-    """Integer from the environment variable `name`, else `default`."""
-    value = os.environ.get(name, '')
-    return int(value) if value.strip() else default
-
-
-def mount_tmpfs(path, size):
-    """mount -t tmpfs -o size=SIZE tmpfs PATH (PATH is created). Pair with
-    umount_tmpfs() in a finally block."""
-    os.makedirs(path, exist_ok=True)
-    r = run(['mount', '-t', 'tmpfs', '-o', f'size={size},mode=0755', 'tmpfs', str(path)],
-            text=True)
-    assert r.returncode == 0, f'mount -t tmpfs failed: {r.stderr.strip()}'
-    return os.path.realpath(path)
-
-
-def umount_tmpfs(path):
-    """Unmount a tmpfs made by mount_tmpfs (lazily if it is still busy)."""
-    path = os.path.realpath(str(path))
-    if not is_mounted(path):
-        return 'not-mounted'
-    for attempt in range(5):
-        if run(['umount', path]).returncode == 0 or not is_mounted(path):
-            return 'clean'
-        time.sleep(0.2 * (attempt + 1))
-    run(['umount', '-l', path])
-    return 'lazy'
-
-
-def free_bytes(path):
-    """Bytes available to unprivileged users on the file system of `path`."""
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
-def pack_bytes(datadir, store=None):
-    """Total size of the pack files of a DATADIR (or of one store)."""
-    return sum(p.stat().st_size for p in pack_files(datadir, store))
-
-
-def blob_names(mnt, store):
-    """The blob names (str) listed in mnt/store, without `incoming`."""
-    return sorted(os.fsdecode(n) for n in os.listdir(bpath(mnt, store))
-                  if os.fsdecode(n) != 'incoming')
-
-
-def read_blob_checked(path, expected=None, chunk=1 << 17):
-    """Read a blob sequentially from start to end with os.read.
-
-    Returns the bytes. When `expected` is given, every piece is compared with
-    the expected bytes at its offset as soon as it arrives, so that wrong
-    bytes are reported even if a later read fails: an AssertionError names
-    the first differing offset. OSErrors (ENOENT, EIO, ...) propagate."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        parts = []
-        pos = 0
-        while True:
-            piece = os.read(fd, chunk)
-            if not piece:
-                break
-            if expected is not None and piece != expected[pos:pos + len(piece)]:
-                bad = next((i for i in range(len(piece))
-                            if pos + i >= len(expected) or piece[i] != expected[pos + i]),
-                           len(piece))
-                raise AssertionError(f'{path}: wrong bytes at offset {pos + bad} '
-                                     f'(read {len(piece)} bytes at {pos}, blob size '
-                                     f'{len(expected)})')
-            parts.append(piece)
-            pos += len(piece)
-        return b''.join(parts)
-    finally:
-        os.close(fd)
-
-
-# -- the pack format (docs/FORMAT.md), for tests that damage packs on purpose
-
-PACK_HEADER_SIZE = 32
-RECORD_HEADER_SIZE = 64
-RECORD_TRAILER_SIZE = 16
-RECORD_MAGIC = 0x31434552
-TRAILER_MAGIC = 0x31444E45
-MARKER_NAME = 'durable'
-
-
-class PackRecord:
-    """One record of a pack as laid out on disk (offsets within the file)."""
-
-    def __init__(self, pack, offset, kind, chunk_shift, seq, length, hexhash):
-        self.pack = pack            # Path of the pack file
-        self.offset = offset        # header start
-        self.kind = kind            # 1 blob, 2 tombstone
-        self.chunk_shift = chunk_shift
-        self.seq = seq
-        self.length = length
-        self.hash = hexhash
-        nchunks = (length + (1 << chunk_shift) - 1) >> chunk_shift
-        self.data_offset = offset + RECORD_HEADER_SIZE
-        self.table_offset = self.data_offset + length
-        self.trailer_offset = self.table_offset + 4 * nchunks
-        self.end = self.trailer_offset + RECORD_TRAILER_SIZE
-
-    @property
-    def is_blob(self):
-        return self.kind == 1
-
-    def region(self, offset):
-        """Which part of the record a file offset falls in."""
-        if offset < self.data_offset:
-            return 'header'
-        if offset < self.table_offset:
-            return 'data'
-        if offset < self.trailer_offset:
-            return 'chunk table'
-        return 'trailer'
-
-    def __repr__(self):
-        return (f'<record {self.pack.name}@{self.offset}..{self.end} '
-                f'{"blob" if self.is_blob else "tombstone"} {self.hash[:12]} len {self.length} '
-                f'seq {self.seq}>')
-
-
-def parse_pack(path):
-    """Records of an undamaged pack file, in file order. Raises
-    AssertionError when the file does not follow the format (only meant for
-    packs written by a healthy daemon; it does not check the CRCs)."""
-    import struct
-    path = Path(path)
-    data = path.read_bytes()
-    assert data[:8] == b'BLOBPAK1', f'{path}: bad pack magic {data[:8]!r}'
-    records = []
-    off = PACK_HEADER_SIZE
-    while off < len(data):
-        assert off + RECORD_HEADER_SIZE <= len(data), f'{path}: short header at {off}'
-        magic, kind, shift, _r0, seq, length = struct.unpack_from('<IBBHQQ', data, off)
-        assert magic == RECORD_MAGIC, f'{path}: bad record magic at {off}'
-        hexhash = data[off + 24:off + 56].hex()
-        rec = PackRecord(path, off, kind, shift, seq, length, hexhash)
-        assert rec.end <= len(data), f'{path}: record at {off} runs past the end'
-        tmagic, _tcrc, tseq = struct.unpack_from('<IIQ', data, rec.trailer_offset)
-        assert tmagic == TRAILER_MAGIC and tseq == seq, f'{path}: bad trailer of record at {off}'
-        records.append(rec)
-        off = rec.end
-    return records
-
-
-def parse_store(datadir, store):
-    """{pack Path: [PackRecord...]} for every pack of a store."""
-    return {p: parse_pack(p) for p in pack_files(datadir, store)}
-
-
-class tmpfs_disk:
-    """with tmpfs_disk(path, '24m') as disk: a small file system for tests
-    of a full disk. Every Mount appended to .mounts is unmounted (exit
-    status checked) before the tmpfs itself is unmounted, even when the body
-    failed."""
-
-    def __init__(self, path, size):
-        self.path = path
-        self.size = size
-        self.mounts = []
-        self.disk = None
-
-    def __enter__(self):
-        self.disk = mount_tmpfs(self.path, self.size)
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            for m in self.mounts:
-                if m.proc is not None:
-                    m.umount(check=exc[0] is None)
-                elif m.mounted:
-                    unmount_path(m.mnt)
-        finally:
-            umount_tmpfs(self.disk)
-        return False
