@@ -1,67 +1,94 @@
 /*
- * fs_session.c - a mounted FUSE session over a blob database: mounts, serves
- * the lowlevel callbacks of fs_dispatch.c until unmounted or signalled, and
- * unmounts.
+ * fs_session.c - a FUSE session over a blob database: start (mount), loop
+ * (serve the lowlevel callbacks of fs_dispatch.c until unmounted or
+ * signalled), stop (unmount and free). What happens between start and loop
+ * (daemonizing, the database's background thread) is the caller's.
  */
 #include "fs.h"
 #include "fs_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 
-int fs_run(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
-	   const struct fs_options *opts)
-{
-	struct fuse_loop_config *loop = NULL;
-	struct fuse_session *session = NULL;
-	struct fs *fs = NULL;
-	bool mounted = false, handlers = false;
-	int ret = -1;
+struct fs_session {
+	struct fs *fs;
+	struct fuse_session *fuse;
+	char *mountpoint;
+	unsigned threads;
+	bool handlers; /* the signal handlers are this session's */
+	bool mounted;
+};
 
-	if (fs_new(db, opts->sync, &fs) < 0)
+int fs_session_start(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
+		     const struct fs_options *opts, struct fs_session **out)
+{
+	struct fs_session *s = calloc(1, sizeof(*s));
+	int ret = -ENOMEM;
+
+	if (!s)
 		goto out;
-	session = fuse_session_new(args, &fs_lowlevel_ops, sizeof(fs_lowlevel_ops), fs);
-	if (!session)
+	s->threads = opts->threads;
+	s->mountpoint = strdup(mountpoint);
+	if (!s->mountpoint)
 		goto out;
-	if (fuse_set_signal_handlers(session) != 0)
+	ret = fs_new(db, opts->sync, &s->fs);
+	if (ret < 0)
 		goto out;
-	handlers = true;
-	if (fuse_session_mount(session, mountpoint) != 0)
+	ret = -EINVAL; /* libfuse said why: bad options, no /dev/fuse, ... */
+	s->fuse = fuse_session_new(args, &fs_lowlevel_ops, sizeof(fs_lowlevel_ops), s->fs);
+	if (!s->fuse)
 		goto out;
-	mounted = true;
-	if (!opts->foreground) {
-		if (fuse_daemonize(0) != 0)
-			goto out;
-		log_to_syslog(true);
-		blobdb_note_pid(db);
-	}
-	if (blobdb_start(db) < 0)
+	if (fuse_set_signal_handlers(s->fuse) != 0)
 		goto out;
-	log_info("%s mounted on %s", blobdb_path(db), mountpoint);
-	loop = fuse_loop_cfg_create();
+	s->handlers = true;
+	if (fuse_session_mount(s->fuse, mountpoint) != 0)
+		goto out;
+	s->mounted = true;
+	*out = s;
+	s = NULL;
+	ret = 0;
+out:
+	fs_session_stop(s);
+	return ret;
+}
+
+int fs_session_loop(struct fs_session *s)
+{
+	const char *datadir = blobdb_path(s->fs->db);
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	int ret;
+
 	if (!loop)
-		goto out;
+		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(loop, 0);
-	fuse_loop_cfg_set_max_threads(loop, opts->threads);
-	ret = fuse_session_loop_mt(session, loop);
+	fuse_loop_cfg_set_max_threads(loop, s->threads);
+	log_info("%s mounted on %s", datadir, s->mountpoint);
+	ret = fuse_session_loop_mt(s->fuse, loop);
 	/* A positive value is the signal that ended the loop: a clean stop. */
 	if (ret > 0)
 		ret = 0;
 	if (ret == 0)
-		log_info("%s unmounted from %s", blobdb_path(db), mountpoint);
+		log_info("%s unmounted from %s", datadir, s->mountpoint);
 	else
 		log_error("session ended with an error: %s", strerror(-ret));
-out:
-	if (loop)
-		fuse_loop_cfg_destroy(loop);
-	if (mounted)
-		fuse_session_unmount(session);
-	if (handlers)
-		fuse_remove_signal_handlers(session);
-	if (session)
-		fuse_session_destroy(session);
-	fs_free(fs);
+	fuse_loop_cfg_destroy(loop);
 	return ret;
+}
+
+void fs_session_stop(struct fs_session *s)
+{
+	if (!s)
+		return;
+	if (s->mounted)
+		fuse_session_unmount(s->fuse);
+	if (s->handlers)
+		fuse_remove_signal_handlers(s->fuse);
+	if (s->fuse)
+		fuse_session_destroy(s->fuse);
+	fs_free(s->fs);
+	free(s->mountpoint);
+	free(s);
 }
