@@ -211,7 +211,8 @@ struct node *table_find(struct fs *fs, const struct node *parent, const char *na
  * from *store (which is then NULL). Lock held. */
 struct node *node_get(struct fs *fs, struct node *parent, const char *name,
 		      const struct node_ops *ops, uint64_t ino, struct store **store);
-/* Gives an attached node the name `name` (allocated; now the node's). */
+/* Gives an attached node the name `name` (allocated; now the node's). Lock
+ * held. */
 void node_set_name(struct fs *fs, struct node *node, char *name);
 /* Takes a node out of the namespace (its name is gone); it lives on while
  * the kernel or a handle still refers to it. Lock held. */
@@ -221,7 +222,8 @@ void node_detach(struct fs *fs, struct node *node);
 void node_release(struct fs *fs, struct node *node);
 /* The kernel dropped nlookup references. Lock held. */
 void node_forget(struct fs *fs, fuse_ino_t ino, uint64_t nlookup);
-/* Appends an incoming file to its directory's list (creation order). */
+/* Appends an incoming file to its directory's list (creation order). Lock
+ * held. */
 void incoming_list_append(struct node *dir, struct node *node);
 
 /* The attributes the kernel sees. Lock held. */
