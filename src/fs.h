@@ -1,5 +1,8 @@
 /*
- * fs.h - the FUSE front end: runs a mounted session over a blob database.
+ * fs.h - the FUSE front end: a mounted session over a blob database, in
+ * three steps (start, loop, stop) so that the process can do its own work in
+ * between (daemonize, start the database's threads) and, later, run another
+ * front end beside it.
  */
 #ifndef BLOBFS_FS_H
 #define BLOBFS_FS_H
@@ -8,17 +11,26 @@
 
 struct blobdb;
 struct fuse_args;
+struct fs_session;
 
 struct fs_options {
-	bool foreground;
-	bool debug;
+	bool foreground; /* read by main: do not daemonize */
+	bool debug;      /* read by main: log every request */
 	bool sync; /* -o sync: close() returns once the blob is durable */
 	unsigned threads; /* the most requests served at once */
 };
 
-/* Mounts, serves until unmounted or signalled, and unmounts. Returns 0 on a
- * clean unmount. args holds the FUSE options (-o ...). */
-int fs_run(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
-	   const struct fs_options *opts);
+/* Mounts db on mountpoint and installs the signal handlers that end the
+ * loop (SIGINT, SIGTERM, SIGHUP). Starts no thread, so the caller may fork
+ * (daemonize) afterwards. args holds the FUSE options (-o ...). Returns 0 or
+ * a negative errno (libfuse has logged why). */
+int fs_session_start(struct blobdb *db, const char *mountpoint, struct fuse_args *args,
+		     const struct fs_options *opts, struct fs_session **out);
+/* Serves requests until the mount is unmounted or a signal arrives; 0 on
+ * such a clean end, a negative errno otherwise. */
+int fs_session_loop(struct fs_session *session);
+/* Unmounts (if still mounted), removes the signal handlers and frees the
+ * session; files still being written are discarded. NULL does nothing. */
+void fs_session_stop(struct fs_session *session);
 
 #endif

@@ -220,6 +220,7 @@ static int run_mount(int argc, char **argv)
 	struct fs_options fs_opts = { 0 };
 	struct blobdb_options db_opts;
 	struct blobdb *db = NULL;
+	struct fs_session *session = NULL;
 	char mountpoint[PATH_MAX], fsname[PATH_MAX + 16];
 	int c, ret = 1;
 
@@ -273,8 +274,22 @@ static int run_mount(int argc, char **argv)
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));
 	if (fuse_opt_add_arg(&args, "-o") < 0 || fuse_opt_add_arg(&args, fsname) < 0)
 		goto out;
-	ret = fs_run(db, mountpoint, &args, &fs_opts) == 0 ? 0 : 1;
+	if (fs_session_start(db, mountpoint, &args, &fs_opts, &session) < 0)
+		goto out;
+	/* Daemonize once mounted, so that the mount is ready when the command
+	 * returns, and before blobdb_start: a fork keeps only the calling
+	 * thread. */
+	if (!fs_opts.foreground) {
+		if (fuse_daemonize(0) != 0)
+			goto out;
+		log_to_syslog(true);
+		blobdb_note_pid(db);
+	}
+	if (blobdb_start(db) < 0)
+		goto out;
+	ret = fs_session_loop(session) == 0 ? 0 : 1;
 out:
+	fs_session_stop(session);
 	/* The last flush happens here: its failure is the daemon's failure
 	 * (already logged). */
 	if (blobdb_close(db) < 0)

@@ -1,0 +1,79 @@
+/*
+ * fs_blob.c - a blob, /S/<hex>: an immutable regular file, mode 0444, whose
+ * name is the SHA-256 of its content. It can be read and deleted (through
+ * its store's unlink); writing, truncating and changing its attributes are
+ * refused. An open handle is a blob_reader, which keeps the bytes readable
+ * even if the blob is deleted meanwhile.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+static void blob_attr(struct fs *fs, const struct node *node, struct stat *st)
+{
+	(void)fs;
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = (off_t)node->size;
+}
+
+/* Immutable, and deletes go through the kernel. The empty blob is the
+ * exception: an early close's one may be taken back behind the kernel's back
+ * (see incoming_write), so its name is not cached. */
+static double blob_timeout(const struct node *node)
+{
+	return node->size ? BLOB_TIMEOUT : 0;
+}
+
+static int blob_setattr(struct fs_call *c, struct node *node, const struct stat *attr, int to_set)
+{
+	(void)node;
+	(void)attr;
+	c->why = "blobs are immutable";
+	return to_set & FUSE_SET_ATTR_SIZE ? -EACCES : -EPERM;
+}
+
+static int blob_open_file(struct fs_call *c, struct node *node, struct fuse_file_info *fi)
+{
+	struct blob_reader *reader;
+	int ret;
+
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		c->why = "blobs are read-only; write new content to incoming/";
+		return -EACCES;
+	}
+	ret = blob_open(node->store, node->hash, &reader);
+	if (ret < 0)
+		return ret;
+	fi->fh = (uintptr_t)reader;
+	fi->keep_cache = 1; /* immutable: cached pages never go stale */
+	return 0;
+}
+
+/* The bytes are checked against their checksums on the way, so they are read
+ * into the daemon rather than spliced from the pack. */
+static int blob_read_file(struct fs_call *c, struct node *node, uint64_t fh, void *buf,
+			  size_t size, uint64_t off, size_t *got)
+{
+	(void)c;
+	(void)node;
+	return blob_read((struct blob_reader *)(uintptr_t)fh, buf, size, off, got);
+}
+
+static void blob_release(struct fs_call *c, struct node *node, uint64_t fh)
+{
+	(void)c;
+	(void)node;
+	blob_close((struct blob_reader *)(uintptr_t)fh);
+}
+
+const struct node_ops blob_ops = {
+	.attr = blob_attr,
+	.entry_timeout = blob_timeout,
+	.attr_timeout = blob_timeout,
+	.setattr = blob_setattr,
+	.open = blob_open_file,
+	.read = blob_read_file,
+	.release = blob_release,
+};

@@ -1,0 +1,457 @@
+/*
+ * fs_dispatch.c - the libfuse lowlevel callbacks. Each finds the node, calls
+ * its kind's operation (struct node_ops) and replies; when the kind has no
+ * such operation it replies the errno of the README's namespace table. Every
+ * error replied gets one log line, written here (reply_error).
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "log.h"
+
+#define MAX_WRITE (1u << 20)
+
+void reply_error(fuse_req_t req, int err, const char *op, const struct node *node,
+		 const char *name, const char *why)
+{
+	char path[600];
+
+	node_path(node, name, path, sizeof(path));
+	log_msg(err == ENOENT || err == ENODATA ? LOG_LEVEL_DEBUG :
+		err == EIO || err == ENOSPC ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING,
+		"%s %s: %s%s%s", op, path, strerror(err), why ? ": " : "", why ? why : "");
+	fuse_reply_err(req, err);
+}
+
+static struct fs_call call_of(fuse_req_t req, const char *op)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	return (struct fs_call){ .fs = fs_of(req), .op = op, .uid = ctx->uid, .gid = ctx->gid };
+}
+
+/* Replies a status: 0, or the error of call c with its log line. */
+static void reply_status(fuse_req_t req, const struct fs_call *c, int ret,
+			 const struct node *node, const char *name)
+{
+	if (ret < 0)
+		reply_error(req, -ret, c->op, node, name, c->why);
+	else
+		fuse_reply_err(req, 0);
+}
+
+/* Fills the entry of node for a reply and takes the kernel's reference that
+ * the reply gives. Lock held. */
+static void entry_of(struct fs *fs, struct node *node, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino_of(fs, node);
+	e->entry_timeout = node->ops->entry_timeout(node);
+	e->attr_timeout = node->ops->attr_timeout(node);
+	node_attr(fs, node, &e->attr);
+	node->nlookup++;
+}
+
+/* Replies to a lookup-like request with node. Lock held. */
+static void reply_entry(fuse_req_t req, struct fs *fs, struct node *node)
+{
+	struct fuse_entry_param e;
+
+	entry_of(fs, node, &e);
+	if (fuse_reply_entry(req, &e) != 0)
+		node->nlookup--; /* the kernel did not get it (interrupted) */
+}
+
+/* ---- names ---- */
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
+{
+	struct fs_call c = call_of(req, "lookup");
+	struct fs *fs = c.fs;
+	struct node *parent, *node;
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	parent = node_of(fs, parent_ino);
+	ret = parent->ops->lookup ? parent->ops->lookup(&c, parent, name, &node) : -ENOTDIR;
+	if (ret == 0) {
+		reply_entry(req, fs, node);
+	} else if (ret == -ENOENT) {
+		/* A miss: an entry with no inode, cached as long as the kind
+		 * allows (a blob name may appear at any moment, by a save). */
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = parent->ops->miss_timeout;
+		fuse_reply_entry(req, &e);
+	} else {
+		reply_error(req, -ret, c.op, parent, name, c.why);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	node_forget(fs, ino, nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = fs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++)
+		node_forget(fs, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t mode)
+{
+	struct fs_call c = call_of(req, "mkdir");
+	struct node *parent = node_of(c.fs, parent_ino), *node;
+	int ret;
+
+	(void)mode;
+	if (!parent->ops->mkdir) {
+		reply_error(req, EPERM, c.op, parent, name, parent->ops->holds);
+		return;
+	}
+	ret = parent->ops->mkdir(&c, parent, name);
+	if (ret < 0) {
+		reply_error(req, -ret, c.op, parent, name, c.why);
+		return;
+	}
+	pthread_mutex_lock(&c.fs->lock);
+	ret = parent->ops->lookup(&c, parent, name, &node);
+	if (ret == 0)
+		reply_entry(req, c.fs, node);
+	else
+		reply_error(req, -ret, c.op, parent, name, c.why);
+	pthread_mutex_unlock(&c.fs->lock);
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
+{
+	struct fs_call c = call_of(req, "rmdir");
+	struct node *parent = node_of(c.fs, parent_ino);
+	int ret = parent->ops->rmdir ? parent->ops->rmdir(&c, parent, name) : -ENOENT;
+
+	reply_status(req, &c, ret, parent, name);
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent_ino, const char *name)
+{
+	struct fs_call c = call_of(req, "unlink");
+	struct node *parent = node_of(c.fs, parent_ino);
+	int ret = parent->ops->unlink ? parent->ops->unlink(&c, parent, name) : -ENOENT;
+
+	reply_status(req, &c, ret, parent, name);
+}
+
+/* Both mknod and create (fi: also open it). Lock held. */
+static int create_in(struct fs_call *c, struct node *parent, const char *name, mode_t mode,
+		     struct fuse_file_info *fi, struct node **out)
+{
+	if (!parent->ops->create) {
+		c->why = parent->ops->holds;
+		return -EPERM;
+	}
+	return parent->ops->create(c, parent, name, mode, fi, out);
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t mode,
+		     dev_t rdev)
+{
+	struct fs_call c = call_of(req, "mknod");
+	struct node *parent = node_of(c.fs, parent_ino), *node;
+	int ret;
+
+	(void)rdev;
+	pthread_mutex_lock(&c.fs->lock);
+	ret = create_in(&c, parent, name, mode, NULL, &node);
+	if (ret == 0)
+		reply_entry(req, c.fs, node);
+	else
+		reply_error(req, -ret, c.op, parent, name, c.why);
+	pthread_mutex_unlock(&c.fs->lock);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "create");
+	struct node *parent = node_of(c.fs, parent_ino), *node;
+	struct fuse_entry_param e;
+	int ret;
+
+	pthread_mutex_lock(&c.fs->lock);
+	ret = create_in(&c, parent, name, mode, fi, &node);
+	if (ret == 0)
+		entry_of(c.fs, node, &e);
+	pthread_mutex_unlock(&c.fs->lock);
+	if (ret < 0) {
+		reply_error(req, -ret, c.op, parent, name, c.why);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* The kernel did not get it (interrupted): it holds neither the
+		 * reference nor the handle. The handle keeps the node until the
+		 * release. */
+		pthread_mutex_lock(&c.fs->lock);
+		node->nlookup--;
+		pthread_mutex_unlock(&c.fs->lock);
+		node->ops->release(&c, node, fi->fh);
+	}
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent_ino, const char *name)
+{
+	(void)link;
+	reply_error(req, EPERM, "symlink", node_of(fs_of(req), parent_ino), name,
+		    "blobfs holds no symbolic links");
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent_ino, const char *name)
+{
+	(void)ino;
+	reply_error(req, EPERM, "link", node_of(fs_of(req), parent_ino), name,
+		    "blobfs holds no hard links");
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
+		      fuse_ino_t newparent_ino, const char *newname, unsigned int flags)
+{
+	struct fs_call c = call_of(req, "rename");
+	struct node *parent = node_of(c.fs, parent_ino), *newparent = node_of(c.fs, newparent_ino);
+	int ret;
+
+	if (parent->ops->rename) {
+		ret = parent->ops->rename(&c, parent, name, newparent, newname, flags);
+	} else {
+		c.why = RENAME_RULE;
+		ret = -EPERM;
+	}
+	reply_status(req, &c, ret, parent, name);
+}
+
+/* ---- attributes ---- */
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_of(req);
+	struct node *node;
+	struct stat st;
+
+	(void)fi;
+	pthread_mutex_lock(&fs->lock);
+	node = node_of(fs, ino);
+	node_attr(fs, node, &st);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_attr(req, &st, node->ops->attr_timeout(node));
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "setattr");
+	struct node *node = node_of(c.fs, ino);
+	struct stat st;
+	int ret;
+
+	(void)fi;
+	pthread_mutex_lock(&c.fs->lock);
+	if (node->ops->setattr) {
+		ret = node->ops->setattr(&c, node, attr, to_set);
+	} else {
+		c.why = "its attributes are fixed";
+		ret = -EPERM;
+	}
+	if (ret == 0)
+		node_attr(c.fs, node, &st);
+	pthread_mutex_unlock(&c.fs->lock);
+	if (ret < 0)
+		reply_error(req, -ret, c.op, node, NULL, c.why);
+	else
+		fuse_reply_attr(req, &st, 0);
+}
+
+/* ---- files ---- */
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "open");
+	struct node *node = node_of(c.fs, ino);
+	int ret = node->ops->open ? node->ops->open(&c, node, fi) : -EISDIR;
+
+	if (ret < 0)
+		reply_error(req, -ret, c.op, node, NULL, c.why);
+	else if (fuse_reply_open(req, fi) != 0 && node->ops->release)
+		node->ops->release(&c, node, fi->fh); /* the kernel did not get it */
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "read");
+	struct node *node = node_of(c.fs, ino);
+	size_t got = 0;
+	char *buf = NULL;
+	int ret = -EISDIR;
+
+	if (!node->ops->read)
+		goto out;
+	ret = -ENOMEM;
+	buf = malloc(size ? size : 1);
+	if (!buf)
+		goto out;
+	ret = node->ops->read(&c, node, fi->fh, buf, size, (uint64_t)off, &got);
+out:
+	if (ret < 0)
+		reply_error(req, -ret, c.op, node, NULL, c.why);
+	else
+		fuse_reply_buf(req, buf, got);
+	free(buf);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "write");
+	struct node *node = node_of(c.fs, ino);
+	int ret;
+
+	(void)fi;
+	if (node->ops->write) {
+		ret = node->ops->write(&c, node, buf, size, (uint64_t)off);
+	} else {
+		c.why = "it is read-only";
+		ret = -EACCES;
+	}
+	if (ret < 0)
+		reply_error(req, -ret, c.op, node, NULL, c.why);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "flush");
+	struct node *node = node_of(c.fs, ino);
+
+	(void)fi;
+	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node) : 0, node, NULL);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "release");
+	struct node *node = node_of(c.fs, ino);
+
+	if (node->ops->release)
+		node->ops->release(&c, node, fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "fsync");
+	struct node *node = node_of(c.fs, ino);
+
+	(void)datasync;
+	(void)fi;
+	reply_status(req, &c, node->ops->fsync ? node->ops->fsync(&c, node) : 0, node, NULL);
+}
+
+/* fsync of a directory makes its store's (the root: every store's) saves
+ * and deletes durable. */
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "fsync");
+	struct node *node = node_of(c.fs, ino);
+	int ret = node->ops->fsync ? node->ops->fsync(&c, node) : 0;
+
+	(void)datasync;
+	(void)fi;
+	reply_status(req, &c, ret < 0 ? -EIO : 0, node, NULL);
+}
+
+/* ---- the rest ---- */
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_of(req);
+	struct statvfs st;
+	int ret = blobdb_statfs(fs->db, &st);
+
+	(void)ino;
+	if (ret < 0) {
+		reply_error(req, -ret, "statfs", &fs->root, NULL, NULL);
+		return;
+	}
+	st.f_namemax = 255;
+	fuse_reply_statfs(req, &st);
+}
+
+/*
+ * No extended attributes. getxattr and listxattr are left unimplemented on
+ * purpose: the kernel then stops asking, where an ENODATA answer would cost
+ * a round trip on every write() (the kernel checks security.capability
+ * before each one). setxattr answers ENOTSUP explicitly, with a log line.
+ */
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)value;
+	(void)size;
+	(void)flags;
+	reply_error(req, ENOTSUP, "setxattr", node_of(fs_of(req), ino), NULL, name);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->max_write = MAX_WRITE;
+	/* Blobs never change, so cached pages never need checking against the
+	 * attributes (on every read, with auto_inval_data). */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+}
+
+const struct fuse_lowlevel_ops fs_lowlevel_ops = {
+	.init = fs_init,
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.mknod = fs_mknod,
+	.mkdir = fs_mkdir,
+	.unlink = fs_unlink,
+	.rmdir = fs_rmdir,
+	.symlink = fs_symlink,
+	.rename = fs_rename,
+	.link = fs_link,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.fsyncdir = fs_fsyncdir,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
+	.statfs = fs_statfs,
+	.setxattr = fs_setxattr,
+	.create = fs_create,
+};

@@ -1,0 +1,109 @@
+/*
+ * fs_root.c - the root of the mount: the list of stores. mkdir creates a
+ * store, rmdir destroys an empty one (rm -r empties it first), lookup opens
+ * one; nothing else can be made here.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+
+static void root_attr(struct fs *fs, const struct node *node, struct stat *st)
+{
+	(void)node;
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 2 + store_count(fs->db);
+}
+
+static int root_lookup(struct fs_call *c, struct node *root, const char *name, struct node **out)
+{
+	struct fs *fs = c->fs;
+	struct store *store = NULL;
+	struct node *node;
+	int ret;
+
+	if (store_name_check(name, strlen(name)) < 0)
+		return -ENOENT;
+	ret = store_open(fs->db, name, &store);
+	if (ret < 0)
+		return ret;
+	node = table_find(fs, root, name);
+	if (node && node->store != store) {
+		node_detach(fs, node); /* a store of the same name was re-created */
+		node = NULL;
+	}
+	node = node ? node : node_get(fs, root, name, &store_ops, store_ino(name), &store);
+	store_close(store); /* unused when the node already held one */
+	if (!node)
+		return -ENOMEM;
+	*out = node;
+	return 0;
+}
+
+static int root_mkdir(struct fs_call *c, struct node *root, const char *name)
+{
+	int ret = store_create(c->fs->db, name);
+
+	(void)root;
+	if (ret == -EINVAL)
+		c->why = "a store name is 1-255 bytes and may not start with '.'";
+	else if (ret == -EEXIST)
+		c->why = "the store exists";
+	else if (ret == 0)
+		log_info("store %s created", name);
+	return ret;
+}
+
+static int root_rmdir(struct fs_call *c, struct node *root, const char *name)
+{
+	struct fs *fs = c->fs;
+	struct node *node;
+	int ret;
+
+	pthread_mutex_lock(&fs->lock);
+	node = table_find(fs, root, name);
+	if (node && node->incoming_dir && node->incoming_dir->incoming_head) {
+		c->why = "files are being written in its incoming";
+		ret = -ENOTEMPTY;
+		goto out;
+	}
+	/* Not under fs->lock: removing a big store's files takes a while. A
+	 * file created in its incoming meanwhile cannot be saved (its close()
+	 * says EIO). */
+	pthread_mutex_unlock(&fs->lock);
+	ret = store_destroy(fs->db, name, true);
+	pthread_mutex_lock(&fs->lock);
+	if (ret == -ENOTEMPTY)
+		c->why = "the store has blobs (rm -r removes them)";
+	if (ret < 0)
+		goto out;
+	log_info("store %s destroyed", name);
+	/* The name may already be a new store's: only the destroyed one's node
+	 * goes. */
+	node = table_find(fs, root, name);
+	if (node && store_destroyed(node->store))
+		node_detach(fs, node);
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return ret;
+}
+
+static int root_fsync(struct fs_call *c, struct node *root)
+{
+	(void)root;
+	return blobdb_sync(c->fs->db);
+}
+
+const struct node_ops root_ops = {
+	.attr = root_attr,
+	.entry_timeout = dir_timeout,
+	.attr_timeout = dir_timeout,
+	.fsync = root_fsync,
+	.holds = "only stores (directories) can be created here",
+	.lookup = root_lookup,
+	.mkdir = root_mkdir,
+	.rmdir = root_rmdir,
+	.readdir = readdir_root,
+};
