@@ -11,9 +11,13 @@
 
 #include <stdint.h>
 
-/* Installs the simulated disk as the io table. holding_dir is a directory on
- * the same file system where unlinked files wait until they are durable. */
-void simdisk_install(const char *holding_dir);
+struct io_ops;
+
+/* Sets up the simulated disk and returns its io table, for the databases to
+ * use (tu_use_io of storeutil.h). holding_dir is a directory on the same file
+ * system where unlinked files wait until they are durable. Uninstall after
+ * the last database using it is closed (and stop using the table). */
+const struct io_ops *simdisk_install(const char *holding_dir);
 void simdisk_uninstall(void);
 
 /* Every mutating call counts one; the call numbered crash_at (1-based; 0:

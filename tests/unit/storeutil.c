@@ -42,6 +42,24 @@ const char *opts_label(const struct blobdb_options *o)
 							     "small packs, large_blob_min 4096";
 }
 
+int store_tests_main(const char *argv0, const struct store_test *tests, size_t n)
+{
+	struct blobdb_options def = opts_default(), small = opts_small();
+	const char *base;
+
+	tu_init(argv0);
+	base = tu_tmpdir();
+	for (size_t i = 0; i < n; i++) {
+		if (tests[i].both) {
+			tests[i].both(base, &def);
+			tests[i].both(base, &small);
+		} else {
+			tests[i].once(base);
+		}
+	}
+	return tu_finish();
+}
+
 /* ---- the io table ---- */
 
 static int sys_openat(int dirfd, const char *path, int flags, mode_t mode)
@@ -103,6 +121,14 @@ struct store *st_open(struct blobdb *db, const char *name)
 		exit(tu_finish());
 	}
 	return s;
+}
+
+struct store *new_store(const char *dir, const struct blobdb_options *opts, const char *name,
+			struct blobdb **db)
+{
+	*db = db_open(dir, opts);
+	REQUIRE(store_create(*db, name) == 0);
+	return st_open(*db, name);
 }
 
 void sha(const void *data, size_t len, uint8_t out[HS])
@@ -221,13 +247,7 @@ int save_via_writer(struct store *s, const uint8_t *data, size_t len, uint8_t ha
 	r = blob_writer_new(s, &w);
 	if (r)
 		return r;
-	for (size_t i = 0; i < pieces; i++)
-		order[i] = i;
-	for (size_t i = pieces; i > 1; i--) {
-		size_t j = (size_t)tu_rand_below(i), t = order[i - 1];
-		order[i - 1] = order[j];
-		order[j] = t;
-	}
+	tu_shuffle(order, pieces);
 	for (size_t i = 0; i < pieces && r == 0; i++) {
 		size_t off = order[i] * piece;
 		if (off < len)
@@ -237,6 +257,17 @@ int save_via_writer(struct store *s, const uint8_t *data, size_t len, uint8_t ha
 		r = blob_writer_commit(w, hash);
 	blob_writer_free(w);
 	return r;
+}
+
+void check_blobs(struct store *s, size_t n, uint8_t *const *data, const size_t *sizes,
+		 const uint8_t (*hashes)[HS], const bool *present)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (present[i])
+			CHECK(blob_is(s, data[i], sizes[i]));
+		else
+			CHECK(blob_absent(s, hashes[i]));
+	}
 }
 
 /* ---- listings ---- */
@@ -297,6 +328,29 @@ int cmp_str(const void *a, const void *b)
 /* ---- a model of several stores ---- */
 
 const char *const p_names[P_STORES] = { "alpha", "beta", "gamma" };
+
+bool model_save(struct pmodel *pm, struct store *s, int st, int i, bool via_writer)
+{
+	struct pool_item *it = &pm->pool[i];
+	uint8_t h[HS];
+	bool ok;
+	int r;
+
+	r = via_writer ? save_via_writer(s, it->data, it->len, h) :
+			 blob_save(s, it->data, it->len, h);
+	ok = CHECK_EQ(r, pm->present[st][i] ? -EEXIST : 0);
+	CHECK_MEM(h, it->hash, HS);
+	pm->present[st][i] = true;
+	return ok;
+}
+
+bool model_delete(struct pmodel *pm, struct store *s, int st, int i)
+{
+	bool ok = CHECK_EQ(blob_delete(s, pm->pool[i].hash), pm->present[st][i] ? 0 : -ENOENT);
+
+	pm->present[st][i] = false;
+	return ok;
+}
 
 bool verify_model(struct blobdb *db, const struct pmodel *pm, const char *when)
 {

@@ -33,6 +33,16 @@ struct blobdb_options opts_small(void);
 /* "default options" or "small packs, ..." for a test's name. */
 const char *opts_label(const struct blobdb_options *o);
 
+/* A store test's main: each test of tests[] in order; `both` ones with
+ * opts_default() and then opts_small(), `once` ones without options. Each
+ * gets the same base directory (a fresh temporary one). Returns the exit
+ * status. */
+struct store_test {
+	void (*both)(const char *base, const struct blobdb_options *opts);
+	void (*once)(const char *base);
+};
+int store_tests_main(const char *argv0, const struct store_test *tests, size_t n);
+
 /* ---- the io table ---- */
 
 /* The system calls as an io table, to copy and change one entry of. */
@@ -52,6 +62,10 @@ void tu_use_io(struct blobdb_options *opts, const struct io_ops *ops);
 /* Open or end the test. */
 struct blobdb *db_open(const char *dir, const struct blobdb_options *opts);
 struct store *st_open(struct blobdb *db, const char *name);
+/* Opens (creating) the database at dir, creates store `name` in it (which
+ * must work) and opens it; *db gets the database. */
+struct store *new_store(const char *dir, const struct blobdb_options *opts, const char *name,
+			struct blobdb **db);
 
 /* SHA-256 of data, which must succeed. */
 void sha(const void *data, size_t len, uint8_t out[HS]);
@@ -66,6 +80,11 @@ uint8_t *make_content(size_t len);
 bool blob_is(struct store *s, const void *data, size_t len);
 /* The blob is not in the store: info and open say -ENOENT. */
 bool blob_absent(struct store *s, const uint8_t *hash);
+
+/* Each blob i of n is in the store (data[i], sizes[i]) when present[i], and
+ * absent (hashes[i]) otherwise: a check each. */
+void check_blobs(struct store *s, size_t n, uint8_t *const *data, const size_t *sizes,
+		 const uint8_t (*hashes)[HS], const bool *present);
 
 /* Saves through a writer, in shuffled pieces. */
 int save_via_writer(struct store *s, const uint8_t *data, size_t len, uint8_t hash[HS]);
@@ -113,6 +132,14 @@ struct pmodel {
 
 /* The stores' names, in byte order. */
 extern const char *const p_names[P_STORES];
+
+/* Saves pool item i into store st (s), with blob_save or through a writer:
+ * the result must be -EEXIST when the model has it there, else 0 (false
+ * when it is not), and the hash the item's. The model has it afterwards. */
+bool model_save(struct pmodel *pm, struct store *s, int st, int i, bool via_writer);
+/* Deletes pool item i from store st: 0 or -ENOENT as the model says (false
+ * when not). The model does not have it afterwards. */
+bool model_delete(struct pmodel *pm, struct store *s, int st, int i);
 
 /* The database holds exactly the model: stores, blobs, counts, listings. */
 bool verify_model(struct blobdb *db, const struct pmodel *pm, const char *when);

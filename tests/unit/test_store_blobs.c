@@ -29,9 +29,7 @@ static void test_blob_basics(const char *base, const struct blobdb_options *opts
 		 opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-basics-%" PRIu64, base, opts->large_blob_min);
-	db = db_open(dir, opts);
-	REQUIRE(store_create(db, "b") == 0);
-	s = st_open(db, "b");
+	s = new_store(dir, opts, "b", &db);
 	for (size_t i = 0; i < N; i++) {
 		data[i] = make_content(sizes[i]);
 		sha(data[i], sizes[i], hashes[i]);
@@ -189,9 +187,7 @@ static void test_reader_after_delete(const char *base, const struct blobdb_optio
 	snprintf(label, sizeof(label), "readers outlive deletes (%s)", opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-readers-%" PRIu64, base, opts->large_blob_min);
-	db = db_open(dir, opts);
-	REQUIRE(store_create(db, "r") == 0);
-	s = st_open(db, "r");
+	s = new_store(dir, opts, "r", &db);
 	for (size_t i = 0; i < N; i++) {
 		sizes[i] = i % 7 == 0 ? 100000 + (size_t)tu_rand_below(100000) :
 			   i == 5	? (1u << 20) + 3 :
@@ -260,9 +256,7 @@ static void test_tombstone_packs(const char *base)
 
 	TU_TEST("tombstones outlive the blobs of their pack");
 	tu_path(dir, sizeof(dir), "%s/db-tombstones", base);
-	db = db_open(dir, &opts);
-	REQUIRE(store_create(db, "t") == 0);
-	s = st_open(db, "t");
+	s = new_store(dir, &opts, "t", &db);
 	/* a: fill pack 0 and start pack 1. */
 	for (int i = 0; i < A; i++) {
 		a[i] = make_content(3000);
@@ -311,16 +305,12 @@ static void test_tombstone_packs(const char *base)
 
 int main(int argc, char **argv)
 {
-	struct blobdb_options def = opts_default(), small = opts_small();
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .both = test_blob_basics },
+		{ .both = test_reader_after_delete },
+		{ .once = test_tombstone_packs },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_blob_basics(base, &def);
-	test_blob_basics(base, &small);
-	test_reader_after_delete(base, &def);
-	test_reader_after_delete(base, &small);
-	test_tombstone_packs(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

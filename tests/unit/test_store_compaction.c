@@ -35,9 +35,7 @@ static void test_compaction_layouts(const char *base)
 		snprintf(label, sizeof(label), "online compaction of a pack laid out %s", layout);
 		TU_TEST(label);
 		tu_path(dir, sizeof(dir), "%s/db-layout-%zu", base, k);
-		db = db_open(dir, &opts);
-		REQUIRE(store_create(db, "c") == 0);
-		s = st_open(db, "c");
+		s = new_store(dir, &opts, "c", &db);
 		for (size_t i = 0; i < n; i++) {
 			data[i] = make_content(3000);
 			CHECK_EQ(blob_save(s, data[i], 3000, hashes[i]), 0);
@@ -115,21 +113,12 @@ static void test_compaction(const char *base)
 		size_t n_readers = 0;
 		for (int op = 0; op < 150; op++) {
 			int st = (int)tu_rand_below(2), i = (int)tu_rand_below(P_POOL);
-			struct pool_item *it = &pm->pool[i];
 			struct store *s = st_open(db, p_names[st]);
-			uint8_t h[HS];
-			int r;
 			if (tu_rand_below(100) < 50) {
-				r = tu_rand_below(5) ? blob_save(s, it->data, it->len, h) :
-						       save_via_writer(s, it->data, it->len, h);
-				if (!CHECK_EQ(r, pm->present[st][i] ? -EEXIST : 0))
+				if (!model_save(pm, s, st, i, tu_rand_below(5) == 0))
 					bad++;
-				pm->present[st][i] = true;
-			} else {
-				r = blob_delete(s, it->hash);
-				if (!CHECK_EQ(r, pm->present[st][i] ? 0 : -ENOENT))
-					bad++;
-				pm->present[st][i] = false;
+			} else if (!model_delete(pm, s, st, i)) {
+				bad++;
 			}
 			store_close(s);
 		}
@@ -238,9 +227,7 @@ static void race_child(void *arg)
 	opts.compact_percent = 100; /* no background compaction */
 	race_io.pwrite = race_pwrite;
 	tu_use_io(&opts, &race_io);
-	db = db_open(dir, &opts);
-	REQUIRE(store_create(db, "r") == 0);
-	s = st_open(db, "r");
+	s = new_store(dir, &opts, "r", &db);
 	for (int i = 0; i < A; i++) {
 		a[i] = make_content(3000);
 		REQUIRE(blob_save(s, a[i], 3000, ha[i]) == 0);
@@ -290,13 +277,12 @@ static void test_compaction_delete_race(const char *base)
 
 int main(int argc, char **argv)
 {
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .once = test_compaction_layouts },
+		{ .once = test_compaction },
+		{ .once = test_compaction_delete_race },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_compaction_layouts(base);
-	test_compaction(base);
-	test_compaction_delete_race(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

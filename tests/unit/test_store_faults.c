@@ -22,9 +22,7 @@ static void test_min_free(const char *base)
 
 	TU_TEST("min_free: saves refused, deletes allowed");
 	tu_path(dir, sizeof(dir), "%s/db-minfree", base);
-	db = db_open(dir, &opts);
-	REQUIRE(store_create(db, "m") == 0);
-	s = st_open(db, "m");
+	s = new_store(dir, &opts, "m", &db);
 	CHECK_EQ(blob_save(s, kept, 500, hk), 0);
 	store_close(s);
 	blobdb_close(db);
@@ -108,9 +106,7 @@ static void test_failed_writes(const char *base, const struct blobdb_options *op
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-fail-%" PRIu64, base, opts->large_blob_min);
 	tu_use_io(&faulty_opts, &faulty_io);
-	db = db_open(dir, &faulty_opts);
-	REQUIRE(store_create(db, "f") == 0);
-	s = st_open(db, "f");
+	s = new_store(dir, &faulty_opts, "f", &db);
 	for (int i = 0; i < N; i++) {
 		sizes[i] = i % 4 == 3 ? 9000 + (size_t)tu_rand_below(90000) : (size_t)tu_rand_below(3000);
 		data[i] = make_content(sizes[i]);
@@ -200,28 +196,21 @@ static void test_failed_writes(const char *base, const struct blobdb_options *op
 	CHECK(verify_packs(dir, "f"));
 	db = db_open(dir, opts);
 	s = st_open(db, "f");
-	for (int i = 0; i < N; i++) {
-		if (present[i])
-			CHECK(blob_is(s, data[i], sizes[i]));
-		else
-			CHECK(blob_absent(s, hashes[i]));
-		free(data[i]);
-	}
+	check_blobs(s, N, data, sizes, hashes, present);
 	CHECK_EQ(staging_files(dir, "f"), 0);
 	store_close(s);
 	blobdb_close(db);
+	for (int i = 0; i < N; i++)
+		free(data[i]);
 }
 
 int main(int argc, char **argv)
 {
-	struct blobdb_options def = opts_default(), small = opts_small();
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .once = test_min_free },
+		{ .both = test_failed_writes },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_min_free(base);
-	test_failed_writes(base, &def);
-	test_failed_writes(base, &small);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -127,13 +127,7 @@ static void test_store_names(const char *base)
 	/* Create in a shuffled order. */
 	{
 		size_t order[32];
-		for (size_t i = 0; i < n_names; i++)
-			order[i] = i;
-		for (size_t i = n_names; i > 1; i--) {
-			size_t j = (size_t)tu_rand_below(i), t = order[i - 1];
-			order[i - 1] = order[j];
-			order[j] = t;
-		}
+		tu_shuffle(order, n_names);
 		for (size_t i = 0; i < n_names; i++)
 			if (!CHECK_EQ(store_create(db, names[order[i]]), 0))
 				fprintf(stderr, "  store_create(\"%s\")\n", names[order[i]]);
@@ -312,9 +306,7 @@ static void test_read_only(const char *base)
 
 	TU_TEST("read_only open");
 	tu_path(dir, sizeof(dir), "%s/db-readonly", base);
-	db = db_open(dir, NULL);
-	REQUIRE(store_create(db, "ro") == 0);
-	s = st_open(db, "ro");
+	s = new_store(dir, NULL, "ro", &db);
 	CHECK_EQ(blob_save(s, data, 5000, hash), 0);
 	store_close(s);
 	blobdb_close(db);
@@ -337,14 +329,13 @@ static void test_read_only(const char *base)
 
 int main(int argc, char **argv)
 {
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .once = test_open_and_lock },
+		{ .once = test_store_names },
+		{ .once = test_store_destroy },
+		{ .once = test_read_only },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_open_and_lock(base);
-	test_store_names(base);
-	test_store_destroy(base);
-	test_read_only(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

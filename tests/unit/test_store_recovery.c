@@ -72,11 +72,8 @@ static void test_persistence(const char *base, const struct blobdb_options *opts
 	for (int cycle = 0; cycle < 8 && !bad; cycle++) {
 		for (int op = 0; op < 90; op++) {
 			int st = (int)tu_rand_below(P_STORES), i = (int)tu_rand_below(P_POOL);
-			struct pool_item *it = &pm->pool[i];
 			uint64_t what = tu_rand_below(100);
 			struct store *s;
-			uint8_t h[HS];
-			int r;
 			if (what < 3) {
 				/* Destroy or (re)create a store. */
 				if (pm->exists[st]) {
@@ -92,23 +89,11 @@ static void test_persistence(const char *base, const struct blobdb_options *opts
 			if (!pm->exists[st])
 				continue;
 			s = st_open(db, p_names[st]);
-			if (what < 50) {
-				r = blob_save(s, it->data, it->len, h);
-				if (!CHECK_EQ(r, pm->present[st][i] ? -EEXIST : 0))
+			if (what < 65) {
+				if (!model_save(pm, s, st, i, what >= 50))
 					bad++;
-				CHECK_MEM(h, it->hash, HS);
-				pm->present[st][i] = true;
-			} else if (what < 65) {
-				r = save_via_writer(s, it->data, it->len, h);
-				if (!CHECK_EQ(r, pm->present[st][i] ? -EEXIST : 0))
-					bad++;
-				CHECK_MEM(h, it->hash, HS);
-				pm->present[st][i] = true;
-			} else {
-				r = blob_delete(s, it->hash);
-				if (!CHECK_EQ(r, pm->present[st][i] ? 0 : -ENOENT))
-					bad++;
-				pm->present[st][i] = false;
+			} else if (!model_delete(pm, s, st, i)) {
+				bad++;
 			}
 			store_close(s);
 		}
@@ -222,12 +207,7 @@ static void test_torn_tail(const char *base, const struct blobdb_options *opts)
 		s = st_open(db, "t");
 		/* The tail was cut off. */
 		CHECK_EQ(tu_file_size(path), size_before);
-		for (size_t i = 0; i < N + 4; i++) {
-			if (present[i])
-				CHECK(blob_is(s, data[i], sizes[i]));
-			else
-				CHECK(blob_absent(s, hashes[i]));
-		}
+		check_blobs(s, N + 4, data, sizes, hashes, present);
 		/* New saves work (and deletes). */
 		CHECK_EQ(blob_save(s, data[N + kind], sizes[N + kind], hashes[N + kind]), 0);
 		present[N + kind] = true;
@@ -238,12 +218,7 @@ static void test_torn_tail(const char *base, const struct blobdb_options *opts)
 		CHECK(verify_packs(dir, "t"));
 		db = db_open(dir, opts);
 		s = st_open(db, "t");
-		for (size_t i = 0; i < N + 4; i++) {
-			if (present[i])
-				CHECK(blob_is(s, data[i], sizes[i]));
-			else
-				CHECK(blob_absent(s, hashes[i]));
-		}
+		check_blobs(s, N + 4, data, sizes, hashes, present);
 		store_close(s);
 		blobdb_close(db);
 	}
@@ -272,12 +247,7 @@ static void test_torn_tail(const char *base, const struct blobdb_options *opts)
 		db = db_open(dir, opts);
 		s = st_open(db, "t");
 		CHECK_EQ(tu_file_size(path), last.offset);
-		for (size_t i = 0; i < N + 4; i++) {
-			if (present[i])
-				CHECK(blob_is(s, data[i], sizes[i]));
-			else
-				CHECK(blob_absent(s, hashes[i]));
-		}
+		check_blobs(s, N + 4, data, sizes, hashes, present);
 		/* The lost blob can be saved again. */
 		CHECK_EQ(blob_save(s, data[j], sizes[j], hashes[j]), 0);
 		present[j] = true;
@@ -285,12 +255,7 @@ static void test_torn_tail(const char *base, const struct blobdb_options *opts)
 		blobdb_close(db);
 		db = db_open(dir, opts);
 		s = st_open(db, "t");
-		for (size_t i = 0; i < N + 4; i++) {
-			if (present[i])
-				CHECK(blob_is(s, data[i], sizes[i]));
-			else
-				CHECK(blob_absent(s, hashes[i]));
-		}
+		check_blobs(s, N + 4, data, sizes, hashes, present);
 		store_close(s);
 		/* The other store was never touched. */
 		s = st_open(db, "other");
@@ -421,17 +386,13 @@ static void test_headerless_pack(const char *base)
 
 int main(int argc, char **argv)
 {
-	struct blobdb_options def = opts_default(), small = opts_small();
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .both = test_persistence },
+		{ .both = test_torn_tail },
+		{ .once = test_crafted_hashes },
+		{ .once = test_headerless_pack },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_persistence(base, &def);
-	test_persistence(base, &small);
-	test_torn_tail(base, &def);
-	test_torn_tail(base, &small);
-	test_crafted_hashes(base);
-	test_headerless_pack(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

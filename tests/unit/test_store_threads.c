@@ -197,9 +197,7 @@ static void test_flush_interval(const char *base)
 
 	TU_TEST("the flusher makes a save durable within the flush interval");
 	tu_path(dir, sizeof(dir), "%s/db-flush-interval", base);
-	db = db_open(dir, NULL);
-	REQUIRE(store_create(db, "s") == 0);
-	s = st_open(db, "s");
+	s = new_store(dir, NULL, "s", &db);
 	REQUIRE(blobdb_start(db) == 0);
 	CHECK_EQ(marker_seq(dir, "s"), 0);
 	CHECK_EQ(blob_save(s, "durable soon", 12, h), 0);
@@ -213,13 +211,12 @@ static void test_flush_interval(const char *base)
 
 int main(int argc, char **argv)
 {
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .once = test_threads },
+		{ .once = test_threads_flusher },
+		{ .once = test_flush_interval },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_threads(base);
-	test_threads_flusher(base);
-	test_flush_interval(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -58,9 +58,7 @@ static void test_verified_reads(const char *base)
 
 	TU_TEST("verified reads: a damaged chunk is never handed out");
 	tu_path(dir, sizeof(dir), "%s/db-verify", base);
-	db = db_open(dir, NULL);
-	REQUIRE(store_create(db, "v") == 0);
-	s = st_open(db, "v");
+	s = new_store(dir, NULL, "v", &db);
 	CHECK_EQ(blob_save(s, a, LA, ha), 0);
 	CHECK_EQ(blob_save(s, b, LB, hb), 0);
 	CHECK_EQ(blob_save(s, c, LC, hc), 0);
@@ -157,11 +155,10 @@ static void test_verified_reads(const char *base)
 
 int main(int argc, char **argv)
 {
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .once = test_verified_reads },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_verified_reads(base);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -104,9 +104,7 @@ static void test_writer_scripted(const char *base, const struct blobdb_options *
 	snprintf(label, sizeof(label), "writer: scripted (%s)", opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-writer-%" PRIu64, base, opts->large_blob_min);
-	db = db_open(dir, opts);
-	REQUIRE(store_create(db, "w") == 0);
-	s = st_open(db, "w");
+	s = new_store(dir, opts, "w", &db);
 
 	/* Empty, committed at once: the empty blob. */
 	REQUIRE(blob_writer_new(s, &m.w) == 0);
@@ -316,9 +314,7 @@ static void test_writer_random(const char *base, const struct blobdb_options *op
 		 opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-wrand-%" PRIu64, base, opts->large_blob_min);
-	db = db_open(dir, opts);
-	REQUIRE(store_create(db, "w") == 0);
-	s = st_open(db, "w");
+	s = new_store(dir, opts, "w", &db);
 	for (int round = 0; round < 6 && !bad; round++) {
 		REQUIRE(blob_writer_new(s, &m.w) == 0);
 		m.size = 0;
@@ -391,9 +387,7 @@ static void test_writer_after_delete(const char *base, const struct blobdb_optio
 		 opts_label(opts));
 	TU_TEST(label);
 	tu_path(dir, sizeof(dir), "%s/db-wdel-%" PRIu64, base, opts->large_blob_min);
-	db = db_open(dir, opts);
-	REQUIRE(store_create(db, "w") == 0);
-	s = st_open(db, "w");
+	s = new_store(dir, opts, "w", &db);
 	for (int size_class = 0; size_class < 2; size_class++) {
 		size_t size = size_class ? 10000 : 1000; /* small vs own pack in small mode */
 		REQUIRE(blob_writer_new(s, &m.w) == 0);
@@ -434,17 +428,12 @@ static void test_writer_after_delete(const char *base, const struct blobdb_optio
 
 int main(int argc, char **argv)
 {
-	struct blobdb_options def = opts_default(), small = opts_small();
-	const char *base;
+	static const struct store_test tests[] = {
+		{ .both = test_writer_scripted },
+		{ .both = test_writer_random },
+		{ .both = test_writer_after_delete },
+	};
 
 	(void)argc;
-	tu_init(argv[0]);
-	base = tu_tmpdir();
-	test_writer_scripted(base, &def);
-	test_writer_scripted(base, &small);
-	test_writer_random(base, &def);
-	test_writer_random(base, &small);
-	test_writer_after_delete(base, &def);
-	test_writer_after_delete(base, &small);
-	return tu_finish();
+	return store_tests_main(argv[0], tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -133,6 +133,17 @@ void tu_fill_random(void *buf, size_t len)
 	tu_rng_fill(&tu_default_rng, buf, len);
 }
 
+void tu_shuffle(size_t *order, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)tu_rand_below(i), t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+}
+
 void *tu_xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);

@@ -87,6 +87,9 @@ uint64_t tu_rand(void);
 uint64_t tu_rand_below(uint64_t n);
 void tu_fill_random(void *buf, size_t len);
 
+/* order[] = 0 .. n-1 in a random order (on the test's generator). */
+void tu_shuffle(size_t *order, size_t n);
+
 /* malloc that ends the test when memory runs out (n may be 0). */
 void *tu_xmalloc(size_t n);
 /* A malloc'd buffer of n random bytes. */
