@@ -6,11 +6,13 @@
  * model of several stores for persistence and compaction tests, and what the
  * tests look at on disk: pack files, staging files, every record verified.
  *
- * The file-system calls of the code under test go through an io table. Two
- * helpers are the only places that touch it or the pack layer's I/O:
- * tu_use_io() (today io_install(); a per-database field of blobdb_options
- * later) and scan_packs() (pack_scan_* and pack_verify_record) together
- * with write_pack() (pack_create / pack_write_record).
+ * The file-system calls of the code under test go through an io table. Only
+ * tu_use_io() installs one (today io_install(); a per-database field of
+ * blobdb_options later) and only tu_system_io() reads the one in force. The
+ * pack layer's I/O functions are called from two helpers only: scan_packs()
+ * (pack_scan_*; verify_packs adds pack_verify_record) and write_pack()
+ * (pack_create / pack_write_record). test_pack.c, whose subject they are,
+ * calls them directly.
  */
 #ifndef BLOBFS_STOREUTIL_H
 #define BLOBFS_STOREUTIL_H
@@ -46,7 +48,7 @@ int store_tests_main(const char *argv0, const struct store_test *tests, size_t n
 /* ---- the io table ---- */
 
 /* The system calls as an io table, to copy and change one entry of. */
-extern const struct io_ops tu_system_io;
+const struct io_ops *tu_system_io(void);
 
 /*
  * Makes databases opened with opts from now on make their file-system calls

@@ -216,7 +216,7 @@ static void race_child(void *arg)
 	enum { A = 26 };
 	const char *dir = arg;
 	struct blobdb_options opts = opts_small();
-	struct io_ops race_io = tu_system_io;
+	struct io_ops race_io = *tu_system_io();
 	struct blobdb *db;
 	struct store *s;
 	uint8_t *a[A], ha[A][HS];

@@ -93,7 +93,7 @@ static void test_failed_writes(const char *base, const struct blobdb_options *op
 	enum { N = 16 };
 	char dir[PATH_MAX], label[128];
 	struct blobdb_options faulty_opts = *opts;
-	struct io_ops faulty_io = tu_system_io;
+	struct io_ops faulty_io = *tu_system_io();
 	struct blobdb *db;
 	struct store *s;
 	uint8_t *data[N], hashes[N][HS];
