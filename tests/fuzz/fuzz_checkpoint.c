@@ -15,24 +15,13 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "bytes.h"
 #include "checkpoint.h"
 #include "crc32c.h"
 #include "index.h"
 
 static char dir[] = "/tmp/fuzz-checkpoint-XXXXXX";
 static int dir_fd = -1;
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static void remove_dir(void)
 {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "testutil.h"
 
 #define SECTOR 512
 
@@ -59,15 +60,8 @@ static struct {
 	struct name_op *names, *names_tail;
 } sim;
 
-static uint64_t rng_state;
-
-static uint64_t rng(void)
-{
-	uint64_t x = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return x ^ (x >> 31);
-}
+/* The power cut's random choices, seeded by simdisk_power_cut. */
+static struct tu_rng cut_rng;
 
 static bool tracing(void)
 {
@@ -411,8 +405,8 @@ static int sim_syncfs(int fd)
 	return 0;
 }
 
-/* The calls the simulation changes; the rest (reads of directories and
- * metadata, locks, dup) are the system's: the files are real. */
+/* The calls the simulation changes; the rest (listings, metadata, locks,
+ * dup) are the system's: the files are real. */
 static struct io_ops sim_ops;
 
 const struct io_ops *simdisk_install(const char *holding_dir)
@@ -485,26 +479,26 @@ static void undo(struct data_op *op)
 static void redo_partly(struct data_op *op, bool newest)
 {
 	if (op->kind == DATA_TRUNCATE) {
-		if (rng() % 2 && ftruncate(op->fd, (off_t)op->new_size) < 0)
+		if (tu_rng_next(&cut_rng) % 2 && ftruncate(op->fd, (off_t)op->new_size) < 0)
 			perror("simdisk: redo truncate");
 		return;
 	}
 	uint64_t len = op->len;
-	switch (rng() % 4) {
+	switch (tu_rng_next(&cut_rng) % 4) {
 	case 0:
 		return; /* nothing reached the disk */
 	case 1:
 		break; /* all of it did */
 	case 2:
 		if (newest && len) { /* torn at a random byte */
-			len = rng() % len;
+			len = tu_rng_next(&cut_rng) % len;
 			break;
 		}
 		/* fall through */
 	default:
 		for (uint64_t s = 0; s < op->len; s += SECTOR) {
 			uint64_t n = op->len - s < SECTOR ? op->len - s : SECTOR;
-			if (rng() % 2 && pwrite(op->fd, op->new_data + s, n, (off_t)(op->off + s)) < 0)
+			if (tu_rng_next(&cut_rng) % 2 && pwrite(op->fd, op->new_data + s, n, (off_t)(op->off + s)) < 0)
 				perror("simdisk: redo sector");
 		}
 		return;
@@ -542,7 +536,7 @@ void simdisk_power_cut(uint64_t seed)
 	struct name_op **names;
 	size_t n = 0, m = 0, k;
 
-	rng_state = seed;
+	tu_rng_seed(&cut_rng, seed);
 	for (struct data_op *op = sim.data; op; op = op->next)
 		n++;
 	ops = calloc(n ? n : 1, sizeof(*ops));
@@ -562,7 +556,7 @@ void simdisk_power_cut(uint64_t seed)
 	for (struct name_op *op = sim.names; op; op = op->next)
 		names[m++] = op;
 	/* The journal kept a prefix of the name changes. */
-	k = m ? (size_t)(rng() % (m + 1)) : 0;
+	k = m ? (size_t)(tu_rng_next(&cut_rng) % (m + 1)) : 0;
 	for (size_t i = m; i-- > k;) {
 		TRACE("revert %d %s %s\n", names[i]->kind, names[i]->path, names[i]->path2 ? names[i]->path2 : "");
 		revert_name(names[i]);

@@ -11,10 +11,12 @@
 
 #include <stdint.h>
 
-/* Sets up the simulated disk and returns its io table (for
- * blobdb_options.io and fsck_run). holding_dir is a directory on the same
- * file system where unlinked files wait until they are durable. */
 struct io_ops;
+
+/* Sets up the simulated disk and returns its io table, for the databases to
+ * use (tu_use_io of storeutil.h). holding_dir is a directory on the same file
+ * system where unlinked files wait until they are durable. Uninstall after
+ * the last database using it is closed (and stop using the table). */
 const struct io_ops *simdisk_install(const char *holding_dir);
 void simdisk_uninstall(void);
 

@@ -9,23 +9,12 @@
  */
 #include <sys/stat.h>
 
-#include "crc32c.h"
 #include "io.h"
+#include "bytes.h"
+#include "crc32c.h"
 #include "hash.h"
 #include "pack.h"
 #include "testutil.h"
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* Re-seals an edited record header with a correct checksum. */
 static void reseal_record_header(uint8_t *buf)
@@ -466,28 +455,6 @@ static size_t add_records(struct event *ev, size_t n, size_t from, size_t to)
 	return n;
 }
 
-static void copy_file(const char *from, const char *to, size_t keep)
-{
-	size_t len;
-	uint8_t *buf = tu_read_file(from, &len);
-
-	REQUIRE(buf);
-	REQUIRE(tu_write_file(to, buf, keep < len ? keep : len) == 0);
-	free(buf);
-}
-
-static void flip_byte(const char *path, uint64_t off)
-{
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	uint8_t b;
-
-	REQUIRE(fd >= 0);
-	REQUIRE(pread_full(io_system(), fd, &b, 1, off) == 0);
-	b ^= 0x5a;
-	REQUIRE(pwrite_full(io_system(), fd, &b, 1, off) == 0);
-	close(fd);
-}
-
 static void test_create_and_scan(const char *dir)
 {
 	static const uint64_t sizes[] = { 0, 1, 2, 63, 64, 4095, 4096, 4097, 65535, 65536, 65537,
@@ -578,8 +545,8 @@ static void test_damaged_header(const char *dir)
 		static const unsigned offsets[] = { 0, 3, 4, 5, 6, 8, 16, 22, 24, 55, 56, 60, 63 };
 		for (size_t k = 0; k < sizeof(offsets) / sizeof(offsets[0]); k++) {
 			size_t n = 0;
-			copy_file(p.path, path, SIZE_MAX);
-			flip_byte(path, w->rec.offset + offsets[k]);
+			tu_copy_file(p.path, path, SIZE_MAX);
+			tu_xor_byte(path, w->rec.offset + offsets[k], 0x5a);
 			n = add_records(ev, 0, 0, mid);
 			ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = w->rec.offset,
 						  .bad_end = p.recs[mid + 1].rec.offset };
@@ -601,8 +568,8 @@ static void test_damaged_header(const char *dir)
 			size_t n;
 			if (spots[k] == trailer && k == 4)
 				continue; /* no table (a tombstone): already covered */
-			copy_file(p.path, path, SIZE_MAX);
-			flip_byte(path, spots[k]);
+			tu_copy_file(p.path, path, SIZE_MAX);
+			tu_xor_byte(path, spots[k], 0x5a);
 			n = add_records(ev, 0, 0, mid);
 			ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = w->rec.offset,
 						  .bad_end = p.recs[mid + 1].rec.offset };
@@ -618,10 +585,10 @@ static void test_damaged_header(const char *dir)
 	TU_TEST("two damaged records in a row, and the first record");
 	{
 		size_t n = 0;
-		copy_file(p.path, path, SIZE_MAX);
-		flip_byte(path, p.recs[0].rec.offset + 10);
-		flip_byte(path, p.recs[4].rec.offset + 30);
-		flip_byte(path, p.recs[5].rec.offset + 1);
+		tu_copy_file(p.path, path, SIZE_MAX);
+		tu_xor_byte(path, p.recs[0].rec.offset + 10, 0x5a);
+		tu_xor_byte(path, p.recs[4].rec.offset + 30, 0x5a);
+		tu_xor_byte(path, p.recs[5].rec.offset + 1, 0x5a);
 		ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = p.recs[0].rec.offset,
 					  .bad_end = p.recs[1].rec.offset };
 		n = add_records(ev, n, 1, 4);
@@ -661,8 +628,8 @@ static void test_damaged_data(const char *dir)
 			struct record_info rec;
 			size_t seen = 0;
 			int fd, r;
-			copy_file(p.path, path, SIZE_MAX);
-			flip_byte(path, record_data_offset(&w->rec) + spots[k]);
+			tu_copy_file(p.path, path, SIZE_MAX);
+			tu_xor_byte(path, record_data_offset(&w->rec) + spots[k], 0x5a);
 			CHECK(scan_matches(&p, path, ev, n, false));
 			fd = open(path, O_RDONLY | O_CLOEXEC);
 			REQUIRE(fd >= 0);
@@ -786,7 +753,7 @@ static void test_torn_tail(const char *dir)
 			ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = last->rec.offset,
 						  .bad_end = cut };
 		/* cut == offset: a clean end after the earlier records. */
-		copy_file(p.path, path, (size_t)cut);
+		tu_copy_file(p.path, path, (size_t)cut);
 		if (!scan_matches(&p, path, ev, n, true)) {
 			fprintf(stderr, "  cut at %" PRIu64 " (record at %" PRIu64 ", ends at %" PRIu64
 					")\n",
@@ -809,7 +776,7 @@ static void test_torn_tail(const char *dir)
 		size_t n = add_records(ev, 0, 0, p.count - 1);
 		ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = last->rec.offset,
 					  .bad_end = cut };
-		copy_file(p.path, path, (size_t)cut);
+		tu_copy_file(p.path, path, (size_t)cut);
 		if (!scan_matches(&p, path, ev, n, true)) {
 			fprintf(stderr, "  cut at %" PRIu64 "\n", cut);
 			bad++;
@@ -827,7 +794,7 @@ static void test_torn_tail(const char *dir)
 				memset(junk, 0, len); /* zeros, as after a crash on some file systems */
 			else if (i / (sizeof(lens) / sizeof(lens[0])) == 2 && len >= 4)
 				put_le32(junk, RECORD_MAGIC); /* looks like the start of a record */
-			copy_file(p.path, path, SIZE_MAX);
+			tu_copy_file(p.path, path, SIZE_MAX);
 			REQUIRE(tu_append_file(path, junk, len) == 0);
 			n = add_records(ev, 0, 0, p.count);
 			ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = p.end,
@@ -844,7 +811,7 @@ static void test_torn_tail(const char *dir)
 			r.offset = p.end;
 			r.seq = 99;
 			record_header_encode(&r, header);
-			copy_file(p.path, path, SIZE_MAX);
+			tu_copy_file(p.path, path, SIZE_MAX);
 			REQUIRE(tu_append_file(path, header, sizeof(header)) == 0);
 			REQUIRE(tu_append_file(path, "abc", 3) == 0);
 			n = add_records(ev, 0, 0, p.count);
@@ -880,8 +847,8 @@ static void test_resync(const char *dir)
 		pack_append(&p, RECORD_BLOB, 100, CHUNK_SHIFT_DEFAULT, false);
 		pack_append(&p, RECORD_BLOB, 100, CHUNK_SHIFT_DEFAULT, false);
 		CHECK_EQ(p.recs[2].rec.offset - (p.recs[1].rec.offset + 1), d);
-		copy_file(p.path, path, SIZE_MAX);
-		flip_byte(path, p.recs[1].rec.offset + 2);
+		tu_copy_file(p.path, path, SIZE_MAX);
+		tu_xor_byte(path, p.recs[1].rec.offset + 2, 0x5a);
 		n = add_records(ev, 0, 0, 1);
 		ev[n++] = (struct event){ .kind = EV_DAMAGE, .bad_start = p.recs[1].rec.offset,
 					  .bad_end = p.recs[2].rec.offset };
@@ -910,7 +877,7 @@ static void test_resync(const char *dir)
 		uint8_t *zeros = calloc(1, span);
 		size_t n;
 		REQUIRE(zeros);
-		copy_file(p.path, path, SIZE_MAX);
+		tu_copy_file(p.path, path, SIZE_MAX);
 		{
 			int fd = open(path, O_RDWR | O_CLOEXEC);
 			REQUIRE(fd >= 0);

@@ -20,7 +20,6 @@
  * the run; a failure prints the seed and iteration that reproduce it.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +33,7 @@
 #include "log.h"
 #include "simdisk.h"
 #include "store.h"
+#include "storeutil.h"
 
 #define MAX_BLOBS 64
 #define MAX_OPS 48
@@ -54,28 +54,25 @@ static struct {
 	unsigned long syncs, saves, deletes, compactions, remounts;
 } stats;
 
-static uint64_t rng_state;
+/* The workload's choices: seeded per iteration, so that a seed and an
+ * iteration number reproduce it. */
+static struct tu_rng workload;
 static int failures;
+/* The simulated disk's io table. */
+static const struct io_ops *sim_io;
 
 static uint64_t rng(void)
 {
-	uint64_t x = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-	x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return x ^ (x >> 31);
+	return tu_rng_next(&workload);
 }
 
+/* A blob's content, made again from its seed whenever it is needed. */
 static void fill(uint8_t *buf, size_t len, uint64_t seed)
 {
-	uint64_t s = seed;
-	for (size_t i = 0; i < len; i++) {
-		if (i % 8 == 0) {
-			s ^= s << 13;
-			s ^= s >> 7;
-			s ^= s << 17;
-		}
-		buf[i] = (uint8_t)(s >> (8 * (i % 8)));
-	}
+	struct tu_rng content;
+
+	tu_rng_seed(&content, seed);
+	tu_rng_fill(&content, buf, len);
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -134,19 +131,6 @@ static int save(struct store *store, const uint8_t *data, size_t len, uint8_t ha
 	return ret;
 }
 
-static int remove_tree_entry(const char *path, const struct stat *st, int type, struct FTW *f)
-{
-	(void)st;
-	(void)type;
-	(void)f;
-	return remove(path);
-}
-
-static void remove_tree(const char *path)
-{
-	nftw(path, remove_tree_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 struct listed {
 	struct store *store;
 	uint64_t seed;
@@ -179,9 +163,6 @@ static int check_listed(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, v
 	return 0;
 }
 
-/* The simulated disk every database of the run is opened on. */
-static const struct io_ops *disk;
-
 static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t *buf,
 		      uint8_t *buf2)
 {
@@ -194,13 +175,13 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	size_t count = 0;
 	int ret;
 
-	rng_state = seed * 1000003 + it;
+	tu_rng_seed(&workload, seed * 1000003 + it);
 	snprintf(datadir, sizeof(datadir), "%s/d%lu", root, it);
 	blobdb_options_default(&opts);
 	opts.large_blob_min = 32 << 10;
 	opts.pack_size_max = 96 << 10;
 	opts.min_free = 0;
-	opts.io = disk;
+	opts.io = sim_io;
 
 	simdisk_arm(0);
 	if (blobdb_open(datadir, &opts, &db) < 0 || store_create(db, "s") < 0 ||
@@ -369,7 +350,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	char *lines = NULL;
 	size_t lines_size = 0;
 	FILE *out = open_memstream(&lines, &lines_size);
-	ret = fsck_run(datadir, disk, false, out, NULL, &report);
+	ret = fsck_run(datadir, sim_io, false, out, NULL, &report);
 	fclose(out);
 	if (ret < 0 || report.problems)
 		fail(seed, it, "fsck after recovery: %s\n%s", ret < 0 ? strerror(-ret) : "problems",
@@ -377,7 +358,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	free(lines);
 	stats.iterations++;
 	if (!failures)
-		remove_tree(datadir);
+		tu_rmtree(datadir);
 }
 
 int main(void)
@@ -399,7 +380,7 @@ int main(void)
 	snprintf(holding, sizeof(holding), "%s/holding", root);
 	mkdir(holding, 0700);
 	log_set_level(getenv("BLOBFS_POWERLOSS_LOG") ? LOG_LEVEL_DEBUG : LOG_LEVEL_OFF);
-	disk = simdisk_install(holding);
+	sim_io = simdisk_install(holding);
 	const char *only = getenv("BLOBFS_POWERLOSS_ONLY");
 	for (unsigned long it = 0; it < iterations && failures < 5; it++)
 		if (!only || strtoul(only, NULL, 10) == it)
@@ -412,7 +393,7 @@ int main(void)
 	       stats.compactions, stats.remounts, stats.synced_checked, stats.deletes_checked,
 	       stats.listed_checked, failures);
 	if (!failures)
-		remove_tree(root);
+		tu_rmtree(root);
 	else
 		fprintf(stderr, "data directories left in %s\n", root);
 	free(buf);
