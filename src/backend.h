@@ -73,6 +73,12 @@ struct blob_writer {
 
 typedef int (*blob_list_fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg);
 
+/* One blob of a listing. */
+struct blob_entry {
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	uint64_t length;
+};
+
 struct backend_ops {
 	const char *name;
 
@@ -133,11 +139,12 @@ struct backend_ops {
 	/* -ENOENT when there is no such blob. After a 0 the blob is gone for
 	 * every later lookup; readers already open keep reading it. */
 	int (*blob_delete)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
-	/* Calls fn for each blob in hash order after `after` (NULL: from the
-	 * first) without holding a lock across fn; stops at fn's first non-zero
-	 * return and returns it. Blobs saved or deleted meanwhile may or may not
-	 * be seen; none is seen twice. */
-	int (*blob_list)(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg);
+	/* Copies into out up to max blobs in hash order after `after` (NULL:
+	 * from the first): how many (fewer than max only at the end; 0 for a
+	 * destroyed store). blobdb.c walks a listing a batch at a time, so no
+	 * lock of the backend is held while the caller's callback runs. */
+	size_t (*blob_list_batch)(struct store *store, const uint8_t *after,
+				  struct blob_entry *out, size_t max);
 	size_t (*blob_count)(struct store *store);
 	/* Saves len bytes from memory; fills hash. 0 saved, -EEXIST already
 	 * there (both: the blob exists), -ENOSPC, -EIO. */

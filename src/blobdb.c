@@ -419,7 +419,29 @@ int blob_save(struct store *store, const void *data, size_t len,
 
 int blob_list(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg)
 {
-	return store->db->ops->blob_list(store, after, fn, arg);
+	enum { BATCH = 128 };
+	struct blob_entry batch[BATCH];
+	uint8_t cursor[BLOBFS_HASH_SIZE];
+	bool have_cursor = after != NULL;
+	int ret = 0;
+
+	if (after)
+		memcpy(cursor, after, BLOBFS_HASH_SIZE);
+	/* fn may block (a readdir reply): it runs between batches, with no lock
+	 * held; the cursor (the last hash handed out) keeps the walk right, and
+	 * free of repeats, whatever changes between batches. */
+	for (;;) {
+		size_t n = store->db->ops->blob_list_batch(store, have_cursor ? cursor : NULL,
+							   batch, BATCH);
+		for (size_t i = 0; i < n && ret == 0; i++) {
+			memcpy(cursor, batch[i].hash, BLOBFS_HASH_SIZE);
+			have_cursor = true;
+			ret = fn(batch[i].hash, batch[i].length, arg);
+		}
+		if (ret || n < BATCH)
+			break;
+	}
+	return ret;
 }
 
 size_t blob_count(struct store *store)

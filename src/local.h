@@ -190,7 +190,8 @@ int local_store_sync(struct store *base);
 int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 			   uint64_t *length);
 size_t local_blob_count(struct store *base);
-int local_blob_list(struct store *base, const uint8_t *after, blob_list_fn fn, void *arg);
+size_t local_blob_list_batch(struct store *base, const uint8_t *after, struct blob_entry *out,
+			     size_t max);
 int append_index_record(struct local_store *store, uint32_t pack_id,
 			      const struct record_info *rec);
 int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE]);

@@ -55,34 +55,28 @@ size_t local_blob_count(struct store *base)
 	return n;
 }
 
-int local_blob_list(struct store *base, const uint8_t *after, blob_list_fn fn, void *arg)
+size_t local_blob_list_batch(struct store *base, const uint8_t *after, struct blob_entry *out,
+			     size_t max)
 {
 	struct local_store *store = (struct local_store *)base;
-	enum { BATCH = 128 };
-	struct index_entry batch[BATCH];
-	uint8_t cursor[BLOBFS_HASH_SIZE];
-	bool have_cursor = after != NULL;
-	int ret = 0;
+	struct index_entry batch[128];
+	size_t n = 0, got;
 
-	if (after)
-		memcpy(cursor, after, BLOBFS_HASH_SIZE);
-	/* Entries are copied out a batch at a time so that fn runs without
-	 * the lock; the cursor makes the walk right under concurrent change. */
-	for (;;) {
-		size_t n;
-		pthread_mutex_lock(&store->lock);
-		n = store->base.destroyed ? 0 :
-			index_seek_many(store->index, have_cursor ? cursor : NULL, true, batch, BATCH);
-		pthread_mutex_unlock(&store->lock);
-		for (size_t i = 0; i < n && ret == 0; i++) {
-			memcpy(cursor, batch[i].hash, BLOBFS_HASH_SIZE);
-			have_cursor = true;
-			ret = fn(batch[i].hash, batch[i].length, arg);
+	pthread_mutex_lock(&store->lock);
+	while (!store->base.destroyed && n < max) {
+		size_t want = max - n < 128 ? max - n : 128;
+		got = index_seek_many(store->index, after, true, batch, want);
+		for (size_t i = 0; i < got; i++) {
+			memcpy(out[n + i].hash, batch[i].hash, BLOBFS_HASH_SIZE);
+			out[n + i].length = batch[i].length;
 		}
-		if (ret || n < BATCH)
+		n += got;
+		if (got < want)
 			break;
+		after = out[n - 1].hash;
 	}
-	return ret;
+	pthread_mutex_unlock(&store->lock);
+	return n;
 }
 
 int append_index_record(struct local_store *store, uint32_t pack_id,

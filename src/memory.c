@@ -251,16 +251,11 @@ static struct memory_blob *tree_remove(struct memory_blob *node, const uint8_t *
 	return node;
 }
 
-struct list_entry {
-	uint8_t hash[BLOBFS_HASH_SIZE];
-	uint64_t length;
-};
-
 /* Copies up to max entries after `after` (NULL: from the first), in hash
  * order, into out[*n...]; skips every subtree at or before the cursor, so a
  * batch costs O(log n + max). */
 static void tree_collect(const struct memory_blob *node, const uint8_t *after,
-			 struct list_entry *out, size_t *n, size_t max)
+			 struct blob_entry *out, size_t *n, size_t max)
 {
 	while (node && *n < max) {
 		if (after && hash_cmp(node->hash, after) <= 0) {
@@ -511,36 +506,17 @@ static int memory_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HAS
 	return 0;
 }
 
-static int memory_blob_list(struct store *store, const uint8_t *after, blob_list_fn fn,
-			    void *arg)
+static size_t memory_blob_list_batch(struct store *store, const uint8_t *after,
+				     struct blob_entry *out, size_t max)
 {
-	enum { BATCH = 128 };
 	struct memory_store *ms = to_store(store);
-	struct list_entry batch[BATCH];
-	uint8_t cursor[BLOBFS_HASH_SIZE];
-	bool have_cursor = after != NULL;
-	int ret = 0;
+	size_t n = 0;
 
-	if (after)
-		memcpy(cursor, after, BLOBFS_HASH_SIZE);
-	/* A batch is copied out under the lock and fn runs without it; the
-	 * cursor (the last hash handed out) keeps the walk right, and free of
-	 * repeats, whatever changes between batches. */
-	for (;;) {
-		size_t n = 0;
-		pthread_mutex_lock(&ms->lock);
-		if (!store->destroyed)
-			tree_collect(ms->root, have_cursor ? cursor : NULL, batch, &n, BATCH);
-		pthread_mutex_unlock(&ms->lock);
-		for (size_t i = 0; i < n && ret == 0; i++) {
-			memcpy(cursor, batch[i].hash, BLOBFS_HASH_SIZE);
-			have_cursor = true;
-			ret = fn(batch[i].hash, batch[i].length, arg);
-		}
-		if (ret || n < BATCH)
-			break;
-	}
-	return ret;
+	pthread_mutex_lock(&ms->lock);
+	if (!store->destroyed)
+		tree_collect(ms->root, after, out, &n, max);
+	pthread_mutex_unlock(&ms->lock);
+	return n;
 }
 
 static size_t memory_blob_count(struct store *store)
@@ -886,7 +862,7 @@ const struct backend_ops memory_backend = {
 	.store_sync = memory_store_sync,
 	.blob_info = memory_blob_info,
 	.blob_delete = memory_blob_delete,
-	.blob_list = memory_blob_list,
+	.blob_list_batch = memory_blob_list_batch,
 	.blob_count = memory_blob_count,
 	.blob_save = memory_blob_save,
 	.reader_open = memory_reader_open,
