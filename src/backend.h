@@ -23,7 +23,12 @@
  * Threads. Every call may come from any thread at any time, except that
  * db_stop/db_free come once, after every other call has returned. The base
  * fields below are owned by blobdb.c; backends only read them (name, db) or
- * set them as documented (destroyed).
+ * set them as documented (destroyed, length).
+ *
+ * Locks. blobdb.c's db->lock (the catalogue and every reference count) is
+ * taken before a backend's own locks (store_create and store_remove are
+ * called with it held) and never after: a backend must not call
+ * store_hold/store_close/blobdb_each_store while holding a lock of its own.
  */
 #ifndef BLOBFS_BACKEND_H
 #define BLOBFS_BACKEND_H
@@ -162,9 +167,10 @@ struct backend_ops {
 	void (*reader_close)(struct blob_reader *reader);
 
 	/* An incoming blob, written at any offsets and committed (any number of
-	 * times) as a blob. Writes and truncates fail with -ENOSPC, -EFBIG or
-	 * -EIO; after a failure the content is not what the caller wrote, so
-	 * every later commit fails too. */
+	 * times) as a blob. Writes and truncates fail with -ENOSPC, -EFBIG (past
+	 * the largest blob: nothing changed) or -EIO. After a failure other than
+	 * -EFBIG the content may not be what the caller wrote, so every later
+	 * commit must fail too (a backend may also refuse after -EFBIG). */
 	int (*writer_new)(struct store *store, struct blob_writer **out);
 	int (*writer_write)(struct blob_writer *writer, const void *buf, size_t size,
 			    uint64_t off);

@@ -7,25 +7,19 @@
  */
 #include "fsck.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "checkpoint.h"
 #include "hash.h"
-#include "index.h"
 #include "io.h"
 #include "datadir.h"
 #include "pack.h"
 #include "salvage.h"
-#include "store.h"
 
 struct fsck {
 	const struct io_ops *io;

@@ -6,29 +6,15 @@
  */
 #include "local.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "checkpoint.h"
-#include "crc32c.h"
-#include "hash.h"
-#include "index.h"
 #include "io.h"
 #include "log.h"
 #include "datadir.h"
-#include "pack.h"
 
 /*
  * Loads the store's checkpoint, all or nothing: every pack it covers must

@@ -42,7 +42,6 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"

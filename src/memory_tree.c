@@ -10,13 +10,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "hash.h"
-#include "log.h"
 
 /* ---- the budget ---- */
 

@@ -57,12 +57,16 @@ struct blob_writer;
  *   a path      a data directory of packs: created (mode 0700) if needed, its
  *               lock taken, every store loaded. -EBUSY if another process
  *               holds the lock.
+ * opts may be NULL (the defaults). -EINVAL for "memory:" followed by
+ * anything.
  */
 #define MEMORY_LOCATION "memory:"
 int blobdb_open(const char *location, const struct blobdb_options *opts, struct blobdb **out);
-/* Flushes everything to disk, writes the index checkpoints and releases the
- * lock; -EIO if the final flush failed (the lock and memory are released
- * either way; a checkpoint that cannot be written is only logged). */
+/* Makes everything durable and releases the database (local: flushes,
+ * writes the index checkpoints and releases the lock); -EIO if the final
+ * flush failed (everything is released either way; a checkpoint that cannot
+ * be written is only logged). Every store reference, reader and writer must
+ * be closed first. */
 int blobdb_close(struct blobdb *db);
 /* Records the calling process as the lock holder (after a daemonizing fork). */
 void blobdb_note_pid(struct blobdb *db);
@@ -131,9 +135,9 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	      struct blob_reader **out);
 uint64_t blob_reader_length(const struct blob_reader *reader);
 /* Reads up to size bytes at off; *got is short only at the end of the blob.
- * Every chunk is checked against its CRC32C before its bytes are returned,
- * and a reader that reads the whole blob in order has the SHA-256 checked
- * before the last bytes are returned: damage gives -EIO, never wrong bytes. */
+ * Never returns bytes that do not belong to the blob: damage gives -EIO (the
+ * local backend checks each chunk's CRC32C before returning its bytes, and
+ * the whole SHA-256 before the last bytes when the blob is read in order). */
 int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got);
 void blob_close(struct blob_reader *reader);
 

@@ -40,8 +40,9 @@ def write_bytes(pid):
 
 
 def open_files(pid):
-    """The regular files the process has open or mapped: {path: how}
-    (memfd and anonymous memory excluded)."""
+    """The regular files the process has open, or mapped shared and
+    writable (the only mappings that write a file; the daemon's own binary
+    and libraries are mapped read-only): {path: how} (memfd excluded)."""
     found = {}
     fd_dir = f'/proc/{pid}/fd'
     for fd in os.listdir(fd_dir):
@@ -55,7 +56,8 @@ def open_files(pid):
     with open(f'/proc/{pid}/maps') as f:
         for line in f:
             fields = line.split(None, 5)
-            if len(fields) == 6 and fields[5].startswith('/'):
+            if (len(fields) == 6 and fields[5].startswith('/')
+                    and 'w' in fields[1] and 's' in fields[1]):
                 found.setdefault(fields[5].strip(), 'mapped')
     return found
 
