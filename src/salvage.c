@@ -23,6 +23,17 @@ static int quarantine_dir(const struct quarantine *q)
 	return 0;
 }
 
+/* The new name in quarantine/<store>/ and that directory's own name in
+ * quarantine/ both reach the disk. */
+static int quarantine_sync(const struct quarantine *q)
+{
+	int ret = datadir_fsync_dir(q->io, q->dirfd, q->store);
+
+	if (ret == 0 && q->io->fsync(q->dirfd) < 0)
+		ret = -errno;
+	return ret;
+}
+
 int quarantine_copy(const struct quarantine *q, int fd, const char *file, uint64_t from,
 		    uint64_t to, char kept_as[QUARANTINE_NAME_SIZE])
 {
@@ -38,8 +49,8 @@ int quarantine_copy(const struct quarantine *q, int fd, const char *file, uint64
 	ret = out < 0 ? -errno : copy_file_bytes(io, fd, from, out, 0, to - from);
 	if (ret == 0 && io->fsync(out) < 0)
 		ret = -errno;
-	if (ret == 0 && io->fsync(q->dirfd) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = quarantine_sync(q);
 out:
 	if (out >= 0)
 		io->close(out);
@@ -60,8 +71,8 @@ int quarantine_move(const struct quarantine *q, int store_fd, const char *file,
 		ret = -errno;
 	if (ret == 0 && io->fsync(store_fd) < 0)
 		ret = -errno;
-	if (ret == 0 && io->fsync(q->dirfd) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = quarantine_sync(q);
 	if (ret == 0 && kept_as)
 		snprintf(kept_as, QUARANTINE_NAME_SIZE, "%s", name);
 	return ret;
