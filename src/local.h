@@ -166,6 +166,12 @@ void packtab_drop_dead(struct local_store *store, uint32_t pack_id);
 uint64_t packtab_dead_bytes(const struct pack_info *p);
 bool packtab_compactable(const struct local_store *store, const struct pack_info *p);
 
+/* The index entry of a record of pack pack_id. */
+void packtab_entry(uint32_t pack_id, const struct record_info *rec, struct index_entry *e);
+/* Before a save (store->lock held): -ENOENT for a destroyed store, -EEXIST
+ * when the blob is already there, else 0. */
+int packtab_check_absent(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+
 /* local_recover.c */
 int recover_store(struct local_store *store);
 

@@ -68,19 +68,12 @@ size_t local_blob_list_batch(struct store *base, const uint8_t *after, struct bl
 int append_index_record(struct local_store *store, uint32_t pack_id,
 			      const struct record_info *rec)
 {
-	struct index_entry old, entry = {
-		.offset = rec->offset,
-		.length = rec->length,
-		.seq = rec->seq,
-		.pack_id = pack_id,
-		.kind = RECORD_BLOB,
-		.chunk_shift = (uint8_t)rec->chunk_shift,
-	};
-
+	struct index_entry old, entry;
 	bool had_old = index_lookup(store->index, rec->hash, &old) == 0;
 	int ret;
 
-	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
+	packtab_entry(pack_id, rec, &entry);
+	entry.kind = RECORD_BLOB;
 	ret = index_put(store->index, &entry);
 	if (ret < 0)
 		return ret;
@@ -177,16 +170,12 @@ int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_
 	struct record_info rec = { .kind = RECORD_BLOB, .chunk_shift = CHUNK_SHIFT_DEFAULT,
 				   .length = len };
 	char hex[HASH_HEX_SIZE + 1];
-	struct index_entry e;
 	int ret;
 
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&store->lock);
-	ret = -ENOENT;
-	if (store->base.destroyed)
-		goto out;
-	ret = -EEXIST;
-	if (index_lookup(store->index, hash, &e) == 0)
+	ret = packtab_check_absent(store, hash);
+	if (ret < 0)
 		goto out;
 	ret = append_record(store, &rec, data ? data : "", crcs);
 	if (ret < 0) {

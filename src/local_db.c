@@ -231,7 +231,8 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	db->dirfd = io->openat(AT_FDCWD, datadir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (db->dirfd >= 0) {
 		/* Messages and the mount's fsname name it absolutely (a daemon's
-		 * working directory is /). */
+		 * working directory is /). realpath only reads names, for
+		 * messages: the one call not made through the io table. */
 		char *absolute = realpath(datadir, NULL);
 		if (absolute) {
 			free(db->base.location);

@@ -178,3 +178,24 @@ bool packtab_compactable(const struct local_store *store, const struct pack_info
 	       !p->compacting &&
 	       p->max_seq <= __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE) && !p->damaged;
 }
+
+void packtab_entry(uint32_t pack_id, const struct record_info *rec, struct index_entry *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->offset = rec->offset;
+	e->length = rec->length;
+	e->seq = rec->seq;
+	e->pack_id = pack_id;
+	e->kind = (uint8_t)rec->kind;
+	e->chunk_shift = (uint8_t)rec->chunk_shift;
+	memcpy(e->hash, rec->hash, BLOBFS_HASH_SIZE);
+}
+
+int packtab_check_absent(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct index_entry e;
+
+	if (store->base.destroyed)
+		return -ENOENT;
+	return index_lookup(store->index, hash, &e) == 0 ? -EEXIST : 0;
+}

@@ -54,16 +54,9 @@ static int recover_record_seq(struct local_store *store, uint32_t pack_id, uint6
 static int recover_replay_record(struct local_store *store, uint32_t pack_id,
 			       const struct record_info *rec)
 {
-	struct index_entry old, entry = {
-		.offset = rec->offset,
-		.length = rec->length,
-		.seq = rec->seq,
-		.pack_id = pack_id,
-		.kind = (uint8_t)rec->kind,
-		.chunk_shift = (uint8_t)rec->chunk_shift,
-	};
+	struct index_entry old, entry;
 
-	memcpy(entry.hash, rec->hash, BLOBFS_HASH_SIZE);
+	packtab_entry(pack_id, rec, &entry);
 	if (rec->seq >= store->next_seq)
 		store->next_seq = rec->seq + 1;
 	/* The index does not keep seq: a hash seen twice (a delete and a new

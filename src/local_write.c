@@ -197,17 +197,13 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 				   .chunk_shift = CHUNK_SHIFT_DEFAULT, .length = w->size };
 	char from[PATH_SIZE], to[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	uint8_t header[PACK_HEADER_SIZE];
-	struct index_entry e;
 	uint32_t pack_id;
 	int ret;
 
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&store->lock);
-	ret = -ENOENT;
-	if (store->base.destroyed)
-		goto out;
-	ret = -EEXIST;
-	if (index_lookup(store->index, hash, &e) == 0)
+	ret = packtab_check_absent(store, hash);
+	if (ret < 0)
 		goto out;
 	pack_id = store->next_pack_id;
 	rec.seq = store->next_seq;
