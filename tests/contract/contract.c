@@ -22,7 +22,9 @@
  * (-ENOSPC, earlier blobs intact, a delete makes room).
  * contract_concurrency.c: writers (blob_writer_*), listing while another
  * thread saves, concurrent writers, references to a destroyed store.
- * contract_backend.c: opening the backend under test, the blob helpers.
+ * contract_backend.c: opening the backend under test.
+ * The checks, PRNG, temporary directories and blob helpers are the C tests'
+ * fixture library (tests/unit/testutil.h, storeutil.h).
  *
  * TEST_SEED=<n> changes the random content and orders.
  */
@@ -32,45 +34,12 @@
 
 /* ---- stores ---- */
 
-struct namelist {
-	char **names;
-	size_t n, cap, stop_after;
-};
-
-static int collect_name(const char *name, void *arg)
-{
-	struct namelist *l = arg;
-
-	if (l->n == l->cap) {
-		l->cap = l->cap ? 2 * l->cap : 16;
-		l->names = realloc(l->names, l->cap * sizeof(*l->names));
-		REQUIRE(l->names);
-	}
-	l->names[l->n] = strdup(name);
-	REQUIRE(l->names[l->n]);
-	l->n++;
-	return l->stop_after && l->n == l->stop_after ? 55 : 0;
-}
-
-static void namelist_free(struct namelist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->names[i]);
-	free(l->names);
-	memset(l, 0, sizeof(*l));
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b); /* strcmp: unsigned bytes */
-}
-
 static void ct_empty_database(void)
 {
 	struct namelist l = { 0 };
 	struct blobdb *db;
 
-	CK_GROUP("a fresh database is empty; sync and close succeed");
+	TU_TEST("a fresh database is empty; sync and close succeed");
 	db = ct_open("empty", NULL);
 	CHECK_EQ(store_count(db), 0);
 	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
@@ -92,7 +61,7 @@ static void ct_store_names(void)
 	struct store *s;
 	size_t nvalid = sizeof(valid) / sizeof(valid[0]);
 
-	CK_GROUP("store names: valid, invalid, duplicate, missing");
+	TU_TEST("store names: valid, invalid, duplicate, missing");
 	memset(n255, 'n', 255);
 	n255[255] = '\0';
 	memset(n256, 'n', 256);
@@ -115,7 +84,7 @@ static void ct_store_names(void)
 		CHECK_EQ(store_count(db), i + 1);
 	}
 	for (size_t i = 0; i < nvalid; i++) {
-		s = ct_store(db, valid[i]);
+		s = st_open(db, valid[i]);
 		CHECK(!strcmp(store_name(s), valid[i]));
 		CHECK_EQ(blob_count(s), 0);
 		CHECK(!store_destroyed(s));
@@ -129,7 +98,7 @@ static void ct_store_names(void)
 	CHECK_EQ(store_open(db, "a ", &s), -ENOENT);
 	CHECK_EQ(store_open(db, n256, &s) < 0, 1);
 	/* store_hold: one more reference, usable after the first is closed. */
-	s = ct_store(db, "a");
+	s = st_open(db, "a");
 	{
 		struct store *h = store_hold(s);
 		uint8_t hash[HS];
@@ -145,6 +114,7 @@ static void ct_store_names(void)
 
 static void ct_store_list(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	const char *names[] = { "b", "a", "B", "A", "aa", "ab", "a b", "a\x01", "z", "\x01",
 				"\x7f", "\x80", "\xff", "\xff\xff", "0", "9", "-", "_", "~",
 				"incoming", NULL /* 255 bytes */ };
@@ -155,53 +125,19 @@ static void ct_store_list(uint64_t seed)
 	struct namelist l = { 0 };
 	struct blobdb *db;
 
-	CK_GROUP("store_list: byte order, the after cursor, stopping early");
+	TU_TEST("store_list: byte order, the after cursor, stopping early");
 	memset(longest, 'a', 255);
 	longest[255] = '\0';
 	names[N - 1] = longest;
 	db = ct_open("list", NULL);
-	for (size_t i = 0; i < N; i++)
-		order[i] = i;
-	for (size_t i = N; i > 1; i--) {
-		size_t j = (size_t)ck_below(&seed, i), t = order[i - 1];
-		order[i - 1] = order[j];
-		order[j] = t;
-	}
+	tu_rng_shuffle(&rng, order, N);
 	for (size_t i = 0; i < N; i++)
 		CHECK_EQ(store_create(db, names[order[i]]), 0);
 	for (size_t i = 0; i < N; i++)
 		sorted[i] = (char *)names[i];
 	qsort(sorted, N, sizeof(sorted[0]), cmp_str);
 	CHECK_EQ(store_count(db), N);
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
-	if (CHECK_EQ(l.n, N))
-		for (size_t i = 0; i < N; i++)
-			if (!CHECK(!strcmp(l.names[i], sorted[i])))
-				fprintf(stderr, "  position %zu: \"%s\", want \"%s\"\n", i,
-					l.names[i], sorted[i]);
-	namelist_free(&l);
-	for (size_t k = 0; k < N; k++) {
-		CHECK_EQ(store_list(db, sorted[k], collect_name, &l), 0);
-		if (CHECK_EQ(l.n, N - k - 1))
-			for (size_t i = 0; i < l.n; i++)
-				CHECK(!strcmp(l.names[i], sorted[k + 1 + i]));
-		namelist_free(&l);
-	}
-	for (size_t k = 0; k < sizeof(absent) / sizeof(absent[0]); k++) {
-		size_t first = 0;
-
-		while (first < N && strcmp(sorted[first], absent[k]) <= 0)
-			first++;
-		CHECK_EQ(store_list(db, absent[k], collect_name, &l), 0);
-		if (CHECK_EQ(l.n, N - first))
-			for (size_t i = 0; i < l.n; i++)
-				CHECK(!strcmp(l.names[i], sorted[first + i]));
-		namelist_free(&l);
-	}
-	l.stop_after = 3;
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 55);
-	CHECK_EQ(l.n, 3);
-	namelist_free(&l);
+	check_store_listing(db, sorted, N, absent, sizeof(absent) / sizeof(absent[0]));
 	/* A destroyed store leaves the listing; the rest keep their order. */
 	CHECK_EQ(store_destroy(db, sorted[4], false), 0);
 	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
@@ -215,12 +151,12 @@ static void ct_store_list(uint64_t seed)
 
 static void ct_store_destroy(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	struct blobdb *db;
 	struct store *s, *keep;
-	uint8_t *data = ck_random(&seed, 300 * KiB), hash[HS];
-	struct namelist l = { 0 };
+	uint8_t *data = tu_rng_buffer(&rng, 300 * KiB), hash[HS];
 
-	CK_GROUP("store_destroy: statuses, only_if_empty, other stores untouched");
+	TU_TEST("store_destroy: statuses, only_if_empty, other stores untouched");
 	db = ct_open("destroy", NULL);
 	CHECK_EQ(store_destroy(db, "nope", false), -ENOENT);
 	CHECK_EQ(store_destroy(db, "nope", true), -ENOENT);
@@ -229,18 +165,18 @@ static void ct_store_destroy(uint64_t seed)
 	CHECK_EQ(store_destroy(db, "a/b", false), -EINVAL);
 	REQUIRE(store_create(db, "s") == 0);
 	REQUIRE(store_create(db, "keep") == 0);
-	s = ct_store(db, "s");
-	keep = ct_store(db, "keep");
+	s = st_open(db, "s");
+	keep = st_open(db, "keep");
 	CHECK_EQ(blob_save(s, data, 300 * KiB, hash), 0);
 	CHECK_EQ(blob_save(keep, data, 300 * KiB, hash), 0); /* the same blob, elsewhere */
 	CHECK_EQ(blob_save(s, "x", 1, hash), 0);
 	CHECK_EQ(store_destroy(db, "s", true), -ENOTEMPTY);
 	CHECK(!store_destroyed(s));
 	CHECK_EQ(blob_count(s), 2);
-	CHECK(ct_blob_is(s, data, 300 * KiB));
+	CHECK(blob_is(s, data, 300 * KiB));
 	/* Emptied by deletes, only_if_empty succeeds. */
 	CHECK_EQ(blob_delete(s, hash), 0);
-	ct_sha(data, 300 * KiB, hash);
+	sha(data, 300 * KiB, hash);
 	CHECK_EQ(blob_delete(s, hash), 0);
 	CHECK_EQ(blob_count(s), 0);
 	CHECK_EQ(store_destroy(db, "s", true), 0);
@@ -249,25 +185,18 @@ static void ct_store_destroy(uint64_t seed)
 	CHECK_EQ(store_destroy(db, "s", true), -ENOENT);
 	/* Destroying a store with blobs, without only_if_empty. */
 	REQUIRE(store_create(db, "s") == 0);
-	s = ct_store(db, "s");
+	s = st_open(db, "s");
 	CHECK_EQ(blob_count(s), 0); /* recreated: empty */
 	CHECK(ct_blob_absent(s, hash));
 	CHECK_EQ(blob_save(s, data, 300 * KiB, hash), 0);
 	store_close(s);
 	CHECK_EQ(store_destroy(db, "s", false), 0);
-	CHECK_EQ(store_destroy(db, "s", false), -ENOENT);
-	s = (struct store *)1;
-	CHECK_EQ(store_open(db, "s", &s), -ENOENT);
-	CHECK(s == NULL);
-	CHECK_EQ(store_count(db), 1);
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
-	CHECK(l.n == 1 && !strcmp(l.names[0], "keep"));
-	namelist_free(&l);
+	check_only_store_left(db, "s", "keep");
 	/* The copy in the other store is untouched. */
-	CHECK(ct_blob_is(keep, data, 300 * KiB));
+	CHECK(blob_is(keep, data, 300 * KiB));
 	CHECK_EQ(blob_count(keep), 1);
 	REQUIRE(store_create(db, "s") == 0);
-	s = ct_store(db, "s");
+	s = st_open(db, "s");
 	CHECK_EQ(blob_count(s), 0);
 	CHECK(ct_blob_absent(s, hash));
 	store_close(s);
@@ -280,6 +209,7 @@ static void ct_store_destroy(uint64_t seed)
 
 static void ct_blob_basics(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	static const size_t sizes[] = {
 		0, 1, 2, 100, 4095, 4096, 4097, 65535, 65536, 65537, 300 * KiB,
 		MiB - 1, MiB, MiB + 1, 2 * MiB - 1, 2 * MiB, 2 * MiB + 1, 5 * MiB + 3,
@@ -289,18 +219,18 @@ static void ct_blob_basics(uint64_t seed)
 	struct blobdb *db;
 	struct store *s;
 
-	CK_GROUP("blob save / info / count / read / delete, 0 B to 5 MiB");
+	TU_TEST("blob save / info / count / read / delete, 0 B to 5 MiB");
 	db = ct_open("blobs", NULL);
 	REQUIRE(store_create(db, "b") == 0);
-	s = ct_store(db, "b");
+	s = st_open(db, "b");
 	memset(missing, 0x5a, HS);
 	CHECK(ct_blob_absent(s, missing));
 	for (size_t i = 0; i < N; i++) {
-		data[i] = ck_random(&seed, sizes[i]);
+		data[i] = tu_rng_buffer(&rng, sizes[i]);
 		memset(hash, 0, HS);
 		if (!CHECK_EQ(blob_save(s, data[i], sizes[i], hash), 0))
 			fprintf(stderr, "  size %zu\n", sizes[i]);
-		ct_sha(data[i], sizes[i], hashes[i]);
+		sha(data[i], sizes[i], hashes[i]);
 		CHECK_MEM(hash, hashes[i], HS);
 		CHECK_EQ(blob_count(s), i + 1);
 		/* A second save is a no-op reported as already-exists, with the hash. */
@@ -310,14 +240,14 @@ static void ct_blob_basics(uint64_t seed)
 		CHECK_EQ(blob_count(s), i + 1);
 	}
 	for (size_t i = 0; i < N; i++)
-		if (!CHECK(ct_blob_is(s, data[i], sizes[i])))
+		if (!CHECK(blob_is(s, data[i], sizes[i])))
 			fprintf(stderr, "  size %zu\n", sizes[i]);
 	/* The empty blob is the SHA-256 of nothing. */
 	hash_from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 64,
 		      hash);
 	CHECK_MEM(hashes[0], hash, HS);
 
-	CK_GROUP("blob reads that cross 1 MiB boundaries by one byte either side");
+	TU_TEST("blob reads that cross 1 MiB boundaries by one byte either side");
 	{
 		size_t big = N - 1; /* 5 MiB + 3 */
 		struct blob_reader *r = NULL;
@@ -341,18 +271,18 @@ static void ct_blob_basics(uint64_t seed)
 		blob_close(r);
 	}
 
-	CK_GROUP("blob delete: -ENOENT afterwards, count, saving again");
+	TU_TEST("blob delete: -ENOENT afterwards, count, saving again");
 	for (size_t i = 0; i < N; i += 2) {
 		CHECK_EQ(blob_delete(s, hashes[i]), 0);
 		CHECK(ct_blob_absent(s, hashes[i]));
 	}
 	CHECK_EQ(blob_count(s), N / 2);
 	for (size_t i = 1; i < N; i += 2)
-		CHECK(ct_blob_is(s, data[i], sizes[i]));
+		CHECK(blob_is(s, data[i], sizes[i]));
 	for (size_t i = 0; i < N; i += 2) { /* saved again: a new save, not -EEXIST */
 		CHECK_EQ(blob_save(s, data[i], sizes[i], hash), 0);
 		CHECK_MEM(hash, hashes[i], HS);
-		CHECK(ct_blob_is(s, data[i], sizes[i]));
+		CHECK(blob_is(s, data[i], sizes[i]));
 	}
 	CHECK_EQ(blob_count(s), N);
 	CHECK_EQ(store_sync(s), 0);
@@ -365,6 +295,7 @@ static void ct_blob_basics(uint64_t seed)
 
 static void ct_blob_list(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	enum { N = 150 };
 	uint8_t hashes[N][HS], probe[HS];
 	struct hashlist l = { 0 };
@@ -372,17 +303,17 @@ static void ct_blob_list(uint64_t seed)
 	struct store *s;
 	size_t lens[N];
 
-	CK_GROUP("blob_list: hash order, lengths, the after cursor, stopping early");
+	TU_TEST("blob_list: hash order, lengths, the after cursor, stopping early");
 	db = ct_open("bloblist", NULL);
 	REQUIRE(store_create(db, "l") == 0);
-	s = ct_store(db, "l");
-	CHECK_EQ(blob_list(s, NULL, ct_collect_hash, &l), 0);
+	s = st_open(db, "l");
+	CHECK_EQ(blob_list(s, NULL, collect_hash, &l), 0);
 	CHECK_EQ(l.n, 0);
 	for (size_t i = 0; i < N; i++) {
 		uint8_t *d;
 
-		lens[i] = i == 0 ? 0 : (size_t)ck_below(&seed, i % 10 ? 5000 : 1200000);
-		d = ck_random(&seed, lens[i]);
+		lens[i] = i == 0 ? 0 : (size_t)tu_rng_below(&rng, i % 10 ? 5000 : 1200000);
+		d = tu_rng_buffer(&rng, lens[i]);
 		CHECK_EQ(blob_save(s, d, lens[i], hashes[i]), 0);
 		free(d);
 	}
@@ -394,9 +325,9 @@ static void ct_blob_list(uint64_t seed)
 			memcpy(sorted[i], hashes[i], HS);
 			memcpy(sorted[i] + HS, &lens[i], sizeof(size_t));
 		}
-		qsort(sorted, N, sizeof(sorted[0]), ct_cmp_hash);
+		qsort(sorted, N, sizeof(sorted[0]), cmp_hash);
 		CHECK_EQ(blob_count(s), N);
-		CHECK_EQ(blob_list(s, NULL, ct_collect_hash, &l), 0);
+		CHECK_EQ(blob_list(s, NULL, collect_hash, &l), 0);
 		if (CHECK_EQ(l.n, N))
 			for (size_t i = 0; i < N; i++) {
 				size_t len;
@@ -405,13 +336,13 @@ static void ct_blob_list(uint64_t seed)
 				CHECK_MEM(l.h[i], sorted[i], HS);
 				CHECK_EQ(l.len[i], len);
 			}
-		ct_hashlist_free(&l);
+		hashlist_free(&l);
 		for (size_t k = 0; k < N; k += 7) { /* after each listed hash: the rest */
-			CHECK_EQ(blob_list(s, sorted[k], ct_collect_hash, &l), 0);
+			CHECK_EQ(blob_list(s, sorted[k], collect_hash, &l), 0);
 			if (CHECK_EQ(l.n, N - k - 1))
 				for (size_t i = 0; i < l.n; i++)
 					CHECK_MEM(l.h[i], sorted[k + 1 + i], HS);
-			ct_hashlist_free(&l);
+			hashlist_free(&l);
 		}
 		for (int k = 0; k < 20; k++) { /* after hashes that are not blobs */
 			size_t first = 0;
@@ -424,14 +355,14 @@ static void ct_blob_list(uint64_t seed)
 				memcpy(probe, sorted[N / 2], HS);
 				probe[HS - 1] ^= 1;
 			} else
-				ck_fill(&seed, probe, HS);
+				tu_rng_fill(&rng, probe, HS);
 			while (first < N && memcmp(sorted[first], probe, HS) <= 0)
 				first++;
-			CHECK_EQ(blob_list(s, probe, ct_collect_hash, &l), 0);
+			CHECK_EQ(blob_list(s, probe, collect_hash, &l), 0);
 			if (CHECK_EQ(l.n, N - first))
 				for (size_t i = 0; i < l.n; i++)
 					CHECK_MEM(l.h[i], sorted[first + i], HS);
-			ct_hashlist_free(&l);
+			hashlist_free(&l);
 		}
 		/* Paging with the cursor visits every blob once. */
 		{
@@ -441,32 +372,32 @@ static void ct_blob_list(uint64_t seed)
 
 			for (;;) {
 				l.stop_after = 16;
-				int r = blob_list(s, first ? NULL : cursor, ct_collect_hash, &l);
+				int r = blob_list(s, first ? NULL : cursor, collect_hash, &l);
 
 				CHECK(r == 0 || r == 77);
 				for (size_t i = 0; i < l.n && seen + i < N; i++)
 					CHECK_MEM(l.h[i], sorted[seen + i], HS);
 				seen += l.n;
 				if (l.n == 0 || r == 0) {
-					ct_hashlist_free(&l);
+					hashlist_free(&l);
 					break;
 				}
 				memcpy(cursor, l.h[l.n - 1], HS);
 				first = false;
-				ct_hashlist_free(&l);
+				hashlist_free(&l);
 			}
 			CHECK_EQ(seen, N);
 		}
 		/* Deleted blobs leave the listing. */
 		for (size_t i = 0; i < N; i += 3)
 			CHECK_EQ(blob_delete(s, sorted[i]), 0);
-		CHECK_EQ(blob_list(s, NULL, ct_collect_hash, &l), 0);
+		CHECK_EQ(blob_list(s, NULL, collect_hash, &l), 0);
 		if (CHECK_EQ(l.n, N - (N + 2) / 3))
 			for (size_t i = 0, j = 0; i < N; i++)
 				if (i % 3)
 					CHECK_MEM(l.h[j++], sorted[i], HS);
 		CHECK_EQ(blob_count(s), l.n);
-		ct_hashlist_free(&l);
+		hashlist_free(&l);
 	}
 	store_close(s);
 	ct_close(db);
@@ -474,17 +405,18 @@ static void ct_blob_list(uint64_t seed)
 
 static void ct_readers_after_delete(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	const size_t sizes[] = { 1000, 200 * KiB, 3 * MiB + 17 };
 	struct blobdb *db;
 	struct store *s;
 
-	CK_GROUP("a reader keeps reading after its blob is deleted");
+	TU_TEST("a reader keeps reading after its blob is deleted");
 	db = ct_open("readers", NULL);
 	REQUIRE(store_create(db, "r") == 0);
-	s = ct_store(db, "r");
+	s = st_open(db, "r");
 	for (size_t k = 0; k < 3; k++) {
 		size_t n = sizes[k], got = 0;
-		uint8_t *d = ck_random(&seed, n), *buf = ck_xmalloc(n), hash[HS];
+		uint8_t *d = tu_rng_buffer(&rng, n), *buf = tu_xmalloc(n), hash[HS];
 		struct blob_reader *r1 = NULL, *r2 = NULL;
 
 		CHECK_EQ(blob_save(s, d, n, hash), 0);
@@ -496,7 +428,7 @@ static void ct_readers_after_delete(uint64_t seed)
 		CHECK(ct_blob_absent(s, hash));
 		/* Other blobs come and go meanwhile. */
 		for (int j = 0; j < 20; j++) {
-			uint8_t *o = ck_random(&seed, 70000), h[HS];
+			uint8_t *o = tu_rng_buffer(&rng, 70000), h[HS];
 
 			CHECK_EQ(blob_save(s, o, 70000, h), 0);
 			CHECK_EQ(blob_delete(s, h), 0);
@@ -524,17 +456,18 @@ static void ct_readers_after_delete(uint64_t seed)
 /* local: everything is there after a reopen; memory: nothing is. */
 static void ct_after_close(uint64_t seed)
 {
-	uint8_t *a = ck_random(&seed, 123457), *b = ck_random(&seed, 2 * MiB + 1), hb[HS];
+	struct tu_rng rng = { .state = seed };
+	uint8_t *a = tu_rng_buffer(&rng, 123457), *b = tu_rng_buffer(&rng, 2 * MiB + 1), hb[HS];
 	struct namelist l = { 0 };
 	struct blobdb *db;
 	struct store *s;
 
-	CK_GROUP(ct_memory ? "memory: the stores vanish at close"
+	TU_TEST(ct_memory ? "memory: the stores vanish at close"
 			   : "local: stores and blobs are there after a reopen");
 	db = ct_open("reopen", NULL);
 	REQUIRE(store_create(db, "p") == 0);
 	REQUIRE(store_create(db, "q") == 0);
-	s = ct_store(db, "p");
+	s = st_open(db, "p");
 	CHECK_EQ(blob_save(s, a, 123457, hb), 0);
 	CHECK_EQ(blob_save(s, b, 2 * MiB + 1, hb), 0);
 	CHECK_EQ(blob_delete(s, hb), 0);
@@ -551,9 +484,9 @@ static void ct_after_close(uint64_t seed)
 		CHECK_EQ(store_create(db, "p"), 0); /* and the name is free again */
 	} else {
 		CHECK(l.n == 2 && !strcmp(l.names[0], "p") && !strcmp(l.names[1], "q"));
-		s = ct_store(db, "p");
+		s = st_open(db, "p");
 		CHECK_EQ(blob_count(s), 1);
-		CHECK(ct_blob_is(s, a, 123457));
+		CHECK(blob_is(s, a, 123457));
 		CHECK(ct_blob_absent(s, hb));
 		store_close(s);
 	}
@@ -566,6 +499,7 @@ static void ct_after_close(uint64_t seed)
 static void ct_memory_max(uint64_t seed)
 {
 #ifdef CONTRACT_HAVE_MEMORY_MAX
+	struct tu_rng rng = { .state = seed };
 	enum { MAXB = 200, BLOB = 256 * 1024 };
 	struct blobdb_options opts;
 	uint8_t *saved[MAXB], hashes[MAXB][HS], hash[HS];
@@ -574,15 +508,15 @@ static void ct_memory_max(uint64_t seed)
 	size_t n = 0;
 	int r = 0;
 
-	CK_GROUP("memory_max: -ENOSPC, earlier blobs intact, a delete makes room");
+	TU_TEST("memory_max: -ENOSPC, earlier blobs intact, a delete makes room");
 	blobdb_options_default(&opts);
 	opts.memory_max = 4 * MiB;
 	db = ct_open("memmax", &opts);
 	REQUIRE(store_create(db, "m") == 0);
-	s = ct_store(db, "m");
+	s = st_open(db, "m");
 	/* 50 MiB is far past 4 MiB: the saves must fail long before. */
 	while (n < MAXB) {
-		saved[n] = ck_random(&seed, BLOB);
+		saved[n] = tu_rng_buffer(&rng, BLOB);
 		r = blob_save(s, saved[n], BLOB, hashes[n]);
 		if (r != 0)
 			break;
@@ -592,18 +526,18 @@ static void ct_memory_max(uint64_t seed)
 	CHECK(n >= 4);              /* 1 MiB of 4 fits, whatever the overhead */
 	CHECK(n * BLOB <= 4 * MiB); /* content held stays within memory_max */
 	if (n < MAXB) {
-		ct_sha(saved[n], BLOB, hash);
+		sha(saved[n], BLOB, hash);
 		CHECK(ct_blob_absent(s, hash));
 		CHECK_EQ(blob_save(s, saved[n], BLOB, hash), -ENOSPC); /* still full */
 		free(saved[n]);
 	}
 	CHECK_EQ(blob_count(s), n);
 	for (size_t i = 0; i < n; i++)
-		CHECK(ct_blob_is(s, saved[i], BLOB));
+		CHECK(blob_is(s, saved[i], BLOB));
 	/* A writer hits the limit too: at a write or at the commit. */
 	{
 		struct blob_writer *w = NULL;
-		uint8_t *big = ck_random(&seed, 5 * MiB);
+		uint8_t *big = tu_rng_buffer(&rng, 5 * MiB);
 		int wr = 0;
 
 		REQUIRE(blob_writer_new(s, &w) == 0);
@@ -613,26 +547,26 @@ static void ct_memory_max(uint64_t seed)
 			wr = blob_writer_commit(w, hash);
 		CHECK_EQ(wr, -ENOSPC);
 		blob_writer_free(w);
-		ct_sha(big, 5 * MiB, hash);
+		sha(big, 5 * MiB, hash);
 		CHECK(ct_blob_absent(s, hash));
 		free(big);
 	}
 	CHECK_EQ(blob_count(s), n);
 	/* Deleting frees room: the same size fits again. */
 	if (n > 0) {
-		uint8_t *fresh = ck_random(&seed, BLOB);
+		uint8_t *fresh = tu_rng_buffer(&rng, BLOB);
 
 		CHECK_EQ(blob_delete(s, hashes[n - 1]), 0);
 		free(saved[--n]);
 		CHECK_EQ(blob_save(s, fresh, BLOB, hash), 0);
-		CHECK(ct_blob_is(s, fresh, BLOB));
+		CHECK(blob_is(s, fresh, BLOB));
 		free(fresh);
 	}
 	/* A destroyed store gives its room back as well. */
 	store_close(s);
 	CHECK_EQ(store_destroy(db, "m", false), 0);
 	REQUIRE(store_create(db, "m2") == 0);
-	s = ct_store(db, "m2");
+	s = st_open(db, "m2");
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(blob_save(s, saved[i], BLOB, hash), 0);
 	for (size_t i = 0; i < n; i++)
@@ -641,8 +575,8 @@ static void ct_memory_max(uint64_t seed)
 	ct_close(db);
 #else
 	(void)seed;
-	CK_GROUP("memory_max: -ENOSPC, earlier blobs intact, a delete makes room");
-	ck_report(__FILE__, __LINE__, "struct blobdb_options has no memory_max: "
+	TU_TEST("memory_max: -ENOSPC, earlier blobs intact, a delete makes room");
+	tu_report(__FILE__, __LINE__, "struct blobdb_options has no memory_max: "
 		  "the memory backend's API is not there yet");
 #endif
 }
@@ -651,20 +585,20 @@ int main(int argc, char **argv)
 {
 	uint64_t seed;
 
-	ck_init(argv[0]);
+	tu_init(argv[0]);
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s local|memory:|DIR\n", argv[0]);
 		return 2;
 	}
-	seed = ck_seed;
+	seed = tu_seed();
 	if (!strcmp(argv[1], "memory:")) {
 		ct_memory = true;
 		ct_location = "memory:";
 		/* Run in an empty directory that must stay empty. */
-		snprintf(ct_cwd, sizeof(ct_cwd), "%s", ck_tmpdir("cwd"));
+		snprintf(ct_cwd, sizeof(ct_cwd), "%s", tu_tmpdir());
 		REQUIRE(chdir(ct_cwd) == 0);
 	} else if (!strcmp(argv[1], "local")) {
-		ct_location = ck_tmpdir("local");
+		ct_location = tu_tmpdir();
 	} else {
 		ct_location = argv[1];
 		if (mkdir(ct_location, 0700) < 0 && errno != EEXIST) {
@@ -689,6 +623,6 @@ int main(int argc, char **argv)
 	if (ct_memory)
 		ct_memory_max(seed + 11);
 	if (ct_memory)
-		CHECK_EQ(ck_dir_entries(ct_cwd), 0);
-	return ck_finish();
+		ct_check_nothing_on_disk();
+	return tu_finish();
 }

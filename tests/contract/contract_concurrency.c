@@ -11,6 +11,7 @@
  * operation fails cleanly, a reader opened before keeps its bytes).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "contract.h"
 
@@ -44,16 +45,17 @@ static void model_truncate(struct model *m, size_t size)
 
 /* The writer's content, read back before any commit, equals the model:
  * a few random ranges, the whole, and a read past the end. */
-static bool writer_matches(struct blob_writer *w, const struct model *m, uint64_t *rng)
+static bool writer_matches(struct blob_writer *w, const struct model *m,
+			   struct tu_rng *rng)
 {
-	uint8_t *buf = ck_xmalloc(m->size + 100);
+	uint8_t *buf = tu_xmalloc(m->size + 100);
 	bool ok = CHECK_EQ(blob_writer_size(w), m->size);
 	size_t got = SIZE_MAX;
 
 	ok &= CHECK_EQ(blob_writer_read(w, buf, m->size + 100, 0, &got), 0);
 	ok &= CHECK_EQ(got, m->size) && CHECK_MEM(buf, m->data, m->size);
 	for (int i = 0; i < 8 && m->size; i++) {
-		size_t off = (size_t)ck_below(rng, m->size), len = 1 + (size_t)ck_below(rng, 70000);
+		size_t off = (size_t)tu_rng_below(rng, m->size), len = 1 + (size_t)tu_rng_below(rng, 70000);
 		size_t want = len < m->size - off ? len : m->size - off;
 
 		ok &= CHECK_EQ(blob_writer_read(w, buf, len, off, &got), 0);
@@ -75,37 +77,38 @@ static void commit_checked(struct store *s, struct blob_writer *w, const struct 
 
 	memset(hash, 0, HS);
 	CHECK_EQ(blob_writer_commit(w, hash), want);
-	ct_sha(m->data, m->size, expect);
+	sha(m->data, m->size, expect);
 	CHECK_MEM(hash, expect, HS);
-	CHECK(ct_blob_is(s, m->data, m->size));
+	CHECK(blob_is(s, m->data, m->size));
 }
 
 void ct_writers(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	struct model m = { 0 };
 	struct blob_writer *w = NULL;
 	struct blobdb *db;
 	struct store *s;
 	size_t total = 3 * MiB + 5, count;
-	uint8_t *src = ck_random(&seed, total), hash[HS];
+	uint8_t *src = tu_rng_buffer(&rng, total), hash[HS];
 
 	db = ct_open("writers", NULL);
 	REQUIRE(store_create(db, "w") == 0);
-	s = ct_store(db, "w");
+	s = st_open(db, "w");
 
-	CK_GROUP("writer: pieces written at random offsets, read back, committed");
+	TU_TEST("writer: pieces written at random offsets, read back, committed");
 	{
 		size_t offs[400], lens[400], n = 0;
 
 		for (size_t off = 0; off < total && n < 400; n++) {
 			offs[n] = off;
-			lens[n] = 1 + (size_t)ck_below(&seed, 40000);
+			lens[n] = 1 + (size_t)tu_rng_below(&rng, 40000);
 			if (lens[n] > total - off || n == 399)
 				lens[n] = total - off;
 			off += lens[n];
 		}
 		for (size_t i = n; i > 1; i--) { /* shuffled */
-			size_t j = (size_t)ck_below(&seed, i), t;
+			size_t j = (size_t)tu_rng_below(&rng, i), t;
 
 			t = offs[i - 1], offs[i - 1] = offs[j], offs[j] = t;
 			t = lens[i - 1], lens[i - 1] = lens[j], lens[j] = t;
@@ -116,54 +119,54 @@ void ct_writers(uint64_t seed)
 			CHECK_EQ(blob_writer_write(w, src + offs[i], lens[i], offs[i]), 0);
 			model_write(&m, src + offs[i], lens[i], offs[i]);
 			if (i % 97 == 0)
-				CHECK(writer_matches(w, &m, &seed)); /* holes read as zeros */
+				CHECK(writer_matches(w, &m, &rng)); /* holes read as zeros */
 		}
 		CHECK_EQ(m.size, total);
 		CHECK_MEM(m.data, src, total);
-		CHECK(writer_matches(w, &m, &seed));
+		CHECK(writer_matches(w, &m, &rng));
 		CHECK_EQ(blob_count(s), 0); /* nothing saved before the commit */
 		commit_checked(s, w, &m, 0);
 
-		CK_GROUP("writer: committed twice with changes in between, then unchanged");
+		TU_TEST("writer: committed twice with changes in between, then unchanged");
 		model_write(&m, "changed", 7, MiB - 3); /* across the 1 MiB boundary */
 		CHECK_EQ(blob_writer_write(w, "changed", 7, MiB - 3), 0);
-		CHECK(writer_matches(w, &m, &seed));
+		CHECK(writer_matches(w, &m, &rng));
 		commit_checked(s, w, &m, 0);
 		CHECK_EQ(blob_count(s), 2);
-		CHECK(ct_blob_is(s, src, total)); /* the first commit stays */
+		CHECK(blob_is(s, src, total)); /* the first commit stays */
 		commit_checked(s, w, &m, -EEXIST); /* nothing changed: already there */
 		CHECK_EQ(blob_count(s), 2);
 
-		CK_GROUP("writer: truncate down and up, then committed");
+		TU_TEST("writer: truncate down and up, then committed");
 		CHECK_EQ(blob_writer_truncate(w, 1000), 0);
 		model_truncate(&m, 1000);
-		CHECK(writer_matches(w, &m, &seed));
+		CHECK(writer_matches(w, &m, &rng));
 		CHECK_EQ(blob_writer_truncate(w, MiB + 1), 0); /* up: zeros */
 		model_truncate(&m, MiB + 1);
-		CHECK(writer_matches(w, &m, &seed));
+		CHECK(writer_matches(w, &m, &rng));
 		CHECK_EQ(blob_writer_write(w, "tail", 4, MiB + 1), 0);
 		model_write(&m, "tail", 4, MiB + 1);
 		commit_checked(s, w, &m, 0);
 		CHECK_EQ(blob_writer_truncate(w, 0), 0); /* the empty blob */
 		model_truncate(&m, 0);
-		CHECK(writer_matches(w, &m, &seed));
+		CHECK(writer_matches(w, &m, &rng));
 		commit_checked(s, w, &m, 0);
 		CHECK_EQ(blob_count(s), 4);
 		blob_writer_free(w);
 	}
 
-	CK_GROUP("writer: a sparse write far from the start; holes are zeros");
+	TU_TEST("writer: a sparse write far from the start; holes are zeros");
 	m.size = 0;
 	REQUIRE(blob_writer_new(s, &w) == 0);
 	CHECK_EQ(blob_writer_write(w, "far away", 8, 2 * MiB + 5), 0);
 	model_write(&m, "far away", 8, 2 * MiB + 5);
 	CHECK_EQ(blob_writer_write(w, "x", 1, 100), 0);
 	model_write(&m, "x", 1, 100);
-	CHECK(writer_matches(w, &m, &seed));
+	CHECK(writer_matches(w, &m, &rng));
 	commit_checked(s, w, &m, 0);
 	blob_writer_free(w);
 
-	CK_GROUP("writer: content already stored is -EEXIST");
+	TU_TEST("writer: content already stored is -EEXIST");
 	m.size = 0;
 	REQUIRE(blob_writer_new(s, &w) == 0);
 	CHECK_EQ(blob_writer_write(w, src, total, 0), 0);
@@ -171,12 +174,12 @@ void ct_writers(uint64_t seed)
 	commit_checked(s, w, &m, -EEXIST);
 	blob_writer_free(w);
 
-	CK_GROUP("writer: freed without a commit saves nothing");
+	TU_TEST("writer: freed without a commit saves nothing");
 	count = blob_count(s);
 	REQUIRE(blob_writer_new(s, &w) == 0);
 	CHECK_EQ(blob_writer_write(w, src + 1, 500 * KiB, 0), 0);
 	blob_writer_free(w);
-	ct_sha(src + 1, 500 * KiB, hash);
+	sha(src + 1, 500 * KiB, hash);
 	CHECK(ct_blob_absent(s, hash));
 	/* Committed once, written again, freed: only the commit is kept. */
 	REQUIRE(blob_writer_new(s, &w) == 0);
@@ -184,9 +187,9 @@ void ct_writers(uint64_t seed)
 	CHECK_EQ(blob_writer_commit(w, hash), 0);
 	CHECK_EQ(blob_writer_write(w, "more", 4, 4096), 0);
 	blob_writer_free(w);
-	CHECK(ct_blob_is(s, src + 2, 4096));
+	CHECK(blob_is(s, src + 2, 4096));
 	memcpy(src + 2 + 4096, "more", 4); /* what was never committed */
-	ct_sha(src + 2, 4100, hash);
+	sha(src + 2, 4100, hash);
 	CHECK(ct_blob_absent(s, hash));
 	CHECK_EQ(blob_count(s), count + 1);
 	CHECK_EQ(store_sync(s), 0);
@@ -233,7 +236,7 @@ static void lw_check_listing(struct lw *lw, bool paged)
 	bool ok = true;
 
 	if (!paged) {
-		ok &= CHECK_EQ(blob_list(lw->s, NULL, ct_collect_hash, &l), 0);
+		ok &= CHECK_EQ(blob_list(lw->s, NULL, collect_hash, &l), 0);
 	} else {
 		uint8_t cursor[HS];
 
@@ -242,7 +245,7 @@ static void lw_check_listing(struct lw *lw, bool paged)
 			int r;
 
 			l.stop_after = had + 7;
-			r = blob_list(lw->s, first ? NULL : cursor, ct_collect_hash, &l);
+			r = blob_list(lw->s, first ? NULL : cursor, collect_hash, &l);
 			ok &= CHECK(r == 0 || r == 77);
 			if (r == 0 || l.n == had)
 				break;
@@ -251,7 +254,7 @@ static void lw_check_listing(struct lw *lw, bool paged)
 	}
 	for (size_t i = 0; i < l.n && ok; i++) {
 		uint8_t *hit = bsearch(l.h[i], lw->sorted, LW_BLOBS, sizeof(lw->sorted[0]),
-				       ct_cmp_hash);
+				       cmp_hash);
 		size_t idx;
 		uint64_t length = UINT64_MAX;
 
@@ -268,12 +271,12 @@ static void lw_check_listing(struct lw *lw, bool paged)
 	/* Every save that had completed before the listing began is in it. */
 	ok &= CHECK(l.n >= before);
 	for (size_t i = 0; i < before && ok; i++)
-		ok &= CHECK(bsearch(lw->hash[i], l.h, l.n, HS, ct_cmp_hash) != NULL);
+		ok &= CHECK(bsearch(lw->hash[i], l.h, l.n, HS, cmp_hash) != NULL);
 	if (!ok)
 		fprintf(stderr, "  listing %d (%s) of %zu blobs, %zu saved before it\n",
 			atomic_load(&lw->listings), paged ? "paged" : "whole", l.n, before);
 	atomic_fetch_add(&lw->listings, 1);
-	ct_hashlist_free(&l);
+	hashlist_free(&l);
 }
 
 static void *lw_lister(void *arg)
@@ -293,26 +296,27 @@ static void *lw_lister(void *arg)
 
 void ct_list_while_saving(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	struct lw *lw = calloc(1, sizeof(*lw));
 	struct blobdb *db;
 	pthread_t saver, lister;
 	struct hashlist l = { 0 };
 
-	CK_GROUP("listing while another thread saves");
+	TU_TEST("listing while another thread saves");
 	REQUIRE(lw);
 	db = ct_open("listsave", NULL);
 	CHECK_EQ(blobdb_start(db), 0);
 	REQUIRE(store_create(db, "l") == 0);
-	lw->s = ct_store(db, "l");
+	lw->s = st_open(db, "l");
 	for (size_t i = 0; i < LW_BLOBS; i++) {
-		lw->len[i] = (size_t)ck_below(&seed, i % 40 == 39 ? 1500000 : 20000);
-		lw->data[i] = ck_random(&seed, lw->len[i]);
+		lw->len[i] = (size_t)tu_rng_below(&rng, i % 40 == 39 ? 1500000 : 20000);
+		lw->data[i] = tu_rng_buffer(&rng, lw->len[i]);
 		memcpy(lw->data[i], &i, lw->len[i] < sizeof(i) ? lw->len[i] : sizeof(i));
-		ct_sha(lw->data[i], lw->len[i], lw->hash[i]);
+		sha(lw->data[i], lw->len[i], lw->hash[i]);
 		memcpy(lw->sorted[i], lw->hash[i], HS);
 		memcpy(lw->sorted[i] + HS, &i, sizeof(i));
 	}
-	qsort(lw->sorted, LW_BLOBS, sizeof(lw->sorted[0]), ct_cmp_hash);
+	qsort(lw->sorted, LW_BLOBS, sizeof(lw->sorted[0]), cmp_hash);
 	for (size_t i = 1; i < LW_BLOBS; i++)
 		REQUIRE(memcmp(lw->sorted[i - 1], lw->sorted[i], HS) != 0); /* distinct */
 	REQUIRE(pthread_create(&lister, NULL, lw_lister, lw) == 0);
@@ -323,13 +327,13 @@ void ct_list_while_saving(uint64_t seed)
 	fprintf(stderr, "  %d listings while %d blobs were saved\n", atomic_load(&lw->listings),
 		LW_BLOBS);
 	CHECK_EQ(blob_count(lw->s), LW_BLOBS);
-	CHECK_EQ(blob_list(lw->s, NULL, ct_collect_hash, &l), 0);
+	CHECK_EQ(blob_list(lw->s, NULL, collect_hash, &l), 0);
 	if (CHECK_EQ(l.n, LW_BLOBS))
 		for (size_t i = 0; i < LW_BLOBS; i++)
 			CHECK_MEM(l.h[i], lw->sorted[i], HS);
-	ct_hashlist_free(&l);
+	hashlist_free(&l);
 	for (size_t i = 0; i < LW_BLOBS; i += 37)
-		CHECK(ct_blob_is(lw->s, lw->data[i], lw->len[i]));
+		CHECK(blob_is(lw->s, lw->data[i], lw->len[i]));
 	for (size_t i = 0; i < LW_BLOBS; i++)
 		free(lw->data[i]);
 	store_close(lw->s);
@@ -350,7 +354,7 @@ struct cw {
 	struct cw_thread {
 		struct cw *cw;
 		int id;
-		uint64_t rng;
+		struct tu_rng rng;
 		uint8_t *data[CW_BLOBS];
 		size_t len[CW_BLOBS];
 	} t[CW_THREADS];
@@ -370,12 +374,12 @@ static void *cw_main(void *arg)
 	atomic_fetch_add(r == 0 ? &cw->shared_saved : r == -EEXIST ? &cw->shared_existed
 								  : &cw->shared_other, 1);
 	for (int i = 0; i < CW_BLOBS; i++) {
-		size_t n = sizes[ck_below(&t->rng, i % 10 == 9 ? 7 : 6)];
+		size_t n = sizes[tu_rng_below(&t->rng, i % 10 == 9 ? 7 : 6)];
 
 		t->len[i] = n;
-		t->data[i] = ck_random(&t->rng, n);
+		t->data[i] = tu_rng_buffer(&t->rng, n);
 		t->data[i][0] = (uint8_t)(t->id * CW_BLOBS + i); /* all distinct */
-		ct_sha(t->data[i], n, expect);
+		sha(t->data[i], n, expect);
 		if (i % 2) {
 			CHECK_EQ(blob_save(cw->s, t->data[i], n, hash), 0);
 		} else { /* through a writer, in two pieces, the second first */
@@ -396,24 +400,25 @@ static void *cw_main(void *arg)
 
 void ct_concurrent_writers(uint64_t seed)
 {
+	struct tu_rng rng = { .state = seed };
 	struct cw *cw = calloc(1, sizeof(*cw));
-	uint8_t *shared = ck_random(&seed, 700 * KiB);
+	uint8_t *shared = tu_rng_buffer(&rng, 700 * KiB);
 	struct blobdb *db;
 	pthread_t th[CW_THREADS];
 
-	CK_GROUP("concurrent writers: 4 threads, all blobs present and exact");
+	TU_TEST("concurrent writers: 4 threads, all blobs present and exact");
 	REQUIRE(cw);
 	db = ct_open("concurrent", NULL);
 	CHECK_EQ(blobdb_start(db), 0);
 	REQUIRE(store_create(db, "c") == 0);
-	cw->s = ct_store(db, "c");
+	cw->s = st_open(db, "c");
 	cw->shared = shared;
 	cw->shared_len = 700 * KiB;
 	REQUIRE(pthread_barrier_init(&cw->barrier, NULL, CW_THREADS) == 0);
 	for (int i = 0; i < CW_THREADS; i++) {
 		cw->t[i].cw = cw;
 		cw->t[i].id = i;
-		cw->t[i].rng = seed + (uint64_t)i * 1000003;
+		tu_rng_seed(&cw->t[i].rng, rng.state + (uint64_t)i * 1000003);
 		REQUIRE(pthread_create(&th[i], NULL, cw_main, &cw->t[i]) == 0);
 	}
 	for (int i = 0; i < CW_THREADS; i++)
@@ -423,11 +428,11 @@ void ct_concurrent_writers(uint64_t seed)
 	CHECK_EQ(atomic_load(&cw->shared_saved), 1);
 	CHECK_EQ(atomic_load(&cw->shared_existed), CW_THREADS - 1);
 	CHECK_EQ(atomic_load(&cw->shared_other), 0);
-	CHECK(ct_blob_is(cw->s, shared, 700 * KiB));
+	CHECK(blob_is(cw->s, shared, 700 * KiB));
 	CHECK_EQ(blob_count(cw->s), CW_THREADS * CW_BLOBS + 1);
 	for (int i = 0; i < CW_THREADS; i++)
 		for (int j = 0; j < CW_BLOBS; j++) {
-			CHECK(ct_blob_is(cw->s, cw->t[i].data[j], cw->t[i].len[j]));
+			CHECK(blob_is(cw->s, cw->t[i].data[j], cw->t[i].len[j]));
 			free(cw->t[i].data[j]);
 		}
 	CHECK_EQ(store_sync(cw->s), 0);
@@ -442,7 +447,8 @@ void ct_concurrent_writers(uint64_t seed)
 
 void ct_destroyed_store_references(uint64_t seed)
 {
-	uint8_t *big = ck_random(&seed, 2 * MiB + 1), hash[HS], small_hash[HS], h2[HS];
+	struct tu_rng rng = { .state = seed };
+	uint8_t *big = tu_rng_buffer(&rng, 2 * MiB + 1), hash[HS], small_hash[HS], h2[HS];
 	struct blob_reader *reader = NULL;
 	struct blob_writer *writer = NULL, *late = NULL;
 	struct hashlist l = { 0 };
@@ -450,10 +456,10 @@ void ct_destroyed_store_references(uint64_t seed)
 	struct store *s, *held, *fresh;
 	int r;
 
-	CK_GROUP("a destroyed store's references fail cleanly");
+	TU_TEST("a destroyed store's references fail cleanly");
 	db = ct_open("destroyed", NULL);
 	REQUIRE(store_create(db, "d") == 0);
-	s = ct_store(db, "d");
+	s = st_open(db, "d");
 	CHECK_EQ(blob_save(s, big, 2 * MiB + 1, hash), 0);
 	CHECK_EQ(blob_save(s, "small", 5, small_hash), 0);
 	held = store_hold(s);
@@ -471,14 +477,14 @@ void ct_destroyed_store_references(uint64_t seed)
 	CHECK_EQ(blob_delete(s, small_hash), -ENOENT);
 	CHECK(ct_blob_absent(held, hash));
 	CHECK_EQ(blob_save(s, "new", 3, h2), -ENOENT);
-	CHECK_EQ(blob_list(s, NULL, ct_collect_hash, &l), 0);
+	CHECK_EQ(blob_list(s, NULL, collect_hash, &l), 0);
 	CHECK_EQ(l.n, 0);
-	ct_hashlist_free(&l);
+	hashlist_free(&l);
 	r = store_sync(s);
 	CHECK(r == 0 || r == -ENOENT);
 	/* The reader opened before keeps every byte. */
 	{
-		uint8_t *buf = ck_xmalloc(2 * MiB + 1);
+		uint8_t *buf = tu_xmalloc(2 * MiB + 1);
 		size_t got = 0;
 
 		CHECK_EQ(blob_read(reader, buf, 2 * MiB + 1, 0, &got), 0);
@@ -500,7 +506,7 @@ void ct_destroyed_store_references(uint64_t seed)
 	}
 	/* A store recreated under the name is another store. */
 	REQUIRE(store_create(db, "d") == 0);
-	fresh = ct_store(db, "d");
+	fresh = st_open(db, "d");
 	CHECK(!store_destroyed(fresh));
 	CHECK_EQ(blob_count(fresh), 0);
 	CHECK_EQ(blob_save(fresh, "small", 5, h2), 0);

@@ -102,9 +102,9 @@ void sha(const void *data, size_t len, uint8_t out[HS])
 
 const char *hexs(const uint8_t *hash)
 {
-	static char buf[4][HASH_HEX_SIZE + 1];
-	static int next;
-	char *out = buf[next++ % 4];
+	static _Thread_local char buf[8][HASH_HEX_SIZE + 1];
+	static _Thread_local int next;
+	char *out = buf[next++ % 8];
 
 	hash_to_hex(hash, out);
 	return out;
@@ -161,7 +161,7 @@ bool blob_is(struct store *s, const void *data, size_t len)
 	sha(data, len, hash);
 	ok &= CHECK_EQ(blob_info(s, hash, &length), 0);
 	ok &= CHECK_EQ(length, len);
-	CHECK_EQ(blob_info(s, hash, NULL), 0);
+	ok &= CHECK_EQ(blob_info(s, hash, NULL), 0);
 	got = read_blob(s, hash, &got_len, &err);
 	ok &= CHECK_EQ(err, 0);
 	if (got) {
@@ -272,7 +272,9 @@ int collect_name(const char *name, void *arg)
 		l->names = realloc(l->names, l->cap * sizeof(*l->names));
 		REQUIRE(l->names);
 	}
-	l->names[l->n++] = strdup(name);
+	l->names[l->n] = strdup(name);
+	REQUIRE(l->names[l->n]);
+	l->n++;
 	return l->stop_after && l->n == l->stop_after ? 55 : 0;
 }
 
@@ -286,7 +288,60 @@ void namelist_free(struct namelist *l)
 
 int cmp_str(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strcmp(*(char *const *)a, *(char *const *)b); /* unsigned bytes */
+}
+
+void check_store_listing(struct blobdb *db, char *const *sorted, size_t n,
+			 const char *const *absent, size_t n_absent)
+{
+	struct namelist l = { 0 };
+
+	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
+	if (CHECK_EQ(l.n, n))
+		for (size_t i = 0; i < n; i++)
+			if (!CHECK(!strcmp(l.names[i], sorted[i])))
+				fprintf(stderr, "  position %zu: \"%s\", want \"%s\"\n", i,
+					l.names[i], sorted[i]);
+	namelist_free(&l);
+	/* Resuming after each name gives the rest. */
+	for (size_t k = 0; k < n; k++) {
+		CHECK_EQ(store_list(db, sorted[k], collect_name, &l), 0);
+		if (CHECK_EQ(l.n, n - k - 1))
+			for (size_t i = 0; i < l.n; i++)
+				CHECK(!strcmp(l.names[i], sorted[k + 1 + i]));
+		namelist_free(&l);
+	}
+	/* Resuming after names that are not stores. */
+	for (size_t k = 0; k < n_absent; k++) {
+		size_t first = 0;
+
+		while (first < n && strcmp(sorted[first], absent[k]) <= 0)
+			first++;
+		CHECK_EQ(store_list(db, absent[k], collect_name, &l), 0);
+		if (CHECK_EQ(l.n, n - first))
+			for (size_t i = 0; i < l.n; i++)
+				CHECK(!strcmp(l.names[i], sorted[first + i]));
+		namelist_free(&l);
+	}
+	/* Stopping early returns the callback's value. */
+	l.stop_after = 3;
+	CHECK_EQ(store_list(db, NULL, collect_name, &l), 55);
+	CHECK_EQ(l.n, n < 3 ? n : 3);
+	namelist_free(&l);
+}
+
+void check_only_store_left(struct blobdb *db, const char *gone, const char *only)
+{
+	struct store *s = (struct store *)1;
+	struct namelist l = { 0 };
+
+	CHECK_EQ(store_destroy(db, gone, false), -ENOENT);
+	CHECK_EQ(store_open(db, gone, &s), -ENOENT);
+	CHECK(s == NULL);
+	CHECK_EQ(store_count(db), 1);
+	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
+	CHECK(l.n == 1 && !strcmp(l.names[0], only));
+	namelist_free(&l);
 }
 
 /* ---- a model of several stores ---- */

@@ -1,6 +1,7 @@
 /*
- * storeutil.h - the blob-database part of the unit tests' fixture library
- * (storeutil.c; the general part is testutil.h): options for the two ways
+ * storeutil.h - the blob-database part of the C tests' fixture library
+ * (storeutil.c; the general part is testutil.h; the unit tests and the
+ * backend contract suite use it): options for the two ways
  * most store tests run, opening databases and stores that must open, checks
  * that a blob is there whole and exact (or absent), listing collectors, a
  * model of several stores for persistence and compaction tests, and what the
@@ -56,14 +57,15 @@ struct store *new_store(const char *dir, const struct blobdb_options *opts, cons
 
 /* SHA-256 of data, which must succeed. */
 void sha(const void *data, size_t len, uint8_t out[HS]);
-/* A hash in hex, in one of four rotating static buffers. */
+/* A hash in hex, in one of eight rotating buffers (per thread). */
 const char *hexs(const uint8_t *hash);
 
 /* Distinct random contents: the first bytes carry a serial number. */
 uint8_t *make_content(size_t len);
 
 /* The blob with this content is in the store, whole and exact: info,
- * length, and a read through a reader in random-sized pieces. */
+ * length, and a read through a reader in random-sized pieces (on the test's
+ * generator: from one thread at a time). */
 bool blob_is(struct store *s, const void *data, size_t len);
 /* The blob is not in the store: info and open say -ENOENT. */
 bool blob_absent(struct store *s, const uint8_t *hash);
@@ -99,6 +101,17 @@ struct namelist {
 int collect_name(const char *name, void *arg);
 void namelist_free(struct namelist *l);
 int cmp_str(const void *a, const void *b);
+
+/* store_list of db gives exactly sorted[0 .. n) (the stores' names in byte
+ * order): the whole listing; resumed after each name and after each of
+ * absent[0 .. n_absent) (names that are not stores); stopped after 3. */
+void check_store_listing(struct blobdb *db, char *const *sorted, size_t n,
+			 const char *const *absent, size_t n_absent);
+
+/* Store `gone` has just been destroyed and `only` is the one store left:
+ * destroying or opening `gone` again says -ENOENT, and store_count and
+ * store_list give `only` alone. */
+void check_only_store_left(struct blobdb *db, const char *gone, const char *only);
 
 /* ---- a model of several stores (persistence, compaction) ---- */
 

@@ -136,39 +136,11 @@ static void test_store_names(const char *base)
 		sorted[i] = (char *)names[i];
 	qsort(sorted, n_names, sizeof(sorted[0]), cmp_str);
 	CHECK_EQ(store_count(db), n_names);
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
-	CHECK_EQ(l.n, n_names);
-	for (size_t i = 0; i < l.n && i < n_names; i++)
-		if (!CHECK(!strcmp(l.names[i], sorted[i])))
-			fprintf(stderr, "  position %zu: \"%s\", want \"%s\"\n", i, l.names[i], sorted[i]);
-	namelist_free(&l);
-	/* Resuming after each name gives the rest. */
-	for (size_t k = 0; k < n_names; k++) {
-		CHECK_EQ(store_list(db, sorted[k], collect_name, &l), 0);
-		if (CHECK_EQ(l.n, n_names - k - 1))
-			for (size_t i = 0; i < l.n; i++)
-				CHECK(!strcmp(l.names[i], sorted[k + 1 + i]));
-		namelist_free(&l);
-	}
-	/* Resuming after names that are not stores. */
 	{
-		const char *absent[] = { "aa", "\x01", "\xff", "zzz", "A", "a c", "1" };
-		for (size_t k = 0; k < sizeof(absent) / sizeof(absent[0]); k++) {
-			size_t first = 0;
-			while (first < n_names && strcmp(sorted[first], absent[k]) <= 0)
-				first++;
-			CHECK_EQ(store_list(db, absent[k], collect_name, &l), 0);
-			if (CHECK_EQ(l.n, n_names - first))
-				for (size_t i = 0; i < l.n; i++)
-					CHECK(!strcmp(l.names[i], sorted[first + i]));
-			namelist_free(&l);
-		}
+		static const char *const absent[] = { "aa", "\x01", "\xff", "zzz", "A", "a c", "1" };
+
+		check_store_listing(db, sorted, n_names, absent, sizeof(absent) / sizeof(absent[0]));
 	}
-	/* Stopping early returns the callback's value. */
-	l.stop_after = 3;
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 55);
-	CHECK_EQ(l.n, 3);
-	namelist_free(&l);
 	blobdb_close(db);
 
 	/* The same after reopening. */
@@ -214,14 +186,7 @@ static void test_store_destroy(const char *base)
 	REQUIRE(blob_writer_new(held, &writer) == 0);
 	CHECK_EQ(blob_writer_write(writer, "pending", 7, 0), 0);
 	CHECK_EQ(store_destroy(db, "s", false), 0);
-	CHECK_EQ(store_destroy(db, "s", false), -ENOENT);
-	s = (struct store *)1;
-	CHECK_EQ(store_open(db, "s", &s), -ENOENT);
-	CHECK(s == NULL);
-	CHECK_EQ(store_count(db), 1);
-	CHECK_EQ(store_list(db, NULL, collect_name, &l), 0);
-	CHECK(l.n == 1 && !strcmp(l.names[0], "keep"));
-	namelist_free(&l);
+	check_only_store_left(db, "s", "keep");
 	tu_path(path, sizeof(path), "%s/stores/s", dir);
 	CHECK(!tu_exists(path));
 	/* The old handle sees an empty, dead store. */

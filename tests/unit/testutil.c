@@ -1,13 +1,14 @@
 /*
  * testutil.c - the fixture library's general part (see testutil.h): checks
- * and their report, the PRNG, temporary directories, file helpers and the
- * child-process runner.
+ * and their report (thread-safe), the PRNG, temporary directories, file
+ * helpers and the child-process runner.
  */
 #include "testutil.h"
 
 #include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -15,8 +16,11 @@
 #define TU_MAX_REPORTS 1000
 
 static const char *tu_name = "test";
-static const char *tu_current = "(setup)";
-static long tu_checks, tu_failures, tu_child_checks;
+/* Checks may run in several threads at once: the counters and the group's
+ * name are atomic, and each report is one write to stderr. */
+static _Atomic(const char *) tu_current = "(setup)";
+static atomic_long tu_checks, tu_failures;
+static long tu_child_checks;
 static uint64_t tu_seed_value;
 static pid_t tu_owner; /* the process that removes the temporary directories */
 static struct tu_rng tu_default_rng;
@@ -25,35 +29,46 @@ static struct tu_rng tu_default_rng;
 
 void tu_report(const char *file, int line, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
+	long n = atomic_fetch_add(&tu_failures, 1) + 1;
 
-	tu_failures++;
-	if (tu_failures > TU_MAX_REPORTS)
+	if (n > TU_MAX_REPORTS)
 		return;
-	fprintf(stderr, "%s:%d: FAILED [%s] ", file, line, tu_current);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	if (tu_failures == TU_MAX_REPORTS)
-		fprintf(stderr, "(further failures are counted but not printed)\n");
+	fprintf(stderr, "%s:%d: FAILED [%s] %s\n%s", file, line, atomic_load(&tu_current), msg,
+		n == TU_MAX_REPORTS ? "(further failures are counted but not printed)\n" : "");
 }
 
 bool tu_check(bool ok, const char *file, int line, const char *expr)
 {
-	tu_checks++;
+	atomic_fetch_add(&tu_checks, 1);
 	if (!ok)
 		tu_report(file, line, "CHECK(%s)", expr);
 	return ok;
 }
 
+/* ", <strerror>" for what looks like a negative errno, else "". */
+static const char *errno_hint(intmax_t v)
+{
+	static _Thread_local char buf[80];
+
+	if (v >= 0 || v <= -4096)
+		return "";
+	snprintf(buf, sizeof(buf), ", %s", strerror((int)-v));
+	return buf;
+}
+
 bool tu_check_eq(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea,
 		 const char *eb)
 {
-	tu_checks++;
+	atomic_fetch_add(&tu_checks, 1);
 	if (a != b)
-		tu_report(file, line, "CHECK_EQ(%s, %s): %jd (0x%jx) != %jd (0x%jx)", ea, eb,
-			  (intmax_t)a, a, (intmax_t)b, b);
+		tu_report(file, line, "CHECK_EQ(%s, %s): %jd (0x%jx%s) != %jd (0x%jx%s)", ea, eb,
+			  (intmax_t)a, a, errno_hint((intmax_t)a), (intmax_t)b, b,
+			  errno_hint((intmax_t)b));
 	return a == b;
 }
 
@@ -62,7 +77,7 @@ bool tu_check_mem(const void *a, const void *b, size_t n, const char *file, int 
 {
 	const unsigned char *x = a, *y = b;
 
-	tu_checks++;
+	atomic_fetch_add(&tu_checks, 1);
 	if (n == 0 || !memcmp(a, b, n))
 		return true;
 	for (size_t i = 0; i < n; i++) {
@@ -78,8 +93,8 @@ bool tu_check_mem(const void *a, const void *b, size_t n, const char *file, int 
 
 void tu_test(const char *name)
 {
-	tu_current = name;
-	fprintf(stderr, "-- %s\n", tu_current);
+	atomic_store(&tu_current, name);
+	fprintf(stderr, "-- %s\n", name);
 }
 
 /* ---- pseudo-random numbers ---- */
@@ -100,6 +115,25 @@ uint64_t tu_rng_next(struct tu_rng *rng)
 uint64_t tu_rng_below(struct tu_rng *rng, uint64_t n)
 {
 	return tu_rng_next(rng) % n;
+}
+
+void tu_rng_shuffle(struct tu_rng *rng, size_t *order, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)tu_rng_below(rng, i), t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+}
+
+void *tu_rng_buffer(struct tu_rng *rng, size_t n)
+{
+	void *p = tu_xmalloc(n);
+
+	tu_rng_fill(rng, p, n);
+	return p;
 }
 
 void tu_rng_fill(struct tu_rng *rng, void *buf, size_t len)
@@ -135,13 +169,7 @@ void tu_fill_random(void *buf, size_t len)
 
 void tu_shuffle(size_t *order, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		order[i] = i;
-	for (size_t i = n; i > 1; i--) {
-		size_t j = (size_t)tu_rand_below(i), t = order[i - 1];
-		order[i - 1] = order[j];
-		order[j] = t;
-	}
+	tu_rng_shuffle(&tu_default_rng, order, n);
 }
 
 void *tu_xmalloc(size_t n)
@@ -157,9 +185,7 @@ void *tu_xmalloc(size_t n)
 
 void *tu_random_buffer(size_t n)
 {
-	void *p = tu_xmalloc(n);
-	tu_fill_random(p, n);
-	return p;
+	return tu_rng_buffer(&tu_default_rng, n);
 }
 
 /* ---- temporary directories ---- */
@@ -385,25 +411,27 @@ bool tu_run_child_at(const char *file, int line, void (*fn)(void *), void *arg,
 		close(pipefd[0]);
 		setrlimit(RLIMIT_CORE, &no_core);
 		alarm(timeout_s);
-		tu_failures = 0;
-		tu_checks = 0;
+		atomic_store(&tu_failures, 0);
+		atomic_store(&tu_checks, 0);
 		fn(arg);
 		fflush(stdout);
 		fflush(stderr);
 		/* The parent counts the child's checks too. */
-		if (write(pipefd[1], &tu_checks, sizeof(tu_checks)) != sizeof(tu_checks))
+		child_checks = atomic_load(&tu_checks);
+		if (write(pipefd[1], &child_checks, sizeof(child_checks)) != sizeof(child_checks))
 			_exit(3);
-		_exit(tu_failures ? 1 : 0); /* no atexit: the parent owns the temp dirs */
+		/* No atexit: the parent owns the temporary directories. */
+		_exit(atomic_load(&tu_failures) ? 1 : 0);
 	}
 	close(pipefd[1]);
 	if (read(pipefd[0], &child_checks, sizeof(child_checks)) == sizeof(child_checks)) {
-		tu_checks += child_checks;
+		atomic_fetch_add(&tu_checks, child_checks);
 		tu_child_checks += child_checks;
 	}
 	close(pipefd[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	tu_checks++;
+	atomic_fetch_add(&tu_checks, 1);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return true;
 	if (WIFSIGNALED(status))
@@ -442,16 +470,17 @@ uint64_t tu_seed(void)
 
 int tu_finish(void)
 {
+	long failures = atomic_load(&tu_failures), checks = atomic_load(&tu_checks);
 	char children[64] = "";
 
 	if (tu_child_checks)
 		snprintf(children, sizeof(children), " (%ld of them in child processes)",
 			 tu_child_checks);
-	if (tu_failures) {
+	if (failures) {
 		fprintf(stderr, "%s: FAIL: %ld of %ld checks failed%s (TEST_SEED=%" PRIu64 ")\n",
-			tu_name, tu_failures, tu_checks, children, tu_seed_value);
+			tu_name, failures, checks, children, tu_seed_value);
 		return 1;
 	}
-	fprintf(stderr, "%s: PASS: %ld checks%s\n", tu_name, tu_checks, children);
+	fprintf(stderr, "%s: PASS: %ld checks%s\n", tu_name, checks, children);
 	return 0;
 }

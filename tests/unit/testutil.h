@@ -1,9 +1,12 @@
 /*
- * testutil.h - the fixture library every unit test links (testutil.c):
- * CHECK macros that report every failure (file:line and the expression) and
- * make the test exit non-zero, one seedable PRNG, temporary directories
- * that are removed at exit whatever happened, small file helpers, and a
- * runner for cases that can crash or hang (TU_RUN_CHILD).
+ * testutil.h - the fixture library every C test links (testutil.c; the unit
+ * tests and the backend contract suite): CHECK macros that report every
+ * failure (file:line and the expression) and make the test exit non-zero,
+ * from any thread (the counts are atomic, each report is written at once);
+ * one seedable PRNG, and generators of their own (e.g. one per thread);
+ * temporary directories that are removed at exit whatever happened; small
+ * file helpers; and a runner for cases that can crash or hang
+ * (TU_RUN_CHILD).
  *
  * Usage: call tu_init(argv0) first, wrap groups in TU_TEST("name"), and end
  * main with `return tu_finish();`. TEST_SEED=<number> in the environment
@@ -54,7 +57,8 @@ bool tu_check_mem(const void *a, const void *b, size_t n, const char *file, int 
 		}                                                                      \
 	} while (0)
 
-/* Names the group of checks that follows (failures are reported with it). */
+/* Names the group of checks that follows (failures are reported with it).
+ * Called from the main thread, between groups. */
 void tu_test(const char *name);
 #define TU_TEST(name) tu_test(name)
 
@@ -71,7 +75,8 @@ uint64_t tu_seed(void);
 /* ---- pseudo-random numbers (splitmix64) ---- */
 
 /* A generator of its own, for a sequence that must depend only on its
- * seed (e.g. a simulation's choices, or content regenerated from a seed). */
+ * seed (e.g. a simulation's choices, or content regenerated from a seed),
+ * or for a thread (the test's generator below is not for threads). */
 struct tu_rng {
 	uint64_t state;
 };
@@ -81,19 +86,21 @@ uint64_t tu_rng_next(struct tu_rng *rng);
 /* Uniform in [0, n); n > 0. */
 uint64_t tu_rng_below(struct tu_rng *rng, uint64_t n);
 void tu_rng_fill(struct tu_rng *rng, void *buf, size_t len);
+/* A malloc'd buffer of n random bytes. */
+void *tu_rng_buffer(struct tu_rng *rng, size_t n);
+/* order[] = 0 .. n-1 in a random order. */
+void tu_rng_shuffle(struct tu_rng *rng, size_t *order, size_t n);
 
 /* The same on the test's generator, seeded by tu_init. */
 uint64_t tu_rand(void);
 uint64_t tu_rand_below(uint64_t n);
 void tu_fill_random(void *buf, size_t len);
 
-/* order[] = 0 .. n-1 in a random order (on the test's generator). */
 void tu_shuffle(size_t *order, size_t n);
+void *tu_random_buffer(size_t n);
 
 /* malloc that ends the test when memory runs out (n may be 0). */
 void *tu_xmalloc(size_t n);
-/* A malloc'd buffer of n random bytes. */
-void *tu_random_buffer(size_t n);
 
 /* ---- temporary directories ---- */
 
