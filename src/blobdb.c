@@ -76,9 +76,12 @@ int blobdb_open(const char *location, const struct blobdb_options *opts, struct 
 	*out = NULL;
 	if (!location || !*location)
 		return -EINVAL;
+	/* The database-level calls return the backend's own errno (the
+	 * command line prints it); only the blob-db operations are mapped to
+	 * statuses. */
 	if (!strncmp(location, MEMORY_LOCATION, prefix))
-		return to_status(memory_backend.db_open(location + prefix, opts, out));
-	return to_status(local_backend.db_open(location, opts, out));
+		return memory_backend.db_open(location + prefix, opts, out);
+	return local_backend.db_open(location, opts, out);
 }
 
 int blobdb_close(struct blobdb *db)
@@ -107,22 +110,22 @@ void blobdb_note_pid(struct blobdb *db)
 
 int blobdb_start(struct blobdb *db)
 {
-	return db->ops->db_start ? to_status(db->ops->db_start(db)) : 0;
+	return db->ops->db_start ? db->ops->db_start(db) : 0;
 }
 
 int blobdb_sync(struct blobdb *db)
 {
-	return to_status(db->ops->db_sync(db));
+	return db->ops->db_sync(db);
 }
 
 int blobdb_compact(struct blobdb *db, FILE *progress)
 {
-	return db->ops->db_compact ? to_status(db->ops->db_compact(db, progress)) : 0;
+	return db->ops->db_compact ? db->ops->db_compact(db, progress) : 0;
 }
 
 int blobdb_statfs(struct blobdb *db, struct statvfs *st)
 {
-	return to_status(db->ops->db_statfs(db, st));
+	return db->ops->db_statfs(db, st);
 }
 
 const char *blobdb_path(const struct blobdb *db)
@@ -353,7 +356,7 @@ int store_compact(struct store *store, unsigned percent)
 {
 	const struct backend_ops *ops = store->db->ops;
 
-	return ops->store_compact ? to_status(ops->store_compact(store, percent)) : 0;
+	return ops->store_compact ? ops->store_compact(store, percent) : 0;
 }
 
 int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name, void *arg),

@@ -4,10 +4,11 @@
  * the program: the front end and the tools use store.h, backends use
  * backend.h.
  *
- * A store's state is guarded by store->lock unless a field says otherwise;
- * the lock order is db->flush_lock, store->flush_lock, store->lock, then the
- * catalogue's db->base.lock is never taken while holding store->lock except
- * through store_hold/store_close, which take it alone.
+ * A store's state is guarded by store->lock unless a field says otherwise.
+ * Lock order (docs/ARCHITECTURE.md): the catalogue's db->base.lock, then
+ * db->flush_lock (never held while a store is flushed), store->flush_lock,
+ * store->lock. Nothing here calls store_hold, store_close or
+ * blobdb_each_store while holding a store's lock.
  */
 #ifndef BLOBFS_LOCAL_H
 #define BLOBFS_LOCAL_H

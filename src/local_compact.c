@@ -95,8 +95,12 @@ static void compact_move_index(struct local_store *store, int out, uint32_t pack
 	struct record_info rec;
 	size_t next = 0;
 
-	if (pack_scan_open(store->db->io, &scan, out, new_id) < 0)
+	if (pack_scan_open(store->db->io, &scan, out, new_id) < 0) {
+		/* The index keeps pointing at the old pack, which then stays. */
+		log_warning("store %s: cannot read back compacted pack %08x", store->base.name,
+			    new_id);
 		return;
+	}
 	while (pack_scan_next(&scan, &rec) == 1) {
 		struct index_entry e;
 		struct pack_info *out_pack = packtab_find(store, new_id);
@@ -194,7 +198,10 @@ int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_tombston
 	}
 
 	pthread_mutex_lock(&store->lock);
-	ret = packtab_add(store, new_id, rw.size);
+	/* Destroyed during the copy: its directory is in the trash now, and
+	 * the copy goes with it (or at the next mount, if the purge already
+	 * ran). */
+	ret = store->base.destroyed ? -ENOENT : packtab_add(store, new_id, rw.size);
 	if (ret == 0) {
 		struct pack_info *p = packtab_find(store, new_id);
 		p->tombstone_count = rw.tombstones;

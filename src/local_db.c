@@ -214,6 +214,9 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	if (!db)
 		goto out;
 	db->dirfd = db->stores_fd = db->trash_fd = db->quarantine_fd = db->lock_fd = -1;
+	/* Set first: closing a half-opened database goes through it. */
+	db->io = opts && opts->io ? opts->io : io_system();
+	io = db->io;
 	pthread_mutex_init(&db->flush_lock, NULL);
 	pthread_cond_init(&db->flush_wake, NULL);
 	pthread_cond_init(&db->flush_done, NULL);
@@ -221,8 +224,6 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
 	if (ret < 0)
 		goto out;
-	db->io = db->base.opts.io ? db->base.opts.io : io_system();
-	io = db->io;
 	if (io->mkdirat(AT_FDCWD, datadir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		log_error("cannot create data directory %s: %s", datadir, strerror(-ret));

@@ -87,7 +87,11 @@ static int flush_store_locked(struct local_store *store)
 		active = store->active_fd;
 		store->active_fd = -1;
 	} else if (store->active_fd >= 0) {
+		/* Without a descriptor to sync it, the active pack's records
+		 * would be vouched for unsynced: the flush fails instead. */
 		active = io->dup(store->active_fd);
+		if (active < 0)
+			ret = -errno;
 	}
 	store->appended = false;
 	dir_dirty = store->dir_dirty;

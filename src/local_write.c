@@ -167,7 +167,7 @@ static int writer_create_staging(struct local_writer *w)
 	char path[PATH_SIZE];
 	int ret;
 
-	if (store->base.destroyed)
+	if (store_destroyed(&store->base))
 		return -ENOENT; /* its directory may be another store's by now */
 
 	snprintf(w->staging_name, sizeof(w->staging_name), STAGING_WRITE_FMT,
@@ -490,7 +490,7 @@ int local_blob_save(struct store *base, const void *data, size_t len,
 			   uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct local_store *store = (struct local_store *)base;
-	struct local_writer *w = NULL;
+	struct blob_writer *writer = NULL;
 	int ret;
 
 	if (len < store->db->base.opts.large_blob_min) {
@@ -499,12 +499,12 @@ int local_blob_save(struct store *base, const void *data, size_t len,
 			ret = append_small_blob(store, hash, data, len, NULL);
 		return ret;
 	}
-	ret = local_writer_new(&store->base, (struct blob_writer **)&w);
+	ret = local_writer_new(&store->base, &writer);
 	if (ret == 0)
-		ret = local_writer_write(&w->base, data, len, 0);
+		ret = local_writer_write(writer, data, len, 0);
 	if (ret == 0)
-		ret = local_writer_commit(&w->base, hash);
-	if (w)
-		local_writer_free(&w->base);
+		ret = local_writer_commit(writer, hash);
+	if (writer)
+		local_writer_free(writer);
 	return ret;
 }

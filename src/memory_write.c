@@ -90,12 +90,13 @@ int memory_writer_write(struct blob_writer *base, const void *buf, size_t size,
 	uint64_t end;
 	int ret;
 
+	if (off > UINT64_MAX - size)
+		return -EFBIG; /* nothing changed: not a reason to refuse the file */
+	if (size == 0)
+		return 0; /* as write(2): nothing written, nothing changes */
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
-	if (ret < 0 || size == 0) /* as write(2): nothing written, nothing changes */
-		goto out;
-	ret = -EFBIG;
-	if (off > UINT64_MAX - size)
+	if (ret < 0)
 		goto out;
 	end = off + size;
 	ret = memwriter_reserve(w, end > w->size ? end : w->size);

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -24,6 +25,9 @@ static long tu_child_checks;
 static uint64_t tu_seed_value;
 static pid_t tu_owner; /* the process that removes the temporary directories */
 static struct tu_rng tu_default_rng;
+/* Threaded tests draw from it too: one draw at a time (the sequence of a
+ * threaded test then depends on the schedule, not just the seed). */
+static pthread_mutex_t tu_default_rng_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- checks ---- */
 
@@ -154,22 +158,36 @@ void tu_rng_fill(struct tu_rng *rng, void *buf, size_t len)
 
 uint64_t tu_rand(void)
 {
-	return tu_rng_next(&tu_default_rng);
+	uint64_t v;
+
+	pthread_mutex_lock(&tu_default_rng_lock);
+	v = tu_rng_next(&tu_default_rng);
+	pthread_mutex_unlock(&tu_default_rng_lock);
+	return v;
 }
 
 uint64_t tu_rand_below(uint64_t n)
 {
-	return tu_rng_below(&tu_default_rng, n);
+	uint64_t v;
+
+	pthread_mutex_lock(&tu_default_rng_lock);
+	v = tu_rng_below(&tu_default_rng, n);
+	pthread_mutex_unlock(&tu_default_rng_lock);
+	return v;
 }
 
 void tu_fill_random(void *buf, size_t len)
 {
+	pthread_mutex_lock(&tu_default_rng_lock);
 	tu_rng_fill(&tu_default_rng, buf, len);
+	pthread_mutex_unlock(&tu_default_rng_lock);
 }
 
 void tu_shuffle(size_t *order, size_t n)
 {
+	pthread_mutex_lock(&tu_default_rng_lock);
 	tu_rng_shuffle(&tu_default_rng, order, n);
+	pthread_mutex_unlock(&tu_default_rng_lock);
 }
 
 void *tu_xmalloc(size_t n)
@@ -185,7 +203,12 @@ void *tu_xmalloc(size_t n)
 
 void *tu_random_buffer(size_t n)
 {
-	return tu_rng_buffer(&tu_default_rng, n);
+	void *p;
+
+	pthread_mutex_lock(&tu_default_rng_lock);
+	p = tu_rng_buffer(&tu_default_rng, n);
+	pthread_mutex_unlock(&tu_default_rng_lock);
+	return p;
 }
 
 /* ---- temporary directories ---- */
