@@ -11,8 +11,9 @@
  * each database (blobdb_options.io; io_system() is the real one). The
  * pack layer's I/O functions are called from two helpers only: scan_packs()
  * (pack_scan_*; verify_packs adds pack_verify_record) and write_pack()
- * (pack_create / pack_write_record). test_pack.c, whose subject they are,
- * calls them directly.
+ * (pack_create / pack_write_record). The pack-format tests
+ * (test_pack_*.c), whose subject they are, call them directly and through
+ * their own fixture, packutil.h (in the same library).
  */
 #ifndef BLOBFS_STOREUTIL_H
 #define BLOBFS_STOREUTIL_H
