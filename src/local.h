@@ -30,15 +30,9 @@ struct statvfs;
 /* Staging files hold the data where a one-record pack would: after the pack
  * header and the record header, both written at commit. */
 #define STAGING_DATA_OFFSET (PACK_HEADER_SIZE + RECORD_HEADER_SIZE)
-
-#define COPY_BUFFER_SIZE (1u << 20)
-
-/* Incoming content up to this size stays in the daemon's memory: a small
- * blob then costs no staging file at all. */
-#define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
-
+/* "<store>/<file>" paths relative to DATADIR/stores. */
 #define PATH_SIZE 512
-#define COMPACT_MARGIN (UINT64_C(64) << 10)
+/* How often the compactor thread looks for a pack worth rewriting. */
 #define COMPACT_INTERVAL_MS 2000
 #define TOMBSTONE_SIZE (RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
 

@@ -20,6 +20,9 @@
 #include "pack.h"
 #include "salvage.h"
 
+/* Compaction may use the reserve saves leave free, but not its last bytes. */
+#define COMPACT_MARGIN (UINT64_C(64) << 10)
+
 struct live_list {
 	uint32_t pack_id;
 	struct index_entry *entries;

@@ -23,6 +23,11 @@
 #include "datadir.h"
 #include "pack.h"
 
+#define COPY_BUFFER_SIZE (1u << 20)
+/* Incoming content up to this size stays in the daemon's memory: a small
+ * blob then costs no staging file at all. */
+#define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
+
 static int writer_rematerialize(struct local_writer *w);
 
 static int writer_create_staging(struct local_writer *w);
