@@ -53,6 +53,11 @@ struct blobdb {
 	pthread_mutex_t lock;
 	struct store **stores;
 	size_t store_count, store_capacity;
+	/* Tentative saves (store.h): every commit holds retract_lock shared,
+	 * a retract holds it exclusive, so that a retract never deletes a blob
+	 * another save has just found there. */
+	pthread_rwlock_t retract_lock;
+	struct tentative_table *tentative;
 };
 
 struct store {
@@ -178,8 +183,11 @@ struct backend_ops {
 			   size_t *got);
 	int (*writer_truncate)(struct blob_writer *writer, uint64_t size);
 	uint64_t (*writer_size)(struct blob_writer *writer);
-	/* 0 saved, -EEXIST already there; fills hash either way. */
-	int (*writer_commit)(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE]);
+	/* 0 saved, -EEXIST already there; fills hash either way. With expect
+	 * (not NULL), content whose hash is not expect is not saved: -EINVAL,
+	 * hash filled, and the writer keeps its content. */
+	int (*writer_commit)(struct blob_writer *writer, const uint8_t *expect,
+			     uint8_t hash[BLOBFS_HASH_SIZE]);
 	void (*writer_free)(struct blob_writer *writer);
 };
 

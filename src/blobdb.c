@@ -5,6 +5,7 @@
  * blob-db status. Everything that touches blobs is the backend's (backend.h).
  */
 #include "backend.h"
+#include "tentative.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -65,6 +66,9 @@ int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *lo
 	else
 		blobdb_options_default(&db->opts);
 	pthread_mutex_init(&db->lock, NULL);
+	pthread_rwlock_init(&db->retract_lock, NULL);
+	if (tentative_new(&db->tentative) < 0)
+		return -ENOMEM;
 	db->location = strdup(location);
 	return db->location ? 0 : -ENOMEM;
 }
@@ -97,6 +101,8 @@ int blobdb_close(struct blobdb *db)
 	db->stores = NULL;
 	db->store_count = 0;
 	pthread_mutex_destroy(&db->lock);
+	pthread_rwlock_destroy(&db->retract_lock);
+	tentative_free(db->tentative);
 	free(db->location);
 	db->ops->db_free(db);
 	return ret < 0 ? -EIO : 0;
@@ -415,9 +421,17 @@ int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 int blob_save(struct store *store, const void *data, size_t len,
 	      uint8_t hash[BLOBFS_HASH_SIZE])
 {
+	struct blobdb *db = store->db;
+	int ret;
+
 	if (!data && len)
 		return -EINVAL;
-	return to_status(store->db->ops->blob_save(store, data, len, hash));
+	pthread_rwlock_rdlock(&db->retract_lock);
+	ret = db->ops->blob_save(store, data, len, hash);
+	if (ret == 0 || ret == -EEXIST)
+		tentative_claim(db->tentative, store, hash);
+	pthread_rwlock_unlock(&db->retract_lock);
+	return to_status(ret);
 }
 
 int blob_list(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg)
@@ -519,9 +533,61 @@ uint64_t blob_writer_size(struct blob_writer *writer)
 	return writer->store->db->ops->writer_size(writer);
 }
 
+/*
+ * Every save claims any tentative record of its content (tentative.h): once
+ * two saves stand behind a blob, neither may take it back. Saves hold
+ * retract_lock shared until their claim is recorded and a retract holds it
+ * exclusive, so a retract sees either the claim or no blob at all.
+ */
+static int commit(struct blob_writer *writer, const uint8_t *expect,
+		  uint8_t hash[BLOBFS_HASH_SIZE], bool *tentative)
+{
+	struct store *store = writer->store;
+	struct blobdb *db = store->db;
+	uint64_t since = tentative_begin(db->tentative);
+	int ret;
+
+	pthread_rwlock_rdlock(&db->retract_lock);
+	ret = db->ops->writer_commit(writer, expect, hash);
+	if (ret == 0 && tentative)
+		*tentative = tentative_add(db->tentative, since, store, hash);
+	else if (ret == 0 || ret == -EEXIST)
+		tentative_claim(db->tentative, store, hash);
+	pthread_rwlock_unlock(&db->retract_lock);
+	return to_status(ret);
+}
+
 int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	return to_status(writer->store->db->ops->writer_commit(writer, hash));
+	return commit(writer, NULL, hash, NULL);
+}
+
+int blob_writer_commit_tentative(struct blob_writer *writer, const uint8_t *expect,
+				 uint8_t hash[BLOBFS_HASH_SIZE], bool *tentative)
+{
+	*tentative = false;
+	return commit(writer, expect, hash, tentative);
+}
+
+int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct blobdb *db = store->db;
+	int ret = -EEXIST;
+
+	pthread_rwlock_wrlock(&db->retract_lock);
+	if (tentative_remove(db->tentative, store, hash))
+		ret = db->ops->blob_delete(store, hash);
+	pthread_rwlock_unlock(&db->retract_lock);
+	return to_status(ret);
+}
+
+void blob_settle(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct blobdb *db = store->db;
+
+	pthread_rwlock_wrlock(&db->retract_lock);
+	tentative_remove(db->tentative, store, hash);
+	pthread_rwlock_unlock(&db->retract_lock);
 }
 
 void blob_writer_free(struct blob_writer *writer)

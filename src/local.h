@@ -215,7 +215,8 @@ int local_writer_read(struct blob_writer *base, void *buf, size_t size, uint64_t
 			     size_t *got);
 int local_writer_truncate(struct blob_writer *base, uint64_t size);
 uint64_t local_writer_size(struct blob_writer *base);
-int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]);
+int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
+		uint8_t hash[BLOBFS_HASH_SIZE]);
 int local_blob_save(struct store *base, const void *data, size_t len,
 			   uint8_t hash[BLOBFS_HASH_SIZE]);
 

@@ -438,7 +438,8 @@ uint64_t local_writer_size(struct blob_writer *base)
 	return size;
 }
 
-int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE])
+int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
+			uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct local_writer *w = (struct local_writer *)base;
 	struct local_store *store = w->store;
@@ -452,6 +453,10 @@ int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]
 		goto out;
 	if (w->committed && !w->dirty) {
 		memcpy(hash, w->committed_hash, BLOBFS_HASH_SIZE);
+		if (expect && memcmp(hash, expect, BLOBFS_HASH_SIZE)) {
+			ret = -EINVAL;
+			goto out;
+		}
 		if (local_blob_info(&store->base, hash, NULL) == 0) {
 			ret = -EEXIST;
 			goto out;
@@ -460,8 +465,14 @@ int local_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]
 	ret = writer_prepare(w, 0);
 	if (ret == 0)
 		ret = writer_digest_finish(w, hash);
-	if (ret < 0)
+	if (ret == 0 && expect && memcmp(hash, expect, BLOBFS_HASH_SIZE))
+		ret = -EINVAL;
+	if (ret < 0) {
+		/* The digest was finalised: a later commit hashes afresh. */
+		if (writer_digest_reset(w) < 0)
+			ret = -EIO;
 		goto out;
+	}
 	if (w->size >= store->db->base.opts.large_blob_min) {
 		if (w->in_memory)
 			ret = writer_spill(w);
@@ -508,7 +519,7 @@ int local_blob_save(struct store *base, const void *data, size_t len,
 	if (ret == 0)
 		ret = local_writer_write(writer, data, len, 0);
 	if (ret == 0)
-		ret = local_writer_commit(writer, hash);
+		ret = local_writer_commit(writer, NULL, hash);
 	if (writer)
 		local_writer_free(writer);
 	return ret;

@@ -92,7 +92,8 @@ int memory_writer_read(struct blob_writer *base, void *buf, size_t size, uint64_
 			      size_t *got);
 int memory_writer_truncate(struct blob_writer *base, uint64_t size);
 uint64_t memory_writer_size(struct blob_writer *base);
-int memory_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE]);
+int memory_writer_commit(struct blob_writer *base, const uint8_t *expect,
+		uint8_t hash[BLOBFS_HASH_SIZE]);
 void memory_writer_free(struct blob_writer *base);
 
 #endif

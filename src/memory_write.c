@@ -177,7 +177,8 @@ uint64_t memory_writer_size(struct blob_writer *base)
  * writer holds a reference to the blob in the store (its own or the one that
  * was already there) and copies it before any further change.
  */
-int memory_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE])
+int memory_writer_commit(struct blob_writer *base, const uint8_t *expect,
+			 uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct memory_writer *w = (struct memory_writer *)base;
 	struct memory_store *ms = to_store(base->store);
@@ -211,6 +212,10 @@ int memory_writer_commit(struct blob_writer *base, uint8_t hash[BLOBFS_HASH_SIZE
 	}
 	/* Listed again even after a delete: the writer's reference kept it. */
 	memcpy(hash, w->content->hash, BLOBFS_HASH_SIZE);
+	if (expect && memcmp(hash, expect, BLOBFS_HASH_SIZE)) {
+		ret = -EINVAL; /* the writer keeps it, shared: a change copies it */
+		goto out;
+	}
 	ret = memstore_insert(ms, w->content, &existing);
 	if (existing) {
 		/* Keep the blob that is there and let ours go. */

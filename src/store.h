@@ -156,6 +156,23 @@ uint64_t blob_writer_size(struct blob_writer *writer);
 /* Saves the current content: 0 when saved, -EEXIST when the store already
  * had it (both mean the blob is there); fills hash either way. */
 int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE]);
+/*
+ * A tentative save, for content that may still be superseded before its
+ * writer is done (a file still open that a process sharing its descriptor
+ * closed): saves like blob_writer_commit and, when this save created the
+ * blob, sets *tentative. Until blob_settle, blob_retract may take such a
+ * blob back, unless any other save of the same content happened since (it
+ * is then someone else's too, and stays). With expect (not NULL), content
+ * that does not hash to expect is not saved: -EINVAL, hash filled.
+ */
+int blob_writer_commit_tentative(struct blob_writer *writer, const uint8_t *expect,
+				 uint8_t hash[BLOBFS_HASH_SIZE], bool *tentative);
+/* Deletes a blob a tentative save created: 0 when deleted, -EEXIST when it
+ * stays (claimed by another save, or not tentative), -ENOENT when it was
+ * deleted meanwhile. */
+int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* The tentative blob is final. */
+void blob_settle(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Discards whatever was not committed. */
 void blob_writer_free(struct blob_writer *writer);
 
