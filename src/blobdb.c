@@ -581,13 +581,11 @@ int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	return to_status(ret);
 }
 
+/* Forgetting the record only makes the blob permanent: no save can be
+ * affected, so no retract_lock. */
 void blob_settle(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	struct blobdb *db = store->db;
-
-	pthread_rwlock_wrlock(&db->retract_lock);
-	tentative_remove(db->tentative, store, hash);
-	pthread_rwlock_unlock(&db->retract_lock);
+	tentative_remove(store->db->tentative, store, hash);
 }
 
 void blob_writer_free(struct blob_writer *writer)

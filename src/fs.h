@@ -8,6 +8,7 @@
 #define BLOBFS_FS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct blobdb;
 struct fuse_args;
@@ -18,7 +19,12 @@ struct fs_options {
 	bool debug;      /* read by main: log every request */
 	bool sync; /* -o sync: close() returns once the blob is durable */
 	unsigned threads; /* the most requests served at once */
+	unsigned receipt_ttl; /* seconds a closed name in incoming/ stays */
+	size_t receipt_max;   /* the most names in incoming trees */
 };
+
+#define RECEIPT_TTL_DEFAULT 3600
+#define RECEIPT_MAX_DEFAULT 100000
 
 /* Mounts db on mountpoint and installs the signal handlers that end the
  * loop (SIGINT, SIGTERM, SIGHUP). Starts no thread, so the caller may fork

@@ -9,6 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
+
+#include "hash.h"
 
 static void blob_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
@@ -16,14 +19,15 @@ static void blob_attr(struct fs *fs, const struct node *node, struct stat *st)
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
 	st->st_size = (off_t)node->size;
+	st->st_atim = st->st_mtim = st->st_ctim = node->saved_at;
 }
 
-/* Immutable, and deletes go through the kernel. The empty blob is the
- * exception: an early close's one may be taken back behind the kernel's back
- * (see incoming_write), so its name is not cached. */
+/* Immutable, and deletes go through the kernel; a blob taken back by its
+ * writer (fs_file.c) is invalidated in the kernel's cache. */
 static double blob_timeout(const struct node *node)
 {
-	return node->size ? BLOB_TIMEOUT : 0;
+	(void)node;
+	return BLOB_TIMEOUT;
 }
 
 static int blob_setattr(struct fs_call *c, struct node *node, const struct stat *attr, int to_set)
@@ -68,6 +72,18 @@ static void blob_release(struct fs_call *c, struct node *node, uint64_t fh)
 	blob_close((struct blob_reader *)(uintptr_t)fh);
 }
 
+static int blob_getxattr(struct fs_call *c, struct node *node, const char *name, char *buf,
+			 size_t size, size_t *len)
+{
+	(void)c;
+	if (strcmp(name, XATTR_SHA256))
+		return -ENODATA;
+	*len = HASH_HEX_SIZE;
+	/* The name is the value. */
+	memcpy(buf, node->name, size < HASH_HEX_SIZE ? size : HASH_HEX_SIZE);
+	return 0;
+}
+
 const struct node_ops blob_ops = {
 	.attr = blob_attr,
 	.entry_timeout = blob_timeout,
@@ -76,4 +92,5 @@ const struct node_ops blob_ops = {
 	.open = blob_open_file,
 	.read = blob_read_file,
 	.release = blob_release,
+	.getxattr = blob_getxattr,
 };

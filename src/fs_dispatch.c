@@ -27,11 +27,12 @@ void reply_error(fuse_req_t req, int err, const char *op, const struct node *nod
 	fuse_reply_err(req, err);
 }
 
-static struct fs_call call_of(fuse_req_t req, const char *op)
+struct fs_call call_of(fuse_req_t req, const char *op)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 
-	return (struct fs_call){ .fs = fs_of(req), .op = op, .uid = ctx->uid, .gid = ctx->gid };
+	return (struct fs_call){ .fs = fs_of(req), .op = op, .uid = ctx->uid, .gid = ctx->gid,
+				 .pid = ctx->pid };
 }
 
 /* Replies a status: 0, or the error of call c with its log line. */
@@ -120,12 +121,11 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent_ino, const char *name, mo
 	struct node *parent = node_of(c.fs, parent_ino), *node;
 	int ret;
 
-	(void)mode;
 	if (!parent->ops->mkdir) {
 		reply_error(req, EPERM, c.op, parent, name, parent->ops->holds);
 		return;
 	}
-	ret = parent->ops->mkdir(&c, parent, name);
+	ret = parent->ops->mkdir(&c, parent, name, mode);
 	if (ret < 0) {
 		reply_error(req, -ret, c.op, parent, name, c.why);
 		return;
@@ -222,9 +222,22 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent_ino, 
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent_ino, const char *name)
 {
-	(void)ino;
-	reply_error(req, EPERM, "link", node_of(fs_of(req), parent_ino), name,
-		    "blobfs holds no hard links");
+	struct fs_call c = call_of(req, "link");
+	struct node *node = node_of(c.fs, ino), *dir = node_of(c.fs, parent_ino), *copy;
+	int ret;
+
+	pthread_mutex_lock(&c.fs->lock);
+	if (dir->ops->link) {
+		ret = dir->ops->link(&c, node, dir, name, &copy);
+	} else {
+		c.why = "hard links can only be made in incoming/ (another receipt)";
+		ret = -EPERM;
+	}
+	if (ret == 0)
+		reply_entry(req, c.fs, copy);
+	else
+		reply_error(req, -ret, c.op, dir, name, c.why);
+	pthread_mutex_unlock(&c.fs->lock);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent_ino, const char *name,
@@ -329,9 +342,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	struct node *node = node_of(c.fs, ino);
 	int ret;
 
-	(void)fi;
 	if (node->ops->write) {
-		ret = node->ops->write(&c, node, buf, size, (uint64_t)off);
+		ret = node->ops->write(&c, node, fi->fh, buf, size, (uint64_t)off);
 	} else {
 		c.why = "it is read-only";
 		ret = -EACCES;
@@ -347,8 +359,23 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_call c = call_of(req, "flush");
 	struct node *node = node_of(c.fs, ino);
 
+	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node, fi->fh) : 0, node,
+		     NULL);
+}
+
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, "fallocate");
+	struct node *node = node_of(c.fs, ino);
+	int ret = -EOPNOTSUPP;
+
 	(void)fi;
-	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node) : 0, node, NULL);
+	if (off < 0 || len <= 0)
+		ret = -EINVAL;
+	else if (node->ops->fallocate)
+		ret = node->ops->fallocate(&c, node, mode, (uint64_t)off, (uint64_t)len);
+	reply_status(req, &c, ret, node, NULL);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -401,21 +428,6 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &st);
 }
 
-/*
- * No extended attributes. getxattr and listxattr are left unimplemented on
- * purpose: the kernel then stops asking, where an ENODATA answer would cost
- * a round trip on every write() (the kernel checks security.capability
- * before each one). setxattr answers ENOTSUP explicitly, with a log line.
- */
-static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			size_t size, int flags)
-{
-	(void)value;
-	(void)size;
-	(void)flags;
-	reply_error(req, ENOTSUP, "setxattr", node_of(fs_of(req), ino), NULL, name);
-}
-
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -445,6 +457,7 @@ const struct fuse_lowlevel_ops fs_lowlevel_ops = {
 	.read = fs_read,
 	.write = fs_write,
 	.flush = fs_flush,
+	.fallocate = fs_fallocate,
 	.release = fs_release,
 	.fsync = fs_fsync,
 	.fsyncdir = fs_fsyncdir,
@@ -453,5 +466,8 @@ const struct fuse_lowlevel_ops fs_lowlevel_ops = {
 	.releasedir = fs_releasedir,
 	.statfs = fs_statfs,
 	.setxattr = fs_setxattr,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.removexattr = fs_removexattr,
 	.create = fs_create,
 };

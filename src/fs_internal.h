@@ -4,17 +4,20 @@
  * operations each kind of node has (struct node_ops). Not for the storage
  * side: the front end reaches the data only through store.h.
  *
- * The namespace, one kind of node each (one file each):
+ * The namespace, one kind of node each:
  *
  *   /                 root_ops           fs_root.c      stores
  *   /S/               store_ops          fs_store.c     a store's blobs + incoming
  *   /S/<hex>          blob_ops           fs_blob.c      a blob, read-only
- *   /S/incoming/      incoming_dir_ops   fs_incoming.c  the drop box
- *   /S/incoming/NAME  incoming_file_ops  fs_incoming.c  a file being written
+ *   /S/<hex>          file_ops           fs_file.c      a verified write (not yet saved)
+ *   /S/incoming/...   incoming_dir_ops   fs_incoming.c  incoming/ and directories in it
+ *   /S/incoming/.../NAME  file_ops       fs_file.c      a file being written, or a
+ *                                                       receipt of what it saved
  *
- * The lowlevel callbacks (fs_dispatch.c, fs_readdir.c) find the node and call
- * its kind's operation; a kind without the operation gets the errno of the
- * README's namespace table.
+ * The lowlevel callbacks (fs_dispatch.c, fs_readdir.c, fs_xattr.c) find the
+ * node and call its kind's operation; a kind without the operation gets the
+ * errno of the README's namespace table. Names in incoming trees are bounded
+ * and expire (fs_expiry.c).
  */
 #ifndef BLOBFS_FS_INTERNAL_H
 #define BLOBFS_FS_INTERNAL_H
@@ -33,8 +36,11 @@
 #define INCOMING_NAME "incoming"
 #define DIR_TIMEOUT 1.0
 #define BLOB_TIMEOUT 3600.0
-#define INCOMING_ATTR_TIMEOUT 1.0
-#define RENAME_RULE "only files being written in incoming/ can be renamed, within it"
+#define INCOMING_TIMEOUT 1.0
+#define RENAME_RULE "only names in incoming/ can be renamed, within the store's incoming tree"
+#define XATTR_SHA256 "user.blobfs.sha256"
+#define XATTR_STAT "user.blobfs.stat"
+#define WRITER_TGIDS 8
 
 struct node_ops;
 struct dir_fill;
@@ -42,9 +48,10 @@ struct dir_fill;
 /*
  * Every inode the kernel knows is a struct node whose address is its FUSE
  * node id (the root's is FUSE_ROOT_ID). Nodes that can be rebuilt from the
- * store (stores, blobs) are freed when the kernel forgets them; an incoming
- * file's node owns its content and lives while it has a name or an open
- * handle. Fields are guarded by fs->lock unless said otherwise.
+ * store (stores, blobs) are freed when the kernel forgets them; a name in an
+ * incoming tree is the only record of itself and lives while it has a name
+ * (until rm, expiry or unmount) or an open handle. Fields are guarded by
+ * fs->lock unless said otherwise.
  */
 struct node {
 	const struct node_ops *ops; /* its kind */
@@ -59,41 +66,72 @@ struct node {
 	uint64_t ino;          /* st_ino */
 	struct store *store;   /* counted reference; NULL for the root */
 
-	/* a blob */
+	/* A blob, a receipt, a verified write: the blob (a verified write's
+	 * expected hash; a file's last save when `saved`), and its length. */
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	uint64_t size;
+	struct timespec saved_at; /* a blob: its first save */
 
-	/* an incoming file */
-	struct blob_writer *writer; /* its content; NULL once nothing can save it */
-	struct node *next_incoming, *prev_incoming; /* in the incoming dir, by ino */
-	bool discarded;        /* unlinked (or its save failed) before it was saved */
-	bool created_empty;    /* a flush created the empty blob (see incoming_flush) */
-	uint64_t empty_saves;  /* fs->empty_saves right after that flush */
+	/* Attributes kept on the node (incoming names, verified writes). */
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
 	struct timespec atime, mtime, ctime;
 
+	/* A file (file_ops): see fs_file.c for the rules. */
+	struct blob_writer *writer; /* the version being written; NULL when the
+				     * content is the blob `hash` (or empty) */
+	bool verified;   /* /S/<hex>: the content must hash to the name */
+	bool saved;      /* `hash` is the blob of its last save */
+	bool dirty;      /* the writer holds content not saved yet */
+	bool tentative;  /* its last save created `hash` and may take it back */
+	bool saving;     /* a save is running (fs->saved wakes waiters) */
+	bool discarded;  /* unlinked, or its save failed: never saved again */
+	bool writers_unknown;    /* a write came from a process not identified */
+	unsigned writer_count;
+	pid_t writer_tgids[WRITER_TGIDS]; /* processes that wrote since the save */
+	uint64_t changes;        /* writes and truncates so far */
+
+	/* A name in an incoming tree: its place in its directory's list (in
+	 * inode number order, for readdir offsets), and in the idle list of
+	 * names that may expire (fs_expiry.c). */
+	struct node *next_incoming, *prev_incoming;
+	struct node *idle_prev, *idle_next;
+	bool idle;
+	time_t expires;  /* CLOCK_MONOTONIC seconds */
+
 	/* a store: its incoming directory, if the kernel knows it */
 	struct node *incoming_dir;
-	/* an incoming directory: its files, in ino order */
+	/* a directory in an incoming tree: its names, in ino order */
 	struct node *incoming_head, *incoming_tail;
 };
 
 /* The front end's state: one per mounted session. */
 struct fs {
 	struct blobdb *db;
+	struct fuse_session *se; /* for notifications to the kernel */
 	bool sync; /* -o sync: a save is durable when close() returns */
+	unsigned receipt_ttl;  /* seconds an idle name in incoming/ lives */
+	size_t receipt_max;    /* the most names in all incoming trees */
 	pthread_mutex_t lock; /* guards the node table and the node fields */
+	pthread_cond_t saved; /* a node's save ended */
 	struct node root;
 	struct node *all_nodes;
 	struct node **buckets;
 	size_t bucket_count, node_count;
 	uint64_t next_ino;
-	uint64_t empty_saves; /* saves of the empty blob, by anyone (under lock) */
+	size_t incoming_names;   /* names in incoming trees (not incoming/) */
+	struct node *idle_head, *idle_tail; /* by expiry time */
 	struct timespec mount_time;
 	uid_t uid;
 	gid_t gid;
+};
+
+/* An open file: fi->fh of file_ops nodes. */
+struct open_file {
+	struct blob_reader *reader; /* the blob, while the content is a blob */
+	bool writable;
+	pid_t tid, tgid;            /* the last writer seen, and its process */
 };
 
 /*
@@ -107,6 +145,7 @@ struct fs_call {
 	const char *why; /* why it failed, when that helps whoever reads the log */
 	uid_t uid;       /* the caller */
 	gid_t gid;
+	pid_t pid;       /* the calling thread (0: not in our pid namespace) */
 };
 
 /*
@@ -123,9 +162,10 @@ struct node_ops {
 	/* How long the kernel may trust the node's name, and its attributes. */
 	double (*entry_timeout)(const struct node *node);
 	double (*attr_timeout)(const struct node *node);
-	/* The node is the only record of what it is: it lives while it has a
-	 * name, even when the kernel has forgotten it. */
-	bool held_by_name;
+	/* Whether the node is the only record of what it is, so that it lives
+	 * while it has a name even when the kernel has forgotten it. Lock
+	 * held. NULL: no. */
+	bool (*held)(const struct node *node);
 	/* chmod, chown, utimes, truncate. Lock held. NULL: EPERM. */
 	int (*setattr)(struct fs_call *c, struct node *node, const struct stat *attr, int to_set);
 	/* fsync (files) and fsyncdir (directories): makes what the node holds
@@ -144,7 +184,7 @@ struct node_ops {
 	int (*lookup)(struct fs_call *c, struct node *dir, const char *name, struct node **out);
 	/* Creates the directory name; the dispatcher then looks it up to reply.
 	 * NULL: EPERM. */
-	int (*mkdir)(struct fs_call *c, struct node *dir, const char *name);
+	int (*mkdir)(struct fs_call *c, struct node *dir, const char *name, mode_t mode);
 	/* NULL: ENOENT. */
 	int (*rmdir)(struct fs_call *c, struct node *dir, const char *name);
 	/* NULL: ENOENT. */
@@ -157,6 +197,10 @@ struct node_ops {
 	/* NULL: EPERM. */
 	int (*rename)(struct fs_call *c, struct node *dir, const char *name, struct node *newdir,
 		      const char *newname, unsigned int flags);
+	/* Makes name in dir another name of node (a new receipt of its blob).
+	 * Lock held. NULL: EPERM. */
+	int (*link)(struct fs_call *c, struct node *node, struct node *dir, const char *name,
+		    struct node **out);
 	/* Lists the directory from offset off (fs_readdir.c). NULL: ENOTDIR
 	 * at opendir. */
 	void (*readdir)(struct fs *fs, struct node *dir, struct dir_fill *f, off_t off);
@@ -169,19 +213,30 @@ struct node_ops {
 	int (*read)(struct fs_call *c, struct node *node, uint64_t fh, void *buf, size_t size,
 		    uint64_t off, size_t *got);
 	/* NULL: EACCES. */
-	int (*write)(struct fs_call *c, struct node *node, const void *buf, size_t size,
-		     uint64_t off);
+	int (*write)(struct fs_call *c, struct node *node, uint64_t fh, const void *buf,
+		     size_t size, uint64_t off);
+	/* NULL: EOPNOTSUPP. */
+	int (*fallocate)(struct fs_call *c, struct node *node, int mode, uint64_t off,
+			 uint64_t len);
 	/* A close() of a descriptor. NULL: nothing to do. */
-	int (*flush)(struct fs_call *c, struct node *node);
+	int (*flush)(struct fs_call *c, struct node *node, uint64_t fh);
 	/* The last close of an open file (or an open whose reply failed). */
 	void (*release)(struct fs_call *c, struct node *node, uint64_t fh);
+
+	/* ---- extended attributes (fs_xattr.c) ---- */
+
+	/* The value of user.blobfs.NAME into buf (up to size bytes; the full
+	 * length in *len); -ENODATA when the node has none. Lock held. NULL:
+	 * none. */
+	int (*getxattr)(struct fs_call *c, struct node *node, const char *name, char *buf,
+			size_t size, size_t *len);
 };
 
 extern const struct node_ops root_ops;
 extern const struct node_ops store_ops;
 extern const struct node_ops blob_ops;
 extern const struct node_ops incoming_dir_ops;
-extern const struct node_ops incoming_file_ops;
+extern const struct node_ops file_ops;
 
 static inline struct fs *fs_of(fuse_req_t req)
 {
@@ -200,7 +255,8 @@ static inline fuse_ino_t ino_of(struct fs *fs, struct node *node)
 
 /* ---- fs_node.c: the node table, node lifetime, inode numbers ---- */
 
-int fs_new(struct blobdb *db, bool sync, struct fs **out);
+struct fs_options;
+int fs_new(struct blobdb *db, const struct fs_options *opts, struct fs **out);
 /* Frees every node left (at unmount the kernel drops its references without
  * forgetting each node; files still being written are discarded). */
 void fs_free(struct fs *fs);
@@ -222,9 +278,13 @@ void node_detach(struct fs *fs, struct node *node);
 void node_release(struct fs *fs, struct node *node);
 /* The kernel dropped nlookup references. Lock held. */
 void node_forget(struct fs *fs, fuse_ino_t ino, uint64_t nlookup);
-/* Appends an incoming file to its directory's list (creation order). Lock
- * held. */
-void incoming_list_append(struct node *dir, struct node *node);
+/* Moves an attached node to (dir, name) (name allocated; now the node's).
+ * Lock held. */
+void node_move(struct fs *fs, struct node *node, struct node *dir, char *name);
+/* Whether node is a directory of an incoming tree (incoming/ included), and
+ * incoming/ itself. */
+bool node_is_incoming_dir(const struct node *node);
+bool node_is_incoming_top(const struct node *node);
 
 /* The attributes the kernel sees. Lock held. */
 void node_attr(struct fs *fs, const struct node *node, struct stat *st);
@@ -248,12 +308,55 @@ uint64_t store_ino(const char *name);
 uint64_t blob_ino(const uint8_t hash[BLOBFS_HASH_SIZE]);
 uint64_t incoming_dir_ino(const struct node *store);
 
+/* ---- fs_expiry.c: the bound and the lifetime of names in incoming trees ---- */
+
+/* Room for one more name: expires what is due and, at receipt_max, the
+ * longest idle name; -ENOSPC when nothing can go. Lock held. */
+int incoming_reserve(struct fs *fs);
+/* Names that are due expire. Lock held. */
+void incoming_expire(struct fs *fs);
+/* The name may expire receipt_ttl from now (a closed file, an empty
+ * directory) / may not (open, written, or holding names). Lock held. */
+void idle_add(struct fs *fs, struct node *node);
+void idle_remove(struct fs *fs, struct node *node);
+
+/* ---- fs_incoming.c ---- */
+
+/* A directory of an incoming tree (ino 0: a fresh number). Lock held. */
+struct node *incoming_dir_new(struct fs *fs, struct node *parent, const char *name,
+			      uint64_t ino, mode_t mode, uid_t uid, gid_t gid);
+
+/* ---- fs_file.c ---- */
+
+/* A new file in dir (incoming tree, or a verified write in a store): empty,
+ * not saved; with writer, a version is started (create). Lock held. */
+int file_new(struct fs_call *c, struct node *dir, const char *name, mode_t mode,
+	     bool verified, bool with_writer, struct node **out);
+/* Opens an existing file for a create (fi). Lock held. */
+int file_open_locked(struct fs_call *c, struct node *node, struct fuse_file_info *fi);
+/* The file's content is gone from its name (unlink, replaced by a rename,
+ * expired): it is never saved again. Lock held. */
+void file_discard(struct fs *fs, struct node *node);
+void set_time(struct timespec *t, const struct timespec *value, bool now);
+/* Applies mode, owner and times of a setattr to a node that keeps them. */
+void node_setattr_common(struct node *node, const struct stat *attr, int to_set);
+
 /* ---- fs_dispatch.c: replies ---- */
 
+/* The request as the kinds' operations see it. */
+struct fs_call call_of(fuse_req_t req, const char *op);
 /* Replies err and writes the one log line for it. */
 void reply_error(fuse_req_t req, int err, const char *op, const struct node *node,
 		 const char *name, const char *why);
 extern const struct fuse_lowlevel_ops fs_lowlevel_ops;
+
+/* ---- fs_xattr.c ---- */
+
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* ---- fs_readdir.c ---- */
 

@@ -1,11 +1,12 @@
 /*
  * fs_node.c - the node table of the FUSE front end: (parent, name) -> node,
  * the lifetime of nodes (kernel lookup counts, open handles, forget,
- * release, attach/detach), each incoming directory's list of files, inode
- * numbers and the attributes every kind shares. What differs by kind is in
- * the kind's table (struct node_ops).
+ * release, attach/detach/move), each incoming directory's list of names,
+ * inode numbers and the attributes every kind shares. What differs by kind
+ * is in the kind's table (struct node_ops).
  */
 #include "fs_internal.h"
+#include "fs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -100,21 +101,43 @@ void node_set_name(struct fs *fs, struct node *node, char *name)
 	table_insert(fs, node);
 }
 
-/* ---- the files of an incoming directory, in creation order ---- */
+/* ---- the names of an incoming directory, in inode number order ---- */
 
-void incoming_list_append(struct node *dir, struct node *node)
+bool node_is_incoming_dir(const struct node *node)
 {
-	node->prev_incoming = dir->incoming_tail;
-	if (dir->incoming_tail)
-		dir->incoming_tail->next_incoming = node;
+	return node->ops == &incoming_dir_ops;
+}
+
+bool node_is_incoming_top(const struct node *node)
+{
+	return node->ops == &incoming_dir_ops && node->parent->ops == &store_ops;
+}
+
+/* New names have the highest numbers: the search from the tail is short
+ * but for names moved in from another directory. */
+static void incoming_list_insert(struct fs *fs, struct node *dir, struct node *node)
+{
+	struct node *after = dir->incoming_tail;
+
+	while (after && after->ino > node->ino)
+		after = after->prev_incoming;
+	node->prev_incoming = after;
+	node->next_incoming = after ? after->next_incoming : dir->incoming_head;
+	if (node->next_incoming)
+		node->next_incoming->prev_incoming = node;
+	else
+		dir->incoming_tail = node;
+	if (after)
+		after->next_incoming = node;
 	else
 		dir->incoming_head = node;
-	dir->incoming_tail = node;
+	fs->incoming_names++;
+	idle_remove(fs, dir); /* it holds a name */
 }
 
 /* Does nothing for a node that is not on its parent's list (any node that is
- * not an incoming file being written). */
-static void incoming_list_remove(struct node *node)
+ * not a name in an incoming tree). */
+static void incoming_list_remove(struct fs *fs, struct node *node)
 {
 	struct node *dir = node->parent;
 
@@ -129,6 +152,10 @@ static void incoming_list_remove(struct node *node)
 	else
 		dir->incoming_tail = node->prev_incoming;
 	node->next_incoming = node->prev_incoming = NULL;
+	fs->incoming_names--;
+	/* An empty directory may expire; incoming/ itself always exists. */
+	if (!dir->incoming_head && dir->attached && !node_is_incoming_top(dir))
+		idle_add(fs, dir);
 }
 
 /* ---- lifetime ---- */
@@ -136,13 +163,33 @@ static void incoming_list_remove(struct node *node)
 void node_detach(struct fs *fs, struct node *node)
 {
 	table_remove(fs, node);
-	incoming_list_remove(node);
+	incoming_list_remove(fs, node);
+	idle_remove(fs, node);
 	if (node->parent->incoming_dir == node)
 		node->parent->incoming_dir = NULL;
 }
 
+void node_move(struct fs *fs, struct node *node, struct node *dir, char *name)
+{
+	struct node *old = node->parent;
+
+	table_remove(fs, node);
+	incoming_list_remove(fs, node);
+	free(node->name);
+	node->name = name;
+	node->parent = dir;
+	old->child_count--;
+	dir->child_count++;
+	table_insert(fs, node);
+	if (node_is_incoming_dir(dir))
+		incoming_list_insert(fs, dir, node);
+	node_release(fs, old);
+}
+
 static void node_free(struct node *node)
 {
+	if (node->tentative) /* unmounted while open: the last save stays */
+		blob_settle(node->store, node->hash);
 	blob_writer_free(node->writer);
 	store_close(node->store);
 	free(node->name);
@@ -159,7 +206,7 @@ void node_release(struct fs *fs, struct node *node)
 		node->writer = NULL;
 	}
 	while (node && node != &fs->root && node->nlookup == 0 && node->open_count == 0 &&
-	       node->child_count == 0 && !(node->ops->held_by_name && node->attached)) {
+	       node->child_count == 0 && !(node->ops->held && node->ops->held(node))) {
 		struct node *parent = node->parent;
 		node_detach(fs, node);
 		if (node->all_prev)
@@ -210,6 +257,8 @@ struct node *node_get(struct fs *fs, struct node *parent, const char *name,
 	*store = NULL;
 	parent->child_count++;
 	table_insert(fs, node);
+	if (node_is_incoming_dir(parent))
+		incoming_list_insert(fs, parent, node);
 	return node;
 }
 
@@ -275,7 +324,7 @@ void node_path(const struct node *node, const char *name, char *out, size_t size
 
 /* ---- the front end's state ---- */
 
-int fs_new(struct blobdb *db, bool sync, struct fs **out)
+int fs_new(struct blobdb *db, const struct fs_options *opts, struct fs **out)
 {
 	struct fs *fs = calloc(1, sizeof(*fs));
 	int ret = -ENOMEM;
@@ -283,7 +332,9 @@ int fs_new(struct blobdb *db, bool sync, struct fs **out)
 	if (!fs)
 		goto out;
 	fs->db = db;
-	fs->sync = sync;
+	fs->sync = opts->sync;
+	fs->receipt_ttl = opts->receipt_ttl;
+	fs->receipt_max = opts->receipt_max;
 	fs->root.ops = &root_ops;
 	fs->root.ino = FUSE_ROOT_ID;
 	fs->next_ino = 2;
@@ -295,6 +346,7 @@ int fs_new(struct blobdb *db, bool sync, struct fs **out)
 	if (!fs->buckets)
 		goto out;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_cond_init(&fs->saved, NULL);
 	*out = fs;
 	fs = NULL;
 	ret = 0;
@@ -312,6 +364,7 @@ void fs_free(struct fs *fs)
 		node_free(n);
 	}
 	free(fs->buckets);
+	pthread_cond_destroy(&fs->saved);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);
 }

@@ -1,14 +1,14 @@
 /*
  * fs_readdir.c - directory listings: opendir, readdir, releasedir, and the
  * listing of each kind of directory (the root's stores, a store's blobs, the
- * files being written in incoming/), which the kinds' tables point to.
+ * names of an incoming tree), which the kinds' tables point to.
  *
  * Offsets: 1 and 2 follow "." and ".."; in a store 3 follows "incoming".
  * After that, stores and blobs are numbered in listing order and resumed
  * from the handle's cursor (the last name returned), so entries added or
- * removed between calls neither repeat nor hide the others. Files in
- * incoming/ are listed in creation order with offsets derived from their
- * inode numbers, which never repeat.
+ * removed between calls neither repeat nor hide the others. Names in
+ * incoming trees are listed in inode number order with offsets derived from
+ * those numbers, which never repeat.
  */
 #include "fs_internal.h"
 
@@ -164,7 +164,7 @@ void readdir_store(struct fs *fs, struct node *dir, struct dir_fill *f, off_t of
 		blob_list(dir->store, f->dh->have_cursor ? f->dh->blob_cursor : NULL, dir_add_blob, f);
 }
 
-/* ---- incoming/: the files being written ---- */
+/* ---- a directory of an incoming tree: its files and directories ---- */
 
 void readdir_incoming(struct fs *fs, struct node *dir, struct dir_fill *f, off_t off)
 {
@@ -172,10 +172,12 @@ void readdir_incoming(struct fs *fs, struct node *dir, struct dir_fill *f, off_t
 	if (f->full)
 		return;
 	pthread_mutex_lock(&fs->lock);
+	incoming_expire(fs);
 	for (struct node *n = dir->incoming_head; n && !f->full; n = n->next_incoming) {
 		off_t next = (off_t)(n->ino & INO_MASK) + 3;
 		if (next > off)
-			dir_add(f, n->name, n->ino, S_IFREG, next);
+			dir_add(f, n->name, n->ino, node_is_incoming_dir(n) ? S_IFDIR : S_IFREG,
+				next);
 	}
 	pthread_mutex_unlock(&fs->lock);
 }

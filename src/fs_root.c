@@ -17,6 +17,18 @@ static void root_attr(struct fs *fs, const struct node *node, struct stat *st)
 	st->st_nlink = 2 + store_count(fs->db);
 }
 
+/* A destroyed store's node leaves the namespace with its incoming/. */
+static void store_node_drop(struct fs *fs, struct node *node)
+{
+	struct node *top = node->incoming_dir;
+
+	node_detach(fs, node);
+	if (top) {
+		node_detach(fs, top);
+		node_release(fs, top);
+	}
+}
+
 static int root_lookup(struct fs_call *c, struct node *root, const char *name, struct node **out)
 {
 	struct fs *fs = c->fs;
@@ -31,7 +43,7 @@ static int root_lookup(struct fs_call *c, struct node *root, const char *name, s
 		return ret;
 	node = table_find(fs, root, name);
 	if (node && node->store != store) {
-		node_detach(fs, node); /* a store of the same name was re-created */
+		store_node_drop(fs, node); /* a store of the same name was re-created */
 		node = NULL;
 	}
 	node = node ? node : node_get(fs, root, name, &store_ops, store_ino(name), &store);
@@ -42,11 +54,12 @@ static int root_lookup(struct fs_call *c, struct node *root, const char *name, s
 	return 0;
 }
 
-static int root_mkdir(struct fs_call *c, struct node *root, const char *name)
+static int root_mkdir(struct fs_call *c, struct node *root, const char *name, mode_t mode)
 {
 	int ret = store_create(c->fs->db, name);
 
 	(void)root;
+	(void)mode; /* stores have no mode of their own yet */
 	if (ret == -EINVAL)
 		c->why = "a store name is 1-255 bytes and may not start with '.'";
 	else if (ret == -EEXIST)
@@ -65,7 +78,7 @@ static int root_rmdir(struct fs_call *c, struct node *root, const char *name)
 	pthread_mutex_lock(&fs->lock);
 	node = table_find(fs, root, name);
 	if (node && node->incoming_dir && node->incoming_dir->incoming_head) {
-		c->why = "files are being written in its incoming";
+		c->why = "its incoming/ holds files or directories";
 		ret = -ENOTEMPTY;
 		goto out;
 	}
@@ -84,7 +97,7 @@ static int root_rmdir(struct fs_call *c, struct node *root, const char *name)
 	 * goes. */
 	node = table_find(fs, root, name);
 	if (node && store_destroyed(node->store))
-		node_detach(fs, node);
+		store_node_drop(fs, node);
 out:
 	pthread_mutex_unlock(&fs->lock);
 	return ret;

@@ -34,13 +34,14 @@ int fs_session_start(struct blobdb *db, const char *mountpoint, struct fuse_args
 	s->mountpoint = strdup(mountpoint);
 	if (!s->mountpoint)
 		goto out;
-	ret = fs_new(db, opts->sync, &s->fs);
+	ret = fs_new(db, opts, &s->fs);
 	if (ret < 0)
 		goto out;
 	ret = -EINVAL; /* libfuse said why: bad options, no /dev/fuse, ... */
 	s->fuse = fuse_session_new(args, &fs_lowlevel_ops, sizeof(fs_lowlevel_ops), s->fs);
 	if (!s->fuse)
 		goto out;
+	s->fs->se = s->fuse;
 	if (fuse_set_signal_handlers(s->fuse) != 0)
 		goto out;
 	s->handlers = true;

@@ -2,15 +2,21 @@
  * fs_store.c - a store's directory, /S/: its blobs by their 64-digit hex
  * names, and incoming/. A blob name is looked up in the store each time it
  * is asked for (a save can add one at any moment); unlink deletes the blob.
- * incoming/ always exists; rmdir of it succeeds when it is empty so that
- * rm -r can remove a store.
+ * Creating a name that is not stored yet is a verified write (fs_file.c):
+ * the content is saved at close only if it hashes to the name. Renames out
+ * of the store answer EXDEV (mv then copies), within it EPERM. incoming/
+ * always exists; rmdir of it succeeds when it is empty so that rm -r can
+ * remove a store.
  */
 #include "fs_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 #include "hash.h"
+
+#define HOLDS "a store holds only blobs (named by their SHA-256) and incoming"
 
 static void store_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
@@ -23,13 +29,13 @@ static void store_attr(struct fs *fs, const struct node *node, struct stat *st)
 /* The kernel knows the incoming directory as long as it has a node. */
 static struct node *incoming_dir_get(struct fs *fs, struct node *dir)
 {
-	struct store *store;
-
 	if (!dir->incoming_dir) {
-		store = store_hold(dir->store);
-		dir->incoming_dir = node_get(fs, dir, INCOMING_NAME, &incoming_dir_ops,
-					     incoming_dir_ino(dir), &store);
-		store_close(store);
+		dir->incoming_dir = incoming_dir_new(fs, dir, INCOMING_NAME, incoming_dir_ino(dir),
+						     0755, fs->uid, fs->gid);
+		if (dir->incoming_dir) {
+			struct node *n = dir->incoming_dir;
+			n->atime = n->mtime = n->ctime = fs->mount_time;
+		}
 	}
 	return dir->incoming_dir;
 }
@@ -44,10 +50,14 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 
 	if (!hash_from_hex(name, strlen(name), hash))
 		return -ENOENT;
+	node = table_find(fs, dir, name);
+	if (node && node->ops == &file_ops) { /* a verified write under way */
+		*out = node;
+		return 0;
+	}
 	ret = blob_info(dir->store, hash, &size);
 	if (ret < 0)
 		return ret;
-	node = table_find(fs, dir, name);
 	if (!node) {
 		store = store_hold(dir->store);
 		node = node_get(fs, dir, name, &blob_ops, blob_ino(hash), &store);
@@ -55,6 +65,7 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 		if (!node)
 			return -ENOMEM;
 		memcpy(node->hash, hash, BLOBFS_HASH_SIZE);
+		node->saved_at = fs->mount_time;
 	}
 	node->size = size;
 	*out = node;
@@ -67,6 +78,35 @@ static int store_lookup(struct fs_call *c, struct node *dir, const char *name, s
 		return blob_get(c->fs, dir, name, out);
 	*out = incoming_dir_get(c->fs, dir);
 	return *out ? 0 : -ENOMEM;
+}
+
+/* A verified write: a name not stored yet whose content must hash to it. */
+static int store_create_file(struct fs_call *c, struct node *dir, const char *name, mode_t mode,
+			struct fuse_file_info *fi, struct node **out)
+{
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	struct node *node;
+	int ret;
+
+	if (!S_ISREG(mode) || !fi || !hash_from_hex(name, strlen(name), hash)) {
+		c->why = HOLDS;
+		return -EPERM;
+	}
+	node = table_find(c->fs, dir, name);
+	if (!node && blob_info(dir->store, hash, NULL) == 0)
+		return -EEXIST;
+	if (node && (node->ops != &file_ops || (fi->flags & O_EXCL)))
+		return -EEXIST;
+	if (!node) {
+		ret = file_new(c, dir, name, mode, true, true, &node);
+		if (ret < 0)
+			return ret;
+	}
+	ret = file_open_locked(c, node, fi);
+	if (ret < 0)
+		return ret;
+	*out = node;
+	return 0;
 }
 
 static int store_rmdir(struct fs_call *c, struct node *dir, const char *name)
@@ -83,10 +123,11 @@ static int store_rmdir(struct fs_call *c, struct node *dir, const char *name)
 	pthread_mutex_lock(&c->fs->lock);
 	node = dir->incoming_dir;
 	if (node && node->incoming_head) {
-		c->why = "files are being written in it";
+		c->why = "it holds files or directories";
 		ret = -ENOTEMPTY;
 	} else if (node) {
 		node_detach(c->fs, node);
+		node_release(c->fs, node);
 	}
 	pthread_mutex_unlock(&c->fs->lock);
 	return ret;
@@ -104,7 +145,7 @@ static int store_unlink(struct fs_call *c, struct node *dir, const char *name)
 	pthread_mutex_lock(&fs->lock);
 	ret = blob_delete(dir->store, hash);
 	node = table_find(fs, dir, name);
-	if (ret == 0 && node)
+	if (ret == 0 && node && node->ops == &blob_ops)
 		node_detach(fs, node);
 	pthread_mutex_unlock(&fs->lock);
 	if (ret == 0 && fs->sync && store_sync(dir->store) < 0)
@@ -112,14 +153,32 @@ static int store_unlink(struct fs_call *c, struct node *dir, const char *name)
 	return ret;
 }
 
+/* Blobs are named by their content: the name cannot change, and another
+ * store takes a copy. */
+static int store_rename(struct fs_call *c, struct node *dir, const char *name,
+			struct node *newdir, const char *newname, unsigned int flags)
+{
+	(void)name;
+	(void)newname;
+	(void)flags;
+	if (newdir->store && newdir->store != dir->store) {
+		c->why = "another store: copy, then remove (mv does)";
+		return -EXDEV;
+	}
+	c->why = "a blob's name is its content's hash";
+	return -EPERM;
+}
+
 const struct node_ops store_ops = {
 	.attr = store_attr,
 	.entry_timeout = dir_timeout,
 	.attr_timeout = dir_timeout,
 	.fsync = node_store_sync,
-	.holds = "a store holds only blobs and incoming (blobs are saved through incoming/)",
+	.holds = HOLDS,
 	.lookup = store_lookup,
 	.rmdir = store_rmdir,
 	.unlink = store_unlink,
+	.create = store_create_file,
+	.rename = store_rename,
 	.readdir = readdir_store,
 };
