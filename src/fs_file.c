@@ -123,8 +123,11 @@ static void writer_note(struct node *node, pid_t tgid)
 /* Whether a close by process tgid should save the unsaved content. */
 static bool closer_wrote(const struct node *node, pid_t tgid)
 {
+	/* Nobody wrote (create, O_TRUNC): the empty file is saved, as touch
+	 * expects (a verified write's close then fails unless its name is the
+	 * empty blob's). */
 	if (node->writer_count == 0 && !node->writers_unknown)
-		return !node->verified; /* nobody wrote: create or O_TRUNC */
+		return true;
 	if (node->writers_unknown || tgid <= 0)
 		return true;
 	for (unsigned i = 0; i < node->writer_count; i++)
@@ -233,8 +236,8 @@ static void retract(struct fs *fs, struct node *node, const uint8_t hash[])
 }
 
 /* Saves the unsaved content. Lock held (dropped while the store works).
- * A failed save of an incoming file removes its name (close() says why);
- * content that does not match a verified write's name stays unsaved. */
+ * A failed save (for a verified write, content that does not hash to its
+ * name) removes the name at once; close() says why. */
 static int file_save(struct fs_call *c, struct node *node)
 {
 	struct fs *fs = c->fs;
@@ -283,8 +286,13 @@ static int file_save(struct fs_call *c, struct node *node)
 			ret = synced;
 		}
 	} else if (ret == -EINVAL && node->verified) {
+		/* Nothing is stored under the name; the content stays with the
+		 * open descriptors: a later close by a writer may still complete
+		 * it (a shell closes its copy of a redirect before the command
+		 * writes). */
 		c->why = "its content does not hash to its name (nothing saved)";
 		ret = -EIO;
+		node_detach(fs, node);
 	} else {
 		/* The name goes as after a save, and the content with the last
 		 * close, so that a full disk gets the space back. */
@@ -539,7 +547,9 @@ static void file_release(struct fs_call *c, struct node *node, uint64_t fh)
 	pthread_mutex_lock(&fs->lock);
 	/* What no close saved (its writer never closed it: mmap, or a process
 	 * that shared the descriptor wrote last) is saved now. */
-	if (h->writable && node->dirty && !node->discarded && file_save(c, node) < 0)
+	if (h->writable && node->dirty && !node->discarded &&
+	    (node->writer_count || node->writers_unknown || !node->verified) &&
+	    file_save(c, node) < 0)
 		log_error("%s: content written but never closed could not be saved%s%s",
 			  node->name, c->why ? ": " : "", c->why ? c->why : "");
 	node->open_count--;
