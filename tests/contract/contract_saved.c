@@ -26,6 +26,8 @@ void ct_saved_time(uint64_t seed)
 	uint8_t *data[N], hash[N][HS], again[HS], missing[HS] = { 0 };
 	int64_t saved[N], before, after;
 	struct blob_stat st;
+	struct blob_writer *w = NULL;
+	uint8_t *kept = make_content(777), kept_hash[HS];
 	struct blobdb *db;
 	struct store *s;
 
@@ -43,7 +45,12 @@ void ct_saved_time(uint64_t seed)
 		CHECK_EQ(st.length, sizes[i]);
 		saved[i] = st.saved;
 	}
+	/* A writer that stays open after its commit. */
+	REQUIRE(blob_writer_new(s, &w) == 0);
+	CHECK_EQ(blob_writer_write(w, kept, 777, 0), 0);
+	CHECK_EQ(blob_writer_commit(w, kept_hash), 0);
 	after = (int64_t)time(NULL);
+	CHECK(ct_saved(s, kept_hash) >= before && ct_saved(s, kept_hash) <= after);
 	for (size_t i = 0; i < N; i++)
 		CHECK(saved[i] >= before && saved[i] <= after);
 	CHECK_EQ(blob_stat(s, missing, &st), -ENOENT);
@@ -60,6 +67,12 @@ void ct_saved_time(uint64_t seed)
 	CHECK_EQ(blob_save(s, data[2], sizes[2], again), 0);
 	saved[2] = ct_saved(s, hash[2]);
 	CHECK(saved[2] > after && saved[2] <= (int64_t)time(NULL));
+	/* The writer's content committed again after a delete: a new save. */
+	CHECK_EQ(blob_delete(s, kept_hash), 0);
+	CHECK_EQ(blob_writer_commit(w, again), 0);
+	CHECK_MEM(again, kept_hash, HS);
+	CHECK(ct_saved(s, kept_hash) > after);
+	blob_writer_free(w);
 	CHECK_EQ(store_sync(s), 0);
 	store_close(s);
 	ct_close(db);
@@ -74,4 +87,5 @@ void ct_saved_time(uint64_t seed)
 	}
 	for (size_t i = 0; i < N; i++)
 		free(data[i]);
+	free(kept);
 }
