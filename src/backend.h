@@ -143,9 +143,15 @@ struct backend_ops {
 
 	/* ---- blobs ---- */
 
-	/* -ENOENT when the store has no such blob (or was destroyed). */
+	/* Fills *length and *saved (either may be NULL): the blob's bytes, and
+	 * when it was first saved (seconds since the epoch; a re-save of what
+	 * is there keeps it, a save after a delete sets a new one; a backend
+	 * keeps it across restarts if it keeps blobs, and may report a fixed
+	 * time for blobs saved before it kept one, as documented in
+	 * docs/FORMAT.md). Must not read blob content: it is every stat's
+	 * cost. -ENOENT when the store has no such blob (or was destroyed). */
 	int (*blob_info)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
-			 uint64_t *length);
+			 uint64_t *length, int64_t *saved);
 	/* -ENOENT when there is no such blob. After a 0 the blob is gone for
 	 * every later lookup; readers already open keep reading it. */
 	int (*blob_delete)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);

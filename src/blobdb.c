@@ -410,7 +410,12 @@ size_t store_count(struct blobdb *db)
 
 int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length)
 {
-	return to_status(store->db->ops->blob_info(store, hash, length));
+	return to_status(store->db->ops->blob_info(store, hash, length, NULL));
+}
+
+int blob_stat(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], struct blob_stat *out)
+{
+	return to_status(store->db->ops->blob_info(store, hash, &out->length, &out->saved));
 }
 
 int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])

@@ -11,6 +11,19 @@
 #include <stdint.h>
 #include <string.h>
 
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+	v = htole16(v);
+	memcpy(p, &v, 2);
+}
+
+static inline uint16_t get_le16(const uint8_t *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return le16toh(v);
+}
+
 static inline void put_le32(uint8_t *p, uint32_t v)
 {
 	v = htole32(v);
@@ -37,7 +50,7 @@ static inline uint64_t get_le64(const uint8_t *p)
 	return le64toh(v);
 }
 
-/* Reserved bytes are zero in version 1: anything else is not this format. */
+/* Reserved bytes are zero: anything else is not this format. */
 static inline bool all_zero(const uint8_t *p, size_t n)
 {
 	while (n--)

@@ -19,7 +19,8 @@
 #include "io.h"
 #include "pack.h"
 
-#define CHECKPOINT_VERSION 1
+_Static_assert(CHECKPOINT_HEADER_SIZE >= CHECKPOINT_ENTRY_SIZE, "the read buffer holds an entry");
+
 #define CHECKPOINT_TRAILER_MAGIC 0x31584449u /* "IDX1" */
 #define BUFFER_SIZE (1u << 20)
 
@@ -28,7 +29,7 @@ void checkpoint_header_encode(const struct checkpoint_header *h,
 {
 	memset(out, 0, CHECKPOINT_HEADER_SIZE);
 	memcpy(out, CHECKPOINT_MAGIC, 8);
-	put_le32(out + 8, CHECKPOINT_VERSION);
+	put_le32(out + 8, CHECKPOINT_VERSION); /* only the current one is written */
 	put_le32(out + 12, h->pack_count);
 	put_le64(out + 16, h->entry_count);
 	put_le64(out + 24, h->next_seq);
@@ -39,9 +40,12 @@ void checkpoint_header_encode(const struct checkpoint_header *h,
 int checkpoint_header_decode(const uint8_t buf[CHECKPOINT_HEADER_SIZE],
 			     struct checkpoint_header *h)
 {
-	if (memcmp(buf, CHECKPOINT_MAGIC, 8) || get_le32(buf + 8) != CHECKPOINT_VERSION ||
+	uint32_t version = get_le32(buf + 8);
+
+	if (memcmp(buf, CHECKPOINT_MAGIC, 8) || (version != 1 && version != CHECKPOINT_VERSION) ||
 	    get_le32(buf + 60) != crc32c(0, buf, 60) || !all_zero(buf + 36, 24))
 		return -EBADMSG;
+	h->version = version;
 	h->pack_count = get_le32(buf + 12);
 	h->entry_count = get_le64(buf + 16);
 	h->next_seq = get_le64(buf + 24);
@@ -87,9 +91,10 @@ void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT
 	put_le64(out + 32, e->offset);
 	put_le64(out + 40, e->length);
 	put_le32(out + 48, e->pack_id);
+	put_le64(out + 56, (uint64_t)e->saved);
 }
 
-int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct index_entry *e)
+int checkpoint_entry_decode(const uint8_t *buf, uint32_t version, struct index_entry *e)
 {
 	memset(e, 0, sizeof(*e));
 	memcpy(e->hash, buf, BLOBFS_HASH_SIZE);
@@ -97,8 +102,12 @@ int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct ind
 	e->length = get_le64(buf + 40);
 	e->pack_id = get_le32(buf + 48);
 	e->kind = RECORD_BLOB;
+	/* A format 1 checkpoint was written by a blobfs that wrote only REC1
+	 * records, which have no time. */
+	e->saved = version == 1 ? RECORD_TIME_UNKNOWN : (int64_t)get_le64(buf + 56);
 	if (!all_zero(buf + 52, 4) || e->pack_id == 0 || e->length > RECORD_LENGTH_MAX ||
-	    e->offset < PACK_HEADER_SIZE || e->offset > INDEX_OFFSET_MAX)
+	    e->offset < PACK_HEADER_SIZE || e->offset > INDEX_OFFSET_MAX ||
+	    e->saved < RECORD_TIME_MIN || e->saved > RECORD_TIME_MAX)
 		return -EBADMSG;
 	return 0;
 }
@@ -231,6 +240,7 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
 	struct checkpoint_pack *packs = NULL;
 	uint8_t buf[CHECKPOINT_HEADER_SIZE], prev[BLOBFS_HASH_SIZE];
 	struct stat st;
+	uint64_t entry_size;
 	int ret;
 
 	*packs_out = NULL;
@@ -250,11 +260,12 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
 	/* The counts must add up to the file's length exactly, before they
 	 * size anything. */
 	ret = -EBADMSG;
+	entry_size = checkpoint_entry_size(h->version);
 	if (h->pack_count > (uint64_t)st.st_size / CHECKPOINT_PACK_SIZE ||
-	    h->entry_count > (uint64_t)st.st_size / CHECKPOINT_ENTRY_SIZE ||
+	    h->entry_count > (uint64_t)st.st_size / entry_size ||
 	    (uint64_t)st.st_size != CHECKPOINT_HEADER_SIZE +
 					    (uint64_t)h->pack_count * CHECKPOINT_PACK_SIZE +
-					    h->entry_count * CHECKPOINT_ENTRY_SIZE +
+					    h->entry_count * entry_size +
 					    CHECKPOINT_TRAILER_SIZE)
 		goto out;
 	ret = index_reserve(index, (size_t)h->entry_count);
@@ -277,9 +288,9 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
 		struct index_entry e;
 		struct checkpoint_pack *p = NULL;
 		size_t lo = 0, hi = h->pack_count;
-		ret = in_get(&r, buf, CHECKPOINT_ENTRY_SIZE, true);
+		ret = in_get(&r, buf, (size_t)entry_size, true);
 		if (ret == 0)
-			ret = checkpoint_entry_decode(buf, &e);
+			ret = checkpoint_entry_decode(buf, h->version, &e);
 		if (ret == 0 && i && memcmp(prev, e.hash, BLOBFS_HASH_SIZE) >= 0)
 			ret = -EBADMSG;
 		while (ret == 0 && lo < hi) {

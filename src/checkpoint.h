@@ -20,7 +20,11 @@ struct io_ops;
 #define CHECKPOINT_MAGIC "BLOBIDX1"
 #define CHECKPOINT_HEADER_SIZE 64
 #define CHECKPOINT_PACK_SIZE 48
-#define CHECKPOINT_ENTRY_SIZE 56
+/* Format 2 entries carry the blob's saved time; format 1 ones (read, never
+ * written) do not, and their blobs read as RECORD_TIME_UNKNOWN. */
+#define CHECKPOINT_VERSION 2
+#define CHECKPOINT_ENTRY_SIZE 64
+#define CHECKPOINT_ENTRY_SIZE_V1 56
 #define CHECKPOINT_TRAILER_SIZE 8
 
 struct checkpoint_pack {
@@ -36,6 +40,7 @@ struct checkpoint_pack {
 };
 
 struct checkpoint_header {
+	uint32_t version; /* as read: 1 or 2; checkpoint_write writes 2 */
 	uint64_t next_seq;
 	uint64_t entry_count;
 	uint32_t pack_count;
@@ -50,7 +55,12 @@ int checkpoint_header_decode(const uint8_t buf[CHECKPOINT_HEADER_SIZE],
 void checkpoint_pack_encode(const struct checkpoint_pack *p, uint8_t out[CHECKPOINT_PACK_SIZE]);
 int checkpoint_pack_decode(const uint8_t buf[CHECKPOINT_PACK_SIZE], struct checkpoint_pack *p);
 void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT_ENTRY_SIZE]);
-int checkpoint_entry_decode(const uint8_t buf[CHECKPOINT_ENTRY_SIZE], struct index_entry *e);
+/* buf holds checkpoint_entry_size(version) bytes. */
+int checkpoint_entry_decode(const uint8_t *buf, uint32_t version, struct index_entry *e);
+static inline uint64_t checkpoint_entry_size(uint32_t version)
+{
+	return version == 1 ? CHECKPOINT_ENTRY_SIZE_V1 : CHECKPOINT_ENTRY_SIZE;
+}
 
 /*
  * Writes a checkpoint into a new file `name` in dirfd (then fsynced; the

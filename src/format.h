@@ -21,9 +21,12 @@
 #define PACK_VERSION 1
 
 /* Records and trailers carry their own magics so a scan can resync and so
- * a torn tail is recognisable. */
-#define RECORD_MAGIC 0x31434552u  /* "REC1" as little-endian bytes */
-#define TRAILER_MAGIC 0x31444e45u /* "END1" as little-endian bytes */
+ * a torn tail is recognisable. A record header's magic is also its version:
+ * REC2 (format 2, written today) carries the time the record was written in
+ * what REC1 (format 1, still read) keeps reserved and zero. */
+#define RECORD_MAGIC_V1 0x31434552u /* "REC1" as little-endian bytes */
+#define RECORD_MAGIC 0x32434552u    /* "REC2" as little-endian bytes */
+#define TRAILER_MAGIC 0x31444e45u   /* "END1" as little-endian bytes */
 
 enum record_kind {
 	RECORD_BLOB = 1,      /* a blob: data follows */
@@ -43,15 +46,16 @@ struct pack_header {
 	uint32_t crc;                   /* CRC32C of bytes 0..27 */
 };
 
+/* REC2 layout; REC1 is the same with time_hi and time_lo reserved (zero). */
 struct record_header {
-	uint32_t magic;       /* RECORD_MAGIC */
+	uint32_t magic;       /* RECORD_MAGIC (REC2) or RECORD_MAGIC_V1 */
 	uint8_t kind;         /* enum record_kind */
 	uint8_t chunk_shift;  /* log2 of the chunk size */
-	uint16_t reserved0;   /* zero */
+	int16_t time_hi;      /* bits 32..47 of the record's time (signed) */
 	uint64_t seq;         /* store-wide sequence number: newest record wins */
 	uint64_t length;      /* data bytes (0 for a tombstone) */
 	uint8_t hash[BLOBFS_HASH_SIZE]; /* SHA-256 of the data */
-	uint32_t reserved1;   /* zero */
+	uint32_t time_lo;     /* bits 0..31 of the record's time */
 	uint32_t crc;         /* CRC32C of bytes 0..59 */
 };
 
@@ -67,6 +71,14 @@ _Static_assert(sizeof(struct record_trailer) == 16, "record trailer is 16 bytes"
 _Static_assert(offsetof(struct pack_header, crc) == 28, "pack header crc at 28");
 _Static_assert(offsetof(struct record_header, hash) == 24, "hash at 24");
 _Static_assert(offsetof(struct record_header, crc) == 60, "record crc at 60");
+
+/* A record's time: seconds since the epoch, signed, 48 bits (about 4.4
+ * million years either way). For a blob it is when the blob was first saved;
+ * for a tombstone, when the delete was made. Records of format 1 (REC1) have
+ * none and read as RECORD_TIME_UNKNOWN (docs/FORMAT.md). */
+#define RECORD_TIME_MAX ((INT64_C(1) << 47) - 1)
+#define RECORD_TIME_MIN (-(INT64_C(1) << 47))
+#define RECORD_TIME_UNKNOWN INT64_C(0)
 
 /* The durable marker file of a store: "BLOBSYN1", u64 seq, 12 reserved
  * bytes, u32 CRC32C of bytes 0..27. */

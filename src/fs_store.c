@@ -43,9 +43,9 @@ static struct node *incoming_dir_get(struct fs *fs, struct node *dir)
 static int blob_get(struct fs *fs, struct node *dir, const char *name, struct node **out)
 {
 	uint8_t hash[BLOBFS_HASH_SIZE];
+	struct blob_stat st;
 	struct store *store;
 	struct node *node;
-	uint64_t size;
 	int ret;
 
 	if (!hash_from_hex(name, strlen(name), hash))
@@ -55,7 +55,7 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 		*out = node;
 		return 0;
 	}
-	ret = blob_info(dir->store, hash, &size);
+	ret = blob_stat(dir->store, hash, &st);
 	if (ret < 0)
 		return ret;
 	if (!node) {
@@ -65,9 +65,10 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 		if (!node)
 			return -ENOMEM;
 		memcpy(node->hash, hash, BLOBFS_HASH_SIZE);
-		node->saved_at = fs->mount_time;
 	}
-	node->size = size;
+	node->size = st.length;
+	node->saved_at.tv_sec = (time_t)st.saved;
+	node->saved_at.tv_nsec = 0;
 	*out = node;
 	return 0;
 }

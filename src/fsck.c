@@ -2,7 +2,8 @@
  * fsck.c - offline check and repair of a data directory: the framing and
  * checksums of every record, that every blob's bytes hash to its name, and
  * that the records of each store make a consistent index (no sequence number
- * used by two different records). It holds the data directory's lock while
+ * used by two different records), and notes (never as damage) record times
+ * a clock could not have given. It holds the data directory's lock while
  * it runs so that no daemon changes the packs under it.
  */
 #include "fsck.h"
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 
 #include "checkpoint.h"
 #include "hash.h"
@@ -30,7 +32,14 @@ struct fsck {
 	int quarantine_fd; /* DATADIR/quarantine */
 	const char *store;
 	unsigned long long records_seen;
+	int64_t now;                      /* when the check started */
+	unsigned long long odd_times;     /* in the current store */
 };
+
+/* A record time later than this past the check's start is odd (a clock that
+ * was wrong when the blob was saved), and so is one before the epoch. */
+#define FSCK_TIME_SLACK (INT64_C(24) * 3600)
+#define FSCK_ODD_TIMES_SHOWN 5
 
 __attribute__((format(printf, 2, 3)))
 static void problem(struct fsck *fsck, const char *fmt, ...)
@@ -174,6 +183,21 @@ static int cut_tail(struct fsck *fsck, const char *name, int fd, uint64_t at, ui
 	return ret;
 }
 
+/* A blob's saved time far in the future or before the epoch says the clock
+ * was wrong when it was saved; its bytes are fine and it stays. Noted, not
+ * counted as a problem, and not repaired (the time is what the blob shows). */
+static void note_odd_time(struct fsck *fsck, const char *pack, const struct record_info *rec,
+			  const char *hex)
+{
+	if (rec->time >= 0 && rec->time <= fsck->now + FSCK_TIME_SLACK)
+		return;
+	if (fsck->odd_times++ < FSCK_ODD_TIMES_SHOWN)
+		fprintf(fsck->out, "store %s: note: %s: offset %" PRIu64 ": blob %s was saved at "
+			"time %" PRId64 ", %s (its clock was wrong; the blob is kept as it is)\n",
+			fsck->store, pack, rec->offset, hex, rec->time,
+			rec->time < 0 ? "before 1970" : "in the future");
+}
+
 static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t pack_id,
 		     struct seq_list *seqs, uint32_t *next_id)
 {
@@ -244,6 +268,7 @@ static int fsck_pack(struct fsck *fsck, int store_fd, const char *name, uint32_t
 		fsck->report->blobs++;
 		fsck->report->bytes += rec.length;
 		hash_to_hex(rec.hash, hex);
+		note_odd_time(fsck, name, &rec, hex);
 		ret = pack_verify_record(io, fd, &rec, fsck->hasher, &what);
 		if (ret == -EBADMSG || ret < 0) {
 			problem(fsck, "%s: offset %" PRIu64 ": blob %s: %s", name, rec.offset, hex,
@@ -277,7 +302,9 @@ struct checkpoint_check {
 	unsigned long long bad;
 };
 
-/* Each entry must point at a blob record with its hash and length. */
+/* Each entry must point at a blob record with its hash, length and time (a
+ * time that differs would show the blob with a time its record does not
+ * have until the checkpoint is dropped). */
 static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 {
 	struct checkpoint_check *c = arg;
@@ -295,7 +322,8 @@ static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 	}
 	if (c->fd >= 0 && pread_full(io, c->fd, header, sizeof(header), e->offset) == 0 &&
 	    record_header_decode(header, e->offset, &rec) == 0 && rec.kind == RECORD_BLOB &&
-	    rec.length == e->length && !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE))
+	    rec.length == e->length && !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE) &&
+	    rec.time == e->saved)
 		return 0;
 	hash_to_hex(e->hash, hex);
 	pack_name(e->pack_id, pack);
@@ -361,6 +389,7 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 	int store_fd, ret = 0;
 
 	fsck->store = name;
+	fsck->odd_times = 0;
 	fsck->report->stores++;
 	store_fd = io->openat(stores_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (store_fd < 0) {
@@ -390,6 +419,9 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 			fprintf(fsck->out, "store %s: note: unexpected file %s (ignored)\n", name,
 				file);
 	}
+	if (fsck->odd_times > FSCK_ODD_TIMES_SHOWN)
+		fprintf(fsck->out, "store %s: note: %llu blobs in all have a saved time in the "
+			"future or before 1970\n", name, fsck->odd_times);
 	if (ret == 0)
 		check_seqs(fsck, &seqs);
 	if (ret == 0)
@@ -405,7 +437,7 @@ int fsck_run(const char *datadir, const struct io_ops *io, bool repair, FILE *ou
 	     FILE *progress, struct fsck_report *report)
 {
 	struct fsck fsck = { .out = out, .progress = progress, .report = report, .repair = repair,
-			     .quarantine_fd = -1 };
+			     .quarantine_fd = -1, .now = (int64_t)time(NULL) };
 	char **entries = NULL;
 	size_t count = 0;
 	int dir_fd = -1, lock_fd = -1, stores_fd = -1, ret;

@@ -14,12 +14,14 @@
 #include "format.h"
 
 /* An entry as callers see it. The index keeps hash, pack_id, offset,
- * length and kind; seq and chunk_shift are not kept (they come back 0: read
- * them from the record header when needed). */
+ * length, kind and saved; seq and chunk_shift are not kept (they come back
+ * 0: read them from the record header when needed). */
 struct index_entry {
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	uint64_t offset; /* record offset in its pack, at most INDEX_OFFSET_MAX */
 	uint64_t length; /* blob bytes, at most INDEX_LENGTH_MAX */
+	int64_t saved;   /* the record's time (a blob's first save), kept so that
+			  * a stat reads no pack */
 	uint64_t seq;
 	uint32_t pack_id; /* not 0 */
 	uint8_t kind; /* RECORD_BLOB, or RECORD_TOMBSTONE while rebuilding */

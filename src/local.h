@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backend.h"
 #include "format.h"
@@ -35,6 +36,12 @@ struct statvfs;
 /* How often the compactor thread looks for a pack worth rewriting. */
 #define COMPACT_INTERVAL_MS 2000
 #define TOMBSTONE_SIZE (RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
+
+/* The time a new record carries (docs/FORMAT.md): the wall clock, seconds. */
+static inline int64_t local_record_time(void)
+{
+	return (int64_t)time(NULL);
+}
 
 struct pack_info {
 	uint32_t id;
@@ -189,7 +196,7 @@ int local_store_sync(struct store *base);
 
 /* local_blobs.c */
 int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
-			   uint64_t *length);
+			   uint64_t *length, int64_t *saved);
 size_t local_blob_count(struct store *base);
 size_t local_blob_list_batch(struct store *base, const uint8_t *after, struct blob_entry *out,
 			     size_t max);

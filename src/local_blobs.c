@@ -16,7 +16,7 @@
 #include "pack.h"
 
 int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
-			   uint64_t *length)
+			   uint64_t *length, int64_t *saved)
 {
 	struct local_store *store = (struct local_store *)base;
 	struct index_entry e;
@@ -27,6 +27,8 @@ int local_blob_info(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	pthread_mutex_unlock(&store->lock);
 	if (ret == 0 && length)
 		*length = e.length;
+	if (ret == 0 && saved)
+		*saved = e.saved; /* from the index: a stat reads no pack */
 	return ret;
 }
 
@@ -137,7 +139,8 @@ out:
 int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct local_store *store = (struct local_store *)base;
-	struct record_info rec = { .kind = RECORD_TOMBSTONE, .chunk_shift = CHUNK_SHIFT_DEFAULT };
+	struct record_info rec = { .kind = RECORD_TOMBSTONE, .chunk_shift = CHUNK_SHIFT_DEFAULT,
+				   .time = local_record_time() };
 	char hex[HASH_HEX_SIZE + 1];
 	struct index_entry e;
 	int ret;
@@ -167,8 +170,10 @@ out:
 int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 			    const void *data, uint64_t len, const uint32_t *crcs)
 {
+	/* Written only when the blob is not there: a save of content the store
+	 * has (-EEXIST) leaves the first save's time alone. */
 	struct record_info rec = { .kind = RECORD_BLOB, .chunk_shift = CHUNK_SHIFT_DEFAULT,
-				   .length = len };
+				   .length = len, .time = local_record_time() };
 	char hex[HASH_HEX_SIZE + 1];
 	int ret;
 

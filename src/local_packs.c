@@ -184,6 +184,7 @@ void packtab_entry(uint32_t pack_id, const struct record_info *rec, struct index
 	memset(e, 0, sizeof(*e));
 	e->offset = rec->offset;
 	e->length = rec->length;
+	e->saved = rec->time;
 	e->seq = rec->seq;
 	e->pack_id = pack_id;
 	e->kind = (uint8_t)rec->kind;

@@ -199,7 +199,8 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 {
 	const struct io_ops *io = store->db->io;
 	struct record_info rec = { .offset = PACK_HEADER_SIZE, .kind = RECORD_BLOB,
-				   .chunk_shift = CHUNK_SHIFT_DEFAULT, .length = w->size };
+				   .chunk_shift = CHUNK_SHIFT_DEFAULT, .length = w->size,
+				   .time = local_record_time() };
 	char from[PATH_SIZE], to[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	uint8_t header[PACK_HEADER_SIZE];
 	uint32_t pack_id;
@@ -457,7 +458,7 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 			ret = -EINVAL;
 			goto out;
 		}
-		if (local_blob_info(&store->base, hash, NULL) == 0) {
+		if (local_blob_info(&store->base, hash, NULL, NULL) == 0) {
 			ret = -EEXIST;
 			goto out;
 		}

@@ -6,9 +6,9 @@
  * hash, the blobs' bytes and the content of open writers. Nothing is
  * durable, so every sync is a no-op that returns 0.
  *
- * A blob is one refcounted allocation: a header (treap links, hash, length)
- * and its bytes. References: the store's tree while the blob is listed,
- * each open reader, and a writer whose last commit made or found it. A
+ * A blob is one refcounted allocation: a header (treap links, hash, length,
+ * the time it was listed: its first save) and its bytes. References: the
+ * store's tree while the blob is listed, each open reader, and a writer whose last commit made or found it. A
  * delete unlinks the blob; its bytes stay until the last reference goes.
  *
  * The budget charges every blob held (its length plus MEMORY_BLOB_OVERHEAD,
@@ -192,7 +192,7 @@ static int memory_store_sync(struct store *store)
 /* ---- blobs ---- */
 
 static int memory_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
-			    uint64_t *length)
+			    uint64_t *length, int64_t *saved)
 {
 	struct memory_store *ms = to_store(store);
 	struct memory_blob *blob;
@@ -203,6 +203,8 @@ static int memory_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_
 	if (blob) {
 		if (length)
 			*length = blob->length;
+		if (saved)
+			*saved = blob->saved;
 		ret = 0;
 	}
 	pthread_mutex_unlock(&ms->lock);
@@ -261,7 +263,7 @@ static int memory_blob_save(struct store *store, const void *data, size_t len,
 		goto out;
 	/* A blob already there costs nothing, even at the bound: looked up
 	 * before anything is charged (and again at insert, for a race). */
-	ret = memory_blob_info(store, hash, NULL);
+	ret = memory_blob_info(store, hash, NULL, NULL);
 	if (ret == 0)
 		ret = -EEXIST;
 	if (ret != -ENOENT)

@@ -19,6 +19,7 @@ struct memory_blob {
 	uint32_t priority;                /* treap heap order: random */
 	unsigned refs;                    /* atomic */
 	uint64_t length;
+	int64_t saved;                    /* set when listed (under the store's lock) */
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	uint8_t data[];
 };

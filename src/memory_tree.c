@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- the budget ---- */
 
@@ -209,8 +210,9 @@ void memtree_release(struct memory_db *db, struct memory_blob *node)
 	__atomic_fetch_sub(&db->blob_total, dropped, __ATOMIC_RELAXED);
 }
 
-/* Lists blob in the store, taking the tree's reference; -EEXIST when the
- * store has its hash, -ENOENT when the store was destroyed. On -EEXIST,
+/* Lists blob in the store, taking the tree's reference, and stamps it with
+ * the time of the save; -EEXIST when the store has its hash (its time is
+ * left alone), -ENOENT when the store was destroyed. On -EEXIST,
  * *existing (if not NULL) gets a reference to the blob that is there. */
 int memstore_insert(struct memory_store *ms, struct memory_blob *blob,
 			struct memory_blob **existing)
@@ -230,6 +232,10 @@ int memstore_insert(struct memory_store *ms, struct memory_blob *blob,
 	}
 	blob->left = blob->right = NULL;
 	blob->priority = memblob_priority(store_db(&ms->base));
+	/* Its first save: a blob already listed was refused above, and one
+	 * listed again after a delete (a writer's committed content) is a new
+	 * save. */
+	blob->saved = (int64_t)time(NULL);
 	ms->root = memtree_insert(ms->root, memblob_ref(blob));
 	ms->count++;
 	__atomic_fetch_add(&store_db(&ms->base)->blob_total, 1, __ATOMIC_RELAXED);

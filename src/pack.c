@@ -60,22 +60,45 @@ int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id)
 
 void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEADER_SIZE])
 {
+	int64_t time = rec->time < RECORD_TIME_MIN ? RECORD_TIME_MIN :
+		       rec->time > RECORD_TIME_MAX ? RECORD_TIME_MAX : rec->time;
+	/* Two's complement, 48 bits: the high 16 at 6, the low 32 at 56. */
+	uint64_t bits = (uint64_t)time;
+
 	memset(out, 0, RECORD_HEADER_SIZE);
-	put_le32(out, RECORD_MAGIC);
+	put_le32(out, rec->version == 1 ? RECORD_MAGIC_V1 : RECORD_MAGIC);
 	out[4] = (uint8_t)rec->kind;
 	out[5] = (uint8_t)rec->chunk_shift;
 	put_le64(out + 8, rec->seq);
 	put_le64(out + 16, rec->length);
 	memcpy(out + 24, rec->hash, BLOBFS_HASH_SIZE);
+	if (rec->version != 1) {
+		put_le16(out + 6, (uint16_t)(bits >> 32 & 0xffff));
+		put_le32(out + 56, (uint32_t)bits);
+	}
 	put_le32(out + 60, crc32c(0, out, 60));
 }
 
 int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
 			 struct record_info *rec)
 {
-	if (get_le32(buf) != RECORD_MAGIC || get_le32(buf + 60) != crc32c(0, buf, 60) ||
-	    !all_zero(buf + 6, 2) || !all_zero(buf + 56, 4))
+	uint32_t magic = get_le32(buf);
+
+	if (!record_magic_known(magic) || get_le32(buf + 60) != crc32c(0, buf, 60))
 		return -EBADMSG;
+	if (magic == RECORD_MAGIC_V1) {
+		/* Format 1: these bytes are reserved, and no time was kept. */
+		if (!all_zero(buf + 6, 2) || !all_zero(buf + 56, 4))
+			return -EBADMSG;
+		rec->version = 1;
+		rec->time = RECORD_TIME_UNKNOWN;
+	} else {
+		/* 48 bits, two's complement: sign-extended without a cast
+		 * that would be implementation-defined. */
+		uint64_t bits = (uint64_t)get_le16(buf + 6) << 32 | get_le32(buf + 56);
+		rec->version = 2;
+		rec->time = (int64_t)(bits ^ (UINT64_C(1) << 47)) - (INT64_C(1) << 47);
+	}
 	rec->offset = offset;
 	rec->kind = buf[4];
 	rec->chunk_shift = buf[5];
@@ -360,7 +383,7 @@ static int pack_resync(const struct pack_scan *scan, uint64_t from, uint64_t *ne
 			goto out;
 		for (size_t i = 0; i + 4 <= want; i++) {
 			struct record_info rec;
-			if (get_le32(buf + i) != RECORD_MAGIC)
+			if (!record_magic_known(get_le32(buf + i)))
 				continue;
 			ret = record_check_frame(scan, pos + i, &rec);
 			if (ret == 0) {
@@ -432,7 +455,8 @@ bool record_header_guess_hash(const struct io_ops *io, int fd, uint64_t offset, 
 {
 	uint8_t header[RECORD_HEADER_SIZE];
 
-	if (pread_full(io, fd, header, sizeof(header), offset) < 0 || get_le32(header) != RECORD_MAGIC)
+	if (pread_full(io, fd, header, sizeof(header), offset) < 0 ||
+	    !record_magic_known(get_le32(header)))
 		return false;
 	memcpy(hash, header + 24, BLOBFS_HASH_SIZE);
 	return true;

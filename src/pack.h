@@ -25,6 +25,13 @@ struct record_info {
 	uint64_t seq;
 	uint64_t length; /* data bytes */
 	uint8_t hash[BLOBFS_HASH_SIZE];
+	/* Seconds since the epoch, RECORD_TIME_MIN..MAX: a blob's first save,
+	 * a tombstone's delete; RECORD_TIME_UNKNOWN for a format 1 record. */
+	int64_t time;
+	/* The header's format, 1 (REC1) or 2 (REC2), as decoded. The encoder
+	 * writes REC1 only when asked for 1 (a REC1 has no time: it must be
+	 * RECORD_TIME_UNKNOWN), REC2 otherwise (0 included). */
+	unsigned version;
 };
 
 static inline uint64_t record_data_offset(const struct record_info *r)
@@ -45,8 +52,11 @@ bool pack_parse_name(const char *name, uint32_t *pack_id);
 void pack_header_encode(uint32_t pack_id, uint8_t out[PACK_HEADER_SIZE]);
 int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id);
 
+/* The time is clamped to RECORD_TIME_MIN..MAX (a REC1 gets none at all). */
 void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEADER_SIZE]);
-/* Checks magic, checksum, kind, chunk shift and length bounds. */
+/* Checks magic (REC1 or REC2), checksum, kind, chunk shift, length bounds
+ * and that reserved bytes are zero. Any time is accepted: it is what the
+ * writer's clock said, not something a reader can check. */
 int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
 			 struct record_info *rec);
 
@@ -114,6 +124,13 @@ int pack_verify_record(const struct io_ops *io, int fd, const struct record_info
 /* Reads the chunk table of a blob record (record_chunk_count entries) into
  * crcs and checks it against the trailer: -EBADMSG if it does not match. */
 int pack_read_chunk_table(const struct io_ops *io, int fd, const struct record_info *rec, uint32_t *crcs);
+
+/* Whether v (a little-endian u32 read at a record's start) is a record
+ * header magic of any format version. */
+static inline bool record_magic_known(uint32_t v)
+{
+	return v == RECORD_MAGIC || v == RECORD_MAGIC_V1;
+}
 
 /* Tries to make sense of a record header that failed its checksum: fills
  * hash and returns true when the bytes at least start with a record magic

@@ -119,6 +119,17 @@ int store_list(struct blobdb *db, const char *after,
 size_t store_count(struct blobdb *db);
 
 int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length);
+/* What a stat shows of a blob. */
+struct blob_stat {
+	uint64_t length;
+	int64_t saved; /* first save, seconds since the epoch: unchanged by a
+			* re-save of the same content (-EEXIST), new after a
+			* delete; kept across remounts by the local backend;
+			* 0 for blobs a format 1 data directory holds
+			* (docs/FORMAT.md) */
+};
+/* Fills *out; the same errors as blob_info. */
+int blob_stat(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], struct blob_stat *out);
 int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Saves len bytes; fills hash. 0 when saved, -EEXIST when already there. */
 int blob_save(struct store *store, const void *data, size_t len,

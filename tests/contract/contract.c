@@ -22,6 +22,8 @@
  * (-ENOSPC, earlier blobs intact, a delete makes room).
  * contract_concurrency.c: writers (blob_writer_*), listing while another
  * thread saves, concurrent writers, references to a destroyed store.
+ * contract_saved.c: blob_stat's saved time (first save, re-save, delete,
+ * reopen).
  * contract_backend.c: opening the backend under test.
  * The checks, PRNG, temporary directories and blob helpers are the C tests'
  * fixture library (tests/unit/testutil.h, storeutil.h).
@@ -620,6 +622,7 @@ int main(int argc, char **argv)
 	ct_concurrent_writers(seed + 8);
 	ct_destroyed_store_references(seed + 9);
 	ct_after_close(seed + 10);
+	ct_saved_time(seed + 12);
 	if (ct_memory)
 		ct_memory_max(seed + 11);
 	if (ct_memory)

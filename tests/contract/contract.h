@@ -38,5 +38,7 @@ void ct_writers(uint64_t seed);
 void ct_list_while_saving(uint64_t seed);
 void ct_concurrent_writers(uint64_t seed);
 void ct_destroyed_store_references(uint64_t seed);
+/* contract_saved.c: blob_stat's saved time. */
+void ct_saved_time(uint64_t seed);
 
 #endif

@@ -4,7 +4,10 @@
  * fuzzer cannot guess (the magic, counts that add up to the length, the
  * header and trailer checksums) so that inputs reach the entry decoding.
  * Whatever the reader accepts must be written back to the very same bytes
- * by checkpoint_write: the format has one encoding per index.
+ * by checkpoint_write (the format has one encoding per index), when it is
+ * of the version written today (2); one of version 1 (entries without a
+ * time) is written as version 2 with the same content and times 0, which
+ * reads back the same. Flag 8 makes the fix-ups produce version 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +42,15 @@ static int write_file(const char *name, const uint8_t *data, size_t size)
 	return 0;
 }
 
+/* e is in the other index, the same in every field, and has time 0. */
+static int same_in_other(const struct index_entry *e, void *arg)
+{
+	struct index_entry other;
+
+	return index_lookup(arg, e->hash, &other) != 0 || memcmp(&other, e, sizeof(other)) ||
+	       e->saved != 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct checkpoint_header h;
@@ -59,6 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	flags = data[0];
 	len = size - 1;
+	const uint32_t version = flags & 8 ? 1 : CHECKPOINT_VERSION;
+	const size_t entry_size = (size_t)checkpoint_entry_size(version);
 	if ((flags & 4) && len >= CHECKPOINT_HEADER_SIZE + CHECKPOINT_TRAILER_SIZE) {
 		/* Counts that fit the length: a few packs, then whole entries. */
 		size_t body = len - CHECKPOINT_HEADER_SIZE - CHECKPOINT_TRAILER_SIZE;
@@ -67,13 +81,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pack_count = 0;
 		body -= (size_t)pack_count * CHECKPOINT_PACK_SIZE;
 		len = CHECKPOINT_HEADER_SIZE + (size_t)pack_count * CHECKPOINT_PACK_SIZE +
-		      body / CHECKPOINT_ENTRY_SIZE * CHECKPOINT_ENTRY_SIZE + CHECKPOINT_TRAILER_SIZE;
+		      body / entry_size * entry_size + CHECKPOINT_TRAILER_SIZE;
 	}
 	file = malloc(len ? len : 1);
 	memcpy(file, data + 1, len);
 	if ((flags & 1) && len >= CHECKPOINT_HEADER_SIZE) {
 		memcpy(file, CHECKPOINT_MAGIC, 8);
-		put_le32(file + 8, 1);
+		put_le32(file + 8, version);
 		if (flags & 4) {
 			size_t packs_size = len - CHECKPOINT_HEADER_SIZE - CHECKPOINT_TRAILER_SIZE;
 			uint32_t pack_count = (uint32_t)(data[1 + 12] % 4);
@@ -81,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				pack_count = 0;
 			put_le32(file + 12, pack_count);
 			put_le64(file + 16, (packs_size - (size_t)pack_count * CHECKPOINT_PACK_SIZE) /
-						    CHECKPOINT_ENTRY_SIZE);
+						    entry_size);
 		}
 		memset(file + 36, 0, 24);
 		put_le32(file + 60, crc32c(0, file, 60));
@@ -94,7 +108,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (index_new(&index) < 0)
 		__builtin_trap();
 	ret = checkpoint_read(io_system(), dir_fd, "checkpoint", &h, &packs, index);
-	if (ret == 0) {
+	if (ret == 0 && h.version == 1) {
+		/* Accepted, of version 1: written as version 2, it reads back
+		 * as the same index, every time 0 (format 1 kept none). */
+		struct checkpoint_header h2;
+		struct checkpoint_pack *packs2 = NULL;
+		struct index *index2 = NULL;
+		if (checkpoint_write(io_system(), dir_fd, "again", &h, packs, index) != 0 ||
+		    index_new(&index2) < 0 ||
+		    checkpoint_read(io_system(), dir_fd, "again", &h2, &packs2, index2) != 0)
+			__builtin_trap();
+		if (h2.version != CHECKPOINT_VERSION || h2.pack_count != h.pack_count ||
+		    h2.entry_count != h.entry_count || h2.next_seq != h.next_seq ||
+		    h2.next_pack_id != h.next_pack_id ||
+		    (h.pack_count && memcmp(packs2, packs, h.pack_count * sizeof(*packs))) ||
+		    index_count(index2) != index_count(index) ||
+		    index_foreach(index, same_in_other, index2) != 0)
+			__builtin_trap();
+		free(packs2);
+		index_free(index2);
+	} else if (ret == 0) {
 		/* Accepted: writing it again gives the same bytes. */
 		struct stat st;
 		if (checkpoint_write(io_system(), dir_fd, "again", &h, packs, index) != 0)

@@ -190,11 +190,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memset(&e, 0, sizeof(e));
 			memcpy(e.hash, key, sizeof(key));
 			/* The fields a slot keeps (seq and chunk_shift are not
-			 * kept); pack 0 is refused, as a free slot. */
+			 * kept; saved is); pack 0 is refused, as a free slot. */
 			e.offset = (op_no * 97 + op) & INDEX_OFFSET_MAX;
 			e.length = seed & INDEX_LENGTH_MAX;
 			e.pack_id = (uint32_t)(op >> 3);
 			e.kind = op & 0x80 ? RECORD_TOMBSTONE : RECORD_BLOB;
+			/* Any time, negative ones too: a slot keeps it whole. */
+			e.saved = (int64_t)(op_no * 1000003u) - (int64_t)seed * 65537;
 			ret = index_put(index, &e);
 			if (e.pack_id == 0) {
 				FUZZ_CHECK(ret == -EINVAL);

@@ -89,7 +89,7 @@ static void fix_up(uint8_t *f, uint64_t size, unsigned flags)
 		uint64_t length = fz_le64(h + 16), count, data, table, trailer;
 		unsigned shift = h[5];
 
-		if (fz_le32(h) != RECORD_MAGIC)
+		if (fz_le32(h) != RECORD_MAGIC && fz_le32(h) != RECORD_MAGIC_V1)
 			continue;
 		if (shift >= CHUNK_SHIFT_MIN && shift <= CHUNK_SHIFT_MAX &&
 		    length <= size - off - 64 &&
@@ -125,7 +125,8 @@ static void fix_up(uint8_t *f, uint64_t size, unsigned flags)
 static void check_guess(const uint8_t *f, uint64_t size, uint64_t off)
 {
 	uint8_t hash[BLOBFS_HASH_SIZE];
-	bool expect = off <= size && size - off >= 64 && fz_le32(f + off) == RECORD_MAGIC;
+	bool expect = off <= size && size - off >= 64 &&
+		      (fz_le32(f + off) == RECORD_MAGIC || fz_le32(f + off) == RECORD_MAGIC_V1);
 	bool got;
 
 	memset(hash, 0, sizeof(hash));

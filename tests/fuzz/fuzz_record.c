@@ -7,6 +7,10 @@
  *     it accepted garbage);
  *   - encode: whatever the encoder writes decodes back to the same values.
  *
+ * Record headers come in two formats: REC2 (written today; bytes 6..7 and
+ * 56..59 hold a signed 48-bit time, any value) and REC1 (still read; those
+ * bytes reserved, zero, and the time reads as 0).
+ *
  * Input: byte 0 holds fix-up flags that make valid structures reachable
  * (libFuzzer cannot solve a CRC): they set magics and recompute checksums
  * of the copies handed to the decoders. The rest is the structure bytes,
@@ -26,6 +30,7 @@ enum {
 	FIX_MARKER_MAGIC = 1 << 4,
 	FIX_MARKER_CRC = 1 << 5,
 	FIX_ZERO_RESERVED = 1 << 6,
+	FIX_RECORD_V1 = 1 << 7, /* with FIX_RECORD_MAGIC: REC1 rather than REC2 */
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -67,18 +72,23 @@ static void check_record_header(const uint8_t *in, unsigned flags)
 		memset(buf + 56, 0, 4);
 	}
 	if (flags & FIX_RECORD_MAGIC)
-		fz_put32(buf, RECORD_MAGIC);
+		fz_put32(buf, flags & FIX_RECORD_V1 ? 0x31434552u : 0x32434552u);
 	if (flags & FIX_RECORD_CRC)
 		fz_put32(buf + 60, fz_crc32c(buf, 60));
 
 	/* The model: docs/FORMAT.md, "Record header". */
 	uint8_t kind = buf[4], shift = buf[5];
 	uint64_t length = fz_le64(buf + 16);
-	valid = fz_le32(buf) == RECORD_MAGIC && fz_le32(buf + 60) == fz_crc32c(buf, 60) &&
+	bool v1 = fz_le32(buf) == 0x31434552u, v2 = fz_le32(buf) == 0x32434552u;
+	uint64_t bits = (uint64_t)(buf[6] | buf[7] << 8) << 32 | fz_le32(buf + 56);
+	/* Bit 47 is the sign: 2^48 - bits is the magnitude of a negative. */
+	int64_t time = v2 ? (bits >> 47 ? -(int64_t)((UINT64_C(1) << 48) - bits) : (int64_t)bits)
+			  : 0;
+	valid = (v1 || v2) && fz_le32(buf + 60) == fz_crc32c(buf, 60) &&
 		(kind == RECORD_BLOB || kind == RECORD_TOMBSTONE) && shift >= CHUNK_SHIFT_MIN &&
 		shift <= CHUNK_SHIFT_MAX && length <= RECORD_LENGTH_MAX &&
 		(kind == RECORD_BLOB || length == 0);
-	if (!fz_lax())
+	if (!fz_lax() && v1)
 		valid = valid && all_zero(buf + 6, 2) && all_zero(buf + 56, 4);
 
 	memset(&rec, 0xa5, sizeof(rec));
@@ -92,8 +102,11 @@ static void check_record_header(const uint8_t *in, unsigned flags)
 	FUZZ_CHECK(rec.kind == kind && rec.chunk_shift == shift && rec.length == length);
 	FUZZ_CHECK(rec.seq == fz_le64(buf + 8));
 	FUZZ_CHECK(!memcmp(rec.hash, buf + 24, BLOBFS_HASH_SIZE));
+	FUZZ_CHECK(rec.version == (v1 ? 1u : 2u) && rec.time == time);
+	FUZZ_CHECK(rec.time >= RECORD_TIME_MIN && rec.time <= RECORD_TIME_MAX);
 	record_header_encode(&rec, out);
-	FUZZ_CHECK(same_encoding(buf, out, sizeof(buf), skip, 2));
+	/* REC2's time bytes are a field, never skipped: it encodes exactly. */
+	FUZZ_CHECK(same_encoding(buf, out, sizeof(buf), skip, v1 ? 2 : 0));
 }
 
 static void check_pack_header(const uint8_t *in, unsigned flags)
@@ -180,18 +193,30 @@ static void check_encoders(const uint8_t *v)
 	/* Shifted down by a chosen amount so that small lengths are common. */
 	rec.length = fz_le64(v + 18) >> (v[26] & 63);
 	memcpy(rec.hash, v + 27, BLOBFS_HASH_SIZE);
+	/* v[71]: bit 7 asks for REC1, bit 6 a negative time, bits 0..5 shift
+	 * the time down (times beyond 48 bits are clamped by the encoder). */
+	rec.version = v[71] & 0x80 ? 1 : 2;
+	{
+		uint64_t t = fz_le64(v + 63) >> (v[71] & 63) >> 1;
+		rec.time = v[71] & 0x40 ? -(int64_t)t : (int64_t)t;
+	}
+	int64_t want_time = rec.version == 1 ? 0 : rec.time < RECORD_TIME_MIN ? RECORD_TIME_MIN :
+			    rec.time > RECORD_TIME_MAX ? RECORD_TIME_MAX : rec.time;
 	valid = (rec.kind == RECORD_BLOB || rec.kind == RECORD_TOMBSTONE) &&
 		rec.chunk_shift >= CHUNK_SHIFT_MIN && rec.chunk_shift <= CHUNK_SHIFT_MAX &&
 		rec.length <= RECORD_LENGTH_MAX && (rec.kind == RECORD_BLOB || rec.length == 0);
 	record_header_encode(&rec, buf);
-	FUZZ_CHECK(all_zero(buf + 6, 2) && all_zero(buf + 56, 4));
+	FUZZ_CHECK(fz_le32(buf) == (rec.version == 1 ? 0x31434552u : 0x32434552u));
+	if (rec.version == 1)
+		FUZZ_CHECK(all_zero(buf + 6, 2) && all_zero(buf + 56, 4));
 	FUZZ_CHECK(fz_le32(buf + 60) == fz_crc32c(buf, 60));
 	ret = record_header_decode(buf, rec.offset, &back);
 	FUZZ_CHECK((ret == 0) == valid);
 	if (ret == 0)
 		FUZZ_CHECK(back.offset == rec.offset && back.kind == rec.kind &&
 			   back.chunk_shift == rec.chunk_shift && back.seq == rec.seq &&
-			   back.length == rec.length &&
+			   back.length == rec.length && back.version == rec.version &&
+			   back.time == want_time &&
 			   !memcmp(back.hash, rec.hash, BLOBFS_HASH_SIZE));
 
 	pack_header_encode(fz_le32(v + 59), buf);

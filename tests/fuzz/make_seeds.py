@@ -37,7 +37,8 @@ assert crc32c(b"123456789") == 0xE3069283
 
 # ---- the format ----
 
-RECORD_MAGIC = 0x31434552
+RECORD_MAGIC_V1 = 0x31434552  # "REC1": format 1, no time
+RECORD_MAGIC = 0x32434552     # "REC2": format 2, a signed 48-bit time in bytes 6..7, 56..59
 TRAILER_MAGIC = 0x31444E45
 BLOB, TOMBSTONE = 1, 2
 PACK_ID = 7  # the id fuzz_pack_scan opens its file as
@@ -53,22 +54,27 @@ def marker(seq, reserved=bytes(12)):
     return b + struct.pack("<I", crc32c(b))
 
 
-def record_header(kind, shift, seq, length, digest, reserved0=0, reserved1=0):
-    b = struct.pack("<IBBHQQ", RECORD_MAGIC, kind, shift, reserved0, seq, length)
+def record_header(kind, shift, seq, length, digest, reserved0=0, reserved1=0, time=None):
+    """REC1 (format 1) unless a time is given: then REC2 with that time."""
+    if time is not None:
+        bits = time & (2**48 - 1)
+        reserved0, reserved1 = bits >> 32, bits & 0xFFFFFFFF
+    magic = RECORD_MAGIC_V1 if time is None else RECORD_MAGIC
+    b = struct.pack("<IBBHQQ", magic, kind, shift, reserved0, seq, length)
     b += digest + struct.pack("<I", reserved1)
     assert len(b) == 60
     return b + struct.pack("<I", crc32c(b))
 
 
-def record(kind, seq, data=b"", shift=16, digest=None):
-    """A whole record: header, data, chunk table, trailer."""
+def record(kind, seq, data=b"", shift=16, digest=None, time=None):
+    """A whole record: header, data, chunk table, trailer (REC2 with a time)."""
     if digest is None:
         digest = hashlib.sha256(data).digest()
     chunk = 1 << shift
     table = b"".join(struct.pack("<I", crc32c(data[i:i + chunk]))
                      for i in range(0, len(data), chunk))
     trailer = struct.pack("<IIQ", TRAILER_MAGIC, crc32c(table), seq)
-    return record_header(kind, shift, seq, len(data), digest) + data + table + trailer
+    return record_header(kind, shift, seq, len(data), digest, time=time) + data + table + trailer
 
 
 def flip(b, at, mask=0x01):
@@ -117,6 +123,11 @@ def pack_scan_seeds():
         "short-file": bytes([0]) + h[:20],
         "prefixed-records": bytes([n | IN_PREFIX_HEADER]) + a + b + t,
         "headless-bad-header": bytes([n | IN_HEADLESS]) + flip(h, 3) + a + b,
+        # Format 2 records (REC2, with their time), alone and after REC1 ones.
+        "rec2-blob-and-tombstone": bytes([n]) + h + record(BLOB, 11, hello, time=1700000000) +
+        record(TOMBSTONE, 12, digest=hashlib.sha256(hello).digest(), time=1700000001),
+        "rec1-then-rec2": bytes([n]) + h + a + b + record(BLOB, 13, b"new", time=-5),
+        "rec2-torn-tail": bytes([n]) + h + record(BLOB, 14, big, shift=12, time=2**47 - 1)[:5000],
         # Checksums zeroed out: the harness fixes them up before the scan.
         "fixup-all": bytes([n | IN_PREFIX_HEADER | FIX_ALL]) +
         record_header(BLOB, 12, 9, 5000, bytes(32))[:60] + bytes(4) +
@@ -144,6 +155,12 @@ def record_seeds():
         "record-header-tombstone": bytes([0]) + record_header(TOMBSTONE, 12, 1, 0, d) + vals,
         "record-header-max-length": bytes([0]) +
         record_header(BLOB, 24, 2**64 - 1, 2**56, d) + vals,
+        "record-header-rec2": bytes([0]) +
+        record_header(BLOB, 16, 43, 4567, d, time=1700000000) + vals,
+        "record-header-rec2-negative-time": bytes([0]) +
+        record_header(TOMBSTONE, 16, 44, 0, d, time=-(2**47)) + vals + bytes([0xC5]),
+        "record-header-rec1-encode": bytes([0]) + record_header(BLOB, 16, 42, 7, d) + vals +
+        bytes([0x80]),
         "pack-header": bytes([0]) + pad(pack_header(0x12345678)) + vals,
         "marker": bytes([0]) + pad(marker(2**40 + 3)) + vals,
         "fixup-all-flags": bytes([0x7f]) + bytes(range(1, 65)) + vals,
@@ -213,6 +230,31 @@ def index_crashers():
             b"".join(op(0, 1 | 7 << 3, i) for i in range(66)) + op(7, 0, 0)}
 
 
+# ---- fuzz_checkpoint: flags byte + file ----
+
+def checkpoint(packs, entries, next_seq=10, next_pack_id=3, version=2):
+    """packs: (id, size, tombstones, max_seq, last_offset, last_seq);
+    entries: (digest, offset, length, pack_id, time), sorted by digest."""
+    h = b"BLOBIDX1" + struct.pack("<IIQQI", version, len(packs), len(entries), next_seq,
+                                   next_pack_id) + bytes(24)
+    b = h + struct.pack("<I", crc32c(h))
+    for pid, size, tombs, max_seq, last_off, last_seq in packs:
+        b += struct.pack("<IBBHQQQQQ", pid, 0, 1, 0, size, tombs, max_seq, last_off, last_seq)
+    for digest, off, length, pid, time in entries:
+        b += digest + struct.pack("<QQII", off, length, pid, 0)
+        if version == 2:
+            b += struct.pack("<q", time)
+    return b + struct.pack("<II", 0x31584449, crc32c(b))
+
+
+def checkpoint_seeds():
+    d = sorted(hashlib.sha256(bytes([i])).digest() for i in range(3))
+    packs = [(1, 4096, 0, 3, 2000, 3), (2, 2000000, 0, 4, 32, 4)]
+    entries = [(d[0], 32, 100, 1, 1700000000), (d[1], 500, 200, 1, -1),
+               (d[2], 32, 1500000, 2, 2**47 - 1)]
+    return {"v2-three-blobs": bytes([0]) + checkpoint(packs, entries)}
+
+
 def write(dirname, files):
     os.makedirs(dirname, exist_ok=True)
     for name, data in files.items():
@@ -225,6 +267,7 @@ def main():
     write(os.path.join(root, "corpus", "fuzz_pack_scan"), pack_scan_seeds())
     write(os.path.join(root, "corpus", "fuzz_record"), record_seeds())
     write(os.path.join(root, "corpus", "fuzz_index"), index_seeds())
+    write(os.path.join(root, "corpus", "fuzz_checkpoint"), checkpoint_seeds())
     # Inputs that once found bugs (fixed): kept as regressions in the corpus.
     regress = lambda files: {"regression-" + k: v for k, v in files.items()}
     write(os.path.join(root, "corpus", "fuzz_record"), regress(record_crashers()))

@@ -21,7 +21,7 @@ int pack_tests_main(const char *argv0, const pack_test_fn *tests, size_t n)
 bool same_record(const struct record_info *a, const struct record_info *b)
 {
 	return a->offset == b->offset && a->kind == b->kind && a->chunk_shift == b->chunk_shift &&
-	       a->seq == b->seq && a->length == b->length &&
+	       a->seq == b->seq && a->length == b->length && a->time == b->time &&
 	       !memcmp(a->hash, b->hash, BLOBFS_HASH_SIZE);
 }
 

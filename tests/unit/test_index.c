@@ -103,6 +103,7 @@ static void random_payload(struct index_entry *e)
 	e->length = (tu_rand() >> (tu_rand() & 63)) & INDEX_LENGTH_MAX;
 	e->seq = 0;
 	e->pack_id = (uint32_t)tu_rand() | 1;
+	e->saved = (int64_t)tu_rand(); /* any time: a slot keeps all 64 bits */
 	e->kind = tu_rand_below(4) ? RECORD_BLOB : RECORD_TOMBSTONE;
 	e->chunk_shift = 0;
 	e->reserved = 0;
@@ -257,6 +258,7 @@ static void test_basics(void)
 	e.length = INDEX_LENGTH_MAX;
 	e.pack_id = UINT32_MAX;
 	e.kind = RECORD_TOMBSTONE;
+	e.saved = INT64_MIN;
 	CHECK_EQ(index_put(index, &e), 0);
 	CHECK_EQ(index_count(index), 1);
 	CHECK_EQ(index_lookup(index, key, &got), 0);

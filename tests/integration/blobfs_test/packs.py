@@ -22,7 +22,9 @@ RECORD_HEADER_SIZE = 64
 
 RECORD_TRAILER_SIZE = 16
 
-RECORD_MAGIC = 0x31434552
+RECORD_MAGIC = 0x32434552     # "REC2": format 2, with the record's time
+
+RECORD_MAGIC_V1 = 0x31434552  # "REC1": format 1, no time (still read)
 
 TRAILER_MAGIC = 0x31444E45
 
@@ -32,7 +34,7 @@ MARKER_NAME = 'durable'
 class PackRecord:
     """One record of a pack as laid out on disk (offsets within the file)."""
 
-    def __init__(self, pack, offset, kind, chunk_shift, seq, length, hexhash):
+    def __init__(self, pack, offset, kind, chunk_shift, seq, length, hexhash, time=0):
         self.pack = pack            # Path of the pack file
         self.offset = offset        # header start
         self.kind = kind            # 1 blob, 2 tombstone
@@ -40,6 +42,7 @@ class PackRecord:
         self.seq = seq
         self.length = length
         self.hash = hexhash
+        self.time = time            # seconds since the epoch; 0 for a REC1
         nchunks = (length + (1 << chunk_shift) - 1) >> chunk_shift
         self.data_offset = offset + RECORD_HEADER_SIZE
         self.table_offset = self.data_offset + length
@@ -77,10 +80,12 @@ def parse_pack(path):
     off = PACK_HEADER_SIZE
     while off < len(data):
         assert off + RECORD_HEADER_SIZE <= len(data), f'{path}: short header at {off}'
-        magic, kind, shift, _r0, seq, length = struct.unpack_from('<IBBHQQ', data, off)
-        assert magic == RECORD_MAGIC, f'{path}: bad record magic at {off}'
+        magic, kind, shift, time_hi, seq, length = struct.unpack_from('<IBBhQQ', data, off)
+        assert magic in (RECORD_MAGIC, RECORD_MAGIC_V1), f'{path}: bad record magic at {off}'
         hexhash = data[off + 24:off + 56].hex()
-        rec = PackRecord(path, off, kind, shift, seq, length, hexhash)
+        (time_lo,) = struct.unpack_from('<I', data, off + 56)
+        time = (time_hi << 32 | time_lo) if magic == RECORD_MAGIC else 0
+        rec = PackRecord(path, off, kind, shift, seq, length, hexhash, time)
         assert rec.end <= len(data), f'{path}: record at {off} runs past the end'
         tmagic, _tcrc, tseq = struct.unpack_from('<IIQ', data, rec.trailer_offset)
         assert tmagic == TRAILER_MAGIC and tseq == seq, f'{path}: bad trailer of record at {off}'
