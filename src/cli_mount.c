@@ -215,16 +215,17 @@ static int apply_option(char *opt, struct mount_config *c, struct fuse_args *arg
 	return 0;
 }
 
-static int parse_mount_options(char *list, struct mount_config *c, struct fuse_args *args)
+/* Splits a copy of the list: argv stays as given (ps shows it). */
+static int parse_mount_options(const char *list, struct mount_config *c, struct fuse_args *args)
 {
-	char *saveptr = NULL;
+	char *copy = strdup(list), *saveptr = NULL;
+	int ret = copy ? 0 : -ENOMEM;
 
-	for (char *opt = strtok_r(list, ",", &saveptr); opt; opt = strtok_r(NULL, ",", &saveptr)) {
-		int ret = apply_option(opt, c, args);
-		if (ret < 0)
-			return ret;
-	}
-	return 0;
+	for (char *opt = copy ? strtok_r(copy, ",", &saveptr) : NULL; opt && ret == 0;
+	     opt = strtok_r(NULL, ",", &saveptr))
+		ret = apply_option(opt, c, args);
+	free(copy);
+	return ret;
 }
 
 /* Without the word "mount", the first operand must look like a data
