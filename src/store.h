@@ -149,8 +149,8 @@ struct store_stats {
 };
 
 /* A consistent snapshot of the store's figures; -ENOENT for a destroyed
- * store. Costs a walk of the store's index (about 1 ms per 100,000 blobs),
- * during which saves to that store wait. */
+ * store. The local backend walks the store's index for bytes (O(blobs))
+ * under the store's lock: saves to that store wait meanwhile. */
 int store_stats(struct store *store, struct store_stats *out);
 /* sum += add, field by field. */
 void store_stats_add(struct store_stats *sum, const struct store_stats *add);
