@@ -116,7 +116,10 @@ struct backend_ops {
 	int (*db_sync)(struct blobdb *db);
 	/* Gives back the space of deleted blobs, offline. May be NULL. */
 	int (*db_compact)(struct blobdb *db, FILE *progress);
-	/* Capacity and free space, for statfs(2). */
+	/* Capacity and free space, for statfs(2): f_blocks, f_bfree, f_bavail
+	 * in f_frsize units; f_files = the blobs of every store + f_ffree;
+	 * f_ffree = f_favail = how many more blobs of the smallest size fit.
+	 * blobdb.c adds nothing (the front end sets f_namemax). */
 	int (*db_statfs)(struct blobdb *db, struct statvfs *st);
 
 	/* ---- stores (the catalogue itself is blobdb.c's) ---- */
@@ -140,6 +143,11 @@ struct backend_ops {
 	int (*store_sync)(struct store *store);
 	/* One compaction pass over packs at least percent dead. May be NULL. */
 	int (*store_compact)(struct store *store, unsigned percent);
+	/* Fills *out (zeroed by blobdb.c) with the store's figures, taken under
+	 * the store's lock so that they agree with each other (struct
+	 * store_stats in store.h says what each is). -ENOENT for a destroyed
+	 * store. */
+	int (*store_stats)(struct store *store, struct store_stats *out);
 
 	/* ---- blobs ---- */
 

@@ -365,6 +365,12 @@ int store_compact(struct store *store, unsigned percent)
 	return ops->store_compact ? ops->store_compact(store, percent) : 0;
 }
 
+int store_stats(struct store *store, struct store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	return to_status(store->db->ops->store_stats(store, out));
+}
+
 int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name, void *arg),
 	       void *arg)
 {

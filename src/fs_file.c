@@ -593,11 +593,14 @@ static int file_getxattr(struct fs_call *c, struct node *node, const char *name,
 			 size_t size, size_t *len)
 {
 	char hex[HASH_HEX_SIZE + 1];
+	bool saved;
 
-	(void)c;
-	if (strcmp(name, XATTR_SHA256) || !node->saved || node->dirty)
-		return -ENODATA;
+	pthread_mutex_lock(&c->fs->lock);
+	saved = node->saved && !node->dirty;
 	hash_to_hex(node->hash, hex);
+	pthread_mutex_unlock(&c->fs->lock);
+	if (strcmp(name, XATTR_SHA256) || !saved)
+		return -ENODATA;
 	*len = HASH_HEX_SIZE;
 	memcpy(buf, hex, size < HASH_HEX_SIZE ? size : HASH_HEX_SIZE);
 	return 0;

@@ -226,8 +226,7 @@ struct node_ops {
 	/* ---- extended attributes (fs_xattr.c) ---- */
 
 	/* The value of user.blobfs.NAME into buf (up to size bytes; the full
-	 * length in *len); -ENODATA when the node has none. Lock held. NULL:
-	 * none. */
+	 * length in *len); -ENODATA when the node has none. NULL: none. */
 	int (*getxattr)(struct fs_call *c, struct node *node, const char *name, char *buf,
 			size_t size, size_t *len);
 };

@@ -170,6 +170,23 @@ static int store_rename(struct fs_call *c, struct node *dir, const char *name,
 	return -EPERM;
 }
 
+/* The store's figures, as `blobfs stat` prints them (one line). */
+static int store_getxattr(struct fs_call *c, struct node *node, const char *name, char *buf,
+			  size_t size, size_t *len)
+{
+	struct store_stats st;
+	int ret;
+
+	(void)c;
+	if (strcmp(name, XATTR_STAT))
+		return -ENODATA;
+	ret = store_stats(node->store, &st);
+	if (ret < 0)
+		return ret;
+	*len = store_stats_format(store_name(node->store), &st, buf, size);
+	return 0;
+}
+
 const struct node_ops store_ops = {
 	.attr = store_attr,
 	.entry_timeout = dir_timeout,
@@ -182,4 +199,5 @@ const struct node_ops store_ops = {
 	.create = store_create_file,
 	.rename = store_rename,
 	.readdir = readdir_store,
+	.getxattr = store_getxattr,
 };

@@ -1,7 +1,8 @@
 /*
  * fs_xattr.c - extended attributes: user.blobfs.sha256 on blobs and saved
- * files (the hash of the content, 64 hex digits), and whatever else a kind
- * answers through its getxattr operation. They are read-only: setting or
+ * files (the hash of the content, 64 hex digits), user.blobfs.stat on a
+ * store (its figures, the line `blobfs stat` prints), and whatever else a
+ * kind answers through its getxattr operation. They are read-only: setting or
  * removing any attribute answers ENOTSUP.
  */
 #include "fs_internal.h"
@@ -22,9 +23,7 @@ static int xattr_value(struct fs_call *c, struct node *node, const char *name, c
 
 	if (strncmp(name, "user.blobfs.", 12) || !node->ops->getxattr)
 		return -ENODATA;
-	pthread_mutex_lock(&c->fs->lock);
 	ret = node->ops->getxattr(c, node, name, buf, XATTR_VALUE_MAX, len);
-	pthread_mutex_unlock(&c->fs->lock);
 	if (ret == 0 && *len > XATTR_VALUE_MAX)
 		ret = -E2BIG;
 	return ret;

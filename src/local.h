@@ -227,6 +227,10 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 int local_blob_save(struct store *base, const void *data, size_t len,
 			   uint8_t hash[BLOBFS_HASH_SIZE]);
 
+/* local_stats.c */
+int local_store_stats(struct store *base, struct store_stats *out);
+int local_db_statfs(struct blobdb *base, struct statvfs *st);
+
 /* local_compact.c */
 int local_store_compact(struct store *base, unsigned percent);
 void compact_step(struct local_db *db);

@@ -291,12 +291,6 @@ out:
 	return ret;
 }
 
-static int local_db_statfs(struct blobdb *base, struct statvfs *st)
-{
-	struct local_db *db = (struct local_db *)base;
-	return db->io->fstatvfs(db->dirfd, st) < 0 ? -errno : 0;
-}
-
 static int local_db_stop(struct blobdb *base)
 {
 	struct local_db *db = (struct local_db *)base;
@@ -432,6 +426,7 @@ const struct backend_ops local_backend = {
 	.store_purge = local_store_purge,
 	.store_free = local_store_free,
 	.store_sync = local_store_sync,
+	.store_stats = local_store_stats,
 	.store_compact = local_store_compact,
 	.blob_info = local_blob_info,
 	.blob_delete = local_blob_delete,

@@ -189,6 +189,22 @@ static int memory_store_sync(struct store *store)
 	return 0; /* nothing is durable */
 }
 
+/* Packs and dead bytes stay 0: memory has neither. */
+static int memory_store_stats(struct store *store, struct store_stats *out)
+{
+	struct memory_store *ms = to_store(store);
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&ms->lock);
+	if (!store->destroyed) {
+		out->blobs = ms->count;
+		out->bytes = memtree_bytes(ms->root);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&ms->lock);
+	return ret;
+}
+
 /* ---- blobs ---- */
 
 static int memory_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
@@ -360,6 +376,7 @@ const struct backend_ops memory_backend = {
 	.store_purge = memory_store_purge,
 	.store_free = memory_store_free,
 	.store_sync = memory_store_sync,
+	.store_stats = memory_store_stats,
 	.blob_info = memory_blob_info,
 	.blob_delete = memory_blob_delete,
 	.blob_list_batch = memory_blob_list_batch,

@@ -77,6 +77,7 @@ struct memory_blob *memtree_remove(struct memory_blob *node, const uint8_t *hash
 				       struct memory_blob **removed);
 void memtree_collect(const struct memory_blob *node, const uint8_t *after,
 			 struct blob_entry *out, size_t *n, size_t max);
+uint64_t memtree_bytes(const struct memory_blob *node);
 void memtree_release(struct memory_db *db, struct memory_blob *node);
 int memstore_insert(struct memory_store *ms, struct memory_blob *blob,
 			struct memory_blob **existing);

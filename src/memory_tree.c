@@ -187,6 +187,17 @@ void memtree_collect(const struct memory_blob *node, const uint8_t *after,
 	}
 }
 
+/* The sum of the lengths of the tree's blobs (recursion as deep as the
+ * treap: O(log n) expected). */
+uint64_t memtree_bytes(const struct memory_blob *node)
+{
+	uint64_t bytes = 0;
+
+	for (; node; node = node->right)
+		bytes += node->length + memtree_bytes(node->left);
+	return bytes;
+}
+
 /* Drops the tree's reference to every blob of a detached tree, without
  * recursion: rotating left children up turns the tree into a list. */
 void memtree_release(struct memory_db *db, struct memory_blob *node)

@@ -81,7 +81,12 @@ int blobdb_sync(struct blobdb *db);
  * pack. */
 int blobdb_compact(struct blobdb *db, FILE *progress);
 struct statvfs;
-/* The free space of the file system the data directory is on. */
+/* For statfs(2) and df: the size and free space of where the blobs live
+ * (local: the file system of the data directory; memory: memory_max), and
+ * as files the blobs: f_files - f_ffree is the number of blobs in every
+ * store, f_ffree (= f_favail) an estimate of how many more fit (free space
+ * over the size of the smallest record), so that df -i shows the blobs as
+ * IUsed. */
 int blobdb_statfs(struct blobdb *db, struct statvfs *st);
 /* The pid written in datadir's lock file, or 0 when unknown. */
 long blobdb_lock_holder(const char *datadir);
@@ -139,6 +144,49 @@ int blob_list(struct store *store, const uint8_t *after,
 	      int (*fn)(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg),
 	      void *arg);
 size_t blob_count(struct store *store);
+
+/*
+ * Statistics of a store. blobs and bytes count the blobs a listing shows
+ * (bytes: the sum of their lengths); packs is how many pack files hold the
+ * store (0 in memory); dead_bytes how many bytes of them hold nothing a
+ * blob or a delete needs any more (deleted or superseded records, the space
+ * compaction gives back; 0 in memory).
+ */
+struct store_stats {
+	uint64_t blobs;
+	uint64_t bytes;
+	uint64_t packs;
+	uint64_t dead_bytes;
+};
+
+/* A consistent snapshot of the store's figures; -ENOENT for a destroyed
+ * store. The local backend walks the store's index for bytes (O(blobs))
+ * under the store's lock: saves to that store wait meanwhile. */
+int store_stats(struct store *store, struct store_stats *out);
+/* sum += add, field by field. */
+void store_stats_add(struct store_stats *sum, const struct store_stats *add);
+
+/*
+ * The text form of the statistics (store_stats.c), shared by `blobfs stat`
+ * and the mount's user.blobfs.stat attribute; README documents it. One
+ * line, ending in a newline, of space-separated key=value fields:
+ *
+ *   store=NAME blobs=N bytes=N packs=N dead_bytes=N
+ *
+ * NAME is escaped (escape.h, with spaces: \\, \n, \t, \xNN) so that it is
+ * one field; values are decimal. New keys may be added at the end of a line
+ * later; readers must ignore keys they do not know.
+ * Returns the length of the line (without the NUL), as snprintf does: buf
+ * holds all of it only when that is below size (buf may be NULL when size
+ * is 0). STORE_STATS_LINE_MAX is always enough.
+ */
+#define STORE_STATS_LINE_MAX 1536
+size_t store_stats_format(const char *store_name, const struct store_stats *st, char *buf,
+			  size_t size);
+/* The totals line of several stores, in the same form:
+ *   stores=N blobs=N bytes=N packs=N dead_bytes=N */
+size_t store_stats_format_total(uint64_t stores, const struct store_stats *sum, char *buf,
+				size_t size);
 
 /* Reading: a reader pins the blob's bytes (its pack stays readable through
  * the reader even if the blob is deleted meanwhile). */

@@ -17,6 +17,8 @@
  * on a second save, -ENOENT for missing blobs, saving again after a
  * delete); blob_list in hash order with its `after` cursor; readers that
  * keep reading after a delete of their blob; store_sync and blobdb_sync;
+ * store_stats (blobs and bytes after saves and deletes, per store; memory:
+ * no packs, no dead bytes; -ENOENT once destroyed);
  * what a close does (local: everything is there after a reopen; memory:
  * nothing is) and, for memory, that nothing appears on disk and memory_max
  * (-ENOSPC, earlier blobs intact, a delete makes room).
@@ -292,6 +294,77 @@ static void ct_blob_basics(uint64_t seed)
 	for (size_t i = 0; i < N; i++)
 		free(data[i]);
 	store_close(s);
+	ct_close(db);
+}
+
+/* store_stats: what every backend must say (the local engine's packs and
+ * dead bytes are tests/unit/test_store_stats.c's). */
+static void ct_store_stats(uint64_t seed)
+{
+	struct tu_rng rng = { .state = seed };
+	enum { N = 30 };
+	uint8_t hashes[N][HS], hash[HS];
+	size_t lens[N];
+	uint64_t bytes = 0, blobs = 0;
+	struct store_stats st, other;
+	struct blobdb *db;
+	struct store *s, *t;
+
+	TU_TEST("store_stats: blobs and bytes after saves and deletes, per store");
+	db = ct_open("stats", NULL);
+	REQUIRE(store_create(db, "s") == 0);
+	REQUIRE(store_create(db, "t") == 0);
+	s = st_open(db, "s");
+	t = st_open(db, "t");
+	CHECK_EQ(store_stats(s, &st), 0);
+	CHECK_EQ(st.blobs, 0);
+	CHECK_EQ(st.bytes, 0);
+	CHECK_EQ(st.dead_bytes, 0);
+	if (ct_memory)
+		CHECK_EQ(st.packs, 0);
+	for (size_t i = 0; i < N; i++) {
+		uint8_t *d;
+
+		lens[i] = i == 0 ? 0 : (size_t)tu_rng_below(&rng, i % 10 ? 5000 : 1200000);
+		d = tu_rng_buffer(&rng, lens[i]);
+		CHECK_EQ(blob_save(s, d, lens[i], hashes[i]), 0);
+		if (i < 3) /* the same content in another store counts there only */
+			CHECK_EQ(blob_save(t, d, lens[i], hash), 0);
+		if (i == 5)
+			CHECK_EQ(blob_save(s, d, lens[i], hash), -EEXIST);
+		free(d);
+		bytes += lens[i];
+		blobs++;
+	}
+	CHECK_EQ(store_stats(s, &st), 0);
+	CHECK_EQ(st.blobs, blobs);
+	CHECK_EQ(st.blobs, blob_count(s));
+	CHECK_EQ(st.bytes, bytes);
+	if (ct_memory)
+		CHECK(st.packs == 0 && st.dead_bytes == 0);
+	else
+		CHECK(st.packs > 0);
+	CHECK_EQ(store_stats(t, &other), 0);
+	CHECK_EQ(other.blobs, 3);
+	CHECK_EQ(other.bytes, lens[0] + lens[1] + lens[2]);
+	for (size_t i = 0; i < N; i += 3) {
+		CHECK_EQ(blob_delete(s, hashes[i]), 0);
+		bytes -= lens[i];
+		blobs--;
+	}
+	CHECK_EQ(store_stats(s, &st), 0);
+	CHECK_EQ(st.blobs, blobs);
+	CHECK_EQ(st.bytes, bytes);
+	if (ct_memory)
+		CHECK_EQ(st.dead_bytes, 0);
+	else
+		CHECK(st.dead_bytes > 0);
+	CHECK_EQ(store_destroy(db, "s", false), 0);
+	CHECK_EQ(store_stats(s, &st), -ENOENT);
+	CHECK_EQ(store_stats(t, &other), 0);
+	CHECK_EQ(other.blobs, 3);
+	store_close(s);
+	store_close(t);
 	ct_close(db);
 }
 
@@ -616,6 +689,7 @@ int main(int argc, char **argv)
 	ct_store_destroy(seed + 2);
 	ct_blob_basics(seed + 3);
 	ct_blob_list(seed + 4);
+	ct_store_stats(seed + 12);
 	ct_readers_after_delete(seed + 5);
 	ct_writers(seed + 6);
 	ct_list_while_saving(seed + 7);
