@@ -21,7 +21,9 @@ void reply_error(fuse_req_t req, int err, const char *op, const struct node *nod
 	char path[600];
 
 	node_path(node, name, path, sizeof(path));
-	log_msg(err == ENOENT || err == ENODATA ? LOG_LEVEL_DEBUG :
+	/* Answers tools get in the normal course of things (a lookup that
+	 * misses, mv's rename across stores, cp -a's ACLs) are not warnings. */
+	log_msg(err == ENOENT || err == ENODATA || err == EXDEV || err == ENOTSUP ? LOG_LEVEL_DEBUG :
 		err == EIO || err == ENOSPC ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING,
 		"%s %s: %s%s%s", op, path, strerror(err), why ? ": " : "", why ? why : "");
 	fuse_reply_err(req, err);
