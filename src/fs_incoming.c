@@ -88,7 +88,7 @@ static int incoming_dir_mkdir(struct fs_call *c, struct node *dir, const char *n
 	if (strlen(name) > 255)
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->lock);
-	ret = table_find(fs, dir, name) ? -EEXIST : incoming_reserve(fs);
+	ret = !dir->attached ? -ENOENT : table_find(fs, dir, name) ? -EEXIST : incoming_reserve(fs);
 	if (ret == 0) {
 		node = incoming_dir_new(fs, dir, name, 0, mode, c->uid, c->gid);
 		if (node) {
@@ -164,24 +164,23 @@ static int incoming_dir_create(struct fs_call *c, struct node *dir, const char *
 		c->why = HOLDS;
 		return -EPERM;
 	}
+	if (!dir->attached)
+		return -ENOENT; /* removed while a process was in it */
 	node = table_find(c->fs, dir, name);
 	if (node && node_is_incoming_dir(node))
 		return -EISDIR;
 	if (node && (!fi || (fi->flags & O_EXCL)))
 		return -EEXIST;
-	if (!node) {
-		ret = incoming_reserve(c->fs);
-		if (ret == 0)
-			ret = file_new(c, dir, name, mode, false, fi != NULL, &node);
-		if (ret < 0)
-			return ret;
-		touch_now(dir);
-	}
-	if (fi) {
-		ret = file_open_locked(c, node, fi);
-		if (ret < 0)
-			return ret;
-	}
+	if (node)
+		return fi ? file_open_locked(c, node, fi) : 0;
+	ret = incoming_reserve(c->fs);
+	if (ret == 0)
+		ret = file_new(c, dir, name, mode, false, fi != NULL, &node);
+	if (ret == 0 && fi && (ret = file_open_locked(c, node, fi)) < 0)
+		remove_name(c->fs, dir, node); /* nobody has it: it goes */
+	if (ret < 0)
+		return ret;
+	touch_now(dir);
 	*out = node;
 	return 0;
 }
@@ -234,7 +233,7 @@ static int incoming_dir_rename(struct fs_call *c, struct node *dir, const char *
 	pthread_mutex_lock(&fs->lock);
 	node = table_find(fs, dir, name);
 	victim = table_find(fs, newdir, newname);
-	ret = node ? rename_check(node, victim, newdir, flags) : -ENOENT;
+	ret = node && newdir->attached ? rename_check(node, victim, newdir, flags) : -ENOENT;
 	if (ret == 0 && node != victim && !(copy = strdup(newname)))
 		ret = -ENOMEM;
 	if (ret == 0 && node != victim) {
@@ -272,6 +271,8 @@ static int incoming_dir_link(struct fs_call *c, struct node *node, struct node *
 	}
 	if (strlen(name) > 255)
 		return -ENAMETOOLONG;
+	if (!dir->attached)
+		return -ENOENT;
 	if (table_find(c->fs, dir, name))
 		return -EEXIST;
 	ret = incoming_reserve(c->fs);

@@ -98,12 +98,14 @@ static int store_create_file(struct fs_call *c, struct node *dir, const char *na
 		return -EEXIST;
 	if (node && (node->ops != &file_ops || (fi->flags & O_EXCL)))
 		return -EEXIST;
-	if (!node) {
-		ret = file_new(c, dir, name, mode, true, true, &node);
-		if (ret < 0)
-			return ret;
+	if (node)
+		ret = file_open_locked(c, node, fi);
+	else if ((ret = file_new(c, dir, name, mode, true, true, &node)) == 0 &&
+		 (ret = file_open_locked(c, node, fi)) < 0) {
+		file_discard(c->fs, node); /* nobody has it: it goes */
+		node_detach(c->fs, node);
+		node_release(c->fs, node);
 	}
-	ret = file_open_locked(c, node, fi);
 	if (ret < 0)
 		return ret;
 	*out = node;

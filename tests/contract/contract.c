@@ -697,6 +697,7 @@ int main(int argc, char **argv)
 	ct_destroyed_store_references(seed + 9);
 	ct_after_close(seed + 10);
 	ct_saved_time(seed + 12);
+	ct_tentative(seed + 13);
 	if (ct_memory)
 		ct_memory_max(seed + 11);
 	if (ct_memory)

@@ -40,5 +40,7 @@ void ct_concurrent_writers(uint64_t seed);
 void ct_destroyed_store_references(uint64_t seed);
 /* contract_saved.c: blob_stat's saved time. */
 void ct_saved_time(uint64_t seed);
+/* contract_tentative.c: verified commits and tentative saves. */
+void ct_tentative(uint64_t seed);
 
 #endif
