@@ -36,9 +36,9 @@ static void test_entries(struct tentative_table *t)
 	tentative_claim(t, S2, a);
 	tentative_claim(t, S1, b);
 	CHECK(tentative_remove(t, S1, a));
-	TU_TEST("created twice: kept");
+	TU_TEST("created twice: kept, and the second creation is not tentative");
 	CHECK(tentative_add(t, tentative_begin(t), S1, b));
-	CHECK(tentative_add(t, tentative_begin(t), S1, b));
+	CHECK(!tentative_add(t, tentative_begin(t), S1, b));
 	CHECK(!tentative_remove(t, S1, b));
 }
 
