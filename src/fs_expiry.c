@@ -14,12 +14,12 @@
 
 #include "log.h"
 
-static time_t now_seconds(void)
+static int64_t now_ms(void)
 {
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec;
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 void idle_add(struct fs *fs, struct node *node)
@@ -27,7 +27,7 @@ void idle_add(struct fs *fs, struct node *node)
 	if (node->idle)
 		return;
 	node->idle = true;
-	node->expires = now_seconds() + (time_t)fs->receipt_ttl;
+	node->expires = now_ms() + (int64_t)fs->receipt_ttl * 1000;
 	node->idle_next = NULL;
 	node->idle_prev = fs->idle_tail;
 	if (fs->idle_tail)
@@ -65,7 +65,7 @@ static void expire(struct fs *fs, struct node *node)
 
 void incoming_expire(struct fs *fs)
 {
-	time_t now = now_seconds();
+	int64_t now = now_ms();
 
 	while (fs->idle_head && fs->idle_head->expires <= now)
 		expire(fs, fs->idle_head);

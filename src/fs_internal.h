@@ -98,7 +98,7 @@ struct node {
 	struct node *next_incoming, *prev_incoming;
 	struct node *idle_prev, *idle_next;
 	bool idle;
-	time_t expires;  /* CLOCK_MONOTONIC seconds */
+	int64_t expires; /* CLOCK_MONOTONIC milliseconds */
 
 	/* a store: its incoming directory, if the kernel knows it */
 	struct node *incoming_dir;
