@@ -220,7 +220,7 @@ static int incoming_dir_rename(struct fs_call *c, struct node *dir, const char *
 	char *copy = NULL;
 	int ret;
 
-	if (newdir->store != dir->store) {
+	if (newdir->store && newdir->store != dir->store) {
 		c->why = "another store: copy, then remove (mv does)";
 		return -EXDEV;
 	}
