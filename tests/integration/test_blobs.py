@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from blobfs_test.common import run
-from blobfs_test.files import (EMPTY_SHA256, allocated_bytes, du_bytes, expect_errno, read_exact,
-                               read_file, save, set_immutable, write_all)
+from blobfs_test.files import (EMPTY_SHA256, XATTR_SHA256, allocated_bytes, assert_receipt,
+                               du_bytes, expect_errno, read_exact, read_file, save, set_immutable,
+                               write_all)
 from blobfs_test.mounting import vm_hwm_kib
 
 MiB = 1 << 20
@@ -72,7 +73,10 @@ def test_dedup_second_save_does_not_grow_disk_usage(blobfs, store, metric):
     assert du2 == du1, f'disk usage grew from {du1} to {du2} bytes on duplicate saves'
     assert alloc2 <= alloc1, f'allocated bytes grew from {alloc1} to {alloc2}'
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    # three receipts of the one blob; they take no space in DATADIR (du2 == du1)
+    assert sorted(os.listdir(blobfs.path(store, 'incoming'))) == ['first', 'second', 'third']
+    for name in ('first', 'second', 'third'):
+        assert_receipt(blobfs.path(store, 'incoming', name), data)
     assert read_file(blobfs.path(store, h)) == data
 
 
@@ -139,7 +143,10 @@ def test_512mib_blob_with_bounded_memory(blobfs, store, metric, order):
     t2 = time.monotonic()
     st = os.stat(blobfs.path(store, h))
     assert st.st_size == size
-    expect_errno(errno.ENOENT, os.stat, path)
+    # the name stays as a receipt of the blob; it must hold no copy of the
+    # content (the peak RSS and du checks below are taken with it present)
+    assert os.stat(path).st_size == size
+    assert os.getxattr(path, XATTR_SHA256) == h.encode()
 
     fd = os.open(blobfs.path(store, h), os.O_RDONLY)
     try:
@@ -149,6 +156,12 @@ def test_512mib_blob_with_bounded_memory(blobfs, store, metric, order):
         for off in (size - 1, size - 4097, 123 * MiB + 4095, 1):   # a few unaligned reads
             want = _chunk(base, off // MiB)[off % MiB:off % MiB + 10]
             assert os.pread(fd, len(want), off) == want
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_RDONLY)     # the receipt reads as the blob
+    try:
+        for i in (0, 255, nchunks - 1):
+            assert read_exact(fd, MiB, i * MiB) == _chunk(base, i), f'receipt differs in MiB #{i}'
     finally:
         os.close(fd)
     t3 = time.monotonic()
@@ -223,9 +236,13 @@ def test_parallel_writers(blobfs, store, metric):
             expected[results[w][i]] = data
     assert len(expected) == total
     assert sorted(os.listdir(blobfs.path(store))) == sorted(list(expected) + ['incoming'])
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    assert sorted(os.listdir(blobfs.path(store, 'incoming'))) == sorted(
+        f'w{w}-{i}' for w in range(writers) for i in range(per_writer))
     for h, data in expected.items():
         assert read_file(blobfs.path(store, h)) == data, h
+    for w in range(writers):
+        for i, data in enumerate(payloads[w]):
+            assert_receipt(blobfs.path(store, 'incoming', f'w{w}-{i}'), data)
 
 
 def test_parallel_saves_of_identical_content(blobfs, store):
@@ -297,6 +314,8 @@ def test_save_error_is_returned_by_close(blobfs, store):
     finally:
         set_immutable(blobfs.data, False)
     assert h not in os.listdir(blobfs.path(store))
+    # a failed save leaves no receipt
+    assert 'doomed' not in os.listdir(blobfs.path(store, 'incoming'))
     # the daemon recovers
     assert save(blobfs.mnt, store, data, name='retry') == h
     assert read_file(blobfs.path(store, h)) == data

@@ -123,6 +123,8 @@ def test_full_disk_small_blobs(make_mount, tmp_path, metric):
                 f'files in the store: {sorted(os.listdir(Path(d.disk, "data", "stores", "s")))}')
         expect_errno(errno.ENOENT, os.stat, m.path('s', h))
         assert h not in files.blob_names(m.mnt, 's')
+        # the failed file's name went at close; the saved ones left receipts
+        assert sorted(os.listdir(m.path('s', 'incoming'))) == sorted(f'f{k}' for k in range(i))
         # everything stored is intact and the daemon still serves reads and ls
         _check_all(m, 's', saved, where)
         r = common.run(['ls', '-l', m.path('s')], text=True)
@@ -206,6 +208,7 @@ def test_full_disk_large_blob(make_mount, tmp_path, write_size, metric):
                 f'close: {before[p] - after[p]} bytes not given back\nfiles in the store: '
                 f'{sorted(os.listdir(Path(d.disk, "data", "stores", "s")))}')
         expect_errno(errno.ENOENT, os.stat, m.path('s', h))
+        assert 'too-big' not in os.listdir(m.path('s', 'incoming')), 'a failed save left a receipt'
         _check_all(m, 's', saved, where)
         # the space is really usable: a blob of most of it fits now
         fits = os.urandom(before[d.disk] - 3 * MiB)
@@ -264,6 +267,7 @@ def test_failed_write_poisons_the_file(make_mount, tmp_path):
                                          '(the file must be poisoned)')
         assert close_error.errno in (errno.ENOSPC, errno.EIO), close_error
         assert files.blob_names(m.mnt, 's') == [], files.blob_names(m.mnt, 's')
+        assert 'poisoned' not in os.listdir(m.path('s', 'incoming')), 'a failed save left a receipt'
         expect_errno(errno.ENOENT, os.stat, m.path('s', hashlib.sha256(head).hexdigest()))
         after = _wait_space_back([d.disk], {d.disk: free0})
         assert after[d.disk] >= free0 - SLACK, (

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from blobfs_test import files
-from blobfs_test.files import expect_errno, read_blob_checked, save
+from blobfs_test.files import assert_receipt, expect_errno, read_blob_checked, save
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -85,13 +85,19 @@ def _with_incoming(func):
     return run
 
 
+def _create(path):
+    """Create a file; close it (so that a wrong success leaves no descriptor
+    open on the mount)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+
+
 def _mknod(path, kind):
     mode = {'fifo': stat.S_IFIFO, 'chr': stat.S_IFCHR, 'blk': stat.S_IFBLK,
             'sock': stat.S_IFSOCK}[kind] | 0o600
     return os.mknod(path, mode, os.makedev(1, 3) if kind in ('chr', 'blk') else 0)
 
 
-EACCES, EPERM, ENOENT = errno.EACCES, errno.EPERM, errno.ENOENT
+EACCES, EPERM, ENOENT, EXDEV = errno.EACCES, errno.EPERM, errno.ENOENT, errno.EXDEV
 
 # (id, expected errno, what does it)
 CASES = [
@@ -109,19 +115,26 @@ CASES = [
     ('chown-blob', EPERM, lambda c: os.chown(c.blob(), 1, 1)),
     ('utime-blob', EPERM, lambda c: os.utime(c.blob(), (0, 0))),
     ('utime-blob-now', EPERM, lambda c: os.utime(c.blob(), None)),
-    # rename: only files being written, within incoming/
+    # rename: only names in incoming/, within the store's incoming tree;
+    # to another store: EXDEV (mv then copies)
     ('rename-blob-onto-blob', EPERM, lambda c: os.rename(c.blob(), c.p('s', c.b2))),
     ('rename-blob-to-new-hex', EPERM, lambda c: os.rename(c.blob(), c.p('s', 'a' * 64))),
     ('rename-blob-into-incoming', EPERM, lambda c: os.rename(c.blob(), c.p('s', 'incoming', 'x'))),
-    ('rename-blob-to-other-store', EPERM, lambda c: os.rename(c.blob(), c.p('t', c.b))),
+    ('rename-blob-to-other-store', EXDEV, lambda c: os.rename(c.blob(), c.p('t', c.b))),
     ('rename-incoming-into-store', EPERM, _with_incoming(
         lambda c, fd, p: os.rename(p, c.p('s', hashlib.sha256(b'being written').hexdigest())))),
     ('rename-incoming-to-root', EPERM, _with_incoming(lambda c, fd, p: os.rename(p, c.p('w')))),
-    ('rename-incoming-to-other-store', EPERM, _with_incoming(
+    ('rename-incoming-to-other-store', EXDEV, _with_incoming(
         lambda c, fd, p: os.rename(p, c.p('t', 'incoming', 'w')))),
     ('rename-store', EPERM, lambda c: os.rename(c.p('t'), c.p('t2'))),
-    # no links, no special files, no directories but stores
-    ('link-blob-into-incoming', EPERM, lambda c: os.link(c.blob(), c.p('s', 'incoming', 'l'))),
+    # links: only a new receipt in the same store's incoming/ (test_allowed_in_incoming);
+    # no special files; directories only as stores and inside incoming/
+    ('link-blob-into-other-incoming', EXDEV,
+     lambda c: os.link(c.blob(), c.p('t', 'incoming', 'l'))),
+    ('link-receipt-into-other-incoming', EXDEV,
+     lambda c: os.link(c.p('s', 'incoming', 'b'), c.p('t', 'incoming', 'l'))),
+    ('link-receipt-into-store', EPERM,
+     lambda c: os.link(c.p('s', 'incoming', 'b'), c.p('s', c.b2[::-1]))),
     ('link-blob-into-store', EPERM, lambda c: os.link(c.blob(), c.p('t', c.b))),
     ('link-blob-to-root', EPERM, lambda c: os.link(c.blob(), c.p('l'))),
     ('link-incoming', EPERM, _with_incoming(
@@ -135,17 +148,16 @@ CASES = [
     ('mknod-chr-root', EPERM, lambda c: _mknod(c.p('c'), 'chr')),
     ('mknod-chr-store', EPERM, lambda c: _mknod(c.p('s', 'c'), 'chr')),
     ('mknod-chr-incoming', EPERM, lambda c: _mknod(c.p('s', 'incoming', 'c'), 'chr')),
-    ('mknod-blk-incoming', EPERM, lambda c: _mknod(c.p('s', 'incoming', 'b'), 'blk')),
+    # not 'b': that is the receipt Ctx left (EEXIST)
+    ('mknod-blk-incoming', EPERM, lambda c: _mknod(c.p('s', 'incoming', 'blk'), 'blk')),
     ('mknod-sock-incoming', EPERM, lambda c: _mknod(c.p('s', 'incoming', 'k'), 'sock')),
     ('mkdir-in-store', EPERM, lambda c: os.mkdir(c.p('s', 'd'))),
     ('mkdir-hex-in-store', EPERM, lambda c: os.mkdir(c.p('s', 'b' * 64))),
-    ('mkdir-in-incoming', EPERM, lambda c: os.mkdir(c.p('s', 'incoming', 'd'))),
-    ('create-file-at-root', EPERM,
-     lambda c: os.open(c.p('f'), os.O_WRONLY | os.O_CREAT, 0o644)),
-    ('create-file-in-store', EPERM,
-     lambda c: os.open(c.p('s', 'f'), os.O_WRONLY | os.O_CREAT, 0o644)),
-    ('create-hex-file-in-store', EPERM,
-     lambda c: os.open(c.p('s', 'c' * 64), os.O_WRONLY | os.O_CREAT, 0o644)),
+    ('mkdir-over-receipt', errno.EEXIST, lambda c: os.mkdir(c.p('s', 'incoming', 'b'))),
+    ('create-file-at-root', EPERM, lambda c: _create(c.p('f'))),
+    ('create-file-in-store', EPERM, lambda c: _create(c.p('s', 'f'))),
+    # a lower-case hex name is a verified write (test_allowed_in_incoming)
+    ('create-upper-hex-file-in-store', EPERM, lambda c: _create(c.p('s', 'C' * 64))),
     # store names. "", "." and ".." name existing directories (the root,
     # its parent): the kernel answers EEXIST without asking blobfs.
     ('mkdir-empty-name', errno.EEXIST, lambda c: os.mkdir(c.p(''))),
@@ -233,6 +245,43 @@ def test_misuse(ctx, name, expected, action):
     assert sorted(os.listdir(os.fsencode(ctx.m.mnt))) == [b's', b't']
 
 
+@pytest.mark.backends
+def test_allowed_in_incoming(ctx):
+    """Allowed now, so not in the table: a hard link of a blob
+    or a receipt into the same store's incoming/ is a new receipt,
+    directories can be made there, and creating S/<hex> is a verified write
+    (EIO at close when the content does not hash to the name)."""
+    inc = ctx.p('s', 'incoming')
+    os.link(ctx.blob(), os.path.join(inc, 'l'))
+    assert_receipt(os.path.join(inc, 'l'), ctx.data)
+    os.mkdir(os.path.join(inc, 'd'))
+    assert os.path.isdir(os.path.join(inc, 'd'))
+    os.link(os.path.join(inc, 'b2'), os.path.join(inc, 'd', 'l2'))
+    assert_receipt(os.path.join(inc, 'd', 'l2'), ctx.data2)
+    assert sorted(os.listdir(inc)) == ['b', 'b2', 'd', 'l']
+    bad = ctx.p('s', 'c' * 64)
+    fd = os.open(bad, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        files.write_all(fd, b'not the content of that name')
+    finally:
+        expect_errno(errno.EIO, os.close, fd)
+    expect_errno(ENOENT, os.stat, bad)
+    good = b'verified'
+    h = hashlib.sha256(good).hexdigest()
+    fd = os.open(ctx.p('s', h), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        files.write_all(fd, good)
+    finally:
+        os.close(fd)
+    assert files.read_file(ctx.p('s', h)) == good
+    # removing the links and the directory leaves the blobs
+    os.unlink(os.path.join(inc, 'l'))
+    os.unlink(os.path.join(inc, 'd', 'l2'))
+    os.rmdir(os.path.join(inc, 'd'))
+    assert sorted(os.listdir(inc)) == ['b', 'b2']
+    ctx.check_alive(extra_blobs={h})
+
+
 def test_the_table_is_big_enough():
     assert len(CASES) >= 30
 
@@ -246,7 +295,9 @@ def test_odd_but_valid_store_names(ctx, name):
     assert name in os.listdir(os.fsencode(ctx.m.mnt))
     h = save(ctx.m.mnt, name, b'content of ' + name, name=name[:40])
     assert files.read_file(ctx.p(name, h)) == b'content of ' + name
+    assert_receipt(ctx.p(name, 'incoming', name[:40]), b'content of ' + name)
     os.unlink(ctx.p(name, h))
+    os.unlink(ctx.p(name, 'incoming', name[:40]))    # rmdir needs an empty incoming/
     os.rmdir(ctx.p(name))
     expect_errno(errno.ENOENT, os.stat, ctx.p(name))
     ctx.check_alive()
@@ -358,7 +409,8 @@ def test_read_incoming_file_while_another_fd_writes_it(ctx):
     new = set(files.blob_names(ctx.m.mnt, 's')) - {ctx.b, ctx.b2}
     # besides the final content, only the state at the reader's close
     assert new <= {h, hashlib.sha256(b'first part, second part').hexdigest()}, new
-    assert os.listdir(ctx.p('s', 'incoming')) == []
+    assert sorted(os.listdir(ctx.p('s', 'incoming'))) == ['b', 'b2', 'rw']
+    assert_receipt(ctx.p('s', 'incoming', 'rw'), final)
     ctx.check_alive(extra_blobs=new)
 
 
@@ -392,7 +444,10 @@ def test_concurrent_saves_of_the_same_content(ctx, size):
     assert results == ['ok'] * 8, results
     assert set(files.blob_names(ctx.m.mnt, 's')) == {ctx.b, ctx.b2, h}
     assert read_blob_checked(ctx.p('s', h), data) == data
-    assert os.listdir(ctx.p('s', 'incoming')) == []
+    receipts = [f'same{i}' for i in range(8)]
+    assert sorted(os.listdir(ctx.p('s', 'incoming'))) == ['b', 'b2'] + receipts
+    for i in range(8):
+        assert_receipt(ctx.p('s', 'incoming', f'same{i}'), data)
     if ctx.m.backend == 'local':   # memory: a remount starts empty
         ctx.m.remount()
         assert read_blob_checked(ctx.p('s', h), data) == data
@@ -436,10 +491,11 @@ def test_unlink_incoming_file_while_open(ctx, size):
     try:
         files.write_all(fd, data)
         os.unlink(ctx.p('s', 'incoming', 'gone'))
-        assert os.listdir(ctx.p('s', 'incoming')) == []
+        assert sorted(os.listdir(ctx.p('s', 'incoming'))) == ['b', 'b2']   # Ctx's receipts
         os.write(fd, b'more after the unlink')
     finally:
         os.close(fd)
+    assert sorted(os.listdir(ctx.p('s', 'incoming'))) == ['b', 'b2'], 'the close made a receipt'
     for content in (data, data + b'more after the unlink'):
         expect_errno(errno.ENOENT, os.stat, ctx.p('s', hashlib.sha256(content).hexdigest()))
     ctx.check_alive()

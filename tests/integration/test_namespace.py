@@ -1,10 +1,14 @@
 """The namespace table, row by row, and every errno it promises.
 
     /            list of stores; mkdir/rmdir/rm -r; no regular files (EPERM)
-    /S/          blobs + `incoming`; nothing else can be created (EPERM)
+    /S/          blobs + `incoming`; creating S/<hex> is a verified write;
+                 nothing else can be created (EPERM)
     /S/<hex>     read-only blob (0444); unlink; no write/truncate (EACCES),
-                 no rename/link/chmod (EPERM); other names ENOENT
-    /S/incoming/ drop box: create/write/truncate freely; close() saves
+                 no rename within the store, chmod (EPERM); rename to
+                 another store EXDEV; link into incoming/ makes a receipt;
+                 other names ENOENT
+    /S/incoming/ drop box: create/write/truncate freely, directories;
+                 close() saves and leaves the name as a receipt
 
 Every test runs on each backend (local and memory, see BLOBFS_BACKENDS).
 """
@@ -17,7 +21,8 @@ import stat
 import pytest
 
 from blobfs_test.common import run
-from blobfs_test.files import EMPTY_SHA256, HEX64, expect_errno, read_file, save, write_all
+from blobfs_test.files import (EMPTY_SHA256, HEX64, assert_receipt, clear_incoming, expect_errno,
+                               read_file, save, write_all)
 
 pytestmark = pytest.mark.backends
 
@@ -91,6 +96,8 @@ def test_rmdir_empty_store(blobfs, store):
 def test_rmdir_store_after_its_blobs_were_deleted(blobfs, store):
     h = save(blobfs.mnt, store, b'x')
     os.unlink(blobfs.path(store, h))
+    expect_errno(errno.ENOTEMPTY, os.rmdir, blobfs.path(store))   # the receipt is left
+    os.unlink(blobfs.path(store, 'incoming', 'f'))
     os.rmdir(blobfs.path(store))
     assert os.listdir(blobfs.mnt) == []
 
@@ -179,12 +186,28 @@ def test_store_lists_blobs_and_incoming(blobfs, store):
 
 
 @pytest.mark.parametrize('name', [
-    'file', 'incoming2', '0' * 64, 'A' * 64, '.hidden',
-], ids=['plain', 'incoming2', 'unstored-hex', 'upper-hex', 'dotname'])
+    'file', 'incoming2', '0' * 63, 'A' * 64, '.hidden',
+], ids=['plain', 'incoming2', 'short-hex', 'upper-hex', 'dotname'])
 def test_create_file_in_store_is_eperm(blobfs, store, name):
     expect_errno(errno.EPERM, os.open, blobfs.path(store, name),
                  os.O_WRONLY | os.O_CREAT, 0o644)
     assert os.listdir(blobfs.path(store)) == ['incoming']
+
+
+def test_create_unstored_hex_name_in_store_is_a_verified_write(blobfs, store):
+    fd = os.open(blobfs.path(store, '0' * 64), os.O_WRONLY | os.O_CREAT, 0o644)
+    expect_errno(errno.EIO, os.close, fd)        # the empty content is not 000...0
+    assert os.listdir(blobfs.path(store)) == ['incoming']
+    data = b'named by its hash'
+    h = hashlib.sha256(data).hexdigest()
+    fd = os.open(blobfs.path(store, h), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        write_all(fd, data)
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
+    assert read_file(blobfs.path(store, h)) == data
+    assert os.listdir(blobfs.path(store, 'incoming')) == []
 
 
 @pytest.mark.parametrize('kind', [stat.S_IFREG, stat.S_IFIFO], ids=['reg', 'fifo'])
@@ -210,15 +233,20 @@ def test_symlink_in_store_is_eperm(blobfs, store):
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
 
 
-def test_hard_link_of_blob_is_eperm(blobfs, store):
+def test_hard_link_of_blob_only_into_its_incoming(blobfs, store):
     os.mkdir(blobfs.path('other'))
     h = save(blobfs.mnt, store, b'linked')
     expect_errno(errno.EPERM, os.link, blobfs.path(store, h), blobfs.path(store, 'alias'))
-    expect_errno(errno.EPERM, os.link, blobfs.path(store, h), blobfs.path(store, 'incoming', 'x'))
     expect_errno(errno.EPERM, os.link, blobfs.path(store, h), blobfs.path('other', h))
+    expect_errno(errno.EXDEV, os.link, blobfs.path(store, h),
+                 blobfs.path('other', 'incoming', 'x'))
+    expect_errno(errno.EPERM, os.link, blobfs.path(store, h), blobfs.path('l'))
+    os.link(blobfs.path(store, h), blobfs.path(store, 'incoming', 'x'))
+    assert_receipt(blobfs.path(store, 'incoming', 'x'), b'linked')
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, 'incoming'])
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    assert sorted(os.listdir(blobfs.path(store, 'incoming'))) == ['f', 'x']
     assert os.listdir(blobfs.path('other')) == ['incoming']
+    assert os.listdir(blobfs.path('other', 'incoming')) == []
 
 
 def test_hard_link_of_incoming_file_into_store_is_eperm(blobfs, store):
@@ -248,6 +276,7 @@ def test_delete_blobs_while_listing(blobfs, store):
                 os.unlink(entry.path)
     assert sorted(seen) == sorted(hexes)
     assert os.listdir(blobfs.path(store)) == ['incoming']
+    clear_incoming(blobfs.mnt, store)           # the 500 receipts
     os.rmdir(blobfs.path(store))
 
 
@@ -343,11 +372,15 @@ def test_rename_blob_is_eperm(blobfs, store):
                 blobfs.path(store, 'f' * 64),
                 blobfs.path(store, h2),                  # over another blob
                 blobfs.path(store, 'incoming', 'x'),
-                blobfs.path('other', h),
                 blobfs.path('newstore')]:
         expect_errno(errno.EPERM, os.rename, src, dst)
+    # another store: EXDEV, so that mv copies
+    for dst in [blobfs.path('other', h), blobfs.path('other', 'incoming', 'x')]:
+        expect_errno(errno.EXDEV, os.rename, src, dst)
     assert sorted(os.listdir(blobfs.path(store))) == sorted([h, h2, 'incoming'])
     assert sorted(os.listdir(blobfs.mnt)) == ['other', store]
+    assert os.listdir(blobfs.path('other')) == ['incoming']
+    assert os.listdir(blobfs.path('other', 'incoming')) == []
     assert read_file(src) == b'rename me'
     assert read_file(blobfs.path(store, h2)) == b'another'
 
@@ -402,11 +435,11 @@ def test_incoming_accepts_any_name(blobfs, store, name):
     data = b'content of ' + name
     h = save(blobfs.mnt, store, data, name=name)
     assert read_file(blobfs.path(store, h)) == data
-    expect_errno(errno.ENOENT, os.stat, blobfs.path(store, 'incoming', name))
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    assert_receipt(blobfs.path(store, 'incoming', name), data)
+    assert os.listdir(os.fsencode(blobfs.path(store, 'incoming'))) == [name]
 
 
-def test_incoming_name_disappears_after_close(blobfs, store):
+def test_incoming_name_stays_as_a_receipt_after_close(blobfs, store):
     path = blobfs.path(store, 'incoming', 'drop')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
@@ -419,8 +452,11 @@ def test_incoming_name_disappears_after_close(blobfs, store):
         os.close(fd)
     h = hashlib.sha256(b'hello').hexdigest()
     assert os.path.exists(blobfs.path(store, h))   # before we looked at incoming
+    assert os.listdir(blobfs.path(store, 'incoming')) == ['drop']
+    assert_receipt(path, b'hello')
+    assert read_file(blobfs.path(store, h)) == b'hello'
+    os.unlink(path)                                 # removing the receipt keeps the blob
     expect_errno(errno.ENOENT, os.stat, path)
-    expect_errno(errno.ENOENT, os.open, path, os.O_RDONLY)
     assert os.listdir(blobfs.path(store, 'incoming')) == []
     assert read_file(blobfs.path(store, h)) == b'hello'
 
@@ -534,7 +570,9 @@ def test_incoming_many_files_open_at_once(blobfs, store):
                 os.close(fds[i])
     for c in contents:
         assert read_file(blobfs.path(store, hashlib.sha256(c).hexdigest())) == bytes(c)
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    assert sorted(os.listdir(blobfs.path(store, 'incoming'))) == sorted(f'f{i}' for i in range(n))
+    for i, c in enumerate(contents):
+        assert_receipt(blobfs.path(store, 'incoming', f'f{i}'), bytes(c))
     assert len(os.listdir(blobfs.path(store))) == n + 1
 
 
@@ -597,4 +635,6 @@ def test_shell_redirect_into_incoming(blobfs, store, tmp_path):
     assert {hello, big, 'incoming'} <= listing <= {hello, big, EMPTY_SHA256, 'incoming'}, listing
     assert read_file(blobfs.path(store, hello)) == b'hello'
     assert read_file(blobfs.path(store, big)) == data
-    assert os.listdir(blobfs.path(store, 'incoming')) == []
+    assert sorted(os.listdir(blobfs.path(store, 'incoming'))) == ['a', 'b']
+    assert_receipt(blobfs.path(store, 'incoming', 'a'), b'hello')
+    assert_receipt(blobfs.path(store, 'incoming', 'b'), data)

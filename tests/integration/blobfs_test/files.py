@@ -41,6 +41,36 @@ def save(mnt, store, data, name='f'):
     return hexname
 
 
+XATTR_SHA256 = 'user.blobfs.sha256'
+
+
+def assert_receipt(path, data):
+    """`path` (under incoming/) is the receipt of a saved file: a regular
+    file whose content is `data` and whose xattr user.blobfs.sha256 is the
+    SHA-256 hex of `data`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise AssertionError(f'no receipt at {path!r} after close') from None
+    assert stat.S_ISREG(st.st_mode), f'{path!r}: mode {oct(st.st_mode)}'
+    assert st.st_size == len(data), f'{path!r}: size {st.st_size}, expected {len(data)}'
+    assert read_file(path) == data, f'{path!r}: content differs'
+    h = hashlib.sha256(data).hexdigest()
+    assert os.getxattr(path, XATTR_SHA256) == h.encode(), f'{path!r}: xattr {XATTR_SHA256}'
+
+
+def clear_incoming(mnt, store):
+    """Remove everything under mnt/store/incoming/ (receipts, directories),
+    as `rm -r S/incoming/*` does; the blobs stay."""
+    top = bpath(mnt, store, 'incoming')
+    for name in os.listdir(top):
+        p = os.path.join(top, name)
+        if stat.S_ISDIR(os.lstat(p).st_mode):
+            subprocess.run(['rm', '-r', '--', p], check=True, timeout=60)
+        else:
+            os.unlink(p)
+
+
 def read_exact(fd, n, offset):
     """pread exactly n bytes at offset (fewer only at end of file)."""
     parts = []
