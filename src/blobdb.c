@@ -66,7 +66,15 @@ int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *lo
 	else
 		blobdb_options_default(&db->opts);
 	pthread_mutex_init(&db->lock, NULL);
-	pthread_rwlock_init(&db->retract_lock, NULL);
+	{
+		/* A retract waits for the commits under way, not for every
+		 * commit that comes after it. */
+		pthread_rwlockattr_t attr;
+		pthread_rwlockattr_init(&attr);
+		pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&db->retract_lock, &attr);
+		pthread_rwlockattr_destroy(&attr);
+	}
 	if (tentative_new(&db->tentative) < 0)
 		return -ENOMEM;
 	db->location = strdup(location);
@@ -588,6 +596,19 @@ int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	pthread_rwlock_wrlock(&db->retract_lock);
 	if (tentative_remove(db->tentative, store, hash))
 		ret = db->ops->blob_delete(store, hash);
+	pthread_rwlock_unlock(&db->retract_lock);
+	return to_status(ret);
+}
+
+int blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct blobdb *db = store->db;
+	int ret;
+
+	pthread_rwlock_rdlock(&db->retract_lock);
+	ret = db->ops->blob_info(store, hash, NULL, NULL);
+	if (ret == 0)
+		tentative_claim(db->tentative, store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
 	return to_status(ret);
 }

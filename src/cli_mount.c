@@ -105,7 +105,7 @@ static int parse_count(const char *v, unsigned long min, unsigned long max, unsi
 static int set_receipt_ttl(struct mount_config *c, const char *v)
 {
 	unsigned long n;
-	int ret = parse_count(v, 0, 10ul * 365 * 86400, &n);
+	int ret = parse_count(v, 1, 10ul * 365 * 86400, &n);
 
 	c->fs.receipt_ttl = (unsigned)n;
 	return ret;

@@ -169,21 +169,38 @@ out:
 	return ret;
 }
 
+/* Waits until no save or copy of the node is running. Lock held. */
+static void wait_idle(struct fs *fs, struct node *node)
+{
+	while (node->saving)
+		pthread_cond_wait(&fs->saved, &fs->lock);
+}
+
 /* Makes sure a version is being written (keep: starting from the current
- * content; otherwise empty). Lock held. Copying a big receipt's blob holds
- * the lock for the copy: rewriting a receipt in place is rare. */
+ * content; otherwise empty). Lock held; dropped while a receipt's blob is
+ * copied into the new version (node->saving keeps others out meanwhile). */
 static int version_start(struct fs_call *c, struct node *node, bool keep)
 {
+	struct fs *fs = c->fs;
 	struct blob_writer *writer = NULL;
 	int ret = 0;
 
+	wait_idle(fs, node);
 	if (!node->writer) {
 		ret = blob_writer_new(node->store, &writer);
-		if (ret == 0 && keep && node->saved && node->size > 0)
+		if (ret == 0 && keep && node->saved && node->size > 0) {
+			node->saving = true;
+			pthread_mutex_unlock(&fs->lock);
 			ret = copy_blob(node, writer);
+			pthread_mutex_lock(&fs->lock);
+			node->saving = false;
+			pthread_cond_broadcast(&fs->saved);
+		}
 		if (ret < 0) {
-			if (ret == -ENOENT)
+			if (ret == -ENOENT) {
 				c->why = "the blob of this receipt was deleted";
+				ret = -EIO;
+			}
 			blob_writer_free(writer);
 			return ret;
 		}
@@ -202,21 +219,20 @@ static int version_start(struct fs_call *c, struct node *node, bool keep)
 	return 0;
 }
 
-/* Tells the kernel a blob name it may have cached is gone. */
+/* Tells the kernel a blob name it may have cached is gone (through the
+ * notifier thread: from a request handler it could deadlock). */
 static void forget_blob_name(struct fs *fs, struct node *node, const uint8_t hash[])
 {
 	char hex[HASH_HEX_SIZE + 1];
 	struct node *store = node->parent;
-	fuse_ino_t parent;
 
+	hash_to_hex(hash, hex);
 	pthread_mutex_lock(&fs->lock);
 	while (store && store->ops != &store_ops)
 		store = store->parent;
-	parent = store ? ino_of(fs, store) : 0;
+	if (store)
+		fs_notify_forget_name(fs, ino_of(fs, store), hex);
 	pthread_mutex_unlock(&fs->lock);
-	hash_to_hex(hash, hex);
-	if (parent && fs->se)
-		fuse_lowlevel_notify_inval_entry(fs->se, parent, hex, HASH_HEX_SIZE);
 }
 
 /* A save by a later close superseded a tentative save: its blob goes,
@@ -228,10 +244,12 @@ static void retract(struct fs *fs, struct node *node, const uint8_t hash[])
 
 	hash_to_hex(hash, hex);
 	if (ret == 0) {
-		log_debug("%s: superseded content %s taken back", node->name, hex);
+		log_debug("%s/%s: superseded before its file was closed, taken back",
+			  store_name(node->store), hex);
 		forget_blob_name(fs, node, hash);
 	} else if (ret != -EEXIST && ret != -ENOENT) {
-		log_warning("%s: superseded content %s stays: %s", node->name, hex, strerror(-ret));
+		log_warning("%s/%s: superseded before its file was closed, but stays: %s",
+			    store_name(node->store), hex, strerror(-ret));
 	}
 }
 
@@ -246,12 +264,13 @@ static int file_save(struct fs_call *c, struct node *node)
 	uint64_t changes;
 	int ret, synced = 0;
 
-	while (node->saving)
-		pthread_cond_wait(&fs->saved, &fs->lock);
+	wait_idle(fs, node);
 	if (!node->dirty || node->discarded || !node->writer)
 		return 0;
 	node->saving = true;
-	changes = node->changes;
+	/* A write whose bytes may land after the commit read the content
+	 * leaves the file unsaved. */
+	changes = node->writes_landing ? UINT64_MAX : node->changes;
 	pthread_mutex_unlock(&fs->lock);
 	c->op = "save";
 	ret = blob_writer_commit_tentative(node->writer, node->verified ? node->hash : NULL, hash,
@@ -391,25 +410,51 @@ static bool file_held(const struct node *node)
 	return node->attached;
 }
 
+/* A truncate of a closed file (truncate(1) by name) is the whole change:
+ * it is saved at once, as a close would, and the file is pinned as if open
+ * meanwhile (neither expiry nor a release takes its writer). */
+static int file_truncate(struct fs_call *c, struct node *node, uint64_t size)
+{
+	struct fs *fs = c->fs;
+	bool closed = node->open_count == 0;
+	int ret;
+
+	c->op = "truncate";
+	node->open_count++;
+	idle_remove(fs, node);
+	ret = version_start(c, node, size > 0);
+	if (ret == 0)
+		ret = blob_writer_truncate(node->writer, size);
+	node->changes++;
+	if (ret == 0 && closed && !node->discarded)
+		ret = file_save(c, node);
+	node->open_count--;
+	if (node->open_count == 0) {
+		if (node->tentative) {
+			blob_settle(node->store, node->hash);
+			node->tentative = false;
+		}
+		if (!node->dirty && node->writer) {
+			blob_writer_free(node->writer);
+			node->writer = NULL;
+		}
+		if (node->attached)
+			idle_add(fs, node);
+	}
+	return ret;
+}
+
 static int file_setattr(struct fs_call *c, struct node *node, const struct stat *attr,
 			int to_set)
 {
-	int ret = 0;
+	int ret;
 
 	if (to_set & FUSE_SET_ATTR_SIZE) {
-		c->op = "truncate";
-		ret = version_start(c, node, attr->st_size > 0);
-		if (ret == 0)
-			ret = blob_writer_truncate(node->writer, (uint64_t)attr->st_size);
-		node->changes++;
-		/* truncate(1) of a closed file is the whole change: saved now. */
-		if (ret == 0 && node->open_count == 0 && !node->discarded) {
-			ret = file_save(c, node);
-			if (node->tentative) {
-				blob_settle(node->store, node->hash);
-				node->tentative = false;
-			}
-		}
+		/* A name that expired while the kernel still trusted it: the
+		 * kernel looks it up again. */
+		if (!node->attached && node->open_count == 0)
+			return -ESTALE;
+		ret = file_truncate(c, node, (uint64_t)attr->st_size);
 		if (ret < 0)
 			return ret;
 	}
@@ -425,13 +470,20 @@ int file_open_locked(struct fs_call *c, struct node *node, struct fuse_file_info
 	if (!h)
 		goto out;
 	h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	/* A name that expired while the kernel still trusted it: the kernel
+	 * looks it up again (and creates the file afresh for O_CREAT). */
+	ret = -ESTALE;
+	if (!node->attached)
+		goto out;
 	ret = 0;
 	if (h->writable && (fi->flags & O_TRUNC))
 		ret = version_start(c, node, false);
 	if (ret == 0 && !node->writer && node->saved && node->size > 0) {
 		ret = blob_open(node->store, node->hash, &h->reader);
-		if (ret == -ENOENT)
+		if (ret == -ENOENT) {
 			c->why = "the blob of this receipt was deleted";
+			ret = -EIO;
+		}
 	}
 	if (ret < 0)
 		goto out;
@@ -489,14 +541,14 @@ static int file_write(struct fs_call *c, struct node *node, uint64_t fh, const v
 		clock_gettime(CLOCK_REALTIME, &node->mtime);
 		node->ctime = node->mtime;
 		writer = node->writer;
+		node->writes_landing++;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	if (ret < 0)
 		return ret;
 	ret = blob_writer_write(writer, buf, size, off);
-	/* Counted again once the bytes are in: a save that began before
-	 * they landed then leaves the file unsaved. */
 	pthread_mutex_lock(&fs->lock);
+	node->writes_landing--;
 	node->changes++;
 	pthread_mutex_unlock(&fs->lock);
 	return ret;

@@ -24,6 +24,19 @@ static void touch_now(struct node *node)
 	node->ctime = node->mtime;
 }
 
+/* Room for one more name in dir: dir itself must not be the idle name that
+ * goes to make it. Lock held. */
+static int reserve_in(struct fs *fs, struct node *dir)
+{
+	int ret;
+
+	idle_remove(fs, dir);
+	ret = incoming_reserve(fs);
+	if (!dir->incoming_head && dir->attached && !node_is_incoming_top(dir))
+		idle_add(fs, dir); /* still empty (the caller adds a name now, or not) */
+	return ret;
+}
+
 static void incoming_dir_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
 	(void)fs;
@@ -88,7 +101,7 @@ static int incoming_dir_mkdir(struct fs_call *c, struct node *dir, const char *n
 	if (strlen(name) > 255)
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->lock);
-	ret = !dir->attached ? -ENOENT : table_find(fs, dir, name) ? -EEXIST : incoming_reserve(fs);
+	ret = !dir->attached ? -ENOENT : table_find(fs, dir, name) ? -EEXIST : reserve_in(fs, dir);
 	if (ret == 0) {
 		node = incoming_dir_new(fs, dir, name, 0, mode, c->uid, c->gid);
 		if (node) {
@@ -173,7 +186,7 @@ static int incoming_dir_create(struct fs_call *c, struct node *dir, const char *
 		return -EEXIST;
 	if (node)
 		return fi ? file_open_locked(c, node, fi) : 0;
-	ret = incoming_reserve(c->fs);
+	ret = reserve_in(c->fs, dir);
 	if (ret == 0)
 		ret = file_new(c, dir, name, mode, false, fi != NULL, &node);
 	if (ret == 0 && fi && (ret = file_open_locked(c, node, fi)) < 0)
@@ -275,7 +288,19 @@ static int incoming_dir_link(struct fs_call *c, struct node *node, struct node *
 		return -ENOENT;
 	if (table_find(c->fs, dir, name))
 		return -EEXIST;
-	ret = incoming_reserve(c->fs);
+	/* The blob must outlive a retract by whoever saved it tentatively:
+	 * a receipt now stands behind it. */
+	ret = blob_claim(dir->store, node->hash);
+	if (ret == -ENOENT) {
+		c->why = "its blob was deleted";
+		ret = -EIO;
+	}
+	if (ret == 0 && node->tentative) {
+		blob_settle(node->store, node->hash);
+		node->tentative = false;
+	}
+	if (ret == 0)
+		ret = reserve_in(c->fs, dir);
 	if (ret == 0)
 		ret = file_new(c, dir, name, blob ? 0444 : node->mode, false, false, &copy);
 	if (ret < 0)

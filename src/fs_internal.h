@@ -91,6 +91,7 @@ struct node {
 	unsigned writer_count;
 	pid_t writer_tgids[WRITER_TGIDS]; /* processes that wrote since the save */
 	uint64_t changes;        /* writes and truncates so far */
+	unsigned writes_landing; /* writes counted whose bytes are not in yet */
 
 	/* A name in an incoming tree: its place in its directory's list (in
 	 * inode number order, for readdir offsets), and in the idle list of
@@ -125,6 +126,7 @@ struct fs {
 	struct timespec mount_time;
 	uid_t uid;
 	gid_t gid;
+	struct fs_notifier *notifier; /* fs_notify.c */
 };
 
 /* An open file: fi->fh of file_ops nodes. */
@@ -324,6 +326,14 @@ void idle_remove(struct fs *fs, struct node *node);
 /* A directory of an incoming tree (ino 0: a fresh number). Lock held. */
 struct node *incoming_dir_new(struct fs *fs, struct node *parent, const char *name,
 			      uint64_t ino, mode_t mode, uid_t uid, gid_t gid);
+
+/* ---- fs_notify.c: telling the kernel, from a thread of its own ---- */
+
+int fs_notify_start(struct fs *fs);
+void fs_notify_stop(struct fs *fs);
+/* The kernel forgets the name in directory parent (queued; dropped when too
+ * many are queued: it is only a cache). Lock held or not. */
+void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
 
 /* ---- fs_file.c ---- */
 

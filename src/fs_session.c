@@ -66,6 +66,12 @@ int fs_session_loop(struct fs_session *s)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(loop, 0);
 	fuse_loop_cfg_set_max_threads(loop, s->threads);
+	/* Started here, not at start: the caller may fork in between. */
+	ret = fs_notify_start(s->fs);
+	if (ret < 0) {
+		fuse_loop_cfg_destroy(loop);
+		return ret;
+	}
 	log_info("%s mounted on %s", datadir, s->mountpoint);
 	ret = fuse_session_loop_mt(s->fuse, loop);
 	/* A positive value is the signal that ended the loop: a clean stop. */
@@ -85,6 +91,8 @@ void fs_session_stop(struct fs_session *s)
 		return;
 	if (s->mounted)
 		fuse_session_unmount(s->fuse);
+	if (s->fs)
+		fs_notify_stop(s->fs);
 	if (s->handlers)
 		fuse_remove_signal_handlers(s->fuse);
 	if (s->fuse)

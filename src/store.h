@@ -232,6 +232,11 @@ int blob_writer_commit_tentative(struct blob_writer *writer, const uint8_t *expe
 int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* The tentative blob is final. */
 void blob_settle(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Something new stands behind the blob (a receipt linked to it): if it is
+ * tentative, it can no longer be taken back. -ENOENT if it is not there.
+ * (A reader who only saw the blob, by stat or a listing, claims nothing: a
+ * tentative blob may go while it is visible.) */
+int blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Discards whatever was not committed. */
 void blob_writer_free(struct blob_writer *writer);
 
