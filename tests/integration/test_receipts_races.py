@@ -1,0 +1,166 @@
+"""Regression tests for the races and bounds a review of the receipts change
+found (each was reproduced against the daemon before its fix):
+
+- a write whose bytes land while another descriptor's close is saving is
+  still saved at the last close;
+- a hard link to a receipt (or to a blob) keeps the blob when the file that
+  saved it tentatively supersedes that save;
+- a receipt name that expired early (receipt_max) while the kernel still
+  cached it does not swallow a new write;
+- truncate(2) by name of receipts that expire meanwhile is safe, and leaves
+  no writer (descriptor) behind;
+- a mount under many superseding saves, listed at the same time, does not
+  deadlock (kernel invalidations come from a thread of their own);
+- a create never evicts its own directory at receipt_max.
+"""
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from blobfs_test.files import read_file, save
+from blobfs_test.trees import XATTR, blob_set, sha256
+
+
+def inc(m, store, *parts):
+    return m.path(store, 'incoming', *parts)
+
+
+@pytest.mark.backends
+def test_write_landing_during_a_save_is_saved(blobfs, store):
+    path = inc(blobfs, store, 'log')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    h = hashlib.sha256()
+    stop = threading.Event()
+
+    def closer():  # another descriptor of the same open file, closed over and over
+        while not stop.is_set():
+            os.close(os.dup(fd))
+
+    t = threading.Thread(target=closer)
+    t.start()
+    try:
+        for k in range(3000):
+            line = b'line %d\n' % k
+            assert os.write(fd, line) == len(line)
+            h.update(line)
+    finally:
+        stop.set()
+        t.join()
+        os.close(fd)
+    assert os.getxattr(path, XATTR).decode() == h.hexdigest()
+    assert h.hexdigest() in blob_set(blobfs.mnt, store)
+
+
+@pytest.mark.backends
+def test_link_keeps_a_tentative_blob(blobfs, store):
+    d = blobfs.path(store)
+    script = f'''
+        set -e
+        cd "{d}"
+        exec 3> incoming/log
+        sh -c 'echo one >&3'
+        ln incoming/log incoming/keep
+        ln $(getfattr -n {XATTR} --only-values incoming/log) incoming/keep2
+        sh -c 'echo two >&3'
+        exec 3>&-
+    '''
+    subprocess.run(['sh', '-c', script], check=True)
+    one = sha256(b'one\n')
+    assert one in blob_set(blobfs.mnt, store), 'the linked blob was taken back'
+    assert read_file(inc(blobfs, store, 'keep')) == b'one\n'
+    assert read_file(inc(blobfs, store, 'keep2')) == b'one\n'
+    assert read_file(inc(blobfs, store, 'log')) == b'one\ntwo\n'
+
+
+def test_write_through_an_expired_cached_name_is_saved(make_mount):
+    m = make_mount(extra_args=['-o', 'receipt_max=1'])
+    os.mkdir(m.path('s'))
+    save(m.mnt, 's', b'first\n', name='x')
+    save(m.mnt, 's', b'other\n', name='y')  # x goes early to make room
+    with open(inc(m, 's', 'x'), 'wb') as f:  # the kernel may still trust the name x
+        f.write(b'important\n')
+    assert sha256(b'important\n') in blob_set(m.mnt, 's')
+    assert read_file(inc(m, 's', 'x')) == b'important\n'
+
+
+def test_truncate_by_name_while_receipts_expire(make_mount):
+    m = make_mount(extra_args=['-o', 'receipt_max=1'])
+    os.mkdir(m.path('s'))
+    big = os.urandom(3 << 20)
+    fds_before = len(os.listdir(f'/proc/{m.pid}/fd'))
+    errors = []
+    for i in range(30):
+        p = inc(m, 's', f'x{i}')
+        for _ in range(100):
+            try:
+                with open(p, 'wb') as f:
+                    f.write(big)
+                break
+            except OSError as e:  # y{i-1}'s release (asynchronous) not in yet
+                assert e.errno == 28
+                time.sleep(0.01)
+
+        def truncate():
+            try:
+                os.truncate(p, 1 << 20)
+            except FileNotFoundError:
+                pass  # it expired first
+            except OSError as e:
+                errors.append(e)
+
+        def create():
+            try:
+                open(inc(m, 's', f'y{i}'), 'wb').close()  # makes x{i} expire
+            except OSError as e:
+                if e.errno != 28:  # ENOSPC: x{i} was busy being truncated
+                    errors.append(e)
+
+        threads = [threading.Thread(target=truncate), threading.Thread(target=create)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert m.mounted
+    # No writer (staging file, pack descriptor) stays behind a truncated receipt.
+    assert len(os.listdir(f'/proc/{m.pid}/fd')) <= fds_before + 8
+
+
+def test_no_deadlock_when_superseded_blobs_are_listed(make_mount):
+    m = make_mount(extra_args=['-o', 'threads=1'])
+    os.mkdir(m.path('s'))
+    d = m.path('s')
+    lister = subprocess.Popen(['sh', '-c', f'cd "{d}" && while :; do ls -f >/dev/null; '
+                               'stat 00 >/dev/null 2>&1; done'])
+    try:
+        # each child's exit saves, the next write supersedes (and takes back)
+        subprocess.run(['sh', '-c', f'exec 3> "{d}/incoming/log"; '
+                        'for i in $(seq 300); do sh -c "echo $i >&3"; done'],
+                       check=True, timeout=120)
+    finally:
+        lister.kill()
+        lister.wait()
+    want = ''.join(f'{i}\n' for i in range(1, 301)).encode()
+    assert read_file(inc(m, 's', 'log')) == want
+    assert blob_set(m.mnt, 's') == {sha256(want)}
+
+
+def test_create_never_evicts_its_own_directory(make_mount):
+    m = make_mount(extra_args=['-o', 'receipt_max=2'])
+    os.mkdir(m.path('s'))
+    os.mkdir(inc(m, 's', 'd'))       # idle (empty) first
+    save(m.mnt, 's', b'a\n', name='a')  # idle second; the bound is reached
+    with open(inc(m, 's', 'd', 'f'), 'wb') as f:  # a goes, not d
+        f.write(b'hello\n')
+    assert read_file(inc(m, 's', 'd', 'f')) == b'hello\n'
+    assert os.listdir(inc(m, 's')) == ['d']
+    # every name in use (d holds f, f is open): the next one is refused
+    with open(inc(m, 's', 'd', 'f'), 'rb'):
+        with pytest.raises(OSError) as e:
+            os.mkdir(inc(m, 's', 'e'))
+        assert e.value.errno == 28  # ENOSPC
