@@ -374,14 +374,19 @@ out:
 	return ret;
 }
 
+void file_settle(struct node *node)
+{
+	if (node->tentative) {
+		blob_settle(node->store, node->hash);
+		node->tentative = false;
+	}
+}
+
 void file_discard(struct fs *fs, struct node *node)
 {
 	(void)fs;
 	node->discarded = true;
-	if (node->tentative) { /* the content of its last save stays */
-		blob_settle(node->store, node->hash);
-		node->tentative = false;
-	}
+	file_settle(node); /* the content of its last save stays */
 }
 
 static void file_attr(struct fs *fs, const struct node *node, struct stat *st)
@@ -410,6 +415,25 @@ static bool file_held(const struct node *node)
 	return node->attached;
 }
 
+/* The last handle went (or a truncate by name ended): the last save is
+ * final, the version's memory goes when everything is saved, and the name
+ * becomes a receipt that may expire (a verified write's name goes: it is
+ * the blob's now, or nothing). Lock held. */
+static void file_closed(struct fs *fs, struct node *node)
+{
+	file_settle(node);
+	if (!node->dirty && node->writer) {
+		blob_writer_free(node->writer);
+		node->writer = NULL;
+	}
+	if (node->verified) {
+		file_discard(fs, node);
+		node_detach(fs, node);
+	} else if (node->attached) {
+		idle_add(fs, node);
+	}
+}
+
 /* A truncate of a closed file (truncate(1) by name) is the whole change:
  * it is saved at once, as a close would, and the file is pinned as if open
  * meanwhile (neither expiry nor a release takes its writer). */
@@ -429,18 +453,8 @@ static int file_truncate(struct fs_call *c, struct node *node, uint64_t size)
 	if (ret == 0 && closed && !node->discarded)
 		ret = file_save(c, node);
 	node->open_count--;
-	if (node->open_count == 0) {
-		if (node->tentative) {
-			blob_settle(node->store, node->hash);
-			node->tentative = false;
-		}
-		if (!node->dirty && node->writer) {
-			blob_writer_free(node->writer);
-			node->writer = NULL;
-		}
-		if (node->attached)
-			idle_add(fs, node);
-	}
+	if (node->open_count == 0)
+		file_closed(fs, node);
 	return ret;
 }
 
@@ -605,22 +619,8 @@ static void file_release(struct fs_call *c, struct node *node, uint64_t fh)
 		log_error("%s: content written but never closed could not be saved%s%s",
 			  node->name, c->why ? ": " : "", c->why ? c->why : "");
 	node->open_count--;
-	if (node->open_count == 0) {
-		if (node->tentative) {
-			blob_settle(node->store, node->hash);
-			node->tentative = false;
-		}
-		if (!node->dirty && node->writer) {
-			blob_writer_free(node->writer);
-			node->writer = NULL;
-		}
-		if (node->verified) {
-			file_discard(fs, node);
-			node_detach(fs, node); /* the name is the blob's now, or nothing */
-		} else if (node->attached) {
-			idle_add(fs, node);
-		}
-	}
+	if (node->open_count == 0)
+		file_closed(fs, node);
 	node_release(fs, node);
 	pthread_mutex_unlock(&fs->lock);
 	blob_close(h->reader);

@@ -295,10 +295,8 @@ static int incoming_dir_link(struct fs_call *c, struct node *node, struct node *
 		c->why = "its blob was deleted";
 		ret = -EIO;
 	}
-	if (ret == 0 && node->tentative) {
-		blob_settle(node->store, node->hash);
-		node->tentative = false;
-	}
+	if (ret == 0 && node->ops == &file_ops)
+		file_settle(node);
 	if (ret == 0)
 		ret = reserve_in(c->fs, dir);
 	if (ret == 0)

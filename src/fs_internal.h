@@ -343,6 +343,8 @@ int file_new(struct fs_call *c, struct node *dir, const char *name, mode_t mode,
 	     bool verified, bool with_writer, struct node **out);
 /* Opens an existing file for a create (fi). Lock held. */
 int file_open_locked(struct fs_call *c, struct node *node, struct fuse_file_info *fi);
+/* Its last save is final (nothing may take it back). Lock held. */
+void file_settle(struct node *node);
 /* The file's content is gone from its name (unlink, replaced by a rename,
  * expired): it is never saved again. Lock held. */
 void file_discard(struct fs *fs, struct node *node);

@@ -188,8 +188,7 @@ void node_move(struct fs *fs, struct node *node, struct node *dir, char *name)
 
 static void node_free(struct node *node)
 {
-	if (node->tentative) /* unmounted while open: the last save stays */
-		blob_settle(node->store, node->hash);
+	file_settle(node); /* unmounted while open: the last save stays */
 	blob_writer_free(node->writer);
 	store_close(node->store);
 	free(node->name);
