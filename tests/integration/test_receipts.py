@@ -640,3 +640,24 @@ def test_blob_mtime_survives_a_remount(blobfs, store, tmp_path):
     assert after == mtimes, 'blob mtimes changed across the remount'
     files, n = rsync_out(blobfs, store, tmp_path / 'out')
     assert (files, n) == ([], 0), f'rsync after the remount copied again: {files}'
+
+
+@pytest.mark.backends
+def test_msync_saves_that_moment_and_the_last_close_keeps_one_blob(blobfs, store):
+    import mmap
+    path = inc(blobfs, store, 'mapped')
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, 8192)
+        m = mmap.mmap(fd, 8192)
+        m[0:5] = b'hello'
+        m.flush()  # msync(MS_SYNC): the content of this moment is saved
+        first = b'hello' + bytes(8187)
+        assert sha256(first) in blob_set(blobfs.mnt, store)
+        m[5:11] = b' world'
+        m.close()
+    finally:
+        os.close(fd)
+    last = b'hello world' + bytes(8181)
+    assert blob_set(blobfs.mnt, store) == {sha256(last)}
+    assert_receipt(path, last)
