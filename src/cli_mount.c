@@ -215,7 +215,10 @@ void cli_mount_options_help(FILE *out)
 
 		snprintf(left, sizeof(left), "%s%s%s", o->name, o->arg ? "=" : "",
 			 o->arg ? o->arg : "");
-		fprintf(out, "       %-18s ", left);
+		if (strlen(left) > 18) /* too long for the column: help on the next line */
+			fprintf(out, "       %s\n%26s", left, "");
+		else
+			fprintf(out, "       %-18s ", left);
 		for (;;) {
 			const char *nl = strchr(line, '\n');
 			int n = nl ? (int)(nl - line) : (int)strlen(line);
