@@ -351,7 +351,7 @@ int file_new(struct fs_call *c, struct node *dir, const char *name, mode_t mode,
 		goto out;
 	ret = -ENOMEM;
 	store = store_hold(dir->store);
-	node = node_get(c->fs, dir, name, &file_ops, verified ? blob_ino(hash) : 0, &store);
+	node = node_get(c->fs, dir, name, &file_ops, verified ? blob_ino(dir, hash) : 0, &store);
 	if (!node)
 		goto out;
 	node->writer = writer;

@@ -298,7 +298,8 @@ void node_path(const struct node *node, const char *name, char *out, size_t size
 
 /* Inode numbers: a class in the top two bits so the classes never collide.
  * Blobs and stores get numbers derived from their names, which readdir can
- * report without creating nodes; equal blob numbers mean equal content. */
+ * report without creating nodes; in one store, equal blob numbers mean
+ * equal content. */
 #define INO_CLASS_COUNTER (UINT64_C(0) << 62)
 #define INO_CLASS_STORE (UINT64_C(1) << 62)
 #define INO_CLASS_INCOMING_DIR (UINT64_C(2) << 62)
@@ -306,7 +307,7 @@ void node_path(const struct node *node, const char *name, char *out, size_t size
 #define INO_MASK ((UINT64_C(1) << 62) - 1)
 
 uint64_t store_ino(const char *name);
-uint64_t blob_ino(const uint8_t hash[BLOBFS_HASH_SIZE]);
+uint64_t blob_ino(const struct node *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 uint64_t incoming_dir_ino(const struct node *store);
 
 /* ---- fs_expiry.c: the bound and the lifetime of names in incoming trees ---- */

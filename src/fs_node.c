@@ -268,13 +268,15 @@ uint64_t store_ino(const char *name)
 	return INO_CLASS_STORE | (fnv64_update(FNV64_BASIS, name, strlen(name)) & INO_MASK);
 }
 
-uint64_t blob_ino(const uint8_t hash[BLOBFS_HASH_SIZE])
+uint64_t blob_ino(const struct node *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint64_t prefix = 0;
 
 	for (int i = 0; i < 8; i++)
 		prefix = prefix << 8 | hash[i];
-	return INO_CLASS_BLOB | (prefix & INO_MASK);
+	/* The store is part of the number: the same content in two stores is
+	 * two files (cp and mv between stores would call them "the same"). */
+	return INO_CLASS_BLOB | ((prefix ^ store->ino) & INO_MASK);
 }
 
 uint64_t incoming_dir_ino(const struct node *store)

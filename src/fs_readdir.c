@@ -32,6 +32,7 @@ struct dir_fill {
 	char *buf;
 	size_t size, used;
 	struct dir_handle *dh;
+	const struct node *dir; /* the directory listed */
 	bool full;
 };
 
@@ -145,7 +146,7 @@ static int dir_add_blob(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, v
 
 	(void)length;
 	hash_to_hex(hash, hex);
-	if (!dir_add(f, hex, blob_ino(hash), S_IFREG, f->dh->next_off + 1))
+	if (!dir_add(f, hex, blob_ino(f->dir, hash), S_IFREG, f->dh->next_off + 1))
 		return 1;
 	cursor_set_blob(f->dh, hash);
 	return 0;
@@ -208,7 +209,8 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = fs_of(req);
 	struct node *node = node_of(fs, ino);
-	struct dir_fill f = { .req = req, .size = size, .dh = (struct dir_handle *)(uintptr_t)fi->fh };
+	struct dir_fill f = { .req = req, .size = size, .dh = (struct dir_handle *)(uintptr_t)fi->fh,
+			      .dir = node };
 
 	f.buf = malloc(size);
 	if (!f.buf) {

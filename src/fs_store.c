@@ -60,7 +60,7 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 		return ret;
 	if (!node) {
 		store = store_hold(dir->store);
-		node = node_get(fs, dir, name, &blob_ops, blob_ino(hash), &store);
+		node = node_get(fs, dir, name, &blob_ops, blob_ino(dir, hash), &store);
 		store_close(store);
 		if (!node)
 			return -ENOMEM;

@@ -661,3 +661,23 @@ def test_msync_saves_that_moment_and_the_last_close_keeps_one_blob(blobfs, store
     last = b'hello world' + bytes(8181)
     assert blob_set(blobfs.mnt, store) == {sha256(last)}
     assert_receipt(path, last)
+
+
+@pytest.mark.backends
+def test_cp_and_mv_onto_a_blob_the_other_store_has(blobfs):
+    """The same content in two stores is two files (two inode numbers), so
+    cp and mv do not stop at "are the same file"; a blob is read-only, so
+    plain cp onto one answers EACCES as onto any read-only file, and cp -f
+    and mv (which remove and copy) work."""
+    os.mkdir(blobfs.path('a'))
+    os.mkdir(blobfs.path('b'))
+    h = save(blobfs.mnt, 'a', b'in both stores', name='x')
+    save(blobfs.mnt, 'b', b'in both stores', name='x')
+    assert os.stat(blobfs.path('a', h)).st_ino != os.stat(blobfs.path('b', h)).st_ino
+    r = subprocess.run(['cp', blobfs.path('a', h), blobfs.path('b')], capture_output=True)
+    assert r.returncode == 1 and b'Permission denied' in r.stderr, r
+    run_ok(['cp', '-f', blobfs.path('a', h), blobfs.path('b')])
+    run_ok(['mv', blobfs.path('a', h), blobfs.path('b')])
+    assert blob_set(blobfs.mnt, 'a') == set()
+    assert blob_set(blobfs.mnt, 'b') == {h}
+    assert read_file(blobfs.path('b', h)) == b'in both stores'
