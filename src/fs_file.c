@@ -87,53 +87,57 @@ static pid_t tgid_of(pid_t tid)
 	return p ? (pid_t)atoi(p + 6) : 0;
 }
 
-/* The caller's process, cached on the handle (a writer writes many times).
- * Lock held; dropped while /proc is read. */
-static pid_t caller_tgid(struct fs *fs, struct open_file *h, pid_t tid)
+/* Notes the thread that wrote (FUSE names threads); processes are looked up
+ * only when a close needs them. */
+static void writer_note(struct node *node, pid_t tid)
 {
-	pid_t tgid;
-
-	if (tid <= 0)
-		return 0;
-	if (h->tid == tid)
-		return h->tgid;
-	pthread_mutex_unlock(&fs->lock);
-	tgid = tgid_of(tid);
-	pthread_mutex_lock(&fs->lock);
-	h->tid = tid;
-	h->tgid = tgid;
-	return tgid;
-}
-
-static void writer_note(struct node *node, pid_t tgid)
-{
-	if (tgid <= 0) {
+	if (tid <= 0) {
 		node->writers_unknown = true;
 		return;
 	}
 	for (unsigned i = 0; i < node->writer_count; i++)
-		if (node->writer_tgids[i] == tgid)
+		if (node->writer_tids[i] == tid)
 			return;
-	if (node->writer_count < WRITER_TGIDS)
-		node->writer_tgids[node->writer_count++] = tgid;
+	if (node->writer_count < WRITER_TIDS)
+		node->writer_tids[node->writer_count++] = tid;
 	else
 		node->writers_unknown = true; /* too many to tell: any close saves */
 }
 
-/* Whether a close by process tgid should save the unsaved content. */
-static bool closer_wrote(const struct node *node, pid_t tgid)
+/*
+ * Whether a close by thread tid should save the unsaved content: nobody
+ * wrote it (create or O_TRUNC: the empty file is saved, as touch expects; a
+ * verified write's close then fails unless its name is the empty blob's),
+ * or the closing process wrote some of it. The common case, the writing
+ * thread closing, needs no lookup; otherwise threads are compared by their
+ * process (/proc/TID/status), and a writer that cannot be looked up any
+ * more counts as the closer's (a save too many is taken back later; a save
+ * too few would lose the content of that close). Lock held; dropped while
+ * /proc is read.
+ */
+static bool closer_wrote(struct fs *fs, struct node *node, pid_t tid)
 {
-	/* Nobody wrote (create, O_TRUNC): the empty file is saved, as touch
-	 * expects (a verified write's close then fails unless its name is the
-	 * empty blob's). */
-	if (node->writer_count == 0 && !node->writers_unknown)
+	pid_t tids[WRITER_TIDS], tgid;
+	unsigned n = node->writer_count;
+	bool wrote;
+
+	if (n == 0 && !node->writers_unknown)
 		return true;
-	if (node->writers_unknown || tgid <= 0)
+	if (node->writers_unknown || tid <= 0)
 		return true;
-	for (unsigned i = 0; i < node->writer_count; i++)
-		if (node->writer_tgids[i] == tgid)
+	for (unsigned i = 0; i < n; i++)
+		if (node->writer_tids[i] == tid)
 			return true;
-	return false;
+	memcpy(tids, node->writer_tids, n * sizeof(*tids));
+	pthread_mutex_unlock(&fs->lock);
+	tgid = tgid_of(tid);
+	wrote = tgid <= 0;
+	for (unsigned i = 0; i < n && !wrote; i++) {
+		pid_t other = tgid_of(tids[i]);
+		wrote = other <= 0 || other == tgid;
+	}
+	pthread_mutex_lock(&fs->lock);
+	return wrote;
 }
 
 /* ---- versions and saves ---- */
@@ -541,17 +545,15 @@ static int file_read(struct fs_call *c, struct node *node, uint64_t fh, void *bu
 static int file_write(struct fs_call *c, struct node *node, uint64_t fh, const void *buf,
 		      size_t size, uint64_t off)
 {
-	struct open_file *h = (struct open_file *)(uintptr_t)fh;
 	struct fs *fs = c->fs;
 	struct blob_writer *writer = NULL;
-	pid_t tgid;
 	int ret;
 
+	(void)fh;
 	pthread_mutex_lock(&fs->lock);
-	tgid = caller_tgid(fs, h, c->pid);
 	ret = version_start(c, node, true);
 	if (ret == 0) {
-		writer_note(node, tgid);
+		writer_note(node, c->pid);
 		clock_gettime(CLOCK_REALTIME, &node->mtime);
 		node->ctime = node->mtime;
 		writer = node->writer;
@@ -599,7 +601,7 @@ static int file_flush(struct fs_call *c, struct node *node, uint64_t fh)
 	if (!h->writable)
 		return 0;
 	pthread_mutex_lock(&fs->lock);
-	if (node->dirty && !node->discarded && closer_wrote(node, caller_tgid(fs, h, c->pid)))
+	if (node->dirty && !node->discarded && closer_wrote(fs, node, c->pid))
 		ret = file_save(c, node);
 	pthread_mutex_unlock(&fs->lock);
 	return ret;

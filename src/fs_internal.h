@@ -40,7 +40,7 @@
 #define RENAME_RULE "only names in incoming/ can be renamed, within the store's incoming tree"
 #define XATTR_SHA256 "user.blobfs.sha256"
 #define XATTR_STAT "user.blobfs.stat"
-#define WRITER_TGIDS 8
+#define WRITER_TIDS 8
 
 struct node_ops;
 struct dir_fill;
@@ -89,7 +89,7 @@ struct node {
 	bool discarded;  /* unlinked, or its save failed: never saved again */
 	bool writers_unknown;    /* a write came from a process not identified */
 	unsigned writer_count;
-	pid_t writer_tgids[WRITER_TGIDS]; /* processes that wrote since the save */
+	pid_t writer_tids[WRITER_TIDS]; /* threads that wrote since the save */
 	uint64_t changes;        /* writes and truncates so far */
 	unsigned writes_landing; /* writes counted whose bytes are not in yet */
 
@@ -133,7 +133,6 @@ struct fs {
 struct open_file {
 	struct blob_reader *reader; /* the blob, while the content is a blob */
 	bool writable;
-	pid_t tid, tgid;            /* the last writer seen, and its process */
 };
 
 /*
