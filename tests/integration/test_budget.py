@@ -7,7 +7,8 @@ sparse files, measured on the daemon itself.
   4 GB of RSS): the daemon's VmRSS stays under the budget + 100 MB and it
   holds one descriptor per file; a few bytes written to each, all closed,
   every receipt has the right hash (and sampled content), and the RSS and
-  descriptors come back down;
+  descriptors come back down (the RSS is not checked after the closes under
+  ASan, BLOBFS_SANITIZED=1: its quarantine keeps freed memory);
 - out of descriptors (the daemon's RLIMIT_NOFILE lowered with prlimit):
   a truncate fails with ENFILE and a log line, the daemon goes on and saves
   again once descriptors are free;
@@ -32,6 +33,9 @@ KiB = 1 << 10
 MiB = 1 << 20
 BUDGET = 64 * MiB             # WRITER_MEMORY_DEFAULT
 RSS_BOUND = BUDGET + 100 * MiB
+# Under ASan (BLOBFS_SANITIZED=1) freed memory stays in its quarantine (256 MB
+# by default): after the files are closed (and freed), the RSS is not checked.
+SANITIZED = bool(os.environ.get('BLOBFS_SANITIZED'))
 FILES = 4000
 SIZE = MiB - 1                # LARGE_BLOB_MIN_DEFAULT - 1
 
@@ -119,7 +123,7 @@ def test_sparse_files_cost_what_they_hold(blobfs, metric):
     rss3 = vm_rss(pid)
     metric(f'after writing a little to each and closing all ({closed_in:.1f} s): daemon VmRSS '
            f'{rss3 // KiB} KiB, descriptors {fds3}')
-    assert rss3 < RSS_BOUND, rss3
+    assert SANITIZED or rss3 < RSS_BOUND, rss3
     assert fds3 <= fds0 + 4, (fds0, fds3)
     assert staging_names(m, 's') == []
     expected = {}
@@ -135,7 +139,7 @@ def test_sparse_files_cost_what_they_hold(blobfs, metric):
             assert read_file(name) == content
             assert read_file(m.path('s', h)) == content
     assert len([n for n in os.listdir(m.path('s')) if n != 'incoming']) == len(expected)
-    assert vm_rss(pid) < RSS_BOUND
+    assert SANITIZED or vm_rss(pid) < RSS_BOUND
 
 
 def test_dense_files_stay_within_the_budget(blobfs, metric):
