@@ -121,6 +121,9 @@ struct backend_ops {
 	 * f_ffree = f_favail = how many more blobs of the smallest size fit.
 	 * blobdb.c adds nothing (the front end sets f_namemax). */
 	int (*db_statfs)(struct blobdb *db, struct statvfs *st);
+	/* Bytes of incoming content the writers hold in memory (store.h's
+	 * blobdb_writer_memory). May be NULL (0). */
+	uint64_t (*db_writer_memory)(struct blobdb *db);
 
 	/* ---- stores (the catalogue itself is blobdb.c's) ---- */
 
@@ -187,7 +190,12 @@ struct backend_ops {
 
 	/* An incoming blob, written at any offsets and committed (any number of
 	 * times) as a blob. Writes and truncates fail with -ENOSPC, -EFBIG (past
-	 * the largest blob: nothing changed) or -EIO. After a failure other than
+	 * the largest blob: nothing changed), -EMFILE/-ENFILE (the process is out
+	 * of file descriptors: blobdb.c answers -ENFILE) or -EIO. A writer's
+	 * memory is bounded by the backend's budget (local: writer_memory_max;
+	 * memory: memory_max), and a hole (a truncate up, a write past the end)
+	 * costs no memory where the backend keeps content in files. After a
+	 * failure other than
 	 * -EFBIG the content may not be what the caller wrote, so every later
 	 * commit must fail too (a backend may also refuse after -EFBIG). */
 	int (*writer_new)(struct store *store, struct blob_writer **out);

@@ -32,6 +32,12 @@ static int to_status(int ret)
 		return ret;
 	case -EDQUOT:
 		return -ENOSPC;
+	case -EMFILE:
+	case -ENFILE:
+		/* The daemon is out of descriptors (its own limit or the
+		 * system's): "too many open files in system" is what a client
+		 * should hear, not its own process's EMFILE. */
+		return -ENFILE;
 	default:
 		return ret < 0 ? -EIO : ret;
 	}
@@ -150,6 +156,11 @@ const char *blobdb_path(const struct blobdb *db)
 const char *blobdb_backend(const struct blobdb *db)
 {
 	return db->ops->name;
+}
+
+uint64_t blobdb_writer_memory(struct blobdb *db)
+{
+	return db->ops->db_writer_memory ? db->ops->db_writer_memory(db) : 0;
 }
 
 /* ---- the catalogue ---- */

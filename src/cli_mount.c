@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,11 @@ static int set_large_blob(struct mount_config *c, const char *v)
 static int set_memory_max(struct mount_config *c, const char *v)
 {
 	return parse_size(v, &c->db.memory_max, false);
+}
+
+static int set_writer_memory(struct mount_config *c, const char *v)
+{
+	return parse_size(v, &c->db.writer_memory_max, false);
 }
 
 static int set_min_free(struct mount_config *c, const char *v)
@@ -139,6 +145,7 @@ _Static_assert(PACK_SIZE_MAX_DEFAULT == UINT64_C(64) << 20, "pack_size default: 
 _Static_assert(LARGE_BLOB_MIN_DEFAULT == UINT64_C(1) << 20, "large_blob default: update the help");
 _Static_assert(LARGE_BLOB_MIN_MAX == UINT64_C(16) << 20, "large_blob maximum: update the help");
 _Static_assert(MEMORY_MAX_DEFAULT_PERCENT == 25, "memory_max default: update the help");
+_Static_assert(WRITER_MEMORY_DEFAULT == UINT64_C(64) << 20, "writer_memory default: update the help");
 _Static_assert(FLUSH_INTERVAL_MS_DEFAULT == 1000, "the flush interval: update the help");
 _Static_assert(RECEIPT_TTL_DEFAULT == 3600, "receipt_ttl default: update the help");
 _Static_assert(RECEIPT_MAX_DEFAULT == 100000, "receipt_max default: update the help");
@@ -171,6 +178,10 @@ static const struct mount_option {
 	{ "memory_max", "SIZE", set_memory_max,
 	  "memory: the most bytes of blobs held; saves\nbeyond it fail with ENOSPC "
 	  "(default 25% of\nthe RAM)" },
+	{ "writer_memory", "SIZE", set_writer_memory,
+	  "the most bytes of files being written that the\ndaemon holds in memory, all "
+	  "files together;\nbeyond it a file goes to its staging file on\nthe disk "
+	  "(default 64M)" },
 	{ "receipt_ttl", "SECONDS", set_receipt_ttl,
 	  "how long a closed file's name stays in\nincoming/ as a receipt (default 3600)" },
 	{ "receipt_max", "N", set_receipt_max,
@@ -306,6 +317,20 @@ static int check_mountpoint(const char *arg, char resolved[PATH_MAX])
 	return 0;
 }
 
+/* Every incoming file that spilled to the disk holds a descriptor: the soft
+ * limit on descriptors goes up to the hard one (systemd's default soft limit
+ * is 1024, its hard one 524288), so that the bound is the hard limit. */
+static void raise_nofile_limit(void)
+{
+	struct rlimit lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+		lim.rlim_cur = lim.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
+			log_warning("cannot raise the limit on open files: %s", strerror(errno));
+	}
+}
+
 /* Opens the database, mounts, daemonizes and serves until unmounted: the
  * exit status. */
 static int serve(const char *location, const char *mountpoint, struct mount_config *c,
@@ -321,6 +346,7 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		if (fuse_opt_add_arg(args, "-d") < 0)
 			goto out;
 	}
+	raise_nofile_limit();
 	if (blobdb_open(location, &c->db, &db) < 0)
 		goto out; /* the store layer said why */
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));

@@ -95,6 +95,11 @@ struct local_db {
 	int dirfd, stores_fd, trash_fd, quarantine_fd, lock_fd;
 	uint64_t staging_counter;
 	uint64_t min_free; /* bytes saves leave free on the disk */
+	/* The writers' memory budget (local_staging.c): what every writer's
+	 * buffer holds (mem_capacity) together, at most writer_memory_max;
+	 * writer_memory_used is an atomic, taken under no lock. */
+	uint64_t writer_memory_max;
+	uint64_t writer_memory_used;
 
 	/* The flusher thread and group commit (flush_lock guards these). */
 	pthread_mutex_t flush_lock;
@@ -128,9 +133,12 @@ struct local_writer {
 	struct blob_writer base;
 	struct local_store *store;
 	pthread_mutex_t lock;
-	/* The content lives in memory while it is small (mem, not yet spilled),
-	 * then in a staging file (fd), which a large blob's commit turns into
-	 * its pack (fd -1 again, adopted_fd then reaches that pack). */
+	/* The content lives in memory while it is small, has no hole (every
+	 * byte of [0, size) was written) and fits the database's budget (mem,
+	 * mem_capacity bytes charged to it), then in a staging file (fd),
+	 * sparse where the content has holes, which a large blob's commit
+	 * turns into its pack (fd -1 again, adopted_fd then reaches that
+	 * pack). */
 	uint8_t *mem;
 	size_t mem_capacity;
 	bool in_memory;
@@ -226,6 +234,21 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 		uint8_t hash[BLOBFS_HASH_SIZE]);
 int local_blob_save(struct store *base, const void *data, size_t len,
 			   uint8_t hash[BLOBFS_HASH_SIZE]);
+
+/* local_staging.c */
+/* The most one writer keeps in memory; beyond it the content spills. */
+#define WRITER_MEMORY_EACH (UINT64_C(1) << 20)
+int writer_memory_take(struct local_db *db, uint64_t bytes);
+void writer_memory_give(struct local_db *db, uint64_t bytes);
+uint64_t local_db_writer_memory(struct blobdb *base);
+int staging_create(struct local_writer *w);
+void staging_discard(struct local_writer *w);
+int writer_spill(struct local_writer *w);
+int writer_mem_grow(struct local_writer *w, uint64_t end);
+void writer_mem_trim(struct local_writer *w);
+void writer_mem_free(struct local_writer *w);
+int staging_copy_sparse(const struct io_ops *io, int in, uint64_t in_off, int out,
+			uint64_t out_off, uint64_t len);
 
 /* local_stats.c */
 int local_store_stats(struct store *base, struct store_stats *out);

@@ -272,6 +272,11 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	 * with what a user sets. */
 	if (db->base.opts.large_blob_min > LARGE_BLOB_MIN_MAX)
 		db->base.opts.large_blob_min = LARGE_BLOB_MIN_MAX;
+	/* The writers' memory budget (local_staging.c); the effective value
+	 * shows in the options. */
+	if (db->base.opts.writer_memory_max == 0)
+		db->base.opts.writer_memory_max = WRITER_MEMORY_DEFAULT;
+	db->writer_memory_max = db->base.opts.writer_memory_max;
 	db->min_free = db->base.opts.min_free;
 	if (db->min_free == MIN_FREE_AUTO) {
 		struct statvfs st;
@@ -421,6 +426,7 @@ const struct backend_ops local_backend = {
 	.db_sync = local_db_sync,
 	.db_compact = local_db_compact,
 	.db_statfs = local_db_statfs,
+	.db_writer_memory = local_db_writer_memory,
 	.store_create = local_store_create,
 	.store_remove = local_store_remove,
 	.store_purge = local_store_purge,

@@ -1,10 +1,11 @@
 /*
  * local_write.c - the incoming writer: content written at any offsets, kept
- * in memory while small and in a staging file beyond, hashed (SHA-256 and
- * chunk CRC32Cs) as it arrives in order. A commit appends a small blob to
- * the active pack, or turns a large blob's staging file (laid out as a
- * one-record pack) into its own pack by a rename, so its bytes are written
- * once.
+ * in memory while small, without holes and within the database's budget,
+ * and in a (sparse) staging file beyond (local_staging.c holds both), hashed
+ * (SHA-256 and chunk CRC32Cs) as it arrives in order. A commit appends a
+ * small blob to the active pack, or turns a large blob's staging file (laid
+ * out as a one-record pack) into its own pack by a rename, so its bytes are
+ * written once.
  */
 #include "local.h"
 
@@ -23,14 +24,11 @@
 #include "datadir.h"
 #include "pack.h"
 
+/* What the digest reads back at a time: hashing a huge (sparse) file costs
+ * this much memory, not its size. */
 #define COPY_BUFFER_SIZE (1u << 20)
-/* Incoming content up to this size stays in the daemon's memory: a small
- * blob then costs no staging file at all. */
-#define WRITER_MEMORY_MAX (UINT64_C(1) << 20)
 
 static int writer_rematerialize(struct local_writer *w);
-
-static int writer_create_staging(struct local_writer *w);
 
 static int writer_push_crc(struct local_writer *w, uint32_t crc)
 {
@@ -76,53 +74,16 @@ static int writer_digest_reset(struct local_writer *w)
 	return hasher_reset(w->hasher);
 }
 
-/* Moves in-memory content to a staging file. */
-static int writer_spill(struct local_writer *w)
+/* Makes the content writable where it is for a change of [from, end): in
+ * memory (grown to hold end bytes), or in a staging file when the change
+ * would leave a hole (from past the end: truncate up, a write further on),
+ * pass WRITER_MEMORY_EACH or the budget. */
+static int writer_prepare(struct local_writer *w, uint64_t from, uint64_t end)
 {
-	const struct io_ops *io = w->store->db->io;
-	int ret = local_check_space(w->store->db, w->size);
-
-	if (ret == 0)
-		ret = writer_create_staging(w);
-	if (ret == 0)
-		ret = pwrite_full(io, w->fd, w->mem, (size_t)w->size, STAGING_DATA_OFFSET);
-	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
-		ret = -errno;
-	if (ret < 0 && w->fd >= 0) {
-		/* The content stays in memory; the partial file goes. */
-		char path[PATH_SIZE];
-		io->close(w->fd);
-		w->fd = -1;
-		if (local_store_path(w->store, w->staging_name, path) == 0)
-			io->unlinkat(w->store->db->stores_fd, path, 0);
-	}
-	if (ret < 0)
-		return ret;
-	free(w->mem);
-	w->mem = NULL;
-	w->mem_capacity = 0;
-	w->in_memory = false;
-	return 0;
-}
-
-/* Makes the content writable where it is: in memory (grown to hold end
- * bytes) or in a staging file. */
-static int writer_prepare(struct local_writer *w, uint64_t end)
-{
-	if (w->in_memory && end > WRITER_MEMORY_MAX)
+	if (w->in_memory && (from > w->size || end > WRITER_MEMORY_EACH))
 		return writer_spill(w);
-	if (w->in_memory && end > w->mem_capacity) {
-		size_t capacity = w->mem_capacity ? w->mem_capacity : 4096;
-		uint8_t *mem;
-		while (capacity < end)
-			capacity *= 2;
-		mem = realloc(w->mem, capacity);
-		if (!mem)
-			return -ENOMEM;
-		memset(mem + w->mem_capacity, 0, capacity - w->mem_capacity);
-		w->mem = mem;
-		w->mem_capacity = capacity;
-	}
+	if (w->in_memory && end > w->mem_capacity)
+		return writer_mem_grow(w, end);
 	if (!w->in_memory && w->fd < 0)
 		return writer_rematerialize(w);
 	return 0;
@@ -145,7 +106,9 @@ static int writer_digest_finish(struct local_writer *w, uint8_t hash[BLOBFS_HASH
 	uint8_t *buf = NULL;
 	int ret = 0;
 
-	if (w->digested < w->size) {
+	if (w->digested < w->size && w->in_memory)
+		ret = writer_feed(w, w->mem + w->digested, (size_t)(w->size - w->digested));
+	if (ret == 0 && w->digested < w->size) {
 		buf = malloc(COPY_BUFFER_SIZE);
 		if (!buf)
 			return -ENOMEM;
@@ -163,30 +126,6 @@ static int writer_digest_finish(struct local_writer *w, uint8_t hash[BLOBFS_HASH
 	if (ret == 0)
 		ret = hasher_final(w->hasher, hash);
 	return ret;
-}
-
-static int writer_create_staging(struct local_writer *w)
-{
-	struct local_store *store = w->store;
-	const struct io_ops *io = store->db->io;
-	char path[PATH_SIZE];
-	int ret;
-
-	if (store_destroyed(&store->base))
-		return -ENOENT; /* its directory may be another store's by now */
-
-	snprintf(w->staging_name, sizeof(w->staging_name), STAGING_WRITE_FMT,
-		 (long)getpid(), __atomic_add_fetch(&store->db->staging_counter, 1, __ATOMIC_RELAXED));
-	ret = local_store_path(store, w->staging_name, path);
-	if (ret < 0)
-		return ret;
-	w->fd = io->openat(store->db->stores_fd, path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (w->fd < 0) {
-		ret = -errno;
-		log_error("store %s: cannot create staging file: %s", store->base.name, strerror(-ret));
-		return ret;
-	}
-	return 0;
 }
 
 /*
@@ -266,10 +205,12 @@ static int writer_rematerialize(struct local_writer *w)
 	int ret = w->adopted_fd < 0 ? -EIO : 0;
 
 	if (ret == 0)
-		ret = writer_create_staging(w);
+		ret = staging_create(w);
+	if (ret == 0 && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
+		ret = -errno;
 	if (ret == 0)
-		ret = copy_file_bytes(io, w->adopted_fd, STAGING_DATA_OFFSET, w->fd, STAGING_DATA_OFFSET,
-				      w->size);
+		ret = staging_copy_sparse(io, w->adopted_fd, STAGING_DATA_OFFSET, w->fd,
+					  STAGING_DATA_OFFSET, w->size);
 	if (ret == 0)
 		ret = writer_digest_reset(w);
 	if (ret == 0) {
@@ -279,14 +220,8 @@ static int writer_rematerialize(struct local_writer *w)
 		hash_to_hex(w->committed_hash, hex);
 		log_error("store %s: cannot reopen saved blob %s for writing: %s",
 			  w->store->base.name, hex, strerror(-ret));
-		if (w->fd >= 0) {
-			char path[PATH_SIZE];
-			io->close(w->fd);
-			w->fd = -1;
-			if (local_store_path(w->store, w->staging_name, path) == 0)
-				io->unlinkat(w->store->db->stores_fd, path, 0);
-		}
-		ret = ret == -ENOSPC ? ret : -EIO;
+		staging_discard(w);
+		ret = ret == -ENOSPC || ret == -EMFILE || ret == -ENFILE ? ret : -EIO;
 	}
 	return ret;
 }
@@ -318,16 +253,11 @@ void local_writer_free(struct blob_writer *base)
 {
 	struct local_writer *w = (struct local_writer *)base;
 	const struct io_ops *io = w->store->db->io;
-	char path[PATH_SIZE];
 
-	if (w->fd >= 0) {
-		io->close(w->fd);
-		if (local_store_path(w->store, w->staging_name, path) == 0)
-			io->unlinkat(w->store->db->stores_fd, path, 0);
-	}
+	staging_discard(w);
 	if (w->adopted_fd >= 0)
 		io->close(w->adopted_fd);
-	free(w->mem);
+	writer_mem_free(w);
 	hasher_free(w->hasher);
 	free(w->crcs);
 	pthread_mutex_destroy(&w->lock);
@@ -348,7 +278,7 @@ int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
 	if (ret == 0)
-		ret = writer_prepare(w, off + size);
+		ret = writer_prepare(w, off, off + size);
 	/* The reserve is checked as the content grows, in memory too, so that
 	 * a full disk shows at write() already. */
 	if (ret == 0 && off + size > w->size)
@@ -385,7 +315,7 @@ int local_writer_read(struct blob_writer *base, void *buf, size_t size, uint64_t
 
 	pthread_mutex_lock(&w->lock);
 	*got = 0;
-	ret = writer_prepare(w, 0);
+	ret = writer_prepare(w, 0, 0);
 	if (ret < 0 || off >= w->size)
 		goto out;
 	if (w->size - off < size)
@@ -408,12 +338,13 @@ int local_writer_truncate(struct blob_writer *base, uint64_t size)
 		return -EFBIG;
 	pthread_mutex_lock(&w->lock);
 	ret = w->error;
+	/* Growing leaves a hole: the content moves to its (sparse) staging
+	 * file first. In memory, a shrink needs nothing: the bytes past the
+	 * end are never read, and growing again spills. */
 	if (ret == 0)
-		ret = writer_prepare(w, size);
-	if (ret == 0 && w->in_memory && size < w->size)
-		memset(w->mem + size, 0, (size_t)(w->size - size)); /* regrowth reads zeros */
-	else if (ret == 0 && !w->in_memory &&
-		 io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
+		ret = writer_prepare(w, size, size);
+	if (ret == 0 && !w->in_memory &&
+	    io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + size)) < 0)
 		ret = -errno;
 	if (ret < 0) {
 		w->error = ret;
@@ -463,7 +394,7 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 			goto out;
 		}
 	}
-	ret = writer_prepare(w, 0);
+	ret = writer_prepare(w, 0, 0);
 	if (ret == 0)
 		ret = writer_digest_finish(w, hash);
 	if (ret == 0 && expect && memcmp(hash, expect, BLOBFS_HASH_SIZE))
@@ -493,6 +424,7 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 		w->committed = true;
 		w->dirty = false;
 		memcpy(w->committed_hash, hash, BLOBFS_HASH_SIZE);
+		writer_mem_trim(w);
 	}
 	/* The digest was finalised; a later change is hashed afresh. */
 	if (writer_digest_reset(w) < 0 && ret >= 0)

@@ -3,6 +3,12 @@
  * buffer charged to the budget (holes read as zeros), which a commit turns
  * into the blob itself without a copy; a later change copies it first. A
  * failed write or truncate poisons the writer.
+ *
+ * Holes are not tracked: a truncate up, or a write past the end, allocates
+ * (and zero-fills) the whole new size, charged to memory_max before it is
+ * allocated. At the bound it fails with -ENOSPC, beyond memory_max itself
+ * with -EFBIG; so a sparse file costs its size here, within the budget
+ * (tests/unit/test_store_budget.c).
  */
 #include "memory.h"
 

@@ -31,6 +31,10 @@ struct blobdb_options {
 	bool read_only;          /* open for checking only: no lock-file pid */
 	uint64_t memory_max;     /* memory: the most bytes of blob content held;
 				  * 0: MEMORY_MAX_DEFAULT_PERCENT of the RAM */
+	uint64_t writer_memory_max; /* local: the most bytes of incoming content all
+				     * writers together hold in memory (beyond it a
+				     * writer spills to its staging file); 0:
+				     * WRITER_MEMORY_DEFAULT */
 	const struct io_ops *io; /* local: the file-system calls (io.h); NULL:
 				  * the system's */
 };
@@ -42,6 +46,9 @@ struct blobdb_options {
 #define FLUSH_INTERVAL_MS_DEFAULT 1000
 #define COMPACT_PERCENT_DEFAULT 50
 #define MEMORY_MAX_DEFAULT_PERCENT 25
+/* 64 writers of 1 MiB (the most one writer keeps in memory) at once: far
+ * more than the request threads serve, small beside any machine's RAM. */
+#define WRITER_MEMORY_DEFAULT (UINT64_C(64) << 20)
 
 void blobdb_options_default(struct blobdb_options *opts);
 
@@ -88,6 +95,10 @@ struct statvfs;
  * over the size of the smallest record), so that df -i shows the blobs as
  * IUsed. */
 int blobdb_statfs(struct blobdb *db, struct statvfs *st);
+/* Bytes of incoming content the database's writers hold in memory now (the
+ * local backend's count against writer_memory_max; 0 for a backend that
+ * charges writers elsewhere: memory's are part of memory_max). */
+uint64_t blobdb_writer_memory(struct blobdb *db);
 /* The pid written in datadir's lock file, or 0 when unknown. */
 long blobdb_lock_holder(const char *datadir);
 /* Where the database is, for messages: an absolute path, or "memory:". */
