@@ -237,14 +237,21 @@ static int check_location(const struct io_ops *io, const char *datadir)
 	if (!path && errno == ENOENT) {
 		/* Not made yet: its parent must exist (it is made without -p). */
 		char *copy = strdup(datadir), *slash, *parent;
+		const char *dir = ".", *base;
 		if (!copy)
 			return -ENOMEM;
 		while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
 			copy[strlen(copy) - 1] = '\0';
 		slash = strrchr(copy, '/');
-		parent = realpath(slash ? (slash == copy ? "/" : (*slash = '\0', copy)) : ".", NULL);
+		base = slash ? slash + 1 : copy;
+		if (slash == copy) {
+			dir = "/";
+		} else if (slash) {
+			*slash = '\0';
+			dir = copy;
+		}
+		parent = realpath(dir, NULL);
 		if (parent) {
-			const char *base = slash ? slash + 1 : copy;
 			path = malloc(strlen(parent) + strlen(base) + 2);
 			if (path)
 				sprintf(path, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
