@@ -67,6 +67,9 @@ struct store {
 	/* Set (with __atomic, under the backend's own store lock if it has
 	 * one) by store_remove; a reference outlives its store. */
 	bool destroyed;
+	/* Held by store_attr_set around reading, checking and replacing the
+	 * owner and mode (taken before any lock of the backend). */
+	pthread_mutex_t attr_lock;
 };
 
 /* Readers and writers hold a reference to their store, taken and dropped
@@ -129,9 +132,22 @@ struct backend_ops {
 
 	/* Makes a new, empty, persistent store called name (already checked,
 	 * and absent from the catalogue; called with db->lock held, so creates
-	 * and removes are serialized). Fills *out with refcount 1 (the
-	 * catalogue's reference). -ENOSPC, -EIO. */
-	int (*store_create)(struct blobdb *db, const char *name, struct store **out);
+	 * and removes are serialized), owned as attr says (mode already masked
+	 * to 07777). The store exists with its owner and mode or not at all,
+	 * even across a crash. Fills *out with refcount 1 (the catalogue's
+	 * reference). -ENOSPC, -EIO. */
+	int (*store_create)(struct blobdb *db, const char *name, const struct store_attr *attr,
+			    struct store **out);
+	/* Fills *out with the store's owner, group and mode (from memory: no
+	 * file is read; a store found at open without any gets the default
+	 * docs/FORMAT.md gives). -ENOENT for a destroyed store. */
+	int (*store_get_attr)(struct store *store, struct store_attr *out);
+	/* Replaces the store's owner, group and mode with *attr (the rules
+	 * were checked by blobdb.c, which serializes the calls per store with
+	 * store->attr_lock). Persistent when it returns 0 (local: the meta file
+	 * is replaced atomically); on failure nothing changed. -ENOENT for a
+	 * destroyed store, -ENOSPC, -EIO. */
+	int (*store_set_attr)(struct store *store, const struct store_attr *attr);
 	/* Removes the store from where it lives: after a 0 the store is gone
 	 * even across a crash. Sets store->destroyed. -ENOTEMPTY with
 	 * only_if_empty when it holds blobs. Called with db->lock held. */

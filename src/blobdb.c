@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define S_ISGID_BIT 02000
 
 /*
  * The blob-db statuses at the API boundary: whatever else the backend said
@@ -169,6 +172,7 @@ int store_init(struct store *store, struct blobdb *db, const char *name)
 {
 	store->db = db;
 	store->refcount = 1;
+	pthread_mutex_init(&store->attr_lock, NULL);
 	store->name = strdup(name);
 	return store->name ? 0 : -ENOMEM;
 }
@@ -177,6 +181,7 @@ void store_fini(struct store *store)
 {
 	free(store->name);
 	store->name = NULL;
+	pthread_mutex_destroy(&store->attr_lock);
 }
 
 /* Binary search in the sorted store array: the index of name, or where it
@@ -271,18 +276,32 @@ int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void
 
 int store_create(struct blobdb *db, const char *name)
 {
+	struct store_attr attr = { .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid(),
+				   .mode = STORE_MODE_DEFAULT };
+
+	return store_create_as(db, name, &attr);
+}
+
+int store_create_as(struct blobdb *db, const char *name, const struct store_attr *attr)
+{
+	struct store_attr masked;
 	struct store *store = NULL;
 	bool found;
 	size_t i;
-	int ret = store_name_check(name, strlen(name));
+	int ret;
 
+	if (!name || !attr)
+		return -EINVAL;
+	ret = store_name_check(name, strlen(name));
 	if (ret < 0)
 		return ret;
+	masked = *attr;
+	masked.mode &= STORE_MODE_MASK;
 	pthread_mutex_lock(&db->lock);
 	i = catalog_position(db, name, &found);
 	ret = found ? -EEXIST : catalog_reserve(db);
 	if (ret == 0)
-		ret = db->ops->store_create(db, name, &store);
+		ret = db->ops->store_create(db, name, &masked, &store);
 	if (ret == 0)
 		catalog_insert_at(db, i, store);
 	pthread_mutex_unlock(&db->lock);
@@ -370,6 +389,101 @@ bool store_destroyed(struct store *store)
 const char *store_name(const struct store *store)
 {
 	return store->name;
+}
+
+/* ---- owners and modes (the rules: store.h) ---- */
+
+bool caller_in_group(const struct caller *who, uint32_t gid)
+{
+	if (who->gid == gid)
+		return true;
+	for (size_t i = 0; i < who->group_count; i++)
+		if (who->groups[i] == gid)
+			return true;
+	return false;
+}
+
+int store_attr_access(const struct store_attr *attr, const struct caller *who, int mask)
+{
+	unsigned bits;
+
+	mask &= R_OK | W_OK | X_OK;
+	if (who->uid == 0)
+		return 0;
+	if (who->uid == attr->uid)
+		bits = (attr->mode >> 6) & 7;
+	else if (caller_in_group(who, attr->gid))
+		bits = (attr->mode >> 3) & 7;
+	else
+		bits = attr->mode & 7;
+	/* R_OK, W_OK, X_OK are 4, 2, 1: the same bits as rwx. */
+	return ((unsigned)mask & ~bits) ? -EACCES : 0;
+}
+
+int store_attr_get(struct store *store, struct store_attr *out)
+{
+	memset(out, 0, sizeof(*out));
+	return to_status(store->db->ops->store_get_attr(store, out));
+}
+
+int store_access(struct store *store, const struct caller *who, int mask)
+{
+	struct store_attr attr;
+	int ret = store_attr_get(store, &attr);
+
+	return ret < 0 ? ret : store_attr_access(&attr, who, mask);
+}
+
+/* The chmod/chown rules: fills *next from cur and want, or -EPERM. */
+static int attr_change(const struct store_attr *cur, const struct caller *who, int what,
+		       const struct store_attr *want, struct store_attr *next)
+{
+	bool root = who->uid == 0, owner = who->uid == cur->uid;
+
+	*next = *cur;
+	if (what & STORE_ATTR_UID) {
+		if (!root && !(owner && want->uid == cur->uid))
+			return -EPERM;
+		next->uid = want->uid;
+	}
+	if (what & STORE_ATTR_GID) {
+		if (!root && !(owner && (want->gid == cur->gid || caller_in_group(who, want->gid))))
+			return -EPERM;
+		next->gid = want->gid;
+	}
+	if (what & STORE_ATTR_MODE) {
+		if (!root && !owner)
+			return -EPERM;
+		next->mode = want->mode & STORE_MODE_MASK;
+		/* As Linux: only a member of the directory's group keeps setgid. */
+		if (!root && !caller_in_group(who, next->gid))
+			next->mode &= ~(uint32_t)S_ISGID_BIT;
+	}
+	return 0;
+}
+
+int store_attr_set(struct store *store, const struct caller *who, int what,
+		   const struct store_attr *want, struct store_attr *now)
+{
+	const struct backend_ops *ops = store->db->ops;
+	struct store_attr cur, next;
+	int ret;
+
+	if (!who || !want || (what & ~(STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID)))
+		return -EINVAL;
+	pthread_mutex_lock(&store->attr_lock);
+	memset(&cur, 0, sizeof(cur));
+	ret = to_status(ops->store_get_attr(store, &cur));
+	if (ret == 0)
+		ret = attr_change(&cur, who, what, want, &next); /* -EPERM as it is */
+	/* Written even when nothing changes: a chmod also rewrites a damaged
+	 * meta file. */
+	if (ret == 0)
+		ret = to_status(ops->store_set_attr(store, &next));
+	if (ret == 0 && now)
+		*now = next;
+	pthread_mutex_unlock(&store->attr_lock);
+	return ret;
 }
 
 int store_sync(struct store *store)

@@ -262,6 +262,11 @@ static int apply_option(char *opt, struct mount_config *c, struct fuse_args *arg
 		return 0;
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, opt) < 0)
 		return -ENOMEM;
+	/* Other users reach the mount: the kernel checks their access against
+	 * the owners and modes blobfs shows (README, Security). */
+	if (!strcmp(opt, "allow_other") &&
+	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
+		return -ENOMEM;
 	return 0;
 }
 
@@ -339,7 +344,7 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 	struct blobdb *db = NULL;
 	struct fs_session *session = NULL;
 	char fsname[PATH_MAX + 32];
-	int ret = 1;
+	int ret = 1, checked;
 
 	if (c->fs.debug) {
 		log_set_level(LOG_LEVEL_DEBUG);
@@ -347,6 +352,13 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 			goto out;
 	}
 	raise_nofile_limit();
+	/* A data directory other users can change is refused (the store layer
+	 * said which directory and why): a wrong command line, status 2. */
+	checked = blobdb_check_location(location);
+	if (checked < 0) {
+		ret = checked == -EPERM ? EXIT_USAGE : 1;
+		goto out;
+	}
 	if (blobdb_open(location, &c->db, &db) < 0)
 		goto out; /* the store layer said why */
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));

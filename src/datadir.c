@@ -14,7 +14,8 @@
 bool datadir_is_store_file(const char *name)
 {
 	return !strcmp(name, STORE_MARKER) || !strcmp(name, STORE_CHECKPOINT) ||
-	       !strcmp(name, STORE_CHECKPOINT_STAGING) ||
+	       !strcmp(name, STORE_CHECKPOINT_STAGING) || !strcmp(name, STORE_META) ||
+	       !strcmp(name, STORE_META_STAGING) ||
 	       !strncmp(name, STAGING_PREFIX, strlen(STAGING_PREFIX));
 }
 
@@ -35,7 +36,7 @@ int datadir_open_subdir(const struct io_ops *io, int dirfd, const char *name, in
 {
 	if (io->mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
 		return -errno;
-	*out = io->openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	*out = io->openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	return *out < 0 ? -errno : 0;
 }
 

@@ -1,6 +1,7 @@
 /*
- * fs_blob.c - a blob, /S/<hex>: an immutable regular file, mode 0444, whose
- * name is the SHA-256 of its content. It can be read and deleted (through
+ * fs_blob.c - a blob, /S/<hex>: an immutable regular file whose name is the
+ * SHA-256 of its content, owned as its store and with its store's read bits
+ * (fs_owners.c). It can be read and deleted (through
  * its store's unlink); writing, truncating and changing its attributes are
  * refused. An open handle is a blob_reader, which keeps the bytes readable
  * even if the blob is deleted meanwhile.
@@ -10,13 +11,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hash.h"
 
+/* The store's owner and group, its read bits (fs_owners.c). */
 static void blob_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
-	(void)fs;
-	st->st_mode = S_IFREG | 0444;
+	struct store_attr a;
+
+	store_attr_of(fs, node->store, &a);
+	st->st_mode = S_IFREG | (a.mode & 0444);
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
 	st->st_nlink = 1;
 	st->st_size = (off_t)node->size;
 	st->st_atim = st->st_mtim = st->st_ctim = node->saved_at;
@@ -47,7 +54,10 @@ static int blob_open_file(struct fs_call *c, struct node *node, struct fuse_file
 		c->why = "blobs are read-only; write new content to incoming/";
 		return -EACCES;
 	}
-	ret = blob_open(node->store, node->hash, &reader);
+	/* The kernel may still hold attributes from before a chmod. */
+	ret = fs_store_access(c, node->store, R_OK);
+	if (ret == 0)
+		ret = blob_open(node->store, node->hash, &reader);
 	if (ret < 0)
 		return ret;
 	fi->fh = (uintptr_t)reader;

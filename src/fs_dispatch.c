@@ -34,7 +34,7 @@ struct fs_call call_of(fuse_req_t req, const char *op)
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 
 	return (struct fs_call){ .fs = fs_of(req), .op = op, .uid = ctx->uid, .gid = ctx->gid,
-				 .pid = ctx->pid };
+				 .pid = ctx->pid, .req = req };
 }
 
 /* Replies a status: 0, or the error of call c with its log line. */

@@ -7,7 +7,8 @@
  * within the store's tree (EXDEV to another store, so mv copies) and
  * removed; symbolic links and device nodes are refused. A directory keeps
  * the mode, owner and times set on it; an empty one expires like a receipt
- * (fs_expiry.c). incoming/ itself always exists.
+ * (fs_expiry.c). incoming/ itself always exists, and its owner, group and
+ * mode are its store's (fs_owners.c).
  */
 #include "fs_internal.h"
 
@@ -39,11 +40,15 @@ static int reserve_in(struct fs *fs, struct node *dir)
 
 static void incoming_dir_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
-	(void)fs;
-	st->st_mode = S_IFDIR | (node->mode & 07777);
+	struct store_attr a = { .uid = node->uid, .gid = node->gid, .mode = node->mode };
+
+	/* incoming/ itself is the store's (fs_owners.c). */
+	if (node_is_incoming_top(node))
+		store_attr_of(fs, node->store, &a);
+	st->st_mode = S_IFDIR | (a.mode & 07777);
 	st->st_nlink = 2;
-	st->st_uid = node->uid;
-	st->st_gid = node->gid;
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
 	st->st_atim = node->atime;
 	st->st_mtim = node->mtime;
 	st->st_ctim = node->ctime;
@@ -62,6 +67,13 @@ static int incoming_dir_setattr(struct fs_call *c, struct node *node, const stru
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		c->op = "truncate";
 		return -EISDIR;
+	}
+	if (node_is_incoming_top(node)) {
+		/* Its owner and mode are its store's. */
+		int ret = fs_store_setattr(c, node, attr, to_set);
+		if (ret < 0)
+			return ret;
+		to_set &= ~SET_ATTR_OWNERSHIP;
 	}
 	node_setattr_common(node, attr, to_set);
 	return 0;

@@ -147,6 +147,7 @@ struct fs_call {
 	uid_t uid;       /* the caller */
 	gid_t gid;
 	pid_t pid;       /* the calling thread (0: not in our pid namespace) */
+	fuse_req_t req;  /* for the caller's supplementary groups */
 };
 
 /*
@@ -309,6 +310,24 @@ uint64_t store_ino(const char *name);
 uint64_t blob_ino(const struct node *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 uint64_t incoming_dir_ino(const struct node *store);
 
+/* ---- fs_owners.c: stores' owners and modes as the front end shows them ---- */
+
+/* The store's owner, group and mode (a destroyed store: mode 0, owned by
+ * the mount's user). */
+void store_attr_of(struct fs *fs, struct store *store, struct store_attr *out);
+/* 0 when the caller of c may access the store as mask says (store.h's
+ * rules; the supplementary groups are read only when they decide), else
+ * -EACCES (c->why says so). */
+int fs_store_access(struct fs_call *c, struct store *store, int mask);
+/* chmod, chown, chgrp of the store of node (a store, or its incoming/)
+ * on behalf of the caller; other changes in to_set are not looked at. Lock
+ * held (dropped while the store works). */
+int fs_store_setattr(struct fs_call *c, struct node *node, const struct stat *attr,
+		     int to_set);
+#define SET_ATTR_OWNERSHIP (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)
+#define SET_ATTR_TIMES (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | \
+			FUSE_SET_ATTR_MTIME_NOW)
+
 /* ---- fs_expiry.c: the bound and the lifetime of names in incoming trees ---- */
 
 /* Room for one more name: expires what is due and, at receipt_max, the
@@ -334,6 +353,8 @@ void fs_notify_stop(struct fs *fs);
 /* The kernel forgets the name in directory parent (queued; dropped when too
  * many are queued: it is only a cache). Lock held or not. */
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
+/* The kernel forgets the attributes of inode ino (queued the same way). */
+void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino);
 
 /* ---- fs_file.c ---- */
 

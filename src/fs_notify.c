@@ -1,6 +1,6 @@
 /*
- * fs_notify.c - telling the kernel to forget names it caches, from a thread
- * of its own. A request handler must not do it: the kernel takes the
+ * fs_notify.c - telling the kernel to forget names and attributes it
+ * caches, from a thread of its own. A request handler must not do it: the kernel takes the
  * directory's lock for the invalidation, and a lookup holding that lock may
  * be waiting for the very worker that asks. The queue is bounded; when it is
  * full the oldest request is dropped (it only shortens a cache's life, and
@@ -18,7 +18,8 @@
 
 struct forget {
 	struct forget *next;
-	fuse_ino_t parent;
+	fuse_ino_t parent; /* or the inode whose attributes go, when inode */
+	bool inode;
 	char name[];
 };
 
@@ -51,7 +52,9 @@ static void *notifier_main(void *arg)
 		n->queued--;
 		pthread_mutex_unlock(&n->lock);
 		/* -ENOENT: the kernel no longer knows the directory or name. */
-		if (fs->se)
+		if (fs->se && f->inode)
+			fuse_lowlevel_notify_inval_inode(fs->se, f->parent, -1, 0);
+		else if (fs->se)
 			fuse_lowlevel_notify_inval_entry(fs->se, f->parent, f->name, strlen(f->name));
 		free(f);
 		pthread_mutex_lock(&n->lock);
@@ -105,7 +108,7 @@ void fs_notify_stop(struct fs *fs)
 	fs->notifier = NULL;
 }
 
-void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
+static void enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool inode)
 {
 	struct fs_notifier *n = fs->notifier;
 	size_t len = strlen(name);
@@ -115,6 +118,7 @@ void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 		return;
 	f->next = NULL;
 	f->parent = parent;
+	f->inode = inode;
 	memcpy(f->name, name, len + 1);
 	pthread_mutex_lock(&n->lock);
 	if (n->queued >= QUEUE_MAX) {
@@ -133,4 +137,14 @@ void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 	n->queued++;
 	pthread_cond_signal(&n->wake);
 	pthread_mutex_unlock(&n->lock);
+}
+
+void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	enqueue(fs, parent, name, false);
+}
+
+void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino)
+{
+	enqueue(fs, ino, "", true);
 }

@@ -1,7 +1,8 @@
 /*
  * fs_root.c - the root of the mount: the list of stores. mkdir creates a
- * store, rmdir destroys an empty one (rm -r empties it first), lookup opens
- * one; nothing else can be made here.
+ * store (the caller's, with the mode asked for), rmdir destroys an empty one
+ * (rm -r empties it first), lookup opens one; nothing else can be made here.
+ * The root is mode 1777, owned by the mount's user, like /tmp.
  */
 #include "fs_internal.h"
 
@@ -13,7 +14,9 @@
 static void root_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
 	(void)node;
-	st->st_mode = S_IFDIR | 0755;
+	/* Like /tmp: anyone may make a store, only its owner (or root, or the
+	 * mount's user) remove it. */
+	st->st_mode = S_IFDIR | 01777;
 	st->st_nlink = 2 + store_count(fs->db);
 }
 
@@ -54,12 +57,15 @@ static int root_lookup(struct fs_call *c, struct node *root, const char *name, s
 	return 0;
 }
 
+/* The store is the caller's, with the mode asked for (the kernel has taken
+ * the caller's umask off it: blobfs does not ask for FUSE_CAP_DONT_MASK). */
 static int root_mkdir(struct fs_call *c, struct node *root, const char *name, mode_t mode)
 {
-	int ret = store_create(c->fs->db, name);
+	struct store_attr attr = { .uid = (uint32_t)c->uid, .gid = (uint32_t)c->gid,
+				   .mode = (uint32_t)mode & STORE_MODE_MASK };
+	int ret = store_create_as(c->fs->db, name, &attr);
 
 	(void)root;
-	(void)mode; /* stores have no mode of their own yet */
 	if (ret == -EINVAL)
 		c->why = "a store name is 1-255 bytes and may not start with '.'";
 	else if (ret == -EEXIST)

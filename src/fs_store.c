@@ -6,7 +6,8 @@
  * the content is saved at close only if it hashes to the name. Renames out
  * of the store answer EXDEV (mv then copies), within it EPERM. incoming/
  * always exists; rmdir of it succeeds when it is empty so that rm -r can
- * remove a store.
+ * remove a store. Its owner, group and mode are the store's, changed by
+ * chmod and chown (fs_owners.c).
  */
 #include "fs_internal.h"
 
@@ -18,12 +19,31 @@
 
 #define HOLDS "a store holds only blobs (named by their SHA-256) and incoming"
 
+/* Its owner, group and mode are the store's (fs_owners.c). */
 static void store_attr(struct fs *fs, const struct node *node, struct stat *st)
 {
-	(void)fs;
-	(void)node;
-	st->st_mode = S_IFDIR | 0755;
+	struct store_attr a;
+
+	store_attr_of(fs, node->store, &a);
+	st->st_mode = S_IFDIR | a.mode;
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
 	st->st_nlink = 3;
+}
+
+/* chmod, chown, chgrp; its times are fixed. */
+static int store_setattr(struct fs_call *c, struct node *node, const struct stat *attr,
+			 int to_set)
+{
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		c->op = "truncate";
+		return -EISDIR;
+	}
+	if (to_set & SET_ATTR_TIMES) {
+		c->why = "a store's times are fixed";
+		return -EPERM;
+	}
+	return fs_store_setattr(c, node, attr, to_set);
 }
 
 /* The kernel knows the incoming directory as long as it has a node. */
@@ -193,6 +213,7 @@ const struct node_ops store_ops = {
 	.attr = store_attr,
 	.entry_timeout = dir_timeout,
 	.attr_timeout = dir_timeout,
+	.setattr = store_setattr,
 	.fsync = node_store_sync,
 	.holds = HOLDS,
 	.lookup = store_lookup,

@@ -391,7 +391,7 @@ static int fsck_store(struct fsck *fsck, int stores_fd, const char *name)
 	fsck->store = name;
 	fsck->odd_times = 0;
 	fsck->report->stores++;
-	store_fd = io->openat(stores_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	store_fd = io->openat(stores_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (store_fd < 0) {
 		problem(fsck, "cannot open its directory: %s", strerror(errno));
 		fsck->report->unrepaired++;

@@ -62,6 +62,7 @@ struct local_store {
 	struct store base; /* base.destroyed: changed under lock */
 	struct local_db *db;
 	char trash_name[64]; /* where store_remove moved it */
+	struct store_attr attr; /* owner, group, mode (local_meta.c; under lock) */
 
 	pthread_mutex_t lock;
 	/* One flush of the store at a time (the flusher thread, fsync of a
@@ -100,6 +101,7 @@ struct local_db {
 	 * writer_memory_used is an atomic, taken under no lock. */
 	uint64_t writer_memory_max;
 	uint64_t writer_memory_used;
+	unsigned owner_uid, owner_gid; /* of the data directory: the default owner */
 
 	/* The flusher thread and group commit (flush_lock guards these). */
 	pthread_mutex_t flush_lock;
@@ -182,11 +184,28 @@ void packtab_entry(uint32_t pack_id, const struct record_info *rec, struct index
  * when the blob is already there, else 0. */
 int packtab_check_absent(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 
+/* local_meta.c: the store's meta file. Without one a store gets the data
+ * directory's owner and group and STORE_MODE_MISSING; with a damaged one,
+ * STORE_MODE_DAMAGED (docs/FORMAT.md). */
+#define STORE_MODE_MISSING 0755
+#define STORE_MODE_DAMAGED 0700
+void local_meta_default(const struct local_db *db, bool damaged, struct store_attr *out);
+/* Reads dir_fd's meta file into *out (the default, logged, when it is
+ * missing or bad); 0. */
+int local_meta_read(struct local_db *db, int dir_fd, const char *name, struct store_attr *out);
+/* Replaces dir_fd's meta file atomically (meta.tmp, fsync, rename, fsync
+ * of the directory). */
+int local_meta_write(const struct io_ops *io, int dir_fd, const struct store_attr *attr);
+int local_store_get_attr(struct store *base, struct store_attr *out);
+int local_store_set_attr(struct store *base, const struct store_attr *attr);
+
 /* local_recover.c */
 int recover_store(struct local_store *store);
 
 /* local_marker.c */
 int durable_marker_write(struct local_store *store, uint64_t seq);
+/* A new store's marker (seq 0, slot 0) in its directory dir_fd. */
+int durable_marker_create(struct local_store *store, int dir_fd);
 void durable_marker_read(struct local_store *store);
 
 /* local_checkpoint.c */

@@ -19,7 +19,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -173,9 +176,18 @@ long blobdb_lock_holder(const char *datadir)
 static int load_store_entry(const char *name, unsigned char type, void *arg)
 {
 	struct local_db *db = arg;
+	const struct io_ops *io = db->io;
 	struct local_store *store;
-	int ret;
+	int ret, dir_fd;
 
+	if (!strncmp(name, STORE_CREATING_PREFIX, strlen(STORE_CREATING_PREFIX))) {
+		/* A creation a crash interrupted: the store never existed. */
+		ret = datadir_remove_flat(io, db->stores_fd, name);
+		if (ret < 0)
+			log_warning("cannot remove %s/%s/%s: %s", db->base.location, DATADIR_STORES,
+				    name, strerror(-ret));
+		return 0;
+	}
 	if (name[0] == '.')
 		return 0;
 	if (store_name_check(name, strlen(name)) < 0) {
@@ -183,14 +195,25 @@ static int load_store_entry(const char *name, unsigned char type, void *arg)
 			    DATADIR_STORES, name);
 		return 0;
 	}
-	if (type != DT_DIR && type != DT_UNKNOWN) {
+	/* Never followed: a symbolic link in stores/ is not a store, whatever
+	 * the file system says its type is. */
+	dir_fd = type == DT_DIR || type == DT_UNKNOWN ?
+			 io->openat(db->stores_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0) :
+			 -1;
+	if (dir_fd < 0) {
 		log_warning("ignoring %s/%s/%s: not a directory", db->base.location, DATADIR_STORES,
 			    name);
 		return 0;
 	}
 	ret = local_store_new(db, name, &store);
-	if (ret < 0)
+	if (ret == 0)
+		ret = local_meta_read(db, dir_fd, name, &store->attr);
+	io->close(dir_fd);
+	if (ret < 0) {
+		if (store)
+			local_store_free(&store->base);
 		return ret;
+	}
 	ret = recover_store(store);
 	if (ret == 0)
 		ret = blobdb_catalog_add(&db->base, &store->base);
@@ -202,6 +225,62 @@ static int load_store_entry(const char *name, unsigned char type, void *arg)
 static int local_db_load_stores(struct local_db *db)
 {
 	return db->io->listdir(db->stores_fd, ".", load_store_entry, db);
+}
+
+/* datadir_check_path on datadir's absolute path (a data directory not made
+ * yet: its parent's, and its name). Logs why it refuses. */
+static int check_location(const struct io_ops *io, const char *datadir)
+{
+	char why[PATH_MAX + 160], *path = realpath(datadir, NULL);
+	int ret;
+
+	if (!path && errno == ENOENT) {
+		/* Not made yet: its parent must exist (it is made without -p). */
+		char *copy = strdup(datadir), *slash, *parent;
+		const char *dir = ".", *base;
+		if (!copy)
+			return -ENOMEM;
+		while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+			copy[strlen(copy) - 1] = '\0';
+		slash = strrchr(copy, '/');
+		base = slash ? slash + 1 : copy;
+		if (slash == copy) {
+			dir = "/";
+		} else if (slash) {
+			*slash = '\0';
+			dir = copy;
+		}
+		parent = realpath(dir, NULL);
+		if (parent) {
+			path = malloc(strlen(parent) + strlen(base) + 2);
+			if (path)
+				sprintf(path, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
+			free(parent);
+		}
+		free(copy);
+	}
+	if (!path) {
+		ret = -errno;
+		log_error("cannot check data directory %s: %s", datadir, strerror(-ret));
+		return ret;
+	}
+	ret = datadir_check_path(io, path, (unsigned)geteuid(), why, sizeof(why));
+	if (ret == -EPERM)
+		log_error("refusing data directory %s: %s; other users could change what blobfs "
+			  "reads and writes there (chmod go-w, or choose another place)", datadir, why);
+	else if (ret < 0)
+		log_error("cannot check data directory %s: %s", datadir, strerror(-ret));
+	free(path);
+	return ret;
+}
+
+int blobdb_check_location(const char *location)
+{
+	if (!location || !*location)
+		return -EINVAL;
+	if (!strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)))
+		return 0;
+	return check_location(io_system(), location);
 }
 
 static int local_db_open(const char *datadir, const struct blobdb_options *opts,
@@ -224,6 +303,9 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
 	if (ret < 0)
 		goto out;
+	ret = check_location(io, datadir);
+	if (ret < 0)
+		goto out;
 	if (io->mkdirat(AT_FDCWD, datadir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		log_error("cannot create data directory %s: %s", datadir, strerror(-ret));
@@ -244,6 +326,16 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 		ret = -errno;
 		log_error("cannot open data directory %s: %s", datadir, strerror(-ret));
 		goto out;
+	}
+	{
+		struct stat st;
+		if (io->fstat(db->dirfd, &st) < 0) {
+			ret = -errno;
+			log_error("cannot stat data directory %s: %s", datadir, strerror(-ret));
+			goto out;
+		}
+		db->owner_uid = st.st_uid;
+		db->owner_gid = st.st_gid;
 	}
 	ret = local_db_lock(db);
 	if (ret < 0) {
@@ -338,32 +430,57 @@ static void local_db_free(struct blobdb *base)
 	free(db);
 }
 
-static int local_store_create(struct blobdb *base, const char *name, struct store **out)
+/* A store is made whole under a name the loader skips (.creating-*): its
+ * meta file and durable marker written and synced, then renamed to its name,
+ * so that after a crash it exists with its owner and mode or not at all. */
+static int local_store_create(struct blobdb *base, const char *name,
+			      const struct store_attr *attr, struct store **out)
 {
 	struct local_db *db = (struct local_db *)base;
 	const struct io_ops *io = db->io;
 	struct local_store *store = NULL;
-	int ret = local_store_new(db, name, &store);
+	char staging[64];
+	bool made = false;
+	int dir_fd = -1, ret = local_store_new(db, name, &store);
 
 	if (ret < 0)
 		goto out;
-	if (io->mkdirat(db->stores_fd, name, 0700) < 0) {
+	store->attr = *attr;
+	snprintf(staging, sizeof(staging), STORE_CREATING_FMT, (long)getpid(),
+		 __atomic_add_fetch(&db->staging_counter, 1, __ATOMIC_RELAXED));
+	if (io->mkdirat(db->stores_fd, staging, 0700) < 0) {
 		ret = -errno;
-		log_error("cannot create store %s: %s", name, strerror(-ret));
 		goto out;
 	}
+	made = true;
+	dir_fd = io->openat(db->stores_fd, staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+			    0);
+	ret = dir_fd < 0 ? -errno : 0;
 	/* A store has a durable marker from its birth: a missing one is then
 	 * always damage, never a store that simply has not flushed yet. */
-	ret = durable_marker_write(store, 0);
 	if (ret == 0)
-		ret = datadir_fsync_dir(io, db->stores_fd, name);
+		ret = local_meta_write(io, dir_fd, attr); /* fsyncs the directory */
 	if (ret == 0)
-		ret = io->fsync(db->stores_fd) < 0 ? -errno : 0;
-	if (ret < 0) {
-		log_error("cannot create store %s: %s", name, strerror(-ret));
-		datadir_remove_flat(io, db->stores_fd, name);
+		ret = durable_marker_create(store, dir_fd);
+	if (ret == 0 && io->fsync(dir_fd) < 0)
+		ret = -errno;
+	if (ret == 0 && io->renameat(db->stores_fd, staging, db->stores_fd, name) < 0)
+		ret = -errno;
+	if (ret == 0) {
+		made = false;
+		if (io->fsync(db->stores_fd) < 0) {
+			/* It may or may not be there after a crash: it goes. */
+			ret = -errno;
+			datadir_remove_flat(io, db->stores_fd, name);
+		}
 	}
 out:
+	if (dir_fd >= 0)
+		io->close(dir_fd);
+	if (ret < 0)
+		log_error("cannot create store %s: %s", name, strerror(-ret));
+	if (made)
+		datadir_remove_flat(io, db->stores_fd, staging);
 	if (ret < 0 && store) {
 		local_store_free(&store->base);
 		store = NULL;
@@ -428,6 +545,8 @@ const struct backend_ops local_backend = {
 	.db_statfs = local_db_statfs,
 	.db_writer_memory = local_db_writer_memory,
 	.store_create = local_store_create,
+	.store_get_attr = local_store_get_attr,
+	.store_set_attr = local_store_set_attr,
 	.store_remove = local_store_remove,
 	.store_purge = local_store_purge,
 	.store_free = local_store_free,

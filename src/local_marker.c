@@ -13,28 +13,45 @@
 #include "datadir.h"
 #include "pack.h"
 
-/* The marker file has two slots written in turn: a write torn by a power cut
- * spoils one, and the other still vouches for what it did. */
-int durable_marker_write(struct local_store *store, uint64_t seq)
+/* Writes seq into slot *slot of the marker file at path (relative to dirfd),
+ * then fsyncs it; once the file is open, *slot moves to the other slot
+ * whatever happens next. */
+static int marker_write_slot(const struct io_ops *io, int dirfd, const char *path,
+			     unsigned *slot, uint64_t seq)
 {
-	const struct io_ops *io = store->db->io;
 	uint8_t buf[MARKER_SIZE];
-	char path[PATH_SIZE];
 	int fd, ret;
 
 	marker_encode(seq, buf);
-	ret = local_store_path(store, STORE_MARKER, path);
-	if (ret < 0)
-		return ret;
-	fd = io->openat(store->db->stores_fd, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	fd = io->openat(dirfd, path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
-	ret = pwrite_full(io, fd, buf, sizeof(buf), (uint64_t)store->marker_slot * MARKER_SIZE);
-	store->marker_slot ^= 1;
+	ret = pwrite_full(io, fd, buf, sizeof(buf), (uint64_t)*slot * MARKER_SIZE);
+	*slot ^= 1;
 	if (ret == 0 && io->fsync(fd) < 0)
 		ret = -errno;
 	io->close(fd);
 	return ret;
+}
+
+/* The marker file has two slots written in turn: a write torn by a power cut
+ * spoils one, and the other still vouches for what it did. */
+int durable_marker_write(struct local_store *store, uint64_t seq)
+{
+	char path[PATH_SIZE];
+	int ret;
+
+	ret = local_store_path(store, STORE_MARKER, path);
+	if (ret < 0)
+		return ret;
+	return marker_write_slot(store->db->io, store->db->stores_fd, path, &store->marker_slot,
+				 seq);
+}
+
+int durable_marker_create(struct local_store *store, int dir_fd)
+{
+	store->marker_slot = 0;
+	return marker_write_slot(store->db->io, dir_fd, STORE_MARKER, &store->marker_slot, 0);
 }
 
 /* Reads the store's durable marker; a missing or damaged one vouches for

@@ -377,7 +377,8 @@ static int recover_dir_entry(const char *name, unsigned char type, void *arg)
 		/* Even a pack whose header is bad keeps its id taken. */
 		if (id >= store->next_pack_id)
 			store->next_pack_id = id + 1;
-	} else if (!strcmp(name, STORE_MARKER) || !strcmp(name, STORE_CHECKPOINT)) {
+	} else if (!strcmp(name, STORE_MARKER) || !strcmp(name, STORE_CHECKPOINT) ||
+		   !strcmp(name, STORE_META)) {
 		return 0;
 	} else if (datadir_is_store_file(name)) {
 		if (io->unlinkat(f->dir_fd, name, 0) < 0)

@@ -129,18 +129,50 @@ static int memory_db_statfs(struct blobdb *base, struct statvfs *st)
 
 /* ---- stores ---- */
 
-static int memory_store_create(struct blobdb *db, const char *name, struct store **out)
+static int memory_store_create(struct blobdb *db, const char *name,
+			       const struct store_attr *attr, struct store **out)
 {
 	struct memory_store *ms = calloc(1, sizeof(*ms));
 	int ret = ms ? store_init(&ms->base, db, name) : -ENOMEM;
 
 	if (ret < 0) {
+		if (ms)
+			store_fini(&ms->base);
 		free(ms);
 		ms = NULL;
 	} else {
 		pthread_mutex_init(&ms->lock, NULL);
+		ms->attr = *attr;
 	}
 	*out = ms ? &ms->base : NULL;
+	return ret;
+}
+
+static int memory_store_get_attr(struct store *store, struct store_attr *out)
+{
+	struct memory_store *ms = to_store(store);
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&ms->lock);
+	if (!store->destroyed) {
+		*out = ms->attr;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&ms->lock);
+	return ret;
+}
+
+static int memory_store_set_attr(struct store *store, const struct store_attr *attr)
+{
+	struct memory_store *ms = to_store(store);
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&ms->lock);
+	if (!store->destroyed) {
+		ms->attr = *attr;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&ms->lock);
 	return ret;
 }
 
@@ -372,6 +404,8 @@ const struct backend_ops memory_backend = {
 	.db_sync = memory_nothing_to_flush,
 	.db_statfs = memory_db_statfs,
 	.store_create = memory_store_create,
+	.store_get_attr = memory_store_get_attr,
+	.store_set_attr = memory_store_set_attr,
 	.store_remove = memory_store_remove,
 	.store_purge = memory_store_purge,
 	.store_free = memory_store_free,

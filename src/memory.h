@@ -40,6 +40,7 @@ struct memory_store {
 	pthread_mutex_t lock;
 	struct memory_blob *root; /* the treap: hash order, max-heap on priority */
 	size_t count;
+	struct store_attr attr;   /* owner, group, mode (under lock) */
 };
 
 struct memory_reader {

@@ -5,7 +5,9 @@
  * library that knows nothing of FUSE. Where the blobs live is a backend's
  * business (backend.h): packs in a data directory, or memory. Statuses
  * are negative errnos: -ENOENT not-found, -EEXIST already-exists, -EINVAL
- * invalid-argument, -ENOSPC no-space, -EIO internal-error.
+ * invalid-argument, -ENOSPC no-space, -EIO internal-error; -EPERM and
+ * -EACCES only from the owner and mode checks below (a backend's own EPERM
+ * is an internal error).
  *
  * Thread safety: every function may be called from any thread. A struct
  * blob_writer or blob_reader is used by one caller at a time or locks itself
@@ -110,7 +112,76 @@ const char *blobdb_backend(const struct blobdb *db);
  * with '.'. */
 int store_name_check(const char *name, size_t len);
 
+/*
+ * Owners and modes. Each store has an owner, a group and a mode (the
+ * permission bits of a directory, 07777), kept by the backend (local: the
+ * store's meta file, docs/FORMAT.md; memory: in memory) and checked here, so
+ * that every front end applies the same rules:
+ *
+ *   store_access   the usual Unix rules of a directory: uid 0 passes
+ *                  (root may read, write and search any directory); the
+ *                  owner gets the owner bits, else a member of the group
+ *                  (primary or supplementary) the group bits, else the
+ *                  other bits; every bit asked for must be there.
+ *   store_attr_set chmod: the owner or root (a caller who is neither in the
+ *                  store's group nor root loses S_ISGID, as Linux does);
+ *                  chown to another uid: root only; chgrp: root, or the
+ *                  owner to a group they are in. Setting the value a field
+ *                  already has is a no-op the owner may do. -EPERM otherwise.
+ */
+struct store_attr {
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t mode; /* permission bits only: 07777 */
+};
+
+/* Who asks: a front end fills it from its request (FUSE: the caller's uid,
+ * gid and supplementary groups). groups may be NULL when group_count is 0. */
+struct caller {
+	uint32_t uid;
+	uint32_t gid;
+	const uint32_t *groups;
+	size_t group_count;
+};
+
+#define STORE_MODE_MASK 07777
+/* store_create's owner and mode: the process's effective uid and gid, 0755. */
+#define STORE_MODE_DEFAULT 0755
+
+/* What store_attr_set changes. */
+#define STORE_ATTR_MODE 1
+#define STORE_ATTR_UID 2
+#define STORE_ATTR_GID 4
+
+/* Creates a store owned by the process (effective uid and gid), mode 0755. */
 int store_create(struct blobdb *db, const char *name);
+/* Creates a store with the given owner, group and mode (mode & 07777). */
+int store_create_as(struct blobdb *db, const char *name, const struct store_attr *attr);
+/* The store's owner, group and mode; -ENOENT for a destroyed store. */
+int store_attr_get(struct store *store, struct store_attr *out);
+/* Changes what `what` (STORE_ATTR_*) names to want's values, on behalf of
+ * who, with the rules above (-EPERM), persistently (local: the meta file is
+ * replaced atomically before this returns; -EIO, -ENOSPC if it could not
+ * be, and nothing changed). Fills *now (may be NULL) with the result. */
+int store_attr_set(struct store *store, const struct caller *who, int what,
+		   const struct store_attr *want, struct store_attr *now);
+/* 0 when who may access the store as mask (R_OK, W_OK, X_OK of
+ * <unistd.h>, or'ed; F_OK is 0) says, -EACCES otherwise, -ENOENT for a
+ * destroyed store. */
+int store_access(struct store *store, const struct caller *who, int mask);
+/* The same check against attributes already in hand. */
+int store_attr_access(const struct store_attr *attr, const struct caller *who, int mask);
+/* Whether who is in group gid (primary or supplementary). */
+bool caller_in_group(const struct caller *who, uint32_t gid);
+
+/* Checks that location is a safe place for a data directory (memory: always
+ * is): the directory, if it exists, and each of its parents must not be
+ * writable by other users or by a group other than root's (gid 0), unless
+ * (parents only) it is sticky and owned by root or by the process's
+ * effective uid; the data directory itself must be owned by root or that
+ * uid. Logs which directory and why, and returns -EPERM, when it is not.
+ * blobdb_open checks it too. */
+int blobdb_check_location(const char *location);
 /* Removes the store and its blobs; with only_if_empty, -ENOTEMPTY if it has
  * blobs. */
 int store_destroy(struct blobdb *db, const char *name, bool only_if_empty);

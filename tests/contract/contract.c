@@ -26,6 +26,8 @@
  * thread saves, concurrent writers, references to a destroyed store.
  * contract_saved.c: blob_stat's saved time (first save, re-save, delete,
  * reopen).
+ * contract_owners.c: stores' owners and modes, store_access and the
+ * chmod/chown rules of store_attr_set.
  * contract_backend.c: opening the backend under test.
  * The checks, PRNG, temporary directories and blob helpers are the C tests'
  * fixture library (tests/unit/testutil.h, storeutil.h).
@@ -698,6 +700,7 @@ int main(int argc, char **argv)
 	ct_after_close(seed + 10);
 	ct_saved_time(seed + 12);
 	ct_tentative(seed + 13);
+	ct_owners(seed + 14);
 	if (ct_memory)
 		ct_memory_max(seed + 11);
 	if (ct_memory)

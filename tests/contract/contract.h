@@ -42,5 +42,7 @@ void ct_destroyed_store_references(uint64_t seed);
 void ct_saved_time(uint64_t seed);
 /* contract_tentative.c: verified commits and tentative saves. */
 void ct_tentative(uint64_t seed);
+/* contract_owners.c: stores' owners and modes, and the permission rules. */
+void ct_owners(uint64_t seed);
 
 #endif

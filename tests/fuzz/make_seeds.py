@@ -255,6 +255,25 @@ def checkpoint_seeds():
     return {"v2-three-blobs": bytes([0]) + checkpoint(packs, entries)}
 
 
+def meta(uid, gid, mode, version=1, reserved=0):
+    """A store's meta file (docs/FORMAT.md)."""
+    b = b"BLOBMETA" + struct.pack("<IIIII", version, uid, gid, mode, reserved)
+    return b + struct.pack("<I", crc32c(b))
+
+
+def meta_seeds():
+    return {
+        "root-0755": bytes([0]) + meta(0, 0, 0o755),
+        "user-2750": bytes([0]) + meta(1000, 100, 0o2750),
+        "max-ids-07777": bytes([0]) + meta(2**32 - 1, 2**32 - 1, 0o7777),
+        "version-2": bytes([0]) + meta(0, 0, 0o755, version=2),
+        "mode-high-bits": bytes([0]) + meta(0, 0, 0o40755),
+        "reserved-nonzero": bytes([0]) + meta(0, 0, 0o755, reserved=1),
+        "fixup-all": bytes([15]) + bytes(32),
+        "short": bytes([0]) + meta(0, 0, 0o755)[:20],
+    }
+
+
 def write(dirname, files):
     os.makedirs(dirname, exist_ok=True)
     for name, data in files.items():
@@ -268,6 +287,7 @@ def main():
     write(os.path.join(root, "corpus", "fuzz_record"), record_seeds())
     write(os.path.join(root, "corpus", "fuzz_index"), index_seeds())
     write(os.path.join(root, "corpus", "fuzz_checkpoint"), checkpoint_seeds())
+    write(os.path.join(root, "corpus", "fuzz_meta"), meta_seeds())
     # Inputs that once found bugs (fixed): kept as regressions in the corpus.
     regress = lambda files: {"regression-" + k: v for k, v in files.items()}
     write(os.path.join(root, "corpus", "fuzz_record"), regress(record_crashers()))

@@ -49,6 +49,8 @@ struct name_op {
 	ino_t dir, dir2;  /* directories whose fsync makes it durable */
 	bool dir_synced, dir2_synced;
 	char *path, *path2; /* absolute; RENAME: from, to; UNLINK: path, held copy */
+	bool replaced_by_next; /* the old file of a rename over it: the rename
+				* (the next op) is kept or reverted with it */
 	struct name_op *next;
 };
 
@@ -322,6 +324,7 @@ static int sim_fstat(int fd, struct stat *st)
 static int sim_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
 {
 	char from[PATH_MAX], to[PATH_MAX];
+	struct name_op *park = NULL;
 	struct stat st;
 	int ret;
 
@@ -338,10 +341,16 @@ static int sim_renameat(int olddirfd, const char *oldpath, int newdirfd, const c
 		if (rename(to, held) < 0)
 			return -1;
 		add_name(NAME_UNLINK, to, held);
+		park = sim.names_tail;
 	}
 	ret = rename(from, to);
 	if (ret == 0)
 		add_name(NAME_RENAME, from, to);
+	/* rename(2) replaces atomically, across a crash too (one journal
+	 * transaction): a cut never keeps the old file's removal without the
+	 * rename. */
+	if (ret == 0 && park)
+		park->replaced_by_next = true;
 	if (ret == 0 && stat(to, &st) == 0)
 		TRACE("call %llu rename ino %lu %s -> %s\n", (unsigned long long)sim.calls,
 		      (unsigned long)st.st_ino, strrchr(from, '/'), strrchr(to, '/'));
@@ -557,6 +566,8 @@ void simdisk_power_cut(uint64_t seed)
 		names[m++] = op;
 	/* The journal kept a prefix of the name changes. */
 	k = m ? (size_t)(tu_rng_next(&cut_rng) % (m + 1)) : 0;
+	if (k > 0 && k < m && names[k - 1]->replaced_by_next)
+		k++;
 	for (size_t i = m; i-- > k;) {
 		TRACE("revert %d %s %s\n", names[i]->kind, names[i]->path, names[i]->path2 ? names[i]->path2 : "");
 		revert_name(names[i]);

@@ -4,7 +4,8 @@
  * power cut might: writes not covered by an fsync of their file are undone
  * and a random selection of their 512-byte sectors written back (torn),
  * and a random suffix of the names created, renamed or removed since their
- * directory was last fsynced is reverted (as a journal would lose them).
+ * directory was last fsynced is reverted (as a journal would lose them; a
+ * rename over an existing name stays atomic, as rename(2) is).
  */
 #ifndef BLOBFS_SIMDISK_H
 #define BLOBFS_SIMDISK_H
