@@ -614,8 +614,10 @@ static void file_release(struct fs_call *c, struct node *node, uint64_t fh)
 
 	pthread_mutex_lock(&fs->lock);
 	/* What no close saved (its writer never closed it: mmap, or a process
-	 * that shared the descriptor wrote last) is saved now. */
-	if (h->writable && node->dirty && !node->discarded &&
+	 * that shared the descriptor wrote last) is saved now; at the last
+	 * release whatever handle it is (a truncate by name made while a
+	 * reader's release was still on its way). */
+	if ((h->writable || node->open_count == 1) && node->dirty && !node->discarded &&
 	    (node->writer_count || node->writers_unknown || !node->verified) &&
 	    file_save(c, node) < 0)
 		log_error("%s: content written but never closed could not be saved%s%s",

@@ -176,3 +176,19 @@ def test_create_never_evicts_its_own_directory(make_mount):
         with pytest.raises(OSError) as e:
             os.mkdir(inc(m, 's', 'e'))
         assert e.value.errno == 28  # ENOSPC
+
+
+@pytest.mark.backends
+def test_truncate_by_name_while_a_reader_is_open_is_saved(blobfs, store):
+    path = inc(blobfs, store, 'r')
+    save(blobfs.mnt, store, b'0123456789', name='r')
+    with open(path, 'rb') as reader:  # a handle open: the truncate cannot save at once
+        os.truncate(path, 4)
+        assert reader.read() == b'0123'
+    # the reader's release (the last) saves it
+    for _ in range(100):
+        if sha256(b'0123') in blob_set(blobfs.mnt, store):
+            break
+        time.sleep(0.01)
+    assert sha256(b'0123') in blob_set(blobfs.mnt, store)
+    assert os.getxattr(path, XATTR).decode() == sha256(b'0123')
