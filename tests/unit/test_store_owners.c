@@ -32,32 +32,6 @@
 
 /* ---- helpers ---- */
 
-static char *capture_stderr_of(void (*fn)(void *), void *arg)
-{
-	char path[PATH_MAX];
-	char *text;
-	size_t len;
-	int fd, saved;
-
-	tu_path(path, sizeof(path), "%s/stderr-owners", tu_tmpdir());
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	REQUIRE(fd >= 0);
-	fflush(stderr);
-	saved = dup(STDERR_FILENO);
-	REQUIRE(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
-	close(fd);
-	fn(arg);
-	fflush(stderr);
-	REQUIRE(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	text = tu_read_file(path, &len);
-	REQUIRE(text != NULL);
-	text = realloc(text, len + 1);
-	REQUIRE(text != NULL);
-	text[len] = '\0';
-	return text;
-}
-
 static struct store_attr attr_of(struct store *s)
 {
 	struct store_attr a;
@@ -200,7 +174,7 @@ static void test_missing_and_damaged(const char *base)
 	/* As a data directory of an earlier blobfs left it. */
 	tu_path(path, sizeof(path), "%s/stores/s/meta", dir);
 	REQUIRE(unlink(path) == 0);
-	text = capture_stderr_of(reopen_and_read, &r);
+	text = tu_capture_stderr(reopen_and_read, &r);
 	CHECK(attr_is(r.attr, (uint32_t)st.st_uid, (uint32_t)st.st_gid, 0755));
 	CHECK(!strstr(text, "meta"));
 	free(text);
@@ -220,7 +194,7 @@ static void test_missing_and_damaged(const char *base)
 		} else {
 			REQUIRE(mkdir(path, 0700) == 0);
 		}
-		text = capture_stderr_of(reopen_and_read, &r);
+		text = tu_capture_stderr(reopen_and_read, &r);
 		CHECK(attr_is(r.attr, (uint32_t)st.st_uid, (uint32_t)st.st_gid, 0700));
 		if (!CHECK(strstr(text, "warning: store s: its meta file is") != NULL))
 			fprintf(stderr, "  log: %s\n", text);
@@ -236,7 +210,7 @@ static void test_missing_and_damaged(const char *base)
 		store_close(s);
 		CHECK_EQ(blobdb_close(db2), 0);
 	}
-	text = capture_stderr_of(reopen_and_read, &r);
+	text = tu_capture_stderr(reopen_and_read, &r);
 	CHECK(attr_is(r.attr, (uint32_t)st.st_uid, (uint32_t)st.st_gid, 0700));
 	CHECK(!strstr(text, "meta"));
 	free(text);

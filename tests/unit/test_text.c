@@ -50,35 +50,9 @@ static void test_escape(void)
 	CHECK_EQ(escape_text("a\nb", 3, NULL, 0, 0), 4);
 }
 
-/* Runs fn with stderr going to a file; returns what it wrote. */
-static char *capture_stderr(void (*fn)(void))
+static void log_some_lines(void *arg)
 {
-	char path[PATH_MAX];
-	size_t len;
-	char *text;
-	int saved, fd;
-
-	tu_path(path, sizeof(path), "%s/stderr", tu_tmpdir());
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	REQUIRE(fd >= 0);
-	fflush(stderr);
-	saved = dup(STDERR_FILENO);
-	REQUIRE(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
-	close(fd);
-	fn();
-	fflush(stderr);
-	REQUIRE(dup2(saved, STDERR_FILENO) >= 0);
-	close(saved);
-	text = tu_read_file(path, &len);
-	REQUIRE(text != NULL);
-	text = realloc(text, len + 1);
-	REQUIRE(text != NULL);
-	text[len] = '\0';
-	return text;
-}
-
-static void log_some_lines(void)
-{
+	(void)arg;
 	log_error("store %s: cannot do it: %s", "a\nb", "Input/output error");
 	log_warning("store %s: tab and bell", "t\tx\a");
 	log_info("store %s created", "back\\slash \xc3\xa9");
@@ -93,7 +67,7 @@ static void test_log_lines(void)
 	char *text;
 
 	TU_TEST("log lines: control characters escaped, one line per message");
-	text = capture_stderr(log_some_lines);
+	text = tu_capture_stderr(log_some_lines, NULL);
 	if (!CHECK(!strcmp(text, "blobfs: error: store a\\nb: cannot do it: Input/output error\n"
 				 "blobfs: warning: store t\\tx\\x07: tab and bell\n"
 				 "blobfs: info: store back\\\\slash \xc3\xa9 created\n"
@@ -102,8 +76,9 @@ static void test_log_lines(void)
 	free(text);
 }
 
-static void log_long_line(void)
+static void log_long_line(void *arg)
 {
+	(void)arg;
 	char name[3000];
 
 	memset(name, '\n', sizeof(name) - 1);
@@ -117,7 +92,7 @@ static void test_log_long_line(void)
 	size_t newlines = 0;
 
 	TU_TEST("log lines: a cut message is still one line");
-	text = capture_stderr(log_long_line);
+	text = tu_capture_stderr(log_long_line, NULL);
 	for (char *p = text; *p; p++)
 		newlines += *p == '\n';
 	CHECK_EQ(newlines, 1);

@@ -345,6 +345,32 @@ void *tu_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+char *tu_capture_stderr(void (*fn)(void *), void *arg)
+{
+	char path[PATH_MAX];
+	char *text;
+	size_t len;
+	int fd, saved;
+
+	tu_path(path, sizeof(path), "%s/captured-stderr", tu_tmpdir());
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	REQUIRE(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
+	close(fd);
+	fn(arg);
+	fflush(stderr);
+	REQUIRE(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	text = tu_read_file(path, &len);
+	REQUIRE(text != NULL);
+	text = realloc(text, len + 1);
+	REQUIRE(text != NULL);
+	text[len] = '\0';
+	return text;
+}
+
 long long tu_file_size(const char *path)
 {
 	struct stat st;

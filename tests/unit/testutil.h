@@ -120,6 +120,9 @@ int tu_write_file(const char *path, const void *buf, size_t len);
 int tu_append_file(const char *path, const void *buf, size_t len);
 /* The whole file in a malloc'd buffer (NULL on error); *len gets its size. */
 void *tu_read_file(const char *path, size_t *len);
+/* Runs fn(arg) with stderr going to a file; returns what it wrote, NUL
+ * terminated (free it). */
+char *tu_capture_stderr(void (*fn)(void *), void *arg);
 long long tu_file_size(const char *path);
 bool tu_exists(const char *path);
 /* Exactly len bytes at off, read or written in place; anything else ends the
