@@ -37,6 +37,15 @@ struct fs_call call_of(fuse_req_t req, const char *op)
 				 .pid = ctx->pid, .req = req };
 }
 
+/* A request made through an open file (fi may be NULL: a setattr by name). */
+static struct fs_call call_through(fuse_req_t req, const char *op, struct fuse_file_info *fi)
+{
+	struct fs_call c = call_of(req, op);
+
+	c.fh = fi ? fi->fh : 0;
+	return c;
+}
+
 /* Replies a status: 0, or the error of call c with its log line. */
 static void reply_status(fuse_req_t req, const struct fs_call *c, int ret,
 			 const struct node *node, const char *name)
@@ -277,7 +286,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "setattr");
+	struct fs_call c = call_through(req, "setattr", fi);
 	struct node *node = node_of(c.fs, ino);
 	struct stat st;
 	int ret;
@@ -340,7 +349,7 @@ out:
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "write");
+	struct fs_call c = call_through(req, "write", fi);
 	struct node *node = node_of(c.fs, ino);
 	int ret;
 
@@ -358,7 +367,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "flush");
+	struct fs_call c = call_through(req, "flush", fi);
 	struct node *node = node_of(c.fs, ino);
 
 	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node, fi->fh) : 0, node,
@@ -368,7 +377,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "fallocate");
+	struct fs_call c = call_through(req, "fallocate", fi);
 	struct node *node = node_of(c.fs, ino);
 	int ret = -EOPNOTSUPP;
 
@@ -382,7 +391,7 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "release");
+	struct fs_call c = call_through(req, "release", fi);
 	struct node *node = node_of(c.fs, ino);
 
 	if (node->ops->release)
@@ -392,7 +401,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct fs_call c = call_of(req, "fsync");
+	struct fs_call c = call_through(req, "fsync", fi);
 	struct node *node = node_of(c.fs, ino);
 
 	(void)datasync;

@@ -173,6 +173,14 @@ out:
 	return ret;
 }
 
+/* The open file changed the content: its release saves it if no save
+ * covered it by then. Lock held. */
+static void note_change(struct open_file *h, const struct node *node)
+{
+	h->changed = true;
+	h->changed_at = node->clean_saves;
+}
+
 /* Waits until no save or copy of the node is running. Lock held. */
 static void wait_idle(struct fs *fs, struct node *node)
 {
@@ -190,6 +198,12 @@ static int version_start(struct fs_call *c, struct node *node, bool keep)
 	int ret = 0;
 
 	wait_idle(fs, node);
+	/* A change through another open file (or none: truncate by name) is a
+	 * new version: the last save of the one before is final, even if that
+	 * open file's release (which comes after its close() returned) is
+	 * still on its way. */
+	if (node->tentative && node->tentative_by != c->fh)
+		file_settle(node);
 	if (!node->writer) {
 		ret = blob_writer_new(node->store, &writer);
 		if (ret == 0 && keep && node->saved && node->size > 0) {
@@ -220,6 +234,8 @@ static int version_start(struct fs_call *c, struct node *node, bool keep)
 		node->writers_unknown = false;
 	}
 	node->changes++;
+	if (c->fh)
+		note_change((struct open_file *)(uintptr_t)c->fh, node);
 	return 0;
 }
 
@@ -289,10 +305,12 @@ static int file_save(struct fs_call *c, struct node *node)
 		if (superseded)
 			memcpy(old, node->hash, BLOBFS_HASH_SIZE);
 		node->tentative = tentative || (node->tentative && !superseded);
+		node->tentative_by = c->fh;
 		memcpy(node->hash, hash, BLOBFS_HASH_SIZE);
 		node->saved = true;
 		node->size = blob_writer_size(node->writer);
 		if (node->changes == changes) { /* nothing written meanwhile */
+			node->clean_saves++;
 			node->dirty = false;
 			node->writer_count = 0;
 			node->writers_unknown = false;
@@ -494,8 +512,10 @@ int file_open_locked(struct fs_call *c, struct node *node, struct fuse_file_info
 	if (!node->attached)
 		goto out;
 	ret = 0;
-	if (h->writable && (fi->flags & O_TRUNC))
+	if (h->writable && (fi->flags & O_TRUNC)) {
 		ret = version_start(c, node, false);
+		note_change(h, node);
+	}
 	if (ret == 0 && !node->writer && node->saved && node->size > 0) {
 		ret = blob_open(node->store, node->hash, &h->reader);
 		if (ret == -ENOENT) {
@@ -613,15 +633,20 @@ static void file_release(struct fs_call *c, struct node *node, uint64_t fh)
 	struct fs *fs = c->fs;
 
 	pthread_mutex_lock(&fs->lock);
-	/* What no close saved (its writer never closed it: mmap, or a process
-	 * that shared the descriptor wrote last) is saved now; at the last
-	 * release whatever handle it is (a truncate by name made while a
-	 * reader's release was still on its way). */
-	if ((h->writable || node->open_count == 1) && node->dirty && !node->discarded &&
+	/* What this open file changed and no close saved (its writer never
+	 * closed it: mmap, or a process that shared the descriptor wrote last)
+	 * is saved now; at the last release, whatever changed it (a truncate by
+	 * name made while a reader was open). Not what another open file
+	 * changed since: that one's close or release saves it. */
+	if (((h->changed && h->changed_at == node->clean_saves) || node->open_count == 1) &&
+	    node->dirty && !node->discarded &&
 	    (node->writer_count || node->writers_unknown || !node->verified) &&
 	    file_save(c, node) < 0)
 		log_error("%s: content written but never closed could not be saved%s%s",
 			  node->name, c->why ? ": " : "", c->why ? c->why : "");
+	/* Its open file is done: what it saved last is final. */
+	if (node->tentative && node->tentative_by == fh)
+		file_settle(node);
 	node->open_count--;
 	if (node->open_count == 0)
 		file_closed(fs, node);

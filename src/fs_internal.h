@@ -85,12 +85,14 @@ struct node {
 	bool saved;      /* `hash` is the blob of its last save */
 	bool dirty;      /* the writer holds content not saved yet */
 	bool tentative;  /* its last save created `hash` and may take it back */
+	uint64_t tentative_by; /* the open file (fh) whose close made that save */
 	bool saving;     /* a save is running (fs->saved wakes waiters) */
 	bool discarded;  /* unlinked, or its save failed: never saved again */
 	bool writers_unknown;    /* a write came from a process not identified */
 	unsigned writer_count;
 	pid_t writer_tids[WRITER_TIDS]; /* threads that wrote since the save */
 	uint64_t changes;        /* writes and truncates so far */
+	uint64_t clean_saves;    /* saves that left nothing unsaved */
 	unsigned writes_landing; /* writes counted whose bytes are not in yet */
 
 	/* A name in an incoming tree: its place in its directory's list (in
@@ -133,6 +135,8 @@ struct fs {
 struct open_file {
 	struct blob_reader *reader; /* the blob, while the content is a blob */
 	bool writable;
+	bool changed;          /* it changed the content (write, truncate)... */
+	uint64_t changed_at;   /* ...last when node->clean_saves was this */
 };
 
 /*
@@ -148,6 +152,7 @@ struct fs_call {
 	gid_t gid;
 	pid_t pid;       /* the calling thread (0: not in our pid namespace) */
 	fuse_req_t req;  /* for the caller's supplementary groups */
+	uint64_t fh;     /* the open file it came through (0: none) */
 };
 
 /*

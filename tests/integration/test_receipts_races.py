@@ -192,3 +192,21 @@ def test_truncate_by_name_while_a_reader_is_open_is_saved(blobfs, store):
         time.sleep(0.01)
     assert sha256(b'0123') in blob_set(blobfs.mnt, store)
     assert os.getxattr(path, XATTR).decode() == sha256(b'0123')
+
+
+@pytest.mark.backends
+def test_rewrite_right_after_close_keeps_the_old_blob(blobfs, store):
+    """close() returns before the kernel's release of that open file: a new
+    open right after must not be taken for more writing to the old one (its
+    last save is final, and the new open's truncation is not saved by the
+    old one's release)."""
+    path = inc(blobfs, store, 'r')
+    for i in range(300):
+        old, new = b'old %d\n' % i, b'new %d\n' % i
+        save(blobfs.mnt, store, old, name='r')
+        with open(path, 'wb') as f:  # O_TRUNC at once
+            f.write(new)
+        blobs = blob_set(blobfs.mnt, store)
+        assert sha256(old) in blobs, f'round {i}: the old version was taken back'
+        assert sha256(b'') not in blobs, f'round {i}: the truncated state was saved'
+        assert sha256(new) in blobs
