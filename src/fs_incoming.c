@@ -138,7 +138,9 @@ static void remove_name(struct fs *fs, struct node *dir, struct node *node)
 	touch_now(dir);
 }
 
-static int incoming_dir_rmdir(struct fs_call *c, struct node *dir, const char *name)
+/* rmdir (dir: a directory, and empty) and unlink (a file: removing a
+ * receipt never removes its blob). */
+static int remove_entry(struct fs_call *c, struct node *dir, const char *name, bool want_dir)
 {
 	struct fs *fs = c->fs;
 	struct node *node;
@@ -148,9 +150,9 @@ static int incoming_dir_rmdir(struct fs_call *c, struct node *dir, const char *n
 	node = table_find(fs, dir, name);
 	if (!node)
 		ret = -ENOENT;
-	else if (!node_is_incoming_dir(node))
-		ret = -ENOTDIR;
-	else if (node->incoming_head)
+	else if (node_is_incoming_dir(node) != want_dir)
+		ret = want_dir ? -ENOTDIR : -EISDIR;
+	else if (want_dir && node->incoming_head)
 		ret = -ENOTEMPTY;
 	else
 		remove_name(fs, dir, node);
@@ -158,23 +160,14 @@ static int incoming_dir_rmdir(struct fs_call *c, struct node *dir, const char *n
 	return ret;
 }
 
-/* Removing a receipt never removes its blob. */
+static int incoming_dir_rmdir(struct fs_call *c, struct node *dir, const char *name)
+{
+	return remove_entry(c, dir, name, true);
+}
+
 static int incoming_dir_unlink(struct fs_call *c, struct node *dir, const char *name)
 {
-	struct fs *fs = c->fs;
-	struct node *node;
-	int ret = 0;
-
-	pthread_mutex_lock(&fs->lock);
-	node = table_find(fs, dir, name);
-	if (!node)
-		ret = -ENOENT;
-	else if (node_is_incoming_dir(node))
-		ret = -EISDIR;
-	else
-		remove_name(fs, dir, node);
-	pthread_mutex_unlock(&fs->lock);
-	return ret;
+	return remove_entry(c, dir, name, false);
 }
 
 static int incoming_dir_create(struct fs_call *c, struct node *dir, const char *name, mode_t mode,
@@ -196,18 +189,21 @@ static int incoming_dir_create(struct fs_call *c, struct node *dir, const char *
 		return -EISDIR;
 	if (node && (!fi || (fi->flags & O_EXCL)))
 		return -EEXIST;
-	if (node)
-		return fi ? file_open_locked(c, node, fi) : 0;
+	if (node) { /* another create of the name came first */
+		ret = file_open_locked(c, node, fi);
+		goto out;
+	}
 	ret = reserve_in(c->fs, dir);
 	if (ret == 0)
 		ret = file_new(c, dir, name, mode, false, fi != NULL, &node);
 	if (ret == 0 && fi && (ret = file_open_locked(c, node, fi)) < 0)
 		remove_name(c->fs, dir, node); /* nobody has it: it goes */
-	if (ret < 0)
-		return ret;
-	touch_now(dir);
-	*out = node;
-	return 0;
+	if (ret == 0)
+		touch_now(dir);
+out:
+	if (ret == 0)
+		*out = node;
+	return ret;
 }
 
 /* Whether dir is node or inside it. */

@@ -210,3 +210,4 @@ def test_rewrite_right_after_close_keeps_the_old_blob(blobfs, store):
         assert sha256(old) in blobs, f'round {i}: the old version was taken back'
         assert sha256(b'') not in blobs, f'round {i}: the truncated state was saved'
         assert sha256(new) in blobs
+
