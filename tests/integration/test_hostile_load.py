@@ -3,13 +3,16 @@ load, as the mounting user): 2,000 stores, a tree 300 directories deep in
 incoming/, 5,000 receipts, and eight threads listing the root, a store and
 its incoming/ in a loop while another store's saves go on. Every save
 completes and is visible at once, and the daemon's RSS stays under 200 MB
-(measured: about 25 MB)."""
+(measured: about 25 MB). Under ASan (BLOBFS_SANITIZED=1) RSS is not
+checked: its quarantine keeps up to 256 MB of freed memory and its shadow
+adds to the rest."""
 
 import hashlib
 import os
 import threading
 
 RSS_BOUND_MB = 200
+SANITIZED = bool(os.environ.get('BLOBFS_SANITIZED'))
 
 
 def rss_mb(pid):
@@ -36,7 +39,7 @@ def test_many_stores_deep_trees_and_listing_loops(blobfs):
     for i in range(5000):
         with open(blobfs.path('S', 'incoming', f'f{i}'), 'wb') as f:
             f.write(b'x%d' % i)
-    assert rss_mb(blobfs.pid) < RSS_BOUND_MB
+    assert SANITIZED or rss_mb(blobfs.pid) < RSS_BOUND_MB
 
     stop = threading.Event()
     rounds = [0]
@@ -68,4 +71,4 @@ def test_many_stores_deep_trees_and_listing_loops(blobfs):
     assert not errors
     assert rounds[0] > 0
     assert len(os.listdir(m)) == 2001
-    assert rss_mb(blobfs.pid) < RSS_BOUND_MB
+    assert SANITIZED or rss_mb(blobfs.pid) < RSS_BOUND_MB
