@@ -54,6 +54,7 @@ void blobdb_options_default(struct blobdb_options *opts)
 	opts->min_free = MIN_FREE_AUTO;
 	opts->flush_interval_ms = FLUSH_INTERVAL_MS_DEFAULT;
 	opts->compact_percent = COMPACT_PERCENT_DEFAULT;
+	opts->store_max = STORE_MAX_DEFAULT;
 }
 
 int store_name_check(const char *name, size_t len)
@@ -74,6 +75,8 @@ int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *lo
 		db->opts = *opts;
 	else
 		blobdb_options_default(&db->opts);
+	if (db->opts.store_max == 0)
+		db->opts.store_max = STORE_MAX_DEFAULT;
 	pthread_mutex_init(&db->lock, NULL);
 	{
 		/* A retract waits for the commits under way, not for every
@@ -159,6 +162,11 @@ const char *blobdb_path(const struct blobdb *db)
 const char *blobdb_backend(const struct blobdb *db)
 {
 	return db->ops->name;
+}
+
+size_t blobdb_store_max(const struct blobdb *db)
+{
+	return db->opts.store_max;
 }
 
 uint64_t blobdb_writer_memory(struct blobdb *db)
@@ -299,7 +307,8 @@ int store_create_as(struct blobdb *db, const char *name, const struct store_attr
 	masked.mode &= STORE_MODE_MASK;
 	pthread_mutex_lock(&db->lock);
 	i = catalog_position(db, name, &found);
-	ret = found ? -EEXIST : catalog_reserve(db);
+	ret = found ? -EEXIST : db->store_count >= db->opts.store_max ? -ENOSPC :
+	      catalog_reserve(db);
 	if (ret == 0)
 		ret = db->ops->store_create(db, name, &masked, &store);
 	if (ret == 0)

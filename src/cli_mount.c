@@ -126,6 +126,33 @@ static int set_receipt_max(struct mount_config *c, const char *v)
 	return ret;
 }
 
+static int set_node_max(struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret = parse_count(v, 16, 100000000, &n);
+
+	c->fs.node_max = n;
+	return ret;
+}
+
+static int set_handle_max(struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret = parse_count(v, 16, 1000000, &n);
+
+	c->fs.handle_max = n;
+	return ret;
+}
+
+static int set_store_max(struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret = parse_count(v, 1, 100000000, &n);
+
+	c->db.store_max = n;
+	return ret;
+}
+
 static int set_sync(struct mount_config *c, const char *v)
 {
 	(void)v;
@@ -149,6 +176,9 @@ _Static_assert(WRITER_MEMORY_DEFAULT == UINT64_C(64) << 20, "writer_memory defau
 _Static_assert(FLUSH_INTERVAL_MS_DEFAULT == 1000, "the flush interval: update the help");
 _Static_assert(RECEIPT_TTL_DEFAULT == 3600, "receipt_ttl default: update the help");
 _Static_assert(RECEIPT_MAX_DEFAULT == 100000, "receipt_max default: update the help");
+_Static_assert(NODE_MAX_DEFAULT == 100000, "node_max default: update the help");
+_Static_assert(HANDLE_MAX_DEFAULT == 8192, "handle_max default: update the help");
+_Static_assert(STORE_MAX_DEFAULT == 10000, "store_max default: update the help");
 
 #define THREADS_DEFAULT_MIN 2
 #define THREADS_DEFAULT_MAX 16
@@ -187,6 +217,14 @@ static const struct mount_option {
 	{ "receipt_max", "N", set_receipt_max,
 	  "the most names (receipts, files being written,\ndirectories) in all incoming/ "
 	  "trees; at the\nbound the oldest receipt goes early (default\n100000)" },
+	{ "node_max", "N", set_node_max,
+	  "blob names the kernel may hold before it is\nasked to forget the least recently "
+	  "used;\na quarter more and lookups fail with ENFILE\n(default 100000)" },
+	{ "handle_max", "N", set_handle_max,
+	  "open files and directories at once (beyond:\nENFILE); a user other than root and "
+	  "the\nmounting user holds at most a quarter (beyond:\nEMFILE) (default 8192)" },
+	{ "store_max", "N", set_store_max,
+	  "the most stores; creating one more fails with\nENOSPC (default 10000)" },
 	{ "min_free", "SIZE", set_min_free,
 	  "space saves leave free on the disk, kept for\ndeletes and compaction "
 	  "(default 1% of the\ndisk, at most 64M; 0 for none)" },
@@ -409,6 +447,8 @@ int cli_mount(int argc, char **argv, bool plain)
 			    cpus > THREADS_DEFAULT_MAX ? THREADS_DEFAULT_MAX : (unsigned)cpus;
 	config.fs.receipt_ttl = RECEIPT_TTL_DEFAULT;
 	config.fs.receipt_max = RECEIPT_MAX_DEFAULT;
+	config.fs.node_max = NODE_MAX_DEFAULT;
+	config.fs.handle_max = HANDLE_MAX_DEFAULT;
 	if (fuse_opt_add_arg(&args, argv[0]) < 0) {
 		ret = 1;
 		goto out;

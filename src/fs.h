@@ -21,10 +21,14 @@ struct fs_options {
 	unsigned threads; /* the most requests served at once */
 	unsigned receipt_ttl; /* seconds a closed name in incoming/ stays */
 	size_t receipt_max;   /* the most names in incoming trees */
+	size_t node_max;      /* blob nodes before the kernel is asked to forget */
+	size_t handle_max;    /* open files and directories at once */
 };
 
 #define RECEIPT_TTL_DEFAULT 3600
 #define RECEIPT_MAX_DEFAULT 100000
+#define NODE_MAX_DEFAULT 100000
+#define HANDLE_MAX_DEFAULT 8192
 
 /* Mounts db on mountpoint and installs the signal handlers that end the
  * loop (SIGINT, SIGTERM, SIGHUP). Starts no thread, so the caller may fork

@@ -42,7 +42,7 @@ static struct fs_call call_through(fuse_req_t req, const char *op, struct fuse_f
 {
 	struct fs_call c = call_of(req, op);
 
-	c.fh = fi ? fi->fh : 0;
+	c.fh = handle_fh(fi);
 	return c;
 }
 
@@ -201,18 +201,23 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 {
 	struct fs_call c = call_of(req, "create");
 	struct node *parent = node_of(c.fs, parent_ino), *node;
+	struct fs_handle *h;
 	struct fuse_entry_param e;
-	int ret;
+	int ret = handle_reserve(&c, &h);
 
 	pthread_mutex_lock(&c.fs->lock);
-	ret = create_in(&c, parent, name, mode, fi, &node);
+	if (ret == 0)
+		ret = create_in(&c, parent, name, mode, fi, &node);
 	if (ret == 0)
 		entry_of(c.fs, node, &e);
 	pthread_mutex_unlock(&c.fs->lock);
 	if (ret < 0) {
+		handle_cancel(c.fs, h);
 		reply_error(req, -ret, c.op, parent, name, c.why);
 		return;
 	}
+	c.fh = fi->fh;
+	handle_attach(h, fi);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* The kernel did not get it (interrupted): it holds neither the
 		 * reference nor the handle. The handle keeps the node until the
@@ -220,7 +225,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 		pthread_mutex_lock(&c.fs->lock);
 		node->nlookup--;
 		pthread_mutex_unlock(&c.fs->lock);
-		node->ops->release(&c, node, fi->fh);
+		node->ops->release(&c, node, handle_close(c.fs, fi));
 	}
 }
 
@@ -314,12 +319,23 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_call c = call_of(req, "open");
 	struct node *node = node_of(c.fs, ino);
-	int ret = node->ops->open ? node->ops->open(&c, node, fi) : -EISDIR;
+	struct fs_handle *h;
+	int ret = node->ops->open ? handle_reserve(&c, &h) : -EISDIR;
 
-	if (ret < 0)
+	if (ret == 0)
+		ret = node->ops->open(&c, node, fi);
+	if (ret < 0) {
+		handle_cancel(c.fs, h);
 		reply_error(req, -ret, c.op, node, NULL, c.why);
-	else if (fuse_reply_open(req, fi) != 0 && node->ops->release)
-		node->ops->release(&c, node, fi->fh); /* the kernel did not get it */
+		return;
+	}
+	c.fh = fi->fh;
+	handle_attach(h, fi);
+	if (fuse_reply_open(req, fi) != 0) {
+		uint64_t fh = handle_close(c.fs, fi);
+		if (node->ops->release)
+			node->ops->release(&c, node, fh); /* the kernel did not get it */
+	}
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -337,7 +353,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf = malloc(size ? size : 1);
 	if (!buf)
 		goto out;
-	ret = node->ops->read(&c, node, fi->fh, buf, size, (uint64_t)off, &got);
+	ret = node->ops->read(&c, node, handle_fh(fi), buf, size, (uint64_t)off, &got);
 out:
 	if (ret < 0)
 		reply_error(req, -ret, c.op, node, NULL, c.why);
@@ -354,7 +370,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 	int ret;
 
 	if (node->ops->write) {
-		ret = node->ops->write(&c, node, fi->fh, buf, size, (uint64_t)off);
+		ret = node->ops->write(&c, node, c.fh, buf, size, (uint64_t)off);
 	} else {
 		c.why = "it is read-only";
 		ret = -EACCES;
@@ -370,7 +386,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_call c = call_through(req, "flush", fi);
 	struct node *node = node_of(c.fs, ino);
 
-	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node, fi->fh) : 0, node,
+	reply_status(req, &c, node->ops->flush ? node->ops->flush(&c, node, c.fh) : 0, node,
 		     NULL);
 }
 
@@ -394,8 +410,9 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fs_call c = call_through(req, "release", fi);
 	struct node *node = node_of(c.fs, ino);
 
+	handle_close(c.fs, fi);
 	if (node->ops->release)
-		node->ops->release(&c, node, fi->fh);
+		node->ops->release(&c, node, c.fh);
 	fuse_reply_err(req, 0);
 }
 

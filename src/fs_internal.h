@@ -103,6 +103,12 @@ struct node {
 	bool idle;
 	int64_t expires; /* CLOCK_MONOTONIC milliseconds */
 
+	/* A blob: its place on the list of blob nodes the kernel may be asked
+	 * to forget (fs_cache.c). */
+	struct node *cache_prev, *cache_next;
+	bool cached;       /* on that list */
+	bool forget_asked; /* the kernel was asked to forget it */
+
 	/* a store: its incoming directory, if the kernel knows it */
 	struct node *incoming_dir;
 	/* a directory in an incoming tree: its names, in ino order */
@@ -125,6 +131,14 @@ struct fs {
 	uint64_t next_ino;
 	size_t incoming_names;   /* names in incoming trees (not incoming/) */
 	struct node *idle_head, *idle_tail; /* by expiry time */
+	size_t node_max;     /* blob nodes before the kernel is asked to forget */
+	size_t blob_nodes;   /* blob nodes alive */
+	size_t cache_asked;  /* of those, the ones the kernel was asked to forget */
+	struct node *cache_head, *cache_tail; /* blob nodes, last looked up last */
+	pthread_mutex_t handles_lock; /* guards the handle counts (fs_handles.c) */
+	size_t handle_max, handles;
+	struct handle_user *handle_users; /* open handles by user */
+	size_t handle_user_count, handle_user_capacity;
 	struct timespec mount_time;
 	uid_t uid;
 	gid_t gid;
@@ -345,6 +359,32 @@ void incoming_expire(struct fs *fs);
 void idle_add(struct fs *fs, struct node *node);
 void idle_remove(struct fs *fs, struct node *node);
 
+/* ---- fs_cache.c: the bound on blob nodes ---- */
+
+/* Room for one more blob node: from node_max on, asks the kernel to forget
+ * the least recently looked-up blob names; -ENFILE (c->why says so) when
+ * the kernel holds a quarter more than node_max. Lock held. */
+int cache_reserve(struct fs_call *c);
+/* A lookup returned the blob node / the node goes. Lock held. */
+void cache_touch(struct fs *fs, struct node *node);
+void cache_drop(struct fs *fs, struct node *node);
+
+/* ---- fs_handles.c: the bound on open handles ---- */
+
+struct fs_handle;
+/* Counts one more handle for the caller of c: -ENFILE at handle_max,
+ * -EMFILE past the caller's share (c->why says which), -ENOMEM. */
+int handle_reserve(struct fs_call *c, struct fs_handle **out);
+/* The kind's handle in fi->fh becomes h's; fi->fh is now h (what the
+ * kernel gets). */
+void handle_attach(struct fs_handle *h, struct fuse_file_info *fi);
+/* Uncounts and frees a reserved handle (NULL: nothing). */
+void handle_cancel(struct fs *fs, struct fs_handle *h);
+/* The kind's handle of an attached fi (NULL: 0). */
+uint64_t handle_fh(const struct fuse_file_info *fi);
+/* The last use of an attached fi: uncounts it, returns the kind's handle. */
+uint64_t handle_close(struct fs *fs, struct fuse_file_info *fi);
+
 /* ---- fs_incoming.c ---- */
 
 /* A directory of an incoming tree (ino 0: a fresh number). Lock held. */
@@ -358,6 +398,9 @@ void fs_notify_stop(struct fs *fs);
 /* The kernel forgets the name in directory parent (queued; dropped when too
  * many are queued: it is only a cache). Lock held or not. */
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
+/* The same, but when the queue is full nothing is dropped and it returns
+ * false. */
+bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
 /* The kernel forgets the attributes of inode ino (queued the same way). */
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino);
 

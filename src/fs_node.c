@@ -207,6 +207,10 @@ void node_release(struct fs *fs, struct node *node)
 	while (node && node != &fs->root && node->nlookup == 0 && node->open_count == 0 &&
 	       node->child_count == 0 && !(node->ops->held && node->ops->held(node))) {
 		struct node *parent = node->parent;
+		if (node->ops == &blob_ops) {
+			cache_drop(fs, node);
+			fs->blob_nodes--;
+		}
 		node_detach(fs, node);
 		if (node->all_prev)
 			node->all_prev->all_next = node->all_next;
@@ -336,6 +340,8 @@ int fs_new(struct blobdb *db, const struct fs_options *opts, struct fs **out)
 	fs->sync = opts->sync;
 	fs->receipt_ttl = opts->receipt_ttl;
 	fs->receipt_max = opts->receipt_max;
+	fs->node_max = opts->node_max;
+	fs->handle_max = opts->handle_max;
 	fs->root.ops = &root_ops;
 	fs->root.ino = FUSE_ROOT_ID;
 	fs->next_ino = 2;
@@ -347,6 +353,7 @@ int fs_new(struct blobdb *db, const struct fs_options *opts, struct fs **out)
 	if (!fs->buckets)
 		goto out;
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	pthread_cond_init(&fs->saved, NULL);
 	*out = fs;
 	fs = NULL;
@@ -365,6 +372,8 @@ void fs_free(struct fs *fs)
 		node_free(n);
 	}
 	free(fs->buckets);
+	free(fs->handle_users);
+	pthread_mutex_destroy(&fs->handles_lock);
 	pthread_cond_destroy(&fs->saved);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs);

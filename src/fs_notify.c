@@ -108,19 +108,26 @@ void fs_notify_stop(struct fs *fs)
 	fs->notifier = NULL;
 }
 
-static void enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool inode)
+/* false when the queue is full and may_drop is false. */
+static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool inode,
+		    bool may_drop)
 {
 	struct fs_notifier *n = fs->notifier;
 	size_t len = strlen(name);
 	struct forget *f;
 
 	if (!n || !(f = malloc(sizeof(*f) + len + 1)))
-		return;
+		return false;
 	f->next = NULL;
 	f->parent = parent;
 	f->inode = inode;
 	memcpy(f->name, name, len + 1);
 	pthread_mutex_lock(&n->lock);
+	if (n->queued >= QUEUE_MAX && !may_drop) {
+		pthread_mutex_unlock(&n->lock);
+		free(f);
+		return false;
+	}
 	if (n->queued >= QUEUE_MAX) {
 		struct forget *old = n->head;
 		n->head = old->next;
@@ -137,14 +144,20 @@ static void enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 	n->queued++;
 	pthread_cond_signal(&n->wake);
 	pthread_mutex_unlock(&n->lock);
+	return true;
 }
 
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	enqueue(fs, parent, name, false);
+	enqueue(fs, parent, name, false, true);
+}
+
+bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	return enqueue(fs, parent, name, false, false);
 }
 
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino)
 {
-	enqueue(fs, ino, "", true);
+	enqueue(fs, ino, "", true, true);
 }

@@ -187,21 +187,23 @@ void readdir_incoming(struct fs *fs, struct node *dir, struct dir_fill *f, off_t
 
 void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct node *node = node_of(fs_of(req), ino);
-	struct dir_handle *dh;
+	struct fs_call c = call_of(req, "opendir");
+	struct node *node = node_of(c.fs, ino);
+	struct dir_handle *dh = NULL;
+	struct fs_handle *h = NULL;
+	int ret = node->ops->readdir ? handle_reserve(&c, &h) : -ENOTDIR;
 
-	if (!node->ops->readdir) {
-		reply_error(req, ENOTDIR, "opendir", node, NULL, NULL);
-		return;
-	}
-	dh = calloc(1, sizeof(*dh));
-	if (!dh) {
-		reply_error(req, ENOMEM, "opendir", node, NULL, NULL);
+	if (ret == 0 && !(dh = calloc(1, sizeof(*dh))))
+		ret = -ENOMEM;
+	if (ret < 0) {
+		handle_cancel(c.fs, h);
+		reply_error(req, -ret, c.op, node, NULL, c.why);
 		return;
 	}
 	fi->fh = (uintptr_t)dh;
+	handle_attach(h, fi);
 	if (fuse_reply_open(req, fi) != 0)
-		free(dh);
+		free((void *)(uintptr_t)handle_close(c.fs, fi));
 }
 
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -209,7 +211,7 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct fs *fs = fs_of(req);
 	struct node *node = node_of(fs, ino);
-	struct dir_fill f = { .req = req, .size = size, .dh = (struct dir_handle *)(uintptr_t)fi->fh,
+	struct dir_fill f = { .req = req, .size = size, .dh = (struct dir_handle *)(uintptr_t)handle_fh(fi),
 			      .dir = node };
 
 	f.buf = malloc(size);
@@ -225,6 +227,6 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	free((void *)(uintptr_t)fi->fh);
+	free((void *)(uintptr_t)handle_close(fs_of(req), fi));
 	fuse_reply_err(req, 0);
 }

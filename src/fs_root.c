@@ -7,6 +7,8 @@
 #include "fs_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "log.h"
@@ -68,6 +70,8 @@ static int root_mkdir(struct fs_call *c, struct node *root, const char *name, mo
 	(void)root;
 	if (ret == -EINVAL)
 		c->why = "a store name is 1-255 bytes and may not start with '.'";
+	else if (ret == -ENOSPC && store_count(c->fs->db) >= blobdb_store_max(c->fs->db))
+		c->why = "store_max stores exist";
 	else if (ret == -EEXIST)
 		c->why = "the store exists";
 	else if (ret == 0)
@@ -115,6 +119,34 @@ static int root_fsync(struct fs_call *c, struct node *root)
 	return blobdb_sync(c->fs->db);
 }
 
+/* The daemon's figures against its bounds (README, Security), one line of
+ * key=value fields like a store's. */
+static int root_getxattr(struct fs_call *c, struct node *root, const char *name, char *buf,
+			 size_t size, size_t *len)
+{
+	struct fs *fs = c->fs;
+	size_t handles;
+	int n;
+
+	(void)root;
+	if (strcmp(name, XATTR_STAT))
+		return -ENODATA;
+	pthread_mutex_lock(&fs->handles_lock);
+	handles = fs->handles;
+	pthread_mutex_unlock(&fs->handles_lock);
+	pthread_mutex_lock(&fs->lock);
+	n = snprintf(buf, size,
+		     "stores=%zu store_max=%zu nodes=%zu blob_nodes=%zu node_max=%zu "
+		     "handles=%zu handle_max=%zu incoming_names=%zu receipt_max=%zu "
+		     "writer_memory=%" PRIu64,
+		     store_count(fs->db), blobdb_store_max(fs->db), fs->node_count,
+		     fs->blob_nodes, fs->node_max, handles, fs->handle_max, fs->incoming_names,
+		     fs->receipt_max, blobdb_writer_memory(fs->db));
+	pthread_mutex_unlock(&fs->lock);
+	*len = n > 0 ? (size_t)n : 0;
+	return 0;
+}
+
 const struct node_ops root_ops = {
 	.attr = root_attr,
 	.entry_timeout = dir_timeout,
@@ -124,5 +156,6 @@ const struct node_ops root_ops = {
 	.lookup = root_lookup,
 	.mkdir = root_mkdir,
 	.rmdir = root_rmdir,
+	.getxattr = root_getxattr,
 	.readdir = readdir_root,
 };

@@ -60,8 +60,9 @@ static struct node *incoming_dir_get(struct fs *fs, struct node *dir)
 	return dir->incoming_dir;
 }
 
-static int blob_get(struct fs *fs, struct node *dir, const char *name, struct node **out)
+static int blob_get(struct fs_call *c, struct node *dir, const char *name, struct node **out)
 {
+	struct fs *fs = c->fs;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	struct blob_stat st;
 	struct store *store;
@@ -79,13 +80,18 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 	if (ret < 0)
 		return ret;
 	if (!node) {
+		ret = cache_reserve(c);
+		if (ret < 0)
+			return ret;
 		store = store_hold(dir->store);
 		node = node_get(fs, dir, name, &blob_ops, blob_ino(dir, hash), &store);
 		store_close(store);
 		if (!node)
 			return -ENOMEM;
 		memcpy(node->hash, hash, BLOBFS_HASH_SIZE);
+		fs->blob_nodes++;
 	}
+	cache_touch(fs, node);
 	node->size = st.length;
 	node->saved_at.tv_sec = (time_t)st.saved;
 	node->saved_at.tv_nsec = 0;
@@ -96,7 +102,7 @@ static int blob_get(struct fs *fs, struct node *dir, const char *name, struct no
 static int store_lookup(struct fs_call *c, struct node *dir, const char *name, struct node **out)
 {
 	if (strcmp(name, INCOMING_NAME))
-		return blob_get(c->fs, dir, name, out);
+		return blob_get(c, dir, name, out);
 	*out = incoming_dir_get(c->fs, dir);
 	return *out ? 0 : -ENOMEM;
 }
