@@ -362,16 +362,27 @@ static int check_mountpoint(const char *arg, char resolved[PATH_MAX])
 
 /* Every incoming file that spilled to the disk holds a descriptor: the soft
  * limit on descriptors goes up to the hard one (systemd's default soft limit
- * is 1024, its hard one 524288), so that the bound is the hard limit. */
-static void raise_nofile_limit(void)
+ * is 1024, its hard one 524288), so that the bound is the hard limit. An
+ * open handle may take two (an open blob, or a file's staging file and its
+ * pack), and stores being written one each: a limit below twice handle_max
+ * can run out before handle_max does, which is said at mount. */
+static void raise_nofile_limit(size_t handle_max)
 {
 	struct rlimit lim;
 
-	if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+	if (getrlimit(RLIMIT_NOFILE, &lim) < 0)
+		return;
+	if (lim.rlim_cur < lim.rlim_max) {
 		lim.rlim_cur = lim.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &lim) < 0)
+		if (setrlimit(RLIMIT_NOFILE, &lim) < 0) {
 			log_warning("cannot raise the limit on open files: %s", strerror(errno));
+			getrlimit(RLIMIT_NOFILE, &lim);
+		}
 	}
+	if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < 2 * (rlim_t)handle_max + 1024)
+		log_warning("the limit on open files (%llu) is below twice handle_max (%zu) and "
+			    "some: opens may fail with ENFILE before handle_max is reached",
+			    (unsigned long long)lim.rlim_cur, handle_max);
 }
 
 /* Opens the database, mounts, daemonizes and serves until unmounted: the
@@ -389,7 +400,7 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		if (fuse_opt_add_arg(args, "-d") < 0)
 			goto out;
 	}
-	raise_nofile_limit();
+	raise_nofile_limit(c->fs.handle_max);
 	/* A data directory other users can change is refused (the store layer
 	 * said which directory and why): a wrong command line, status 2. */
 	checked = blobdb_check_location(location);
