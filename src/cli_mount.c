@@ -176,7 +176,7 @@ _Static_assert(WRITER_MEMORY_DEFAULT == UINT64_C(64) << 20, "writer_memory defau
 _Static_assert(FLUSH_INTERVAL_MS_DEFAULT == 1000, "the flush interval: update the help");
 _Static_assert(RECEIPT_TTL_DEFAULT == 3600, "receipt_ttl default: update the help");
 _Static_assert(RECEIPT_MAX_DEFAULT == 100000, "receipt_max default: update the help");
-_Static_assert(NODE_MAX_DEFAULT == 100000, "node_max default: update the help");
+_Static_assert(NODE_MAX_DEFAULT == 50000, "node_max default: update the help");
 _Static_assert(HANDLE_MAX_DEFAULT == 8192, "handle_max default: update the help");
 _Static_assert(STORE_MAX_DEFAULT == 10000, "store_max default: update the help");
 
@@ -219,7 +219,7 @@ static const struct mount_option {
 	  "trees; at the\nbound the oldest receipt goes early (default\n100000)" },
 	{ "node_max", "N", set_node_max,
 	  "blob names the kernel may hold before it is\nasked to forget the least recently "
-	  "used;\na quarter more and lookups fail with ENFILE\n(default 100000)" },
+	  "used; at\nfour times as many, lookups of others fail\nwith ENFILE (default 50000)" },
 	{ "handle_max", "N", set_handle_max,
 	  "open files and directories at once (beyond:\nENFILE); a user other than root and "
 	  "the\nmounting user holds at most a quarter (beyond:\nEMFILE) (default 8192)" },

@@ -27,7 +27,7 @@ struct fs_options {
 
 #define RECEIPT_TTL_DEFAULT 3600
 #define RECEIPT_MAX_DEFAULT 100000
-#define NODE_MAX_DEFAULT 100000
+#define NODE_MAX_DEFAULT 50000
 #define HANDLE_MAX_DEFAULT 8192
 
 /* Mounts db on mountpoint and installs the signal handlers that end the

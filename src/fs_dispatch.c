@@ -319,7 +319,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_call c = call_of(req, "open");
 	struct node *node = node_of(c.fs, ino);
-	struct fs_handle *h;
+	struct fs_handle *h = NULL;
 	int ret = node->ops->open ? handle_reserve(&c, &h) : -EISDIR;
 
 	if (ret == 0)

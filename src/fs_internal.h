@@ -107,7 +107,6 @@ struct node {
 	 * to forget (fs_cache.c). */
 	struct node *cache_prev, *cache_next;
 	bool cached;       /* on that list */
-	bool forget_asked; /* the kernel was asked to forget it */
 
 	/* a store: its incoming directory, if the kernel knows it */
 	struct node *incoming_dir;
@@ -133,7 +132,7 @@ struct fs {
 	struct node *idle_head, *idle_tail; /* by expiry time */
 	size_t node_max;     /* blob nodes before the kernel is asked to forget */
 	size_t blob_nodes;   /* blob nodes alive */
-	size_t cache_asked;  /* of those, the ones the kernel was asked to forget */
+	int64_t last_prune_ms; /* the last store pruned (fs_cache.c) */
 	struct node *cache_head, *cache_tail; /* blob nodes, last looked up last */
 	pthread_mutex_t handles_lock; /* guards the handle counts (fs_handles.c) */
 	size_t handle_max, handles;
@@ -363,8 +362,8 @@ void idle_remove(struct fs *fs, struct node *node);
 
 /* Room for one more blob node: from node_max on, asks the kernel to forget
  * the least recently looked-up blob names; -ENFILE (c->why says so) when
- * the kernel holds a quarter more than node_max. Lock held. */
-int cache_reserve(struct fs_call *c);
+ * the kernel holds four times node_max. Lock held. */
+int cache_reserve(struct fs_call *c, struct node *store);
 /* A lookup returned the blob node / the node goes. Lock held. */
 void cache_touch(struct fs *fs, struct node *node);
 void cache_drop(struct fs *fs, struct node *node);
@@ -398,9 +397,11 @@ void fs_notify_stop(struct fs *fs);
 /* The kernel forgets the name in directory parent (queued; dropped when too
  * many are queued: it is only a cache). Lock held or not. */
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
-/* The same, but when the queue is full nothing is dropped and it returns
- * false. */
+/* The same, but only while the queue is less than half full (the rest is
+ * for the invalidations that must not wait); false otherwise. */
 bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *name);
+/* The same, before anything queued (the bound on blob nodes: fs_cache.c). */
+void fs_notify_forget_name_first(struct fs *fs, fuse_ino_t parent, const char *name);
 /* The kernel forgets the attributes of inode ino (queued the same way). */
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino);
 

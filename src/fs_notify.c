@@ -108,9 +108,15 @@ void fs_notify_stop(struct fs *fs)
 	fs->notifier = NULL;
 }
 
-/* false when the queue is full and may_drop is false. */
+enum queue_how {
+	LAST_MAY_DROP, /* at the end; when the queue is full the oldest goes */
+	LAST_IF_ROOM,  /* at the end, only while the queue is less than half full */
+	FIRST,         /* next, before what is queued (dropping the oldest if full) */
+};
+
+/* false when it was not queued (LAST_IF_ROOM). */
 static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool inode,
-		    bool may_drop)
+		    enum queue_how how)
 {
 	struct fs_notifier *n = fs->notifier;
 	size_t len = strlen(name);
@@ -123,7 +129,7 @@ static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 	f->inode = inode;
 	memcpy(f->name, name, len + 1);
 	pthread_mutex_lock(&n->lock);
-	if (n->queued >= QUEUE_MAX && !may_drop) {
+	if (n->queued >= QUEUE_MAX / 2 && how == LAST_IF_ROOM) {
 		pthread_mutex_unlock(&n->lock);
 		free(f);
 		return false;
@@ -136,11 +142,18 @@ static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 		n->queued--;
 		free(old);
 	}
-	if (n->tail)
-		n->tail->next = f;
-	else
+	if (how == FIRST) {
+		f->next = n->head;
 		n->head = f;
-	n->tail = f;
+		if (!n->tail)
+			n->tail = f;
+	} else {
+		if (n->tail)
+			n->tail->next = f;
+		else
+			n->head = f;
+		n->tail = f;
+	}
 	n->queued++;
 	pthread_cond_signal(&n->wake);
 	pthread_mutex_unlock(&n->lock);
@@ -149,15 +162,20 @@ static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	enqueue(fs, parent, name, false, true);
+	enqueue(fs, parent, name, false, LAST_MAY_DROP);
 }
 
 bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	return enqueue(fs, parent, name, false, false);
+	return enqueue(fs, parent, name, false, LAST_IF_ROOM);
+}
+
+void fs_notify_forget_name_first(struct fs *fs, fuse_ino_t parent, const char *name)
+{
+	enqueue(fs, parent, name, false, FIRST);
 }
 
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino)
 {
-	enqueue(fs, ino, "", true, true);
+	enqueue(fs, ino, "", true, LAST_MAY_DROP);
 }

@@ -80,7 +80,7 @@ static int blob_get(struct fs_call *c, struct node *dir, const char *name, struc
 	if (ret < 0)
 		return ret;
 	if (!node) {
-		ret = cache_reserve(c);
+		ret = cache_reserve(c, dir);
 		if (ret < 0)
 			return ret;
 		store = store_hold(dir->store);
