@@ -14,6 +14,7 @@
 #include <fuse_lowlevel.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -117,42 +118,6 @@ static int set_receipt_ttl(struct mount_config *c, const char *v)
 	return ret;
 }
 
-static int set_receipt_max(struct mount_config *c, const char *v)
-{
-	unsigned long n;
-	int ret = parse_count(v, 1, 100000000, &n);
-
-	c->fs.receipt_max = n;
-	return ret;
-}
-
-static int set_node_max(struct mount_config *c, const char *v)
-{
-	unsigned long n;
-	int ret = parse_count(v, 16, 100000000, &n);
-
-	c->fs.node_max = n;
-	return ret;
-}
-
-static int set_handle_max(struct mount_config *c, const char *v)
-{
-	unsigned long n;
-	int ret = parse_count(v, 16, 1000000, &n);
-
-	c->fs.handle_max = n;
-	return ret;
-}
-
-static int set_store_max(struct mount_config *c, const char *v)
-{
-	unsigned long n;
-	int ret = parse_count(v, 1, 100000000, &n);
-
-	c->db.store_max = n;
-	return ret;
-}
-
 static int set_sync(struct mount_config *c, const char *v)
 {
 	(void)v;
@@ -184,49 +149,61 @@ _Static_assert(STORE_MAX_DEFAULT == 10000, "store_max default: update the help")
 #define THREADS_DEFAULT_MAX 16
 
 /*
- * blobfs's own -o options. To add one: a setter above, a line here (the
- * help text says what it does and its default), and the same in the man
- * page (docs/blobfs.1) and the README.
+ * blobfs's own -o options. To add one: a setter above (none for a count
+ * into a size_t field: its offset and bounds), a line here (the help text
+ * says what it does and its default), and the same in the man page
+ * (docs/blobfs.1) and the README.
  */
+#define COUNT_AT(field, min, max) \
+	.count_at = offsetof(struct mount_config, field), .count_min = (min), .count_max = (max)
+
 static const struct mount_option {
 	const char *name;
 	const char *arg; /* "SIZE" for name=SIZE; NULL for a flag */
 	int (*set)(struct mount_config *c, const char *value);
 	const char *help; /* lines of --help */
+	/* name=N where N is a count into a size_t field (set is NULL): the
+	 * field's offset in struct mount_config and the bounds of N. */
+	size_t count_at;
+	unsigned long count_min, count_max;
 } mount_options[] = {
-	{ "pack_size", "SIZE", set_pack_size,
-	  "largest pack small blobs are appended to\n(default 64M; K, M, G suffixes)" },
-	{ "large_blob", "SIZE", set_large_blob,
-	  "blobs of this size or more get a pack of their\nown, written in place "
+	{ .name = "pack_size", .arg = "SIZE", .set = set_pack_size,
+	  .help = "largest pack small blobs are appended to\n(default 64M; K, M, G suffixes)" },
+	{ .name = "large_blob", .arg = "SIZE", .set = set_large_blob,
+	  .help = "blobs of this size or more get a pack of their\nown, written in place "
 	  "(default 1M, at most 16M)" },
-	{ "sync", NULL, set_sync,
-	  "close() and unlink() return once the change is\non stable storage (concurrent "
+	{ .name = "sync", .arg = NULL, .set = set_sync,
+	  .help = "close() and unlink() return once the change is\non stable storage (concurrent "
 	  "writers share\nthe flushes); default: within 1 second" },
-	{ "async", NULL, set_async, "the default: undoes sync" },
-	{ "threads", "N", set_threads,
-	  "requests served at once, 1 to 256 (default: one\nper CPU, at least 2, at most 16)" },
-	{ "memory_max", "SIZE", set_memory_max,
-	  "memory: the most bytes of blobs held; saves\nbeyond it fail with ENOSPC "
+	{ .name = "async", .arg = NULL, .set = set_async, .help = "the default: undoes sync" },
+	{ .name = "threads", .arg = "N", .set = set_threads,
+	  .help = "requests served at once, 1 to 256 (default: one\nper CPU, at least 2, at most 16)" },
+	{ .name = "memory_max", .arg = "SIZE", .set = set_memory_max,
+	  .help = "memory: the most bytes of blobs held; saves\nbeyond it fail with ENOSPC "
 	  "(default 25% of\nthe RAM)" },
-	{ "writer_memory", "SIZE", set_writer_memory,
-	  "the most bytes of files being written that the\ndaemon holds in memory, all "
+	{ .name = "writer_memory", .arg = "SIZE", .set = set_writer_memory,
+	  .help = "the most bytes of files being written that the\ndaemon holds in memory, all "
 	  "files together;\nbeyond it a file goes to its staging file on\nthe disk "
 	  "(default 64M)" },
-	{ "receipt_ttl", "SECONDS", set_receipt_ttl,
-	  "how long a closed file's name stays in\nincoming/ as a receipt (default 3600)" },
-	{ "receipt_max", "N", set_receipt_max,
-	  "the most names (receipts, files being written,\ndirectories) in all incoming/ "
-	  "trees; at the\nbound the oldest receipt goes early (default\n100000)" },
-	{ "node_max", "N", set_node_max,
-	  "blob names the kernel may hold before it is\nasked to forget the least recently "
-	  "used; at\nfour times as many, lookups of others fail\nwith ENFILE (default 50000)" },
-	{ "handle_max", "N", set_handle_max,
-	  "open files and directories at once (beyond:\nENFILE); a user other than root and "
-	  "the\nmounting user holds at most a quarter (beyond:\nEMFILE) (default 8192)" },
-	{ "store_max", "N", set_store_max,
-	  "the most stores; creating one more fails with\nENOSPC (default 10000)" },
-	{ "min_free", "SIZE", set_min_free,
-	  "space saves leave free on the disk, kept for\ndeletes and compaction "
+	{ .name = "receipt_ttl", .arg = "SECONDS", .set = set_receipt_ttl,
+	  .help = "how long a closed file's name stays in\nincoming/ as a receipt (default 3600)" },
+	{ .name = "receipt_max", .arg = "N",
+	  .help = "the most names (receipts, files being written,\ndirectories) in all incoming/ "
+	  "trees; at the\nbound the oldest receipt goes early (default\n100000)",
+	  COUNT_AT(fs.receipt_max, 1, 100000000) },
+	{ .name = "node_max", .arg = "N",
+	  .help = "blob names the kernel may hold before it is\nasked to forget the least recently "
+	  "used; at\nfour times as many, lookups of others fail\nwith ENFILE (default 50000)",
+	  COUNT_AT(fs.node_max, 16, 100000000) },
+	{ .name = "handle_max", .arg = "N",
+	  .help = "open files and directories at once (beyond:\nENFILE); a user other than root and "
+	  "the\nmounting user holds at most a quarter (beyond:\nEMFILE) (default 8192)",
+	  COUNT_AT(fs.handle_max, 16, 1000000) },
+	{ .name = "store_max", .arg = "N",
+	  .help = "the most stores; creating one more fails with\nENOSPC (default 10000)",
+	  COUNT_AT(db.store_max, 1, 100000000) },
+	{ .name = "min_free", .arg = "SIZE", .set = set_min_free,
+	  .help = "space saves leave free on the disk, kept for\ndeletes and compaction "
 	  "(default 1% of the\ndisk, at most 64M; 0 for none)" },
 };
 
@@ -280,6 +257,19 @@ void cli_mount_options_help(FILE *out)
 	}
 }
 
+static int apply_value(const struct mount_option *o, struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret;
+
+	if (o->set)
+		return o->set(c, o->arg ? v : NULL);
+	ret = parse_count(v, o->count_min, o->count_max, &n);
+	if (ret == 0)
+		*(size_t *)((char *)c + o->count_at) = n;
+	return ret;
+}
+
 /* One option of an -o list: ours (the table), ignored, or libfuse's. */
 static int apply_option(char *opt, struct mount_config *c, struct fuse_args *args)
 {
@@ -289,7 +279,7 @@ static int apply_option(char *opt, struct mount_config *c, struct fuse_args *arg
 		const struct mount_option *o = &mount_options[i];
 		if (strlen(o->name) != len || strncmp(opt, o->name, len))
 			continue;
-		if ((o->arg != NULL) != (opt[len] == '=') || o->set(c, o->arg ? opt + len + 1 : NULL) < 0) {
+		if ((o->arg != NULL) != (opt[len] == '=') || apply_value(o, c, opt + len + 1) < 0) {
 			fprintf(stderr, "blobfs: bad value in -o %s%s%s\n", opt,
 				o->arg ? ": expected " : "", o->arg ? o->arg : "");
 			return -EINVAL;

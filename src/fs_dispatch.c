@@ -13,7 +13,6 @@
 
 #include "log.h"
 
-#define MAX_WRITE (1u << 20)
 
 void reply_error(fuse_req_t req, int err, const char *op, const struct node *node,
 		 const char *name, const char *why)
@@ -459,7 +458,7 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	conn->max_write = MAX_WRITE;
+	conn->max_write = FS_IO_SIZE;
 	/* Blobs never change, so cached pages never need checking against the
 	 * attributes (on every read, with auto_inval_data). */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;

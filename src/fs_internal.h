@@ -38,6 +38,9 @@
 #define BLOB_TIMEOUT 3600.0
 #define INCOMING_TIMEOUT 1.0
 #define RENAME_RULE "only names in incoming/ can be renamed, within the store's incoming tree"
+/* The largest write the kernel sends, and the st_blksize files show. */
+#define FS_IO_SIZE (1u << 20)
+
 #define XATTR_SHA256 "user.blobfs.sha256"
 #define XATTR_STAT "user.blobfs.stat"
 #define WRITER_TIDS 8

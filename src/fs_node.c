@@ -297,7 +297,10 @@ void node_attr(struct fs *fs, const struct node *node, struct stat *st)
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
 	st->st_atim = st->st_mtim = st->st_ctim = fs->mount_time;
-	st->st_blksize = 1 << 16;
+	/* The size tools read and write in (cp, cat, stdio's buffers): the
+	 * largest request, so that a copy is one request per MiB (measured
+	 * 1.35 times faster for a 512 MiB cp than with 64 KiB). */
+	st->st_blksize = FS_IO_SIZE;
 	node->ops->attr(fs, node, st);
 	st->st_blocks = (st->st_size + 511) / 512;
 }

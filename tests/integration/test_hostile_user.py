@@ -50,20 +50,18 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
 import test_owners
-from blobfs_test import mounting
 
 # The session's second user (made by test_owners.py's fixture, removed at the
 # end of the session if made there).
 test_user = test_owners.test_user
+shared_mount = test_owners.shared_mount
 
 SANITIZED = bool(os.environ.get('BLOBFS_SANITIZED'))
 RSS_BOUND_MB = 200            # as test_hostile_load.py
@@ -280,30 +278,10 @@ def hostile(test_user):
 
 
 @pytest.fixture
-def bounded_mount(tmp_path, blobfs_bin, test_user):
+def bounded_mount(shared_mount):
     """Factory: a blobfs with -o allow_other and the given -o options whose
-    mount point the user can reach (in a 0755 directory under /tmp)."""
-    top = tempfile.mkdtemp(prefix='blobfs-hostile-', dir='/tmp')
-    os.chmod(top, 0o755)
-    mounts = []
-
-    def factory(*options):
-        m = mounting.Mount(tmp_path / 'data', os.path.join(top, 'mnt'), tmp_path,
-                           extra_args=['-o', ','.join(('allow_other',) + options)])
-        mounts.append(m)
-        return m.mount()
-    try:
-        yield factory
-    finally:
-        errors = []
-        for m in mounts:
-            try:
-                m.cleanup()
-            except AssertionError as e:
-                errors.append(str(e))
-        if not mounting.is_mounted(os.path.join(top, 'mnt')):
-            shutil.rmtree(top, ignore_errors=True)
-        assert not errors, '\n'.join(errors)
+    mount point the user can reach (test_owners.py's shared_mount)."""
+    return shared_mount
 
 
 def daemon_stat(m):

@@ -134,15 +134,16 @@ def check(user, expected, op, **args):
 
 @pytest.fixture
 def shared_mount(tmp_path, blobfs_bin, test_user):
-    """A blobfs with -o allow_other whose mount point the test user can
-    reach: MNT in a 0755 directory under /tmp; DATADIR in tmp_path."""
+    """Factory: factory(*options, mount=True) -> a blobfs with -o allow_other
+    (and the given -o options) whose mount point the test user can reach:
+    MNT in a 0755 directory under /tmp; DATADIR in tmp_path."""
     top = tempfile.mkdtemp(prefix='blobfs-owners-', dir='/tmp')
     os.chmod(top, 0o755)
     mounts = []
 
-    def factory(mount=True):
+    def factory(*options, mount=True):
         m = mounting.Mount(tmp_path / 'data', os.path.join(top, 'mnt'), tmp_path,
-                           extra_args=['-o', 'allow_other'])
+                           extra_args=['-o', ','.join(('allow_other',) + options)])
         mounts.append(m)
         if mount:
             m.mount()
