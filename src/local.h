@@ -110,6 +110,16 @@ struct local_db {
 	bool flusher_running, compactor_running, flusher_stop, flush_requested;
 	pthread_cond_t compact_wake;
 	uint64_t cycles_started, cycles_done;
+
+	/* The digest threads and their queue of writers (local_digest.c;
+	 * digest_lock guards these and the writers' digest_queued,
+	 * digest_claimed, digest_next). */
+	pthread_mutex_t digest_lock;
+	pthread_cond_t digest_wake, digest_released;
+	pthread_t *digesters;
+	unsigned digester_count;
+	bool digest_stop;
+	struct local_writer *digest_head, *digest_tail;
 };
 
 struct local_reader {
@@ -161,7 +171,39 @@ struct local_writer {
 	uint32_t chunk_crc; /* of the partial chunk at the end */
 	uint32_t *crcs;     /* of the complete chunks */
 	size_t crc_capacity;
+
+	/* The background digest of a staging file (local_digest.c). Under
+	 * lock: a digest thread is hashing [digested, digest_busy_end) with
+	 * no lock held, and the digest is its meanwhile. */
+	bool digest_busy;
+	uint64_t digest_busy_end;
+	pthread_cond_t digest_idle; /* with lock: digest_busy went false */
+	/* Under db->digest_lock: on the queue, and taken by a digest thread
+	 * (which the writer's free waits for). */
+	bool digest_queued, digest_claimed;
+	struct local_writer *digest_next;
 };
+
+/* local_write.c */
+/* Extends the digest over the next len bytes of content. Lock held, or the
+ * digest claimed (digest_busy). */
+int writer_feed(struct local_writer *w, const uint8_t *buf, size_t len);
+int writer_digest_reset(struct local_writer *w);
+
+/* local_digest.c: hashing staging files off the request path */
+int local_digest_start(struct local_db *db);
+void local_digest_stop(struct local_db *db);
+/* Queues the writer for its digest to catch up (nothing when there are no
+ * digest threads: the caller then feeds inline). Lock held. */
+void digest_later(struct local_writer *w);
+/* Whether digest threads run (else writes hash inline). */
+bool digest_enabled(const struct local_db *db);
+/* Waits, the lock dropped meanwhile, until no digest thread hashes bytes at
+ * from or beyond (0: any). Lock held. */
+void digest_wait(struct local_writer *w, uint64_t from);
+/* Takes the writer off the queue and waits for a digest thread that has it
+ * (before it is freed). Lock not held. */
+void digest_forget(struct local_writer *w);
 
 /* local_db.c */
 int local_check_space(struct local_db *db, uint64_t need);

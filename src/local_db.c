@@ -300,6 +300,9 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	pthread_cond_init(&db->flush_wake, NULL);
 	pthread_cond_init(&db->flush_done, NULL);
 	pthread_cond_init(&db->compact_wake, NULL);
+	pthread_mutex_init(&db->digest_lock, NULL);
+	pthread_cond_init(&db->digest_wake, NULL);
+	pthread_cond_init(&db->digest_released, NULL);
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
 	if (ret < 0)
 		goto out;
@@ -427,6 +430,9 @@ static void local_db_free(struct blobdb *base)
 	pthread_cond_destroy(&db->flush_wake);
 	pthread_cond_destroy(&db->flush_done);
 	pthread_cond_destroy(&db->compact_wake);
+	pthread_mutex_destroy(&db->digest_lock);
+	pthread_cond_destroy(&db->digest_wake);
+	pthread_cond_destroy(&db->digest_released);
 	free(db);
 }
 

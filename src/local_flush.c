@@ -220,6 +220,8 @@ int local_db_start(struct blobdb *base)
 	pthread_mutex_unlock(&db->flush_lock);
 	if (ret < 0)
 		log_error("cannot start the flusher thread: %s", strerror(-ret));
+	if (ret == 0)
+		ret = local_digest_start(db);
 	return ret;
 }
 
@@ -229,6 +231,7 @@ void local_threads_stop(struct local_db *db)
 
 	bool compacting;
 
+	local_digest_stop(db);
 	pthread_mutex_lock(&db->flush_lock);
 	running = db->flusher_running;
 	compacting = db->compactor_running;

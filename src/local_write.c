@@ -46,8 +46,7 @@ static int writer_push_crc(struct local_writer *w, uint32_t crc)
 	return 0;
 }
 
-/* Extends the digest over the next len bytes of content. */
-static int writer_feed(struct local_writer *w, const uint8_t *buf, size_t len)
+int writer_feed(struct local_writer *w, const uint8_t *buf, size_t len)
 {
 	const uint64_t chunk = UINT64_C(1) << CHUNK_SHIFT_DEFAULT;
 	int ret = hasher_update(w->hasher, buf, len);
@@ -67,7 +66,7 @@ static int writer_feed(struct local_writer *w, const uint8_t *buf, size_t len)
 	return ret;
 }
 
-static int writer_digest_reset(struct local_writer *w)
+int writer_digest_reset(struct local_writer *w)
 {
 	w->digested = 0;
 	w->chunk_crc = 0;
@@ -239,6 +238,7 @@ int local_writer_new(struct store *base, struct blob_writer **out)
 	w->in_memory = true;
 	w->store = store;
 	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->digest_idle, NULL);
 	w->dirty = true;
 	ret = hasher_new(&w->hasher);
 	if (ret < 0) {
@@ -254,12 +254,14 @@ void local_writer_free(struct blob_writer *base)
 	struct local_writer *w = (struct local_writer *)base;
 	const struct io_ops *io = w->store->db->io;
 
+	digest_forget(w);
 	staging_discard(w);
 	if (w->adopted_fd >= 0)
 		io->close(w->adopted_fd);
 	writer_mem_free(w);
 	hasher_free(w->hasher);
 	free(w->crcs);
+	pthread_cond_destroy(&w->digest_idle);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
@@ -276,6 +278,7 @@ int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
 	if (size == 0)
 		return 0; /* as write(2): nothing written, nothing changes */
 	pthread_mutex_lock(&w->lock);
+	digest_wait(w, off); /* a digest thread may be reading these bytes */
 	ret = w->error;
 	if (ret == 0)
 		ret = writer_prepare(w, off, off + size);
@@ -296,12 +299,19 @@ int local_writer_write(struct blob_writer *base, const void *buf, size_t size,
 	w->dirty = true;
 	if (off + size > w->size)
 		w->size = off + size;
-	/* Sequential writes extend the digest; an overwrite of digested bytes
-	 * restarts it (the commit then reads the file back once). */
-	if (off == w->digested)
-		ret = writer_feed(w, buf, size);
+	/* Sequential writes extend the digest: inline in memory, by a digest
+	 * thread in a staging file (local_digest.c); an overwrite of digested
+	 * bytes restarts it (the commit then reads the file back once). While
+	 * a digest thread hashes, the digest is its own, and this write lies
+	 * past what it hashes (digest_wait): it goes on to it afterwards. */
+	if (w->digest_busy)
+		;
 	else if (off < w->digested)
 		ret = writer_digest_reset(w);
+	else if (!w->in_memory && digest_enabled(w->store->db))
+		digest_later(w);
+	else if (off == w->digested)
+		ret = writer_feed(w, buf, size);
 out:
 	pthread_mutex_unlock(&w->lock);
 	return ret;
@@ -337,6 +347,7 @@ int local_writer_truncate(struct blob_writer *base, uint64_t size)
 	if (size > RECORD_LENGTH_MAX)
 		return -EFBIG;
 	pthread_mutex_lock(&w->lock);
+	digest_wait(w, 0);
 	ret = w->error;
 	/* Growing leaves a hole: the content moves to its (sparse) staging
 	 * file first. In memory, a shrink needs nothing: the bytes past the
@@ -380,6 +391,7 @@ int local_writer_commit(struct blob_writer *base, const uint8_t *expect,
 	int ret = 0;
 
 	pthread_mutex_lock(&w->lock);
+	digest_wait(w, 0);
 	ret = w->error;
 	if (ret < 0)
 		goto out;
