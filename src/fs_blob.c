@@ -82,6 +82,12 @@ static void blob_release(struct fs_call *c, struct node *node, uint64_t fh)
 	blob_close((struct blob_reader *)(uintptr_t)fh);
 }
 
+static void blob_drop(struct node *node, uint64_t fh)
+{
+	(void)node;
+	blob_close((struct blob_reader *)(uintptr_t)fh);
+}
+
 static int blob_getxattr(struct fs_call *c, struct node *node, const char *name, char *buf,
 			 size_t size, size_t *len)
 {
@@ -102,5 +108,6 @@ const struct node_ops blob_ops = {
 	.open = blob_open_file,
 	.read = blob_read_file,
 	.release = blob_release,
+	.drop = blob_drop,
 	.getxattr = blob_getxattr,
 };

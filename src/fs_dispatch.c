@@ -216,7 +216,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent_ino, const char *name, m
 		return;
 	}
 	c.fh = fi->fh;
-	handle_attach(h, fi);
+	handle_attach(c.fs, h, fi, node, node->ops->drop);
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* The kernel did not get it (interrupted): it holds neither the
 		 * reference nor the handle. The handle keeps the node until the
@@ -329,7 +329,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	c.fh = fi->fh;
-	handle_attach(h, fi);
+	handle_attach(c.fs, h, fi, node, node->ops->drop);
 	if (fuse_reply_open(req, fi) != 0) {
 		uint64_t fh = handle_close(c.fs, fi);
 		if (node->ops->release)

@@ -656,6 +656,15 @@ static void file_release(struct fs_call *c, struct node *node, uint64_t fh)
 	free(h);
 }
 
+static void file_drop(struct node *node, uint64_t fh)
+{
+	struct open_file *h = (struct open_file *)(uintptr_t)fh;
+
+	(void)node;
+	blob_close(h->reader);
+	free(h);
+}
+
 /* fsync saves the file (as a close by its writer would) and waits until the
  * blob is on stable storage. */
 static int file_fsync(struct fs_call *c, struct node *node)
@@ -700,5 +709,6 @@ const struct node_ops file_ops = {
 	.fallocate = file_fallocate,
 	.flush = file_flush,
 	.release = file_release,
+	.drop = file_drop,
 	.getxattr = file_getxattr,
 };

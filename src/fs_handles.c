@@ -19,6 +19,12 @@ struct fs_handle {
 	uint64_t fh; /* the kind's handle */
 	uid_t uid;   /* who opened it */
 	bool counted_for_user;
+	/* Once attached: on fs->handle_list, and how to free the kind's
+	 * handle if the kernel never releases it. */
+	bool attached;
+	struct fs_handle *prev, *next;
+	struct node *node;
+	void (*drop)(struct node *node, uint64_t fh);
 };
 
 struct handle_user {
@@ -102,10 +108,21 @@ out:
 	return ret;
 }
 
-void handle_attach(struct fs_handle *h, struct fuse_file_info *fi)
+void handle_attach(struct fs *fs, struct fs_handle *h, struct fuse_file_info *fi,
+		   struct node *node, void (*drop)(struct node *node, uint64_t fh))
 {
 	h->fh = fi->fh;
+	h->node = node;
+	h->drop = drop;
 	fi->fh = (uintptr_t)h;
+	pthread_mutex_lock(&fs->handles_lock);
+	h->attached = true;
+	h->prev = NULL;
+	h->next = fs->handle_list;
+	if (h->next)
+		h->next->prev = h;
+	fs->handle_list = h;
+	pthread_mutex_unlock(&fs->handles_lock);
 }
 
 void handle_cancel(struct fs *fs, struct fs_handle *h)
@@ -116,8 +133,32 @@ void handle_cancel(struct fs *fs, struct fs_handle *h)
 	fs->handles--;
 	if (h->counted_for_user)
 		user_put(fs, h->uid);
+	if (h->attached) {
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			fs->handle_list = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+	}
 	pthread_mutex_unlock(&fs->handles_lock);
 	free(h);
+}
+
+/* At unmount the kernel drops the open files of a mount that went away
+ * (a lazy unmount, a killed connection) without releasing them. */
+void handle_drop_all(struct fs *fs)
+{
+	while (fs->handle_list) {
+		struct fs_handle *h = fs->handle_list;
+		uint64_t fh = h->fh;
+		struct node *node = h->node;
+		void (*drop)(struct node *, uint64_t) = h->drop;
+
+		handle_cancel(fs, h);
+		if (drop)
+			drop(node, fh);
+	}
 }
 
 uint64_t handle_fh(const struct fuse_file_info *fi)

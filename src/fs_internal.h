@@ -140,6 +140,7 @@ struct fs {
 	pthread_mutex_t handles_lock; /* guards the handle counts (fs_handles.c) */
 	size_t handle_max, handles;
 	struct handle_user *handle_users; /* open handles by user */
+	struct fs_handle *handle_list;    /* every attached handle */
 	size_t handle_user_count, handle_user_capacity;
 	struct timespec mount_time;
 	uid_t uid;
@@ -245,6 +246,9 @@ struct node_ops {
 	int (*flush)(struct fs_call *c, struct node *node, uint64_t fh);
 	/* The last close of an open file (or an open whose reply failed). */
 	void (*release)(struct fs_call *c, struct node *node, uint64_t fh);
+	/* Frees a handle the kernel never released (the mount went away with
+	 * it open): nothing saved, nothing else changed. NULL: nothing held. */
+	void (*drop)(struct node *node, uint64_t fh);
 
 	/* ---- extended attributes (fs_xattr.c) ---- */
 
@@ -377,9 +381,12 @@ struct fs_handle;
 /* Counts one more handle for the caller of c: -ENFILE at handle_max,
  * -EMFILE past the caller's share (c->why says which), -ENOMEM. */
 int handle_reserve(struct fs_call *c, struct fs_handle **out);
-/* The kind's handle in fi->fh becomes h's; fi->fh is now h (what the
- * kernel gets). */
-void handle_attach(struct fs_handle *h, struct fuse_file_info *fi);
+/* The kind's handle in fi->fh (of node, freed by drop if the kernel never
+ * releases it) becomes h's; fi->fh is now h (what the kernel gets). */
+void handle_attach(struct fs *fs, struct fs_handle *h, struct fuse_file_info *fi,
+		   struct node *node, void (*drop)(struct node *node, uint64_t fh));
+/* Frees the handles the kernel never released (fs_free). */
+void handle_drop_all(struct fs *fs);
 /* Uncounts and frees a reserved handle (NULL: nothing). */
 void handle_cancel(struct fs *fs, struct fs_handle *h);
 /* The kind's handle of an attached fi (NULL: 0). */
@@ -451,5 +458,7 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi);
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* The drop of a directory handle (struct node_ops.drop's form). */
+void readdir_drop(struct node *node, uint64_t fh);
 
 #endif

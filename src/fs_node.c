@@ -370,6 +370,7 @@ void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
+	handle_drop_all(fs); /* before the nodes they refer to */
 	for (struct node *n = fs->all_nodes, *next; n; n = next) {
 		next = n->all_next;
 		node_free(n);

@@ -201,7 +201,7 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)dh;
-	handle_attach(h, fi);
+	handle_attach(c.fs, h, fi, node, readdir_drop);
 	if (fuse_reply_open(req, fi) != 0)
 		free((void *)(uintptr_t)handle_close(c.fs, fi));
 }
@@ -222,6 +222,12 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	node->ops->readdir(fs, node, &f, off);
 	fuse_reply_buf(req, f.buf, f.used);
 	free(f.buf);
+}
+
+void readdir_drop(struct node *node, uint64_t fh)
+{
+	(void)node;
+	free((void *)(uintptr_t)fh);
 }
 
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
