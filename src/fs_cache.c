@@ -101,6 +101,14 @@ static void prune_store(struct fs *fs, struct node *store)
 	fs->last_prune_ms = ms;
 }
 
+void cache_forgotten(struct fs *fs)
+{
+	/* Each forget past the bound asks for one more, so that the count
+	 * falls back to node_max after a walk, with no lookup to drive it. */
+	if (fs->blob_nodes > fs->node_max)
+		ask_to_forget(fs, 1);
+}
+
 int cache_reserve(struct fs_call *c, struct node *store)
 {
 	struct fs *fs = c->fs;

@@ -374,6 +374,8 @@ int cache_reserve(struct fs_call *c, struct node *store);
 /* A lookup returned the blob node / the node goes. Lock held. */
 void cache_touch(struct fs *fs, struct node *node);
 void cache_drop(struct fs *fs, struct node *node);
+/* A blob node went (after cache_drop and the count). Lock held. */
+void cache_forgotten(struct fs *fs);
 
 /* ---- fs_handles.c: the bound on open handles ---- */
 

@@ -210,6 +210,7 @@ void node_release(struct fs *fs, struct node *node)
 		if (node->ops == &blob_ops) {
 			cache_drop(fs, node);
 			fs->blob_nodes--;
+			cache_forgotten(fs);
 		}
 		node_detach(fs, node);
 		if (node->all_prev)
