@@ -315,12 +315,38 @@ int pack_scan_open_headless(const struct io_ops *io, struct pack_scan *scan, int
 	return 0;
 }
 
+/* len bytes of the scanned file at off, through the window when they fit
+ * in one; -EIO when the file ends before them. */
+static int scan_read(struct pack_scan *scan, void *buf, size_t len, uint64_t off)
+{
+	size_t want;
+	int ret;
+
+	if (off >= scan->window_off && len <= scan->window_len &&
+	    off - scan->window_off <= scan->window_len - len) {
+		memcpy(buf, scan->window + (off - scan->window_off), len);
+		return 0;
+	}
+	if (len > PACK_SCAN_WINDOW || off >= scan->file_size || scan->file_size - off < len)
+		return pread_full(scan->io, scan->fd, buf, len, off);
+	want = scan->file_size - off < PACK_SCAN_WINDOW ? (size_t)(scan->file_size - off) :
+							  PACK_SCAN_WINDOW;
+	ret = pread_full(scan->io, scan->fd, scan->window, want, off);
+	if (ret < 0) {
+		scan->window_len = 0;
+		return pread_full(scan->io, scan->fd, buf, len, off);
+	}
+	scan->window_off = off;
+	scan->window_len = want;
+	memcpy(buf, scan->window, len);
+	return 0;
+}
+
 /* Checks that a whole record frames correctly at offset: header checksum,
  * fits in the file, trailer magic and seq, chunk table checksum. */
-static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
+static int record_check_frame(struct pack_scan *scan, uint64_t offset,
 			      struct record_info *rec)
 {
-	const struct io_ops *io = scan->io;
 	uint8_t header[RECORD_HEADER_SIZE], trailer[RECORD_TRAILER_SIZE];
 	uint8_t small_table[256];
 	uint8_t *table = small_table;
@@ -329,7 +355,7 @@ static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
 
 	if (scan->file_size - offset < RECORD_HEADER_SIZE + RECORD_TRAILER_SIZE)
 		return -EBADMSG;
-	ret = pread_full(io, scan->fd, header, sizeof(header), offset);
+	ret = scan_read(scan, header, sizeof(header), offset);
 	if (ret < 0)
 		goto out;
 	ret = record_header_decode(header, offset, rec);
@@ -346,10 +372,10 @@ static int record_check_frame(const struct pack_scan *scan, uint64_t offset,
 		if (!table)
 			goto out;
 	}
-	ret = pread_full(io, scan->fd, table, table_size, table_off);
+	ret = scan_read(scan, table, table_size, table_off);
 	if (ret < 0)
 		goto out;
-	ret = pread_full(io, scan->fd, trailer, sizeof(trailer), table_off + table_size);
+	ret = scan_read(scan, trailer, sizeof(trailer), table_off + table_size);
 	if (ret < 0)
 		goto out;
 	ret = -EBADMSG;
@@ -366,7 +392,7 @@ out:
 
 /* Looks for the next offset after from at which a record frames correctly;
  * returns the file size if there is none (the rest is a torn tail). */
-static int pack_resync(const struct pack_scan *scan, uint64_t from, uint64_t *next)
+static int pack_resync(struct pack_scan *scan, uint64_t from, uint64_t *next)
 {
 	const struct io_ops *io = scan->io;
 	enum { WINDOW = 1 << 16 };

@@ -85,6 +85,8 @@ int pwrite_full(const struct io_ops *io, int fd, const void *buf, size_t len, ui
 int copy_file_bytes(const struct io_ops *io, int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len);
 
 /* Walks the records of one pack in file order. */
+#define PACK_SCAN_WINDOW (64u << 10)
+
 struct pack_scan {
 	const struct io_ops *io;
 	int fd;
@@ -94,6 +96,14 @@ struct pack_scan {
 	uint64_t good_end;  /* end of the last good record (or of the header) */
 	uint64_t bad_start; /* set by a -EBADMSG from pack_scan_next */
 	uint64_t bad_end;   /* where the scan resumes after the damage */
+	/* The file's bytes [window_off, window_off + window_len): a scan reads
+	 * a record's header, chunk table and trailer from it, one read per
+	 * window rather than three per record (a million small records took
+	 * 8.4 s to scan, mostly in pread). The file must not change under a
+	 * scan (writers cut a pack only to end its scan). */
+	uint64_t window_off;
+	size_t window_len;
+	uint8_t window[PACK_SCAN_WINDOW];
 };
 
 /* Reads and checks the pack header. -EBADMSG if it is not a pack of this id. */
