@@ -332,7 +332,7 @@ out:
 	return ret;
 }
 
-static bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct checkpoint_pack *cp)
+bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct checkpoint_pack *cp)
 {
 	char name[PACK_NAME_SIZE];
 	uint8_t header[RECORD_HEADER_SIZE];

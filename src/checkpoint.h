@@ -84,6 +84,9 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
  * covers must still be there, at least as long, with the record the
  * checkpoint names as its last in place with the same seq.
  */
+/* Whether one pack the checkpoint covers is there, at least as long, with its
+ * last covered record in place. */
+bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct checkpoint_pack *cp);
 bool checkpoint_usable(const struct io_ops *io, int dirfd, const struct checkpoint_header *h,
 		       const struct checkpoint_pack *packs);
 

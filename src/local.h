@@ -88,6 +88,7 @@ struct local_store {
 	bool flush_failed;   /* the last flush of this store failed */
 	bool appended;       /* something was appended since the last flush */
 	bool offline;        /* offline compaction: nothing else appends */
+	uint64_t ckpt_seq;   /* next_seq as of the newest checkpoint (0: none) */
 };
 
 struct local_db {
@@ -254,10 +255,17 @@ void durable_marker_read(struct local_store *store);
 int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 				 size_t id_count);
 int ckpt_write_one(struct store *base, void *arg);
+/* A checkpoint in the background when enough was appended since the last
+ * (the compactor thread calls it for each store); 0 when none was due. */
+int ckpt_background_one(struct store *base, void *arg);
 
 /* local_flush.c */
 void flush_later(struct local_store *store, int fd);
 int flush_store(struct local_store *store);
+/* The same, calling take(store, arg) under store->lock at the moment the
+ * flush covers: when it returns 0, everything take saw is durable. */
+int flush_store_taking(struct local_store *store,
+		       void (*take)(struct local_store *store, void *arg), void *arg);
 int local_db_sync(struct blobdb *base);
 int local_db_start(struct blobdb *base);
 void local_threads_stop(struct local_db *db);

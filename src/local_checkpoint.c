@@ -7,6 +7,7 @@
 #include "local.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -16,13 +17,62 @@
 #include "log.h"
 #include "datadir.h"
 
+static int compare_id(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct gone_packs {
+	const uint32_t *ids; /* sorted */
+	size_t count;
+	uint8_t (*hashes)[BLOBFS_HASH_SIZE];
+	size_t hash_count, hash_capacity;
+};
+
+static int collect_gone(const struct index_entry *e, void *arg)
+{
+	struct gone_packs *g = arg;
+
+	if (!bsearch(&e->pack_id, g->ids, g->count, sizeof(*g->ids), compare_id))
+		return 0;
+	if (g->hash_count == g->hash_capacity) {
+		size_t capacity = g->hash_capacity ? 2 * g->hash_capacity : 64;
+		void *hashes = realloc(g->hashes, capacity * sizeof(*g->hashes));
+		if (!hashes)
+			return -ENOMEM;
+		g->hashes = hashes;
+		g->hash_capacity = capacity;
+	}
+	memcpy(g->hashes[g->hash_count++], e->hash, BLOBFS_HASH_SIZE);
+	return 0;
+}
+
+/* Drops the entries of packs that are gone (their ids, sorted). */
+static int drop_gone_entries(struct index *index, const uint32_t *gone, size_t count)
+{
+	struct gone_packs g = { .ids = gone, .count = count };
+	int ret = count ? index_foreach(index, collect_gone, &g) : 0;
+
+	for (size_t i = 0; ret == 0 && i < g.hash_count; i++)
+		index_remove(index, g.hashes[i]);
+	free(g.hashes);
+	return ret;
+}
+
 /*
- * Loads the store's checkpoint, all or nothing: every pack it covers must
- * still be there, as long, with its last covered record in place. Then its
- * entries are the index and only what follows each covered prefix is
+ * Loads the store's checkpoint, all or nothing: every pack it covers that is
+ * still there must be as long, with its last covered record in place. Then
+ * its entries are the index and only what follows each covered prefix is
  * scanned. Otherwise it is ignored and every pack is scanned: a partial use
  * could let a pack scanned whole resurrect a blob whose tombstone only the
- * checkpoint accounted for.
+ * checkpoint accounted for. A covered pack that is gone was removed whole
+ * after the checkpoint was written (every record in it dead: a deleted
+ * large blob, a compacted pack), by records the scan reads (the tombstones,
+ * the copies, in newer packs or past the covered prefixes): its entries go
+ * and the rest is used, as a scan of everything would have it. (A
+ * checkpoint written in the background, not at a clean close, meets this
+ * often.)
  */
 int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 				 size_t id_count)
@@ -32,14 +82,27 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 	struct checkpoint_pack *packs = NULL;
 	int ret = checkpoint_read(io, dir_fd, STORE_CHECKPOINT, &h, &packs, store->index);
 	bool usable = ret == 0;
+	uint32_t *gone = NULL;
+	size_t gone_count = 0;
 
 	if (ret < 0 && ret != -ENOENT)
 		log_warning("store %s: index checkpoint unusable (%s); scanning every pack",
 			    store->base.name, strerror(-ret));
-	(void)ids;
-	(void)id_count;
-	if (usable && !checkpoint_usable(io, dir_fd, &h, packs))
+	if (usable && h.pack_count && !(gone = calloc(h.pack_count, sizeof(*gone))))
 		usable = false;
+	for (uint32_t i = 0; usable && i < h.pack_count; i++) {
+		if (!bsearch(&packs[i].id, ids, id_count, sizeof(*ids), compare_id))
+			gone[gone_count++] = packs[i].id;
+		else if (!checkpoint_pack_matches(io, dir_fd, &packs[i]))
+			usable = false;
+	}
+	if (usable && gone_count) {
+		log_debug("store %s: the index checkpoint names %zu packs removed since; their "
+			  "entries go", store->base.name, gone_count);
+		qsort(gone, gone_count, sizeof(*gone), compare_id);
+		if (drop_gone_entries(store->index, gone, gone_count) < 0)
+			usable = false;
+	}
 	if (!usable) {
 		if (ret == 0) {
 			log_info("store %s: index checkpoint is out of date; scanning every pack",
@@ -52,6 +115,8 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 		goto out;
 	}
 	for (uint32_t i = 0; ret == 0 && i < h.pack_count; i++) {
+		if (bsearch(&packs[i].id, gone, gone_count, sizeof(*gone), compare_id))
+			continue;
 		ret = packtab_add(store, packs[i].id, packs[i].size);
 		if (ret == 0) {
 			struct pack_info *p = packtab_find(store, packs[i].id);
@@ -65,44 +130,76 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 	}
 	if (h.next_seq > store->next_seq)
 		store->next_seq = h.next_seq;
+	store->ckpt_seq = gone_count ? 0 : h.next_seq; /* a fresh one is due */
 	if (h.next_pack_id > store->next_pack_id)
 		store->next_pack_id = h.next_pack_id;
 out:
+	free(gone);
 	free(packs);
 	return ret;
 }
 
-/* Writes the index as the store's checkpoint (at a clean close, after the
- * last flush: everything it covers is durable). */
-static int ckpt_write(struct local_store *store)
-{
-	const struct io_ops *io = store->db->io;
-	struct checkpoint_header h = { 0 };
-	struct checkpoint_pack *packs = NULL;
-	int dir_fd = -1, ret = 0;
+/* What a checkpoint is written from: taken under store->lock at a moment
+ * when everything it covers is, or is about to be made, durable. */
+struct ckpt_snapshot {
+	struct checkpoint_header h;
+	struct checkpoint_pack *packs;
+	const struct index *index; /* the store's own, or `copy` */
+	struct index *copy;
+};
 
-	pthread_mutex_lock(&store->lock);
-	if (store->base.destroyed || store->flush_failed)
-		goto out;
-	ret = -ENOMEM;
-	packs = calloc(store->pack_count ? store->pack_count : 1, sizeof(*packs));
-	if (!packs)
+/* Fills snap from the store (lock held). With copy, the index is copied so
+ * that the checkpoint can be written after the lock is dropped. */
+static int ckpt_snapshot(struct local_store *store, bool copy, struct ckpt_snapshot *snap)
+{
+	int ret = -ENOMEM;
+
+	memset(snap, 0, sizeof(*snap));
+	snap->packs = calloc(store->pack_count ? store->pack_count : 1, sizeof(*snap->packs));
+	if (!snap->packs)
 		goto out;
 	for (size_t i = 0; i < store->pack_count; i++) {
 		struct pack_info *p = &store->packs[i];
-		packs[i] = (struct checkpoint_pack){ .id = p->id, .size = p->size,
+		snap->packs[i] = (struct checkpoint_pack){ .id = p->id, .size = p->size,
 			.tombstone_count = p->tombstone_count, .max_seq = p->max_seq,
 			.last_offset = p->last_offset, .last_seq = p->last_seq,
 			.damaged = p->damaged, .appendable = p->appendable };
 	}
-	h.pack_count = (uint32_t)store->pack_count;
-	h.entry_count = index_count(store->index);
-	h.next_seq = store->next_seq;
-	h.next_pack_id = store->next_pack_id;
+	snap->h.pack_count = (uint32_t)store->pack_count;
+	snap->h.entry_count = index_count(store->index);
+	snap->h.next_seq = store->next_seq;
+	snap->h.next_pack_id = store->next_pack_id;
+	snap->index = store->index;
+	ret = copy ? index_clone(store->index, &snap->copy) : 0;
+	if (copy && ret == 0)
+		snap->index = snap->copy;
+out:
+	if (ret < 0) {
+		free(snap->packs);
+		snap->packs = NULL;
+	}
+	return ret;
+}
+
+static void ckpt_snapshot_free(struct ckpt_snapshot *snap)
+{
+	free(snap->packs);
+	index_free(snap->copy);
+	memset(snap, 0, sizeof(*snap));
+}
+
+/* Writes snap as the store's checkpoint: a staging file renamed over the
+ * old one, then the directory synced. */
+static int ckpt_snapshot_write(struct local_store *store, const struct ckpt_snapshot *snap)
+{
+	const struct io_ops *io = store->db->io;
+	int dir_fd, ret;
+
 	dir_fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	ret = dir_fd < 0 ? -errno : 0;
 	if (ret == 0)
-		ret = checkpoint_write(io, dir_fd, STORE_CHECKPOINT_STAGING, &h, packs, store->index);
+		ret = checkpoint_write(io, dir_fd, STORE_CHECKPOINT_STAGING, &snap->h, snap->packs,
+				       snap->index);
 	if (ret == 0 && io->renameat(dir_fd, STORE_CHECKPOINT_STAGING, dir_fd, STORE_CHECKPOINT) < 0)
 		ret = -errno;
 	if (ret == 0 && io->fsync(dir_fd) < 0)
@@ -113,11 +210,29 @@ static int ckpt_write(struct local_store *store)
 		if (dir_fd >= 0)
 			io->unlinkat(dir_fd, STORE_CHECKPOINT_STAGING, 0);
 	}
-out:
-	pthread_mutex_unlock(&store->lock);
 	if (dir_fd >= 0)
 		io->close(dir_fd);
-	free(packs);
+	return ret;
+}
+
+/* Writes the index as the store's checkpoint (at a clean close, after the
+ * last flush: everything it covers is durable). */
+static int ckpt_write(struct local_store *store)
+{
+	struct ckpt_snapshot snap = { 0 };
+	int ret = 0;
+
+	pthread_mutex_lock(&store->lock);
+	if (store->base.destroyed || store->flush_failed)
+		goto out;
+	ret = ckpt_snapshot(store, false, &snap);
+	if (ret == 0)
+		ret = ckpt_snapshot_write(store, &snap);
+	if (ret == 0)
+		store->ckpt_seq = snap.h.next_seq;
+out:
+	pthread_mutex_unlock(&store->lock);
+	ckpt_snapshot_free(&snap);
 	return ret;
 }
 
@@ -126,4 +241,64 @@ int ckpt_write_one(struct store *base, void *arg)
 	struct local_store *store = (struct local_store *)base;
 	(void)arg;
 	return ckpt_write(store);
+}
+
+/*
+ * Checkpoints in the background. Without them a mount after a crash scans
+ * every record appended since the last clean close (about 2.3 s for a
+ * million small ones). One is written once the records appended since the
+ * last reach half the index (at least CKPT_RECORDS_MIN): a mount after a
+ * crash then scans at most a third of the records, and the checkpoints
+ * written add up to about three times the last one's size (64 bytes an
+ * entry), about 13% more bytes written for blobs of 1 KiB, far less for
+ * larger ones.
+ */
+#define CKPT_RECORDS_MIN (UINT64_C(1) << 17)
+
+struct ckpt_take {
+	struct ckpt_snapshot snap;
+	int ret;
+};
+
+static void ckpt_take(struct local_store *store, void *arg)
+{
+	struct ckpt_take *t = arg;
+
+	t->ret = ckpt_snapshot(store, true, &t->snap);
+}
+
+int ckpt_background_one(struct store *base, void *arg)
+{
+	struct local_store *store = (struct local_store *)base;
+	struct ckpt_take t = { .ret = -EAGAIN };
+	uint64_t since, half;
+	bool due;
+	int ret;
+
+	(void)arg;
+	pthread_mutex_lock(&store->lock);
+	since = store->next_seq - store->ckpt_seq;
+	half = index_count(store->index) / 2;
+	due = !store->base.destroyed && !store->flush_failed && !store->offline &&
+	      since >= (half > CKPT_RECORDS_MIN ? half : CKPT_RECORDS_MIN);
+	pthread_mutex_unlock(&store->lock);
+	if (!due)
+		return 0;
+	ret = flush_store_taking(store, ckpt_take, &t);
+	if (ret == 0 && t.ret == 0)
+		ret = ckpt_snapshot_write(store, &t.snap);
+	else if (ret == 0)
+		log_warning("store %s: no memory for a checkpoint: %s", store->base.name,
+			    strerror(-t.ret));
+	if (ret == 0 && t.ret == 0) {
+		pthread_mutex_lock(&store->lock);
+		if (t.snap.h.next_seq > store->ckpt_seq)
+			store->ckpt_seq = t.snap.h.next_seq;
+		pthread_mutex_unlock(&store->lock);
+		log_debug("store %s: index checkpoint of %" PRIu64 " entries written",
+			  store->base.name, t.snap.h.entry_count);
+	}
+	ckpt_snapshot_free(&t.snap);
+	/* A failure is logged where it happened; the store goes on. */
+	return 0;
 }

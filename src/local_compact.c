@@ -318,6 +318,9 @@ void compact_step(struct local_db *db)
 {
 	unsigned percent = db->base.opts.compact_percent;
 
+	/* Checkpoints first: one written after a compaction step would name
+	 * packs the step may have removed (then unusable, not wrong). */
+	blobdb_each_store(&db->base, ckpt_background_one, NULL);
 	blobdb_each_store(&db->base, compact_step_one, &percent);
 }
 

@@ -23,7 +23,8 @@
  * next flush. A failure is sticky: after a failed fsync the kernel may have
  * dropped the dirty pages, so the marker never moves again in this mount.
  */
-static int flush_store_locked(struct local_store *store);
+static int flush_store_locked(struct local_store *store,
+			      void (*take)(struct local_store *store, void *arg), void *arg);
 
 /* Hands a written file to the next flush, which fsyncs and closes it.
  * Called with store->lock held. On failure the file is synced here. */
@@ -50,12 +51,24 @@ int flush_store(struct local_store *store)
 	int ret;
 
 	pthread_mutex_lock(&store->flush_lock);
-	ret = flush_store_locked(store);
+	ret = flush_store_locked(store, NULL, NULL);
 	pthread_mutex_unlock(&store->flush_lock);
 	return ret;
 }
 
-static int flush_store_locked(struct local_store *store)
+int flush_store_taking(struct local_store *store,
+		       void (*take)(struct local_store *store, void *arg), void *arg)
+{
+	int ret;
+
+	pthread_mutex_lock(&store->flush_lock);
+	ret = flush_store_locked(store, take, arg);
+	pthread_mutex_unlock(&store->flush_lock);
+	return ret;
+}
+
+static int flush_store_locked(struct local_store *store,
+			      void (*take)(struct local_store *store, void *arg), void *arg)
 {
 	const struct io_ops *io = store->db->io;
 	uint64_t target, durable = __atomic_load_n(&store->durable_seq, __ATOMIC_ACQUIRE);
@@ -65,6 +78,10 @@ static int flush_store_locked(struct local_store *store)
 
 	pthread_mutex_lock(&store->lock);
 	target = store->next_seq - 1;
+	/* Everything up to target is durable once this flush succeeds: what
+	 * take sees now can be vouched for then. */
+	if (take && !store->base.destroyed && !store->flush_failed)
+		take(store, arg);
 	if (store->base.destroyed || store->flush_failed ||
 	    (target <= durable && !store->sync_fd_count && !store->dir_dirty)) {
 		ret = store->flush_failed && !store->base.destroyed ? -EIO : 0;
