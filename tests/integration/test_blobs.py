@@ -67,6 +67,11 @@ def test_dedup_second_save_does_not_grow_disk_usage(blobfs, store, metric):
             os.pwrite(fd, data[off:off + 65536], off)
     finally:
         os.close(fd)
+    # A duplicate's staging file goes at its release, which the kernel sends
+    # after close() has returned: wait for it, not for anything else.
+    deadline = time.monotonic() + 10
+    while du_bytes(blobfs.data) != du1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     du2, alloc2 = du_bytes(blobfs.data), allocated_bytes(blobfs.data)
     metric(f'du -sb DATADIR: {du0} empty, {du1} after first save, {du2} after two more '
            f'saves of the same 4 MiB; allocated {alloc1} -> {alloc2}')
