@@ -276,6 +276,40 @@ int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
 	return 0;
 }
 
+int index_remove_if(struct index *index, bool (*match)(const struct index_entry *, void *),
+		    void *arg)
+{
+	uint8_t (*hashes)[BLOBFS_HASH_SIZE] = NULL;
+	size_t count = 0, capacity = 0;
+	int ret = 0;
+
+	/* Collected first: a removal shifts the entries after it. */
+	for (size_t i = 0; i < slot_total(index); i++) {
+		struct index_entry e;
+		if (!occupied(&index->slots[i]))
+			continue;
+		slot_unpack(&index->slots[i], &e);
+		if (!match(&e, arg))
+			continue;
+		if (count == capacity) {
+			size_t more = capacity ? 2 * capacity : 64;
+			void *grown = realloc(hashes, more * BLOBFS_HASH_SIZE);
+			ret = -ENOMEM;
+			if (!grown)
+				goto out;
+			hashes = grown;
+			capacity = more;
+		}
+		memcpy(hashes[count++], e.hash, BLOBFS_HASH_SIZE);
+	}
+	for (size_t i = 0; i < count; i++)
+		index_remove(index, hashes[i]);
+	ret = 0;
+out:
+	free(hashes);
+	return ret;
+}
+
 int index_seek(const struct index *index, const uint8_t *from, bool after,
 	       struct index_entry *out)
 {

@@ -54,6 +54,9 @@ int index_put(struct index *index, const struct index_entry *entry);
 
 /* -ENOENT if there is no entry for hash. */
 int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Removes every entry match says yes to; -ENOMEM (and nothing removed). */
+int index_remove_if(struct index *index, bool (*match)(const struct index_entry *, void *),
+		    void *arg);
 
 /* The first entry in hash order whose hash is >= from (or > from when
  * after is set); from NULL means the very first. Returns 1 and fills *out,

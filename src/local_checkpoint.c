@@ -26,38 +26,13 @@ static int compare_id(const void *a, const void *b)
 struct gone_packs {
 	const uint32_t *ids; /* sorted */
 	size_t count;
-	uint8_t (*hashes)[BLOBFS_HASH_SIZE];
-	size_t hash_count, hash_capacity;
 };
 
-static int collect_gone(const struct index_entry *e, void *arg)
+static bool in_gone_pack(const struct index_entry *e, void *arg)
 {
-	struct gone_packs *g = arg;
+	const struct gone_packs *g = arg;
 
-	if (!bsearch(&e->pack_id, g->ids, g->count, sizeof(*g->ids), compare_id))
-		return 0;
-	if (g->hash_count == g->hash_capacity) {
-		size_t capacity = g->hash_capacity ? 2 * g->hash_capacity : 64;
-		void *hashes = realloc(g->hashes, capacity * sizeof(*g->hashes));
-		if (!hashes)
-			return -ENOMEM;
-		g->hashes = hashes;
-		g->hash_capacity = capacity;
-	}
-	memcpy(g->hashes[g->hash_count++], e->hash, BLOBFS_HASH_SIZE);
-	return 0;
-}
-
-/* Drops the entries of packs that are gone (their ids, sorted). */
-static int drop_gone_entries(struct index *index, const uint32_t *gone, size_t count)
-{
-	struct gone_packs g = { .ids = gone, .count = count };
-	int ret = count ? index_foreach(index, collect_gone, &g) : 0;
-
-	for (size_t i = 0; ret == 0 && i < g.hash_count; i++)
-		index_remove(index, g.hashes[i]);
-	free(g.hashes);
-	return ret;
+	return bsearch(&e->pack_id, g->ids, g->count, sizeof(*g->ids), compare_id) != NULL;
 }
 
 /*
@@ -100,7 +75,8 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 		log_debug("store %s: the index checkpoint names %zu packs removed since; their "
 			  "entries go", store->base.name, gone_count);
 		qsort(gone, gone_count, sizeof(*gone), compare_id);
-		if (drop_gone_entries(store->index, gone, gone_count) < 0)
+		struct gone_packs g = { gone, gone_count };
+		if (index_remove_if(store->index, in_gone_pack, &g) < 0)
 			usable = false;
 	}
 	if (!usable) {

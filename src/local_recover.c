@@ -316,27 +316,10 @@ out:
 	return ret;
 }
 
-struct tombstone_list {
-	uint8_t (*hashes)[BLOBFS_HASH_SIZE];
-	size_t count, capacity;
-};
-
-static int collect_tombstone(const struct index_entry *e, void *arg)
+static bool is_tombstone(const struct index_entry *e, void *arg)
 {
-	struct tombstone_list *list = arg;
-
-	if (e->kind != RECORD_TOMBSTONE)
-		return 0;
-	if (list->count == list->capacity) {
-		size_t capacity = list->capacity ? 2 * list->capacity : 64;
-		void *hashes = realloc(list->hashes, capacity * BLOBFS_HASH_SIZE);
-		if (!hashes)
-			return -ENOMEM;
-		list->hashes = hashes;
-		list->capacity = capacity;
-	}
-	memcpy(list->hashes[list->count++], e->hash, BLOBFS_HASH_SIZE);
-	return 0;
+	(void)arg;
+	return e->kind == RECORD_TOMBSTONE;
 }
 
 static int account_entry(const struct index_entry *e, void *arg)
@@ -394,7 +377,6 @@ static int recover_dir_entry(const char *name, unsigned char type, void *arg)
 int recover_store(struct local_store *store)
 {
 	const struct io_ops *io = store->db->io;
-	struct tombstone_list tombstones = { 0 };
 	struct store_files files = { .store = store };
 	uint32_t *ids;
 	size_t id_count;
@@ -431,11 +413,9 @@ int recover_store(struct local_store *store)
 	 * a reused number would pass as durable without ever being synced. */
 	if (store->next_seq <= store->durable_seq)
 		store->next_seq = store->durable_seq + 1;
-	ret = index_foreach(store->index, collect_tombstone, &tombstones);
+	ret = index_remove_if(store->index, is_tombstone, NULL);
 	if (ret < 0)
 		goto out;
-	for (size_t i = 0; i < tombstones.count; i++)
-		index_remove(store->index, tombstones.hashes[i]);
 	index_foreach(store->index, account_entry, store);
 	ret = 0;
 	if (store->next_seq - 1 > store->durable_seq) {
@@ -450,6 +430,5 @@ out:
 	if (files.dir_fd >= 0)
 		io->close(files.dir_fd);
 	free(files.ids);
-	free(tombstones.hashes);
 	return ret;
 }
