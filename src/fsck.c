@@ -299,6 +299,7 @@ struct checkpoint_check {
 	int store_fd;
 	int fd;           /* the pack last opened */
 	uint32_t pack_id; /* ...and its id */
+	bool pack_gone;   /* ...which is not there (removed since: skipped) */
 	unsigned long long bad;
 };
 
@@ -318,8 +319,11 @@ static int check_checkpoint_entry(const struct index_entry *e, void *arg)
 			io->close(c->fd);
 		pack_name(e->pack_id, pack);
 		c->fd = io->openat(c->store_fd, pack, O_RDONLY | O_CLOEXEC, 0);
+		c->pack_gone = c->fd < 0 && errno == ENOENT;
 		c->pack_id = e->pack_id;
 	}
+	if (c->pack_gone)
+		return 0; /* a mount drops these entries (local_checkpoint.c) */
 	if (c->fd >= 0 && pread_full(io, c->fd, header, sizeof(header), e->offset) == 0 &&
 	    record_header_decode(header, e->offset, &rec) == 0 && rec.kind == RECORD_BLOB &&
 	    rec.length == e->length && !memcmp(rec.hash, e->hash, BLOBFS_HASH_SIZE) &&
@@ -356,14 +360,32 @@ static void fsck_checkpoint(struct fsck *fsck, int store_fd, bool packs_repaired
 		problem(fsck, "index checkpoint unreadable: %s",
 			ret == -EBADMSG ? "does not check out" : strerror(-ret));
 		c.bad++;
-	} else if (!checkpoint_usable(io, store_fd, &h, packs)) {
-		/* Packs it covers were compacted or removed since: a mount
-		 * ignores it and scans the packs. Not damage. */
-		fprintf(fsck->out, "store %s: note: index checkpoint out of date (the next mount "
-			"scans the packs)\n", fsck->store);
-		stale = true;
 	} else {
-		index_foreach(entries, check_checkpoint_entry, &c);
+		/* A pack it covers that changed since (compacted into, cut):
+		 * a mount ignores it and scans the packs; one that is gone
+		 * (removed whole: every record dead) only loses its entries.
+		 * Neither is damage. */
+		unsigned gone = 0;
+		for (uint32_t i = 0; i < h.pack_count && !stale; i++) {
+			char name[PACK_NAME_SIZE];
+			int fd;
+			pack_name(packs[i].id, name);
+			fd = io->openat(store_fd, name, O_RDONLY | O_CLOEXEC, 0);
+			if (fd < 0 && errno == ENOENT)
+				gone++;
+			else if (!checkpoint_pack_matches(io, store_fd, &packs[i]))
+				stale = true;
+			if (fd >= 0)
+				io->close(fd);
+		}
+		if (stale)
+			fprintf(fsck->out, "store %s: note: index checkpoint out of date (the next "
+				"mount scans the packs)\n", fsck->store);
+		else if (gone)
+			fprintf(fsck->out, "store %s: note: index checkpoint names %u packs removed "
+				"since (the next mount drops their entries)\n", fsck->store, gone);
+		if (!stale)
+			index_foreach(entries, check_checkpoint_entry, &c);
 	}
 	if (fsck->repair && (c.bad || stale || packs_repaired)) {
 		if (io->unlinkat(store_fd, STORE_CHECKPOINT, 0) == 0 && io->fsync(store_fd) == 0)

@@ -7,7 +7,8 @@
  * pack that is gone), saves and deletes more, syncs and ends without
  * closing (a crash). The reopened store uses the checkpoint (no "out of
  * date" line), drops the gone pack's entries, scans what followed, and has
- * exactly the blobs it should.
+ * exactly the blobs it should; fsck before it finds no problem and notes the
+ * gone pack.
  *
  * Fixture: storeutil.h / testutil.h (the fixture library).
  */
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsck.h"
 #include "log.h"
 
 #define SMALL 140000 /* more than CKPT_RECORDS_MIN (131072) */
@@ -110,6 +112,22 @@ static void test_background_checkpoint_after_a_crash(const char *base)
 	CHECK(WIFEXITED(status));
 	CHECK_EQ(WEXITSTATUS(status), 0);
 	CHECK(access(ckpt, F_OK) == 0);
+
+	/* fsck of the crashed directory: no problem; the gone pack is a note. */
+	{
+		struct fsck_report report;
+		char *text = NULL;
+		size_t text_len = 0;
+		FILE *out = open_memstream(&text, &text_len);
+		REQUIRE(out);
+		CHECK_EQ(fsck_run(dir, NULL, false, out, NULL, &report), 0);
+		fclose(out);
+		CHECK_EQ(report.problems, 0);
+		CHECK(strstr(text, "names 1 packs removed since"));
+		if (report.problems)
+			fprintf(stderr, "%s", text);
+		free(text);
+	}
 
 	/* The mount after the crash: the checkpoint is used. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
