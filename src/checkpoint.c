@@ -309,7 +309,7 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
 				 record_size(e.length, CHUNK_SHIFT_MAX) > p->size - e.offset))
 			ret = -EBADMSG;
 		if (ret == 0)
-			ret = index_put(index, &e);
+			ret = index_append(index, &e); /* in hash order, checked above */
 		if (ret < 0)
 			goto out;
 		memcpy(prev, e.hash, BLOBFS_HASH_SIZE);

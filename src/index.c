@@ -39,6 +39,10 @@ struct index {
 	struct slot *slots; /* capacity + spare of them */
 	size_t capacity, spare;
 	size_t count;
+	/* Appends (index_append): the slot after the last entry appended, while
+	 * every entry came in by an append (append_ok). */
+	size_t append_next;
+	bool append_ok;
 };
 
 static void slot_pack(const struct index_entry *e, struct slot *s)
@@ -89,6 +93,8 @@ static int index_alloc(struct index *index, size_t capacity, size_t spare)
 	index->capacity = capacity;
 	index->spare = spare;
 	index->count = 0;
+	index->append_next = 0;
+	index->append_ok = true;
 	return 0;
 }
 
@@ -217,6 +223,8 @@ static int index_grow(struct index *index, size_t capacity)
 		return ret;
 	}
 	free(old.slots);
+	/* Placed anew: appends (if they were all) can no longer continue. */
+	index->append_ok = index->count == 0;
 	return 0;
 }
 
@@ -236,6 +244,7 @@ int index_put(struct index *index, const struct index_entry *entry)
 	struct slot packed;
 	int ret;
 
+	index->append_ok = false;
 	if ((entry->kind != RECORD_BLOB && entry->kind != RECORD_TOMBSTONE) || !entry->pack_id ||
 	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX)
 		return -EINVAL;
@@ -258,6 +267,37 @@ int index_put(struct index *index, const struct index_entry *entry)
 	return ret;
 }
 
+int index_append(struct index *index, const struct index_entry *entry)
+{
+	struct slot packed;
+	size_t i;
+	int ret;
+
+	if (!index->append_ok || (index->count + 1) * 100 > index->capacity * MAX_LOAD_PERCENT ||
+	    (index->count &&
+	     memcmp(index->slots[index->append_next - 1].hash, entry->hash, BLOBFS_HASH_SIZE) >= 0))
+		return index_put(index, entry);
+	if ((entry->kind != RECORD_BLOB && entry->kind != RECORD_TOMBSTONE) || !entry->pack_id ||
+	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX)
+		return -EINVAL;
+	/* Homes are monotone in hash order and every slot from the start of
+	 * the run to append_next - 1 is taken: the entry goes at its home, or
+	 * right after the last one. */
+	i = home_slot(index, entry->hash);
+	if (i < index->append_next)
+		i = index->append_next;
+	while (i >= slot_total(index)) {
+		ret = index_grow_spare(index);
+		if (ret < 0)
+			return ret;
+	}
+	slot_pack(entry, &packed);
+	index->slots[i] = packed;
+	index->append_next = i + 1;
+	index->count++;
+	return 0;
+}
+
 int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	size_t total = slot_total(index);
@@ -266,6 +306,7 @@ int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE])
 	if (i >= total || !occupied(&index->slots[i]) ||
 	    memcmp(index->slots[i].hash, hash, BLOBFS_HASH_SIZE))
 		return -ENOENT;
+	index->append_ok = false;
 	while (i + 1 < total && occupied(&index->slots[i + 1]) &&
 	       home_slot(index, index->slots[i + 1].hash) <= i) {
 		index->slots[i] = index->slots[i + 1];

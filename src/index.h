@@ -53,6 +53,10 @@ int index_reserve(struct index *index, size_t count);
 int index_put(struct index *index, const struct index_entry *entry);
 
 /* -ENOENT if there is no entry for hash. */
+/* index_put for entries given in strictly increasing hash order to an index
+ * that no put or remove has touched (a checkpoint's): each goes straight to
+ * its place. Anything else is an index_put. */
+int index_append(struct index *index, const struct index_entry *entry);
 int index_remove(struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Removes every entry match says yes to; -ENOMEM (and nothing removed). */
 int index_remove_if(struct index *index, bool (*match)(const struct index_entry *, void *),

@@ -754,10 +754,62 @@ static void test_remove_if_and_clone(void)
 	free(all);
 }
 
+static int compare_entry_hash(const void *a, const void *b)
+{
+	return memcmp(((const struct index_entry *)a)->hash, ((const struct index_entry *)b)->hash,
+		      BLOBFS_HASH_SIZE);
+}
+
+static void test_append(void)
+{
+	enum { N = 30000 };
+	struct index_entry *all = tu_xmalloc(N * sizeof(*all)), got, seek;
+	struct index *a, *b;
+	size_t n = 0;
+
+	TU_TEST("appends in hash order build the same index as puts; others fall back");
+	for (int i = 0; i < N; i++) {
+		uint8_t key[BLOBFS_HASH_SIZE];
+		tu_fill_random(key, sizeof(key));
+		if (i % 50 == 0)
+			memset(key, 0x99, 10); /* long runs on one home */
+		all[i] = make_entry(key);
+	}
+	qsort(all, N, sizeof(*all), compare_entry_hash);
+	REQUIRE(index_new(&a) == 0);
+	REQUIRE(index_new(&b) == 0);
+	REQUIRE(index_reserve(a, N / 2) == 0); /* too small: appends must grow */
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(index_append(a, &all[i]), 0);
+		CHECK_EQ(index_put(b, &all[i]), 0);
+	}
+	CHECK_EQ(index_count(a), N);
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(index_lookup(a, all[i].hash, &got), 0);
+		CHECK_MEM(got.hash, all[i].hash, BLOBFS_HASH_SIZE);
+		CHECK_EQ(got.offset, all[i].offset);
+	}
+	/* In order, as a listing sees it. */
+	for (int found = index_seek(a, NULL, false, &seek); found;
+	     found = index_seek(a, seek.hash, true, &seek))
+		CHECK_MEM(seek.hash, all[n++].hash, BLOBFS_HASH_SIZE);
+	CHECK_EQ(n, N);
+	/* Out of order, and after a remove: index_put's work. */
+	CHECK_EQ(index_remove(a, all[N / 2].hash), 0);
+	CHECK_EQ(index_append(a, &all[N / 2]), 0);
+	CHECK_EQ(index_append(a, &all[3]), 0); /* present: replaced */
+	CHECK_EQ(index_count(a), N);
+	CHECK_EQ(index_lookup(a, all[N / 2].hash, &got), 0);
+	index_free(a);
+	index_free(b);
+	free(all);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
 	tu_init(argv[0]);
+	test_append();
 	test_remove_if_and_clone();
 	test_basics();
 	test_extreme_keys();
