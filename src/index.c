@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define SPARE_SLOTS_MIN 64
 #define MAX_LOAD_PERCENT 85
@@ -85,11 +86,25 @@ static size_t home_slot(const struct index *index, const uint8_t hash[BLOBFS_HAS
 	return (size_t)(((unsigned __int128)prefix * index->capacity) >> 64);
 }
 
+/* A big table is asked to use huge pages (where the system gives them on
+ * request): first touching 10M slots page by page took most of a mount's
+ * 3.4 s, in page faults. */
+static void advise_huge(void *p, size_t size)
+{
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t start = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t end = ((uintptr_t)p + size) & ~(huge - 1);
+
+	if (end > start)
+		madvise((void *)start, end - start, MADV_HUGEPAGE); /* a hint: errors do not matter */
+}
+
 static int index_alloc(struct index *index, size_t capacity, size_t spare)
 {
 	index->slots = calloc(capacity + spare, sizeof(*index->slots));
 	if (!index->slots)
 		return -ENOMEM;
+	advise_huge(index->slots, (capacity + spare) * sizeof(*index->slots));
 	index->capacity = capacity;
 	index->spare = spare;
 	index->count = 0;

@@ -89,6 +89,7 @@ struct local_store {
 	bool appended;       /* something was appended since the last flush */
 	bool offline;        /* offline compaction: nothing else appends */
 	uint64_t ckpt_seq;   /* next_seq as of the newest checkpoint (0: none) */
+	uint32_t ckpt_next_pack_id; /* and next_pack_id */
 };
 
 struct local_db {

@@ -107,6 +107,7 @@ int ckpt_load(struct local_store *store, int dir_fd, const uint32_t *ids,
 	if (h.next_seq > store->next_seq)
 		store->next_seq = h.next_seq;
 	store->ckpt_seq = gone_count ? 0 : h.next_seq; /* a fresh one is due */
+	store->ckpt_next_pack_id = h.next_pack_id;
 	if (h.next_pack_id > store->next_pack_id)
 		store->next_pack_id = h.next_pack_id;
 out:
@@ -201,11 +202,17 @@ static int ckpt_write(struct local_store *store)
 	pthread_mutex_lock(&store->lock);
 	if (store->base.destroyed || store->flush_failed)
 		goto out;
+	/* Nothing appended and no pack made since the checkpoint on disk:
+	 * it is still right (a million-blob store's takes seconds to write). */
+	if (store->ckpt_seq == store->next_seq && store->ckpt_next_pack_id == store->next_pack_id)
+		goto out;
 	ret = ckpt_snapshot(store, false, &snap);
 	if (ret == 0)
 		ret = ckpt_snapshot_write(store, &snap);
-	if (ret == 0)
+	if (ret == 0) {
 		store->ckpt_seq = snap.h.next_seq;
+		store->ckpt_next_pack_id = snap.h.next_pack_id;
+	}
 out:
 	pthread_mutex_unlock(&store->lock);
 	ckpt_snapshot_free(&snap);
@@ -268,8 +275,10 @@ int ckpt_background_one(struct store *base, void *arg)
 			    strerror(-t.ret));
 	if (ret == 0 && t.ret == 0) {
 		pthread_mutex_lock(&store->lock);
-		if (t.snap.h.next_seq > store->ckpt_seq)
+		if (t.snap.h.next_seq > store->ckpt_seq) {
 			store->ckpt_seq = t.snap.h.next_seq;
+			store->ckpt_next_pack_id = t.snap.h.next_pack_id;
+		}
 		pthread_mutex_unlock(&store->lock);
 		log_debug("store %s: index checkpoint of %" PRIu64 " entries written",
 			  store->base.name, t.snap.h.entry_count);
