@@ -14,17 +14,64 @@
 #include "log.h"
 
 
+/*
+ * The log lines of refused requests are rate limited: a client can make
+ * thousands a second (a loop of opens it may not make), and the log must
+ * not grow with them. A bucket of LOG_BURST lines refills at LOG_RATE a
+ * second; lines beyond are counted, and the next line logged says how many
+ * were not.
+ */
+#define LOG_BURST 100.0
+#define LOG_RATE 20.0
+
+static bool log_allowed(unsigned long *dropped)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static double tokens = LOG_BURST;
+	static struct timespec last;
+	static unsigned long suppressed;
+	struct timespec now;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&lock);
+	if (last.tv_sec || last.tv_nsec)
+		tokens += LOG_RATE * ((double)(now.tv_sec - last.tv_sec) +
+				      (double)(now.tv_nsec - last.tv_nsec) / 1e9);
+	if (tokens > LOG_BURST)
+		tokens = LOG_BURST;
+	last = now;
+	ok = tokens >= 1.0;
+	if (ok) {
+		tokens -= 1.0;
+		*dropped = suppressed;
+		suppressed = 0;
+	} else {
+		suppressed++;
+	}
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
 void reply_error(fuse_req_t req, int err, const char *op, const struct node *node,
 		 const char *name, const char *why)
 {
-	char path[600];
-
-	node_path(node, name, path, sizeof(path));
 	/* Answers tools get in the normal course of things (a lookup that
 	 * misses, mv's rename across stores, cp -a's ACLs) are not warnings. */
-	log_msg(err == ENOENT || err == ENODATA || err == EXDEV || err == ENOTSUP ? LOG_LEVEL_DEBUG :
-		err == EIO || err == ENOSPC ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING,
-		"%s %s: %s%s%s", op, path, strerror(err), why ? ": " : "", why ? why : "");
+	enum log_level level = err == ENOENT || err == ENODATA || err == EXDEV || err == ENOTSUP ?
+				       LOG_LEVEL_DEBUG :
+			       err == EIO || err == ENOSPC ? LOG_LEVEL_ERROR : LOG_LEVEL_WARNING;
+	unsigned long dropped = 0;
+	char path[600];
+
+	if (level == LOG_LEVEL_DEBUG || log_allowed(&dropped)) {
+		if (dropped)
+			log_warning("%lu lines about refused requests were not logged (more than "
+				    "%.0f a second)", dropped, LOG_RATE);
+		node_path(node, name, path, sizeof(path));
+		log_msg(level, "%s %s: %s%s%s", op, path, strerror(err), why ? ": " : "",
+			why ? why : "");
+	}
 	fuse_reply_err(req, err);
 }
 

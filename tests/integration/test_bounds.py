@@ -176,3 +176,24 @@ def test_handles_never_released_are_freed_at_exit(make_mount):
                 os.close(fd)
             except OSError:
                 pass
+
+
+def test_refused_requests_do_not_flood_the_log(make_mount):
+    """3,000 refused opens as fast as one process can: the log gets at most
+    the burst (100 lines) and what refills meanwhile (20 a second), and the
+    next line logged says how many were not."""
+    m = make_mount()
+    names = save_blobs(m, 's', 1)
+    path = m.path('s', names[0])
+    start = time.monotonic()
+    for _ in range(3000):
+        with pytest.raises(PermissionError):
+            os.open(path, os.O_WRONLY)
+    took = time.monotonic() - start
+    time.sleep(0.2)   # a token for the next line
+    with pytest.raises(PermissionError):
+        os.open(path, os.O_WRONLY)
+    log = m.log()
+    lines = log.count('blobs are read-only')
+    assert lines <= 100 + 20 * (took + 1) + 1, (lines, took)
+    assert 'lines about refused requests were not logged' in log
