@@ -2,7 +2,8 @@
  * fs_dispatch.c - the libfuse lowlevel callbacks. Each finds the node, calls
  * its kind's operation (struct node_ops) and replies; when the kind has no
  * such operation it replies the errno of the README's namespace table. Every
- * error replied gets one log line, written here (reply_error).
+ * error replied gets one log line, written here (reply_error), within a rate
+ * limit that counts the lines it drops.
  */
 #include "fs_internal.h"
 

@@ -89,9 +89,11 @@ void digest_forget(struct local_writer *w)
 	if (!digest_enabled(db))
 		return;
 	pthread_mutex_lock(&db->digest_lock);
-	queue_remove(db, w);
+	/* The claim ends first: a digest thread that had it puts the writer
+	 * back on the queue when there is more to hash. */
 	while (w->digest_claimed)
 		pthread_cond_wait(&db->digest_released, &db->digest_lock);
+	queue_remove(db, w);
 	pthread_mutex_unlock(&db->digest_lock);
 }
 

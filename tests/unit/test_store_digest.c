@@ -211,11 +211,20 @@ static void test_freed_while_digesting(const char *base)
 
 	TU_TEST("writers freed, never committed, while digest threads have them");
 	for (int round = 0; round < 10; round++) {
-		struct blob_writer *w;
-		REQUIRE(blob_writer_new(s, &w) == 0);
-		REQUIRE(blob_writer_write(w, data, len, 0) == 0);
-		usleep(tu_rand_below(3000));
-		blob_writer_free(w);
+		struct blob_writer *w[4];
+		/* Several at once, in pieces: the digest threads go round them
+		 * a MiB at a time, so a writer being freed is put back on the
+		 * queue, behind the others, as the free waits for its claim (a
+		 * use after free once). */
+		for (int i = 0; i < 4; i++) {
+			REQUIRE(blob_writer_new(s, &w[i]) == 0);
+			for (size_t off = 0; off < len; off += 4 * MiB)
+				REQUIRE(blob_writer_write(w[i], data + off, 4 * MiB, off) == 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			usleep(tu_rand_below(2000));
+			blob_writer_free(w[i]);
+		}
 	}
 	CHECK_EQ(blob_count(s), 0);
 	free(data);
