@@ -96,8 +96,9 @@ int handle_reserve(struct fs_call *c, struct fs_handle **out)
 		}
 		ret = 0;
 	}
+	/* Refused with an entry just made for it (the last one): it goes. */
 	if (user && user->count == 0)
-		user_put(fs, c->uid); /* refused: the entry made for it goes */
+		fs->handle_user_count--;
 	pthread_mutex_unlock(&fs->handles_lock);
 out:
 	if (ret < 0) {
