@@ -25,7 +25,6 @@
 #include "fs_internal.h"
 
 #include <errno.h>
-#include <time.h>
 
 #define PRUNE_INTERVAL_MS 50
 
@@ -90,11 +89,8 @@ static void ask_to_forget(struct fs *fs, size_t count)
  * next lookup of the store reattaches it). At most every PRUNE_INTERVAL_MS. */
 static void prune_store(struct fs *fs, struct node *store)
 {
-	struct timespec now;
-	int64_t ms;
+	int64_t ms = now_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	if (ms - fs->last_prune_ms < PRUNE_INTERVAL_MS)
 		return;
 	fs_notify_forget_name_first(fs, FUSE_ROOT_ID, store->name);

@@ -14,7 +14,7 @@
 
 #include "log.h"
 
-static int64_t now_ms(void)
+int64_t now_ms(void)
 {
 	struct timespec t;
 

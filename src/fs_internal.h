@@ -358,6 +358,8 @@ int fs_store_setattr(struct fs_call *c, struct node *node, const struct stat *at
 /* Room for one more name: expires what is due and, at receipt_max, the
  * longest idle name; -ENOSPC when nothing can go. Lock held. */
 int incoming_reserve(struct fs *fs);
+/* CLOCK_MONOTONIC in milliseconds (expiry, fs_cache.c's prune interval). */
+int64_t now_ms(void);
 /* Names that are due expire. Lock held. */
 void incoming_expire(struct fs *fs);
 /* The name may expire receipt_ttl from now (a closed file, an empty
