@@ -42,7 +42,7 @@ int checkpoint_header_decode(const uint8_t buf[CHECKPOINT_HEADER_SIZE],
 {
 	uint32_t version = get_le32(buf + 8);
 
-	if (memcmp(buf, CHECKPOINT_MAGIC, 8) || (version != 1 && version != CHECKPOINT_VERSION) ||
+	if (memcmp(buf, CHECKPOINT_MAGIC, 8) || (version < 1 || version > CHECKPOINT_VERSION) ||
 	    get_le32(buf + 60) != crc32c(0, buf, 60) || !all_zero(buf + 36, 24))
 		return -EBADMSG;
 	h->version = version;
@@ -91,6 +91,7 @@ void checkpoint_entry_encode(const struct index_entry *e, uint8_t out[CHECKPOINT
 	put_le64(out + 32, e->offset);
 	put_le64(out + 40, e->length);
 	put_le32(out + 48, e->pack_id);
+	put_le32(out + 52, (uint32_t)e->disk); /* at most INDEX_DISK_MAX */
 	put_le64(out + 56, (uint64_t)e->saved);
 }
 
@@ -105,7 +106,11 @@ int checkpoint_entry_decode(const uint8_t *buf, uint32_t version, struct index_e
 	/* A format 1 checkpoint was written by a blobfs that wrote only REC1
 	 * records, which have no time. */
 	e->saved = version == 1 ? RECORD_TIME_UNKNOWN : (int64_t)get_le64(buf + 56);
-	if (!all_zero(buf + 52, 4) || e->pack_id == 0 || e->length > RECORD_LENGTH_MAX ||
+	/* Format 3 keeps a compressed record's disk size where format 2 has
+	 * zeros (it wrote none). */
+	e->disk = version >= 3 ? get_le32(buf + 52) : 0;
+	if ((version < 3 && !all_zero(buf + 52, 4)) || e->disk != index_disk_round(e->disk) ||
+	    e->pack_id == 0 || e->length > RECORD_LENGTH_MAX ||
 	    e->offset < PACK_HEADER_SIZE || e->offset > INDEX_OFFSET_MAX ||
 	    e->saved < RECORD_TIME_MIN || e->saved > RECORD_TIME_MAX)
 		return -EBADMSG;
@@ -304,9 +309,12 @@ int checkpoint_read(const struct io_ops *io, int dirfd, const char *name, struct
 			else
 				hi = mid;
 		}
-		/* With the largest chunks a record is smallest: it must fit. */
+		/* With the largest chunks a record is smallest: it must fit
+		 * (compressed, each chunk stores at least a byte). */
 		if (ret == 0 && (!p || e.offset > p->size ||
-				 record_size(e.length, CHUNK_SHIFT_MAX) > p->size - e.offset))
+				 (e.disk ? zrecord_size(e.length, CHUNK_SHIFT_MAX,
+							record_chunk_count(e.length, CHUNK_SHIFT_MAX)) :
+					   record_size(e.length, CHUNK_SHIFT_MAX)) > p->size - e.offset))
 			ret = -EBADMSG;
 		if (ret == 0)
 			ret = index_append(index, &e); /* in hash order, checked above */
@@ -335,7 +343,6 @@ out:
 bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct checkpoint_pack *cp)
 {
 	char name[PACK_NAME_SIZE];
-	uint8_t header[RECORD_HEADER_SIZE];
 	struct record_info rec;
 	struct stat st;
 	bool ok = false;
@@ -347,8 +354,7 @@ bool checkpoint_pack_matches(const struct io_ops *io, int dirfd, const struct ch
 		return false;
 	if (io->fstat(fd, &st) == 0 && (uint64_t)st.st_size >= cp->size)
 		ok = !cp->last_offset ||
-		     (pread_full(io, fd, header, sizeof(header), cp->last_offset) == 0 &&
-		      record_header_decode(header, cp->last_offset, &rec) == 0 &&
+		     (pack_read_record(io, fd, cp->last_offset, &rec) == 0 &&
 		      rec.seq == cp->last_seq && record_end(&rec) <= cp->size);
 	io->close(fd);
 	return ok;

@@ -20,9 +20,11 @@ struct io_ops;
 #define CHECKPOINT_MAGIC "BLOBIDX1"
 #define CHECKPOINT_HEADER_SIZE 64
 #define CHECKPOINT_PACK_SIZE 48
-/* Format 2 entries carry the blob's saved time; format 1 ones (read, never
- * written) do not, and their blobs read as RECORD_TIME_UNKNOWN. */
-#define CHECKPOINT_VERSION 2
+/* Format 3 entries carry the disk size of a compressed record; format 2
+ * ones (read, never written) have none (their records are raw); format 1
+ * ones (read) have no saved time either, and their blobs read as
+ * RECORD_TIME_UNKNOWN. */
+#define CHECKPOINT_VERSION 3
 #define CHECKPOINT_ENTRY_SIZE 64
 #define CHECKPOINT_ENTRY_SIZE_V1 56
 #define CHECKPOINT_TRAILER_SIZE 8
@@ -40,7 +42,7 @@ struct checkpoint_pack {
 };
 
 struct checkpoint_header {
-	uint32_t version; /* as read: 1 or 2; checkpoint_write writes 2 */
+	uint32_t version; /* as read: 1, 2 or 3; checkpoint_write writes 3 */
 	uint64_t next_seq;
 	uint64_t entry_count;
 	uint32_t pack_count;

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chunk_codec.h"
 #include "cli.h"
 #include "fs.h"
 #include "log.h"
@@ -68,6 +69,30 @@ static int set_pack_size(struct mount_config *c, const char *v)
 static int set_large_blob(struct mount_config *c, const char *v)
 {
 	return parse_size(v, &c->db.large_blob_min, false);
+}
+
+/* zstd, zstd:LEVEL or none. */
+static int set_compress(struct mount_config *c, const char *v)
+{
+	char *end;
+	long level = CHUNK_CODEC_LEVEL_DEFAULT;
+
+	if (!strcmp(v, "none")) {
+		c->db.compress = CHUNK_CODEC_NONE;
+		return 0;
+	}
+	if (strncmp(v, "zstd", 4) || (v[4] && v[4] != ':'))
+		return -EINVAL;
+	if (v[4] == ':') {
+		errno = 0;
+		level = strtol(v + 5, &end, 10);
+		if (errno || end == v + 5 || *end || level < CHUNK_CODEC_LEVEL_MIN ||
+		    level > CHUNK_CODEC_LEVEL_MAX)
+			return -EINVAL;
+	}
+	c->db.compress = CHUNK_CODEC_ZSTD;
+	c->db.compress_level = (int)level;
+	return 0;
 }
 
 static int set_memory_max(struct mount_config *c, const char *v)
@@ -172,6 +197,9 @@ static const struct mount_option {
 	{ .name = "large_blob", .arg = "SIZE", .set = set_large_blob,
 	  .help = "blobs of this size or more get a pack of their\nown, written in place "
 	  "(default 1M, at most 16M)" },
+	{ .name = "compress", .arg = "zstd[:LEVEL]|none", .set = set_compress,
+	  .help = "compress new blobs chunk by chunk with zstd at\nLEVEL 1-19 (default 3); a chunk that does "
+	  "not\nshrink is stored raw (default: none)" },
 	{ .name = "sync", .arg = NULL, .set = set_sync,
 	  .help = "close() and unlink() return once the change is\non stable storage (concurrent "
 	  "writers share\nthe flushes); default: within 1 second" },

@@ -26,6 +26,10 @@
  * what REC1 (format 1, still read) keeps reserved and zero. */
 #define RECORD_MAGIC_V1 0x31434552u /* "REC1" as little-endian bytes */
 #define RECORD_MAGIC 0x32434552u    /* "REC2" as little-endian bytes */
+/* REC3 (format 3): a blob whose chunks are stored compressed (zstd) or raw,
+ * each as it came out smaller; a table of (stored size, CRC32C) per chunk
+ * sits between the header and the stored chunks. */
+#define RECORD_MAGIC_Z 0x33434552u  /* "REC3" as little-endian bytes */
 #define TRAILER_MAGIC 0x31444e45u   /* "END1" as little-endian bytes */
 
 enum record_kind {
@@ -97,11 +101,25 @@ static inline uint64_t record_chunk_count(uint64_t length, unsigned chunk_shift)
 	return (length + (UINT64_C(1) << chunk_shift) - 1) >> chunk_shift;
 }
 
-/* Bytes a record occupies in its pack, header to trailer inclusive. */
+/* Bytes a raw record (REC1, REC2) occupies in its pack, header to trailer
+ * inclusive. */
 static inline uint64_t record_size(uint64_t length, unsigned chunk_shift)
 {
 	return RECORD_HEADER_SIZE + length + 4 * record_chunk_count(length, chunk_shift) +
 	       RECORD_TRAILER_SIZE;
+}
+
+/* A REC3 chunk table entry: u32 stored size (1 .. the chunk's length; equal
+ * to it for a chunk kept raw, smaller for a zstd frame), u32 CRC32C of the
+ * stored bytes. */
+#define ZCHUNK_ENTRY_SIZE 8
+
+/* Bytes a REC3 record occupies: stored is the sum of its chunks' stored
+ * sizes. */
+static inline uint64_t zrecord_size(uint64_t length, unsigned chunk_shift, uint64_t stored)
+{
+	return RECORD_HEADER_SIZE + ZCHUNK_ENTRY_SIZE * record_chunk_count(length, chunk_shift) +
+	       stored + RECORD_TRAILER_SIZE;
 }
 
 #endif

@@ -31,7 +31,11 @@ struct slot {
 	uint32_t offset_lo; /* offset bits 0..31 */
 	uint64_t packed;    /* length bits 0..55, offset bits 32..38 at 56..62,
 			     * bit 63 set for a tombstone */
-	int64_t saved;
+	/* The time, 48 bits two's complement (bits 0..31, then 32..47), and
+	 * the record's disk size as 12 significant bits (index_disk_code). */
+	uint32_t saved_lo;
+	uint16_t saved_hi;
+	uint16_t disk_code;
 };
 
 _Static_assert(sizeof(struct slot) == 56, "an index slot is 56 bytes");
@@ -46,6 +50,37 @@ struct index {
 	bool append_ok;
 };
 
+/* m << e, with m in 1..4095 at bits 0..11 and e in 0..15 at 12..15; 0 for
+ * nothing (a raw record) or a size beyond INDEX_DISK_MAX. Rounded up, so
+ * that the sum over a pack's entries never undercounts its live bytes. */
+static uint16_t disk_encode(uint64_t disk)
+{
+	unsigned e = 0;
+
+	if (disk == 0 || disk > INDEX_DISK_MAX)
+		return 0;
+	while (((disk + (UINT64_C(1) << e) - 1) >> e) > 4095)
+		e++;
+	return (uint16_t)(e << 12 | ((disk + (UINT64_C(1) << e) - 1) >> e));
+}
+
+static uint64_t disk_decode(uint16_t code)
+{
+	return (uint64_t)(code & 4095) << (code >> 12);
+}
+
+uint64_t index_disk_round(uint64_t disk)
+{
+	return disk_decode(disk_encode(disk));
+}
+
+uint64_t index_entry_disk(const struct index_entry *e)
+{
+	/* blobfs writes every raw record with the default chunk size; the
+	 * index does not keep it. */
+	return e->disk ? e->disk : record_size(e->length, CHUNK_SHIFT_DEFAULT);
+}
+
 static void slot_pack(const struct index_entry *e, struct slot *s)
 {
 	memcpy(s->hash, e->hash, BLOBFS_HASH_SIZE);
@@ -53,7 +88,9 @@ static void slot_pack(const struct index_entry *e, struct slot *s)
 	s->offset_lo = (uint32_t)e->offset;
 	s->packed = e->length | (e->offset >> 32) << 56 |
 		    (uint64_t)(e->kind == RECORD_TOMBSTONE) << 63;
-	s->saved = e->saved;
+	s->saved_lo = (uint32_t)(uint64_t)e->saved;
+	s->saved_hi = (uint16_t)((uint64_t)e->saved >> 32);
+	s->disk_code = disk_encode(e->disk);
 }
 
 static void slot_unpack(const struct slot *s, struct index_entry *e)
@@ -64,7 +101,11 @@ static void slot_unpack(const struct slot *s, struct index_entry *e)
 	e->offset = s->offset_lo | ((s->packed >> 56) & 0x7f) << 32;
 	e->length = s->packed & INDEX_LENGTH_MAX;
 	e->kind = s->packed >> 63 ? RECORD_TOMBSTONE : RECORD_BLOB;
-	e->saved = s->saved;
+	{
+		uint64_t bits = (uint64_t)s->saved_hi << 32 | s->saved_lo;
+		e->saved = (int64_t)(bits ^ (UINT64_C(1) << 47)) - (INT64_C(1) << 47);
+	}
+	e->disk = disk_decode(s->disk_code);
 }
 
 static size_t slot_total(const struct index *index)
@@ -261,7 +302,8 @@ int index_put(struct index *index, const struct index_entry *entry)
 
 	index->append_ok = false;
 	if ((entry->kind != RECORD_BLOB && entry->kind != RECORD_TOMBSTONE) || !entry->pack_id ||
-	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX)
+	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX ||
+	    entry->saved < RECORD_TIME_MIN || entry->saved > RECORD_TIME_MAX)
 		return -EINVAL;
 	slot_pack(entry, &packed);
 	if (i < slot_total(index) && occupied(&index->slots[i]) &&
@@ -293,7 +335,8 @@ int index_append(struct index *index, const struct index_entry *entry)
 	     memcmp(index->slots[index->append_next - 1].hash, entry->hash, BLOBFS_HASH_SIZE) >= 0))
 		return index_put(index, entry);
 	if ((entry->kind != RECORD_BLOB && entry->kind != RECORD_TOMBSTONE) || !entry->pack_id ||
-	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX)
+	    entry->offset > INDEX_OFFSET_MAX || entry->length > INDEX_LENGTH_MAX ||
+	    entry->saved < RECORD_TIME_MIN || entry->saved > RECORD_TIME_MAX)
 		return -EINVAL;
 	/* Homes are monotone in hash order and every slot from the start of
 	 * the run to append_next - 1 is taken: the entry goes at its home, or

@@ -27,7 +27,22 @@ struct index_entry {
 	uint8_t kind; /* RECORD_BLOB, or RECORD_TOMBSTONE while rebuilding */
 	uint8_t chunk_shift;
 	uint16_t reserved;
+	/* Bytes the record takes in its pack when that is not what a raw
+	 * record of this length takes (a compressed record), rounded up to 12
+	 * significant bits (index_disk_round); 0 for a raw record. For the
+	 * accounting of live bytes per pack only. */
+	uint64_t disk;
 };
+
+/* The largest disk figure an entry keeps; a larger record keeps 0. */
+#define INDEX_DISK_MAX (UINT64_C(4095) << 15)
+
+/* disk rounded up to what an index slot keeps (12 significant bits), or 0
+ * when it is beyond INDEX_DISK_MAX. */
+uint64_t index_disk_round(uint64_t disk);
+
+/* Bytes an entry's record takes in its pack, as far as the index knows. */
+uint64_t index_entry_disk(const struct index_entry *e);
 
 #define INDEX_OFFSET_MAX ((UINT64_C(1) << 39) - 1)
 #define INDEX_LENGTH_MAX ((UINT64_C(1) << 56) - 1)
@@ -49,7 +64,8 @@ int index_lookup(const struct index *index, const uint8_t hash[BLOBFS_HASH_SIZE]
 int index_reserve(struct index *index, size_t count);
 
 /* Inserts the entry, or replaces the one with the same hash. -EINVAL for a
- * kind other than blob or tombstone, pack_id 0, or a field too large. */
+ * kind other than blob or tombstone, pack_id 0, a field too large or a time
+ * outside RECORD_TIME_MIN..MAX. disk is kept rounded (index_disk_round). */
 int index_put(struct index *index, const struct index_entry *entry);
 
 /* -ENOENT if there is no entry for hash. */

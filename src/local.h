@@ -134,6 +134,13 @@ struct local_reader {
 	unsigned chunk_shift;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	uint32_t *crcs; /* the chunk table, checked against its trailer */
+	/* A compressed record (REC3): its table, where each stored chunk
+	 * starts, and the last chunk decoded (cache_chunk, UINT64_MAX for
+	 * none; under lock), which serves reads smaller than a chunk. */
+	struct zchunk *zchunks;
+	uint64_t *zoffsets;
+	uint8_t *cache;
+	uint64_t cache_chunk;
 
 	/* A reader that reads the blob in order also checks its SHA-256
 	 * before it returns the last bytes. */
@@ -319,6 +326,26 @@ void writer_mem_trim(struct local_writer *w);
 void writer_mem_free(struct local_writer *w);
 int staging_copy_sparse(const struct io_ops *io, int in, uint64_t in_off, int out,
 			uint64_t out_off, uint64_t len);
+
+/* local_compress.c: compressed records (-o compress=zstd) */
+struct zbuild {
+	struct zchunk *chunks; /* the record's table */
+	uint8_t *stored;       /* its stored chunks, back to back */
+	uint64_t stored_len;
+};
+bool zbuild_wanted(const struct local_db *db, uint64_t len);
+/* 1 with *zb filled when a REC3 of data is smaller than a raw record, 0
+ * when not (nothing kept), or a negative errno. */
+int zbuild_make(const struct local_db *db, const void *data, uint64_t len, struct zbuild *zb);
+void zbuild_free(struct zbuild *zb);
+struct zstaging {
+	int fd;
+	char name[64];
+	struct zchunk *chunks;
+	uint64_t stored;
+};
+int zstaging_make(struct local_store *store, int in, uint64_t len, struct zstaging *z);
+void zstaging_discard(struct local_store *store, struct zstaging *z);
 
 /* local_stats.c */
 int local_store_stats(struct store *base, struct store_stats *out);

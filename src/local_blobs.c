@@ -87,17 +87,24 @@ int append_index_record(struct local_store *store, uint32_t pack_id,
 
 /*
  * Appends one record to the active pack. data may be NULL for a tombstone.
- * crcs may be NULL, in which case they are computed. On failure the pack is
- * cut back so that no partial record stays behind. Called with store->lock.
+ * crcs may be NULL, in which case they are computed. zb, when not NULL, is
+ * the blob's compressed chunks: the record is a REC3 of them. On failure the
+ * pack is cut back so that no partial record stays behind. Called with
+ * store->lock.
  */
 static int append_record(struct local_store *store, struct record_info *rec, const void *data,
-			const uint32_t *crcs)
+			const uint32_t *crcs, const struct zbuild *zb)
 {
 	const struct io_ops *io = store->db->io;
-	uint64_t need = record_size(rec->length, rec->chunk_shift);
+	uint64_t need;
 	struct pack_info *pack;
 	int ret;
 
+	if (zb) {
+		rec->version = 3;
+		rec->stored = zb->stored_len;
+	}
+	need = record_end(rec) - rec->offset;
 	if (rec->kind == RECORD_BLOB) {
 		ret = local_check_space(store->db, need);
 		if (ret < 0)
@@ -108,7 +115,8 @@ static int append_record(struct local_store *store, struct record_info *rec, con
 		goto out;
 	rec->offset = pack->size;
 	rec->seq = store->next_seq++;
-	ret = pack_write_record(io, store->active_fd, rec, data, crcs);
+	ret = zb ? pack_write_zrecord(io, store->active_fd, rec, zb->chunks, zb->stored) :
+		   pack_write_record(io, store->active_fd, rec, data, crcs);
 	if (ret < 0) {
 		if (io->ftruncate(store->active_fd, (off_t)pack->size) < 0)
 			log_error("store %s: cannot cut back pack %08x after a failed write: %s",
@@ -150,7 +158,7 @@ int local_blob_delete(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE])
 	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
 	if (ret < 0)
 		goto out;
-	ret = append_record(store, &rec, NULL, NULL);
+	ret = append_record(store, &rec, NULL, NULL, NULL);
 	if (ret < 0) {
 		hash_to_hex(hash, hex);
 		log_error("store %s: cannot record the delete of %s: %s", store->base.name, hex,
@@ -175,14 +183,29 @@ int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_
 	struct record_info rec = { .kind = RECORD_BLOB, .chunk_shift = CHUNK_SHIFT_DEFAULT,
 				   .length = len, .time = local_record_time() };
 	char hex[HASH_HEX_SIZE + 1];
+	struct zbuild zb = { 0 };
+	bool compressed = false;
 	int ret;
 
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
+	if (zbuild_wanted(store->db, len)) {
+		/* Compressed outside the lock, once the blob is known to be new
+		 * (checked again below: another save may come first). */
+		pthread_mutex_lock(&store->lock);
+		ret = packtab_check_absent(store, hash);
+		pthread_mutex_unlock(&store->lock);
+		if (ret < 0)
+			return ret;
+		ret = zbuild_make(store->db, data, len, &zb);
+		if (ret < 0)
+			return ret;
+		compressed = ret > 0;
+	}
 	pthread_mutex_lock(&store->lock);
 	ret = packtab_check_absent(store, hash);
 	if (ret < 0)
 		goto out;
-	ret = append_record(store, &rec, data ? data : "", crcs);
+	ret = append_record(store, &rec, data ? data : "", crcs, compressed ? &zb : NULL);
 	if (ret < 0) {
 		hash_to_hex(hash, hex);
 		log_error("store %s: cannot save blob %s (%" PRIu64 " bytes): %s", store->base.name,
@@ -190,5 +213,6 @@ int append_small_blob(struct local_store *store, const uint8_t hash[BLOBFS_HASH_
 	}
 out:
 	pthread_mutex_unlock(&store->lock);
+	zbuild_free(&zb);
 	return ret;
 }

@@ -168,7 +168,7 @@ int compact_pack(struct local_store *store, uint32_t pack_id, bool drop_tombston
 	if (ret < 0)
 		goto out;
 	for (size_t i = 0; i < live.count; i++)
-		copied_live += record_size(live.entries[i].length, CHUNK_SHIFT_DEFAULT);
+		copied_live += index_entry_disk(&live.entries[i]);
 	/* The reserve saves leave free is there for this: all of it may go,
 	 * but for a small margin. */
 	if (io->fstatvfs(store->db->stores_fd, &st) == 0 &&

@@ -67,9 +67,7 @@ void packtab_remove(struct local_store *store, uint32_t id)
 void packtab_account(struct local_store *store, const struct index_entry *e, int sign)
 {
 	struct pack_info *p = packtab_find(store, e->pack_id);
-	/* blobfs writes every record with the default chunk size; the index
-	 * does not keep it. */
-	uint64_t bytes = record_size(e->length, CHUNK_SHIFT_DEFAULT);
+	uint64_t bytes = index_entry_disk(e);
 
 	if (!p)
 		return;
@@ -189,6 +187,7 @@ void packtab_entry(uint32_t pack_id, const struct record_info *rec, struct index
 	e->pack_id = pack_id;
 	e->kind = (uint8_t)rec->kind;
 	e->chunk_shift = (uint8_t)rec->chunk_shift;
+	e->disk = rec->version == 3 ? index_disk_round(record_end(rec) - rec->offset) : 0;
 	memcpy(e->hash, rec->hash, BLOBFS_HASH_SIZE);
 }
 

@@ -27,8 +27,94 @@ static void reader_free(struct local_reader *reader)
 		io->close(reader->fd);
 	hasher_free(reader->hasher);
 	free(reader->crcs);
+	free(reader->zchunks);
+	free(reader->zoffsets);
+	free(reader->cache);
 	pthread_mutex_destroy(&reader->lock);
 	free(reader);
+}
+
+static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
+		       uint64_t end);
+
+/* The table of a compressed record, and where each stored chunk starts. */
+static int zreader_open(struct local_reader *reader, struct record_info *rec, uint64_t count)
+{
+	const struct io_ops *io = reader->store->db->io;
+	uint64_t at;
+	int ret = -ENOMEM;
+
+	reader->zchunks = malloc((size_t)count * sizeof(*reader->zchunks));
+	reader->zoffsets = malloc((size_t)count * sizeof(*reader->zoffsets));
+	reader->cache = malloc((size_t)1 << rec->chunk_shift);
+	reader->cache_chunk = UINT64_MAX;
+	if (!reader->zchunks || !reader->zoffsets || !reader->cache)
+		goto out;
+	ret = pack_read_ztable(io, reader->fd, rec, reader->zchunks);
+	if (ret < 0)
+		goto out;
+	at = record_data_offset(rec);
+	for (uint64_t i = 0; i < count; at += reader->zchunks[i].stored, i++)
+		reader->zoffsets[i] = at;
+out:
+	return ret;
+}
+
+/* local_reader_read for a compressed record: chunk by chunk, each decoded
+ * (and checked) whole before any of its bytes go out. */
+static int zreader_read(struct local_reader *reader, uint8_t *buf, uint64_t off, uint64_t end)
+{
+	const struct io_ops *io = reader->store->db->io;
+	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
+	struct record_info r = { .length = reader->base.length, .chunk_shift = reader->chunk_shift };
+	uint8_t *plain = malloc(chunk), *scratch = malloc(chunk);
+	char hex[HASH_HEX_SIZE + 1];
+	const char *problem = NULL;
+	int ret = -ENOMEM;
+
+	if (!plain || !scratch)
+		goto out;
+	ret = 0;
+	for (uint64_t i = off >> reader->chunk_shift; ret == 0 && i * chunk < end; i++) {
+		uint64_t start = i * chunk, n = record_chunk_length(&r, i);
+		uint64_t from = off > start ? off - start : 0, to = end - start < n ? end - start : n;
+		bool cached;
+		pthread_mutex_lock(&reader->lock);
+		cached = reader->cache_chunk == i;
+		if (cached)
+			memcpy(plain, reader->cache, (size_t)n);
+		pthread_mutex_unlock(&reader->lock);
+		hash_to_hex(reader->hash, hex);
+		if (!cached) {
+			ret = zchunk_read(io, reader->fd, reader->zoffsets[i], &reader->zchunks[i], n, plain,
+					  scratch, &problem);
+			if (ret < 0) {
+				log_error("store %s: blob %s: pack %08x offset %" PRIu64
+					  ": chunk %" PRIu64 ": %s; read refused", reader->store->base.name, hex,
+					  reader->pack_id, reader->zoffsets[i], i, problem ? problem : strerror(-ret));
+				ret = -EIO;
+				break;
+			}
+			pthread_mutex_lock(&reader->lock);
+			memcpy(reader->cache, plain, (size_t)n);
+			reader->cache_chunk = i;
+			pthread_mutex_unlock(&reader->lock);
+		}
+		/* A chunk read in order continues the whole-blob hash. */
+		ret = reader_hash(reader, plain, start, start + n);
+		if (ret < 0) {
+			log_error("store %s: blob %s: pack %08x record at %" PRIu64
+				  ": content does not hash to the blob's name; read refused",
+				  reader->store->base.name, hex, reader->pack_id, reader->record_offset);
+			ret = -EIO;
+			break;
+		}
+		memcpy(buf + (start + from - off), plain + from, (size_t)(to - from));
+	}
+out:
+	free(plain);
+	free(scratch);
+	return ret;
 }
 
 int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
@@ -98,6 +184,17 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	}
 	reader->chunk_shift = rec.chunk_shift;
 	count = record_chunk_count(e.length, rec.chunk_shift);
+	if (rec.version == 3) {
+		ret = zreader_open(reader, &rec, count);
+		if (ret < 0) {
+			log_error("store %s: blob %s: pack %08x offset %" PRIu64
+				  ": chunk table damaged (%s); the blob cannot be read",
+				  store->base.name, hex, e.pack_id, e.offset,
+				  ret == -EBADMSG ? "does not check out" : strerror(-ret));
+			ret = -EIO;
+		}
+		goto out;
+	}
 	ret = -ENOMEM;
 	reader->crcs = malloc(count ? (size_t)count * 4 : 1);
 	if (!reader->crcs)
@@ -163,6 +260,12 @@ int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t
 	if (off >= reader->base.length || size == 0)
 		return 0;
 	end = reader->base.length - off < size ? reader->base.length : off + size;
+	if (reader->zchunks) {
+		ret = zreader_read(reader, buf, off, end);
+		if (ret == 0)
+			*got = (size_t)(end - off);
+		return ret;
+	}
 	/* Whole chunks are read so that each can be checked before any of its
 	 * bytes are handed out. */
 	span_start = off & ~(chunk - 1);

@@ -128,9 +128,41 @@ static int writer_digest_finish(struct local_writer *w, uint8_t hash[BLOBFS_HASH
 }
 
 /*
+ * With -o compress=zstd: compresses the staging file into a second one
+ * (local_compress.c), outside the store's lock, once the blob is known to be
+ * new (a save of content already there compresses nothing). 1 with *z
+ * ready, 0 to keep the blob raw.
+ */
+static int writer_compress_staging(struct local_store *store, struct local_writer *w,
+				   const uint8_t hash[BLOBFS_HASH_SIZE], struct zstaging *z)
+{
+	char hex[HASH_HEX_SIZE + 1];
+	int ret;
+
+	if (!zbuild_wanted(store->db, w->size))
+		return 0;
+	pthread_mutex_lock(&store->lock);
+	ret = packtab_check_absent(store, hash);
+	pthread_mutex_unlock(&store->lock);
+	if (ret < 0)
+		return 0; /* the commit says so */
+	ret = zstaging_make(store, w->fd, w->size, z);
+	if (ret < 0) {
+		/* Raw is always an option: the blob is saved, uncompressed. */
+		hash_to_hex(hash, hex);
+		log_warning("store %s: blob %s is saved uncompressed: compressing it failed: %s",
+			    store->base.name, hex, strerror(-ret));
+		ret = 0;
+	}
+	return ret;
+}
+
+/*
  * Turns the staging file into a one-record pack in place: the data is
  * already where the record wants it, so only the headers, the chunk table
- * and the trailer are written before the rename publishes it.
+ * and the trailer are written before the rename publishes it. Compressed, the
+ * second staging file becomes the pack instead, and the first stays open
+ * (unnamed) as the adopted content.
  */
 static int writer_adopt_staging(struct local_store *store, struct local_writer *w,
 			       const uint8_t hash[BLOBFS_HASH_SIZE])
@@ -141,10 +173,17 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 				   .time = local_record_time() };
 	char from[PATH_SIZE], to[PATH_SIZE], hex[HASH_HEX_SIZE + 1];
 	uint8_t header[PACK_HEADER_SIZE];
+	struct zstaging z = { .fd = -1 };
+	bool compressed = writer_compress_staging(store, w, hash, &z) > 0;
+	int fd = compressed ? z.fd : w->fd;
 	uint32_t pack_id;
 	int ret;
 
 	memcpy(rec.hash, hash, BLOBFS_HASH_SIZE);
+	if (compressed) {
+		rec.version = 3;
+		rec.stored = z.stored;
+	}
 	pthread_mutex_lock(&store->lock);
 	ret = packtab_check_absent(store, hash);
 	if (ret < 0)
@@ -152,13 +191,14 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 	pack_id = store->next_pack_id;
 	rec.seq = store->next_seq;
 	pack_header_encode(pack_id, header);
-	ret = local_store_path(store, w->staging_name, from);
+	ret = local_store_path(store, compressed ? z.name : w->staging_name, from);
 	if (ret == 0)
 		ret = local_pack_path(store, pack_id, to);
 	if (ret == 0)
-		ret = pwrite_full(io, w->fd, header, sizeof(header), 0);
+		ret = pwrite_full(io, fd, header, sizeof(header), 0);
 	if (ret == 0)
-		ret = pack_write_frame(io, w->fd, &rec, w->crcs);
+		ret = compressed ? pack_write_zframe(io, fd, &rec, z.chunks) :
+				   pack_write_frame(io, fd, &rec, w->crcs);
 	if (ret == 0 && io->renameat(store->db->stores_fd, from, store->db->stores_fd, to) < 0)
 		ret = -errno;
 	if (ret == 0) {
@@ -168,7 +208,7 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 	}
 	if (ret < 0) {
 		/* Leave the staging file as it was: content only. */
-		if (io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
+		if (!compressed && io->ftruncate(w->fd, (off_t)(STAGING_DATA_OFFSET + w->size)) < 0)
 			log_warning("store %s: cannot trim staging file: %s", store->base.name,
 				    strerror(errno));
 		hash_to_hex(hash, hex);
@@ -185,11 +225,21 @@ static int writer_adopt_staging(struct local_store *store, struct local_writer *
 		log_error("store %s: out of memory indexing a saved blob; it shows after the next mount",
 			  store->base.name);
 	store->dir_dirty = true;
-	w->adopted_fd = io->dup(w->fd);
-	flush_later(store, w->fd); /* the next flush makes it durable */
+	if (compressed) {
+		/* The raw content stays reachable for a rewrite (rematerialize
+		 * copies it from here), under no name. */
+		if (local_store_path(store, w->staging_name, from) == 0)
+			io->unlinkat(store->db->stores_fd, from, 0);
+		w->adopted_fd = w->fd;
+		z.fd = -1;
+	} else {
+		w->adopted_fd = io->dup(w->fd);
+	}
+	flush_later(store, fd); /* the next flush makes it durable */
 	w->fd = -1;
 out:
 	pthread_mutex_unlock(&store->lock);
+	zstaging_discard(store, &z);
 	return ret;
 }
 

@@ -28,20 +28,44 @@ struct record_info {
 	/* Seconds since the epoch, RECORD_TIME_MIN..MAX: a blob's first save,
 	 * a tombstone's delete; RECORD_TIME_UNKNOWN for a format 1 record. */
 	int64_t time;
-	/* The header's format, 1 (REC1) or 2 (REC2), as decoded. The encoder
-	 * writes REC1 only when asked for 1 (a REC1 has no time: it must be
-	 * RECORD_TIME_UNKNOWN), REC2 otherwise (0 included). */
+	/* The header's format, 1 (REC1), 2 (REC2) or 3 (REC3, compressed
+	 * chunks), as decoded. The encoder writes REC1 only when asked for 1 (a
+	 * REC1 has no time: it must be RECORD_TIME_UNKNOWN), REC3 when asked
+	 * for 3, REC2 otherwise (0 included). */
 	unsigned version;
+	/* Bytes of the stored chunks: the length for REC1 and REC2; for a REC3,
+	 * the sum of its table's stored sizes, known once the table was read
+	 * (a scan, pack_read_record, pack_read_ztable), 0 before. */
+	uint64_t stored;
 };
 
+/* One chunk of a REC3 record, as its table says. */
+struct zchunk {
+	uint32_t stored; /* bytes on disk; the chunk's length when kept raw */
+	uint32_t crc;    /* CRC32C of those bytes */
+};
+
+/* Where a record's first data (REC1, REC2) or stored chunk (REC3) is. */
 static inline uint64_t record_data_offset(const struct record_info *r)
 {
+	if (r->version == 3)
+		return r->offset + RECORD_HEADER_SIZE +
+		       ZCHUNK_ENTRY_SIZE * record_chunk_count(r->length, r->chunk_shift);
 	return r->offset + RECORD_HEADER_SIZE;
 }
 
 static inline uint64_t record_end(const struct record_info *r)
 {
+	if (r->version == 3)
+		return r->offset + zrecord_size(r->length, r->chunk_shift, r->stored);
 	return r->offset + record_size(r->length, r->chunk_shift);
+}
+
+/* The length of chunk i of a record (the last one may be shorter). */
+static inline uint64_t record_chunk_length(const struct record_info *r, uint64_t i)
+{
+	uint64_t chunk = UINT64_C(1) << r->chunk_shift;
+	return r->length - i * chunk < chunk ? r->length - i * chunk : chunk;
 }
 
 /* "pack-%08x.pack"; returns false for any other name. */
@@ -54,11 +78,18 @@ int pack_header_decode(const uint8_t buf[PACK_HEADER_SIZE], uint32_t *pack_id);
 
 /* The time is clamped to RECORD_TIME_MIN..MAX (a REC1 gets none at all). */
 void record_header_encode(const struct record_info *rec, uint8_t out[RECORD_HEADER_SIZE]);
-/* Checks magic (REC1 or REC2), checksum, kind, chunk shift, length bounds
- * and that reserved bytes are zero. Any time is accepted: it is what the
- * writer's clock said, not something a reader can check. */
+/* Checks magic (REC1, REC2 or REC3), checksum, kind, chunk shift, length
+ * bounds and that reserved bytes are zero. Any time is accepted: it is what
+ * the writer's clock said, not something a reader can check. A REC3's
+ * stored size is not in its header: rec->stored is 0 until its table is
+ * read (pack_read_record). */
 int record_header_decode(const uint8_t buf[RECORD_HEADER_SIZE], uint64_t offset,
 			 struct record_info *rec);
+
+/* Reads and decodes the record header at offset and, for a REC3, its chunk
+ * table and trailer (so that rec->stored and record_end are right):
+ * -EBADMSG if they do not check out. */
+int pack_read_record(const struct io_ops *io, int fd, uint64_t offset, struct record_info *rec);
 
 /* Creates a new pack file named after pack_id in dirfd (O_EXCL), writes its
  * header and returns its descriptor, open for reading and writing. */
@@ -131,15 +162,38 @@ int pack_scan_next(struct pack_scan *scan, struct record_info *rec);
 int pack_verify_record(const struct io_ops *io, int fd, const struct record_info *rec, struct hasher *hasher,
 		       const char **problem);
 
-/* Reads the chunk table of a blob record (record_chunk_count entries) into
- * crcs and checks it against the trailer: -EBADMSG if it does not match. */
+/* Reads the chunk table of a raw blob record (record_chunk_count entries)
+ * into crcs and checks it against the trailer: -EBADMSG if it does not
+ * match. */
 int pack_read_chunk_table(const struct io_ops *io, int fd, const struct record_info *rec, uint32_t *crcs);
+
+/* The same for a REC3: fills chunks (record_chunk_count entries) and
+ * rec->stored, checking every entry's bounds and the trailer. */
+int pack_read_ztable(const struct io_ops *io, int fd, struct record_info *rec, struct zchunk *chunks);
+
+/* Writes a whole REC3 record from memory at rec->offset in one write: its
+ * table (chunks) and the stored chunks back to back (stored, rec->stored
+ * bytes). */
+int pack_write_zrecord(const struct io_ops *io, int fd, const struct record_info *rec,
+		       const struct zchunk *chunks, const void *stored);
+
+/* Writes a REC3's header, table and trailer around stored chunks that are
+ * already at record_data_offset(rec) (rec->stored bytes). */
+int pack_write_zframe(const struct io_ops *io, int fd, const struct record_info *rec,
+		      const struct zchunk *chunks);
+
+/* Reads chunk i of a record whose chunk is stored raw or compressed as
+ * chunk says, checks its CRC32C and writes its content (record_chunk_length
+ * bytes) to out; scratch holds a chunk. -EBADMSG (with *problem) when it
+ * does not check out or decode. */
+int zchunk_read(const struct io_ops *io, int fd, uint64_t at, const struct zchunk *chunk, uint64_t length,
+		void *out, void *scratch, const char **problem);
 
 /* Whether v (a little-endian u32 read at a record's start) is a record
  * header magic of any format version. */
 static inline bool record_magic_known(uint32_t v)
 {
-	return v == RECORD_MAGIC || v == RECORD_MAGIC_V1;
+	return v == RECORD_MAGIC || v == RECORD_MAGIC_V1 || v == RECORD_MAGIC_Z;
 }
 
 /* Tries to make sense of a record header that failed its checksum: fills

@@ -39,6 +39,10 @@ struct blobdb_options {
 				     * WRITER_MEMORY_DEFAULT */
 	size_t store_max;        /* the most stores; creating one more is ENOSPC; 0:
 				  * STORE_MAX_DEFAULT */
+	unsigned compress;       /* local: enum chunk_codec_kind for new records:
+				  * CHUNK_CODEC_NONE (0) or CHUNK_CODEC_ZSTD */
+	int compress_level;      /* zstd's level (CHUNK_CODEC_LEVEL_MIN..MAX); 0:
+				  * CHUNK_CODEC_LEVEL_DEFAULT */
 	const struct io_ops *io; /* local: the file-system calls (io.h); NULL:
 				  * the system's */
 };

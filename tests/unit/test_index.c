@@ -103,7 +103,9 @@ static void random_payload(struct index_entry *e)
 	e->length = (tu_rand() >> (tu_rand() & 63)) & INDEX_LENGTH_MAX;
 	e->seq = 0;
 	e->pack_id = (uint32_t)tu_rand() | 1;
-	e->saved = (int64_t)tu_rand(); /* any time: a slot keeps all 64 bits */
+	/* any time a record can hold: a slot keeps 48 bits */
+	e->saved = (int64_t)(tu_rand() % (UINT64_C(1) << 48)) + RECORD_TIME_MIN;
+	e->disk = tu_rand_below(2) ? index_disk_round(tu_rand() >> (tu_rand() & 63)) : 0;
 	e->kind = tu_rand_below(4) ? RECORD_BLOB : RECORD_TOMBSTONE;
 	e->chunk_shift = 0;
 	e->reserved = 0;
@@ -258,7 +260,8 @@ static void test_basics(void)
 	e.length = INDEX_LENGTH_MAX;
 	e.pack_id = UINT32_MAX;
 	e.kind = RECORD_TOMBSTONE;
-	e.saved = INT64_MIN;
+	e.saved = RECORD_TIME_MIN;
+	e.disk = INDEX_DISK_MAX;
 	CHECK_EQ(index_put(index, &e), 0);
 	CHECK_EQ(index_count(index), 1);
 	CHECK_EQ(index_lookup(index, key, &got), 0);
@@ -273,6 +276,12 @@ static void test_basics(void)
 	CHECK_EQ(index_put(index, &got), -EINVAL);
 	got = e;
 	got.pack_id = 0;
+	CHECK_EQ(index_put(index, &got), -EINVAL);
+	got = e;
+	got.saved = RECORD_TIME_MAX + 1;
+	CHECK_EQ(index_put(index, &got), -EINVAL);
+	got = e;
+	got.saved = RECORD_TIME_MIN - 1;
 	CHECK_EQ(index_put(index, &got), -EINVAL);
 	CHECK_EQ(index_lookup(index, key, &got), 0);
 	CHECK_MEM(&got, &e, sizeof(e));
@@ -805,6 +814,26 @@ static void test_append(void)
 	free(all);
 }
 
+/* A compressed record's disk size, as a slot keeps it: never less than it
+ * was (a pack's live bytes are never undercounted), within 1/2048 above,
+ * exact below 4096, stable, and 0 past INDEX_DISK_MAX. */
+static void test_disk_round(void)
+{
+	TU_TEST("disk sizes");
+	CHECK_EQ(index_disk_round(0), 0);
+	CHECK_EQ(index_disk_round(1), 1);
+	CHECK_EQ(index_disk_round(4095), 4095);
+	CHECK_EQ(index_disk_round(4097), 4098);
+	CHECK_EQ(index_disk_round(INDEX_DISK_MAX), INDEX_DISK_MAX);
+	CHECK_EQ(index_disk_round(INDEX_DISK_MAX + 1), 0);
+	for (int i = 0; i < 100000; i++) {
+		uint64_t d = (tu_rand() >> (tu_rand() & 63)) % (INDEX_DISK_MAX + 1);
+		uint64_t r = index_disk_round(d);
+		if (!CHECK(r >= d && r - d <= d / 2048 + 1 && index_disk_round(r) == r))
+			break;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -817,5 +846,6 @@ int main(int argc, char **argv)
 	test_growth();
 	test_adversarial();
 	test_seek_many();
+	test_disk_round();
 	return tu_finish();
 }

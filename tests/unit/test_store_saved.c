@@ -266,7 +266,7 @@ static void checkpoint_to_v1(const char *path)
 	uint64_t entries;
 
 	REQUIRE(in != NULL && len >= CHECKPOINT_HEADER_SIZE + CHECKPOINT_TRAILER_SIZE);
-	REQUIRE(get_le32(in + 8) == 2);
+	REQUIRE(get_le32(in + 8) == CHECKPOINT_VERSION); /* raw records only: no disk sizes */
 	packs = get_le32(in + 12);
 	entries = get_le64(in + 16);
 	out_len = len - (size_t)entries * (CHECKPOINT_ENTRY_SIZE - CHECKPOINT_ENTRY_SIZE_V1);
