@@ -204,6 +204,77 @@ out:
 	return ret;
 }
 
+int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *name,
+			     struct checkpoint_header *h, const struct checkpoint_pack *packs,
+			     checkpoint_next_fn next, void *arg)
+{
+	enum { BATCH = 4096 };
+	struct out o = { .io = io, .fd = -1 };
+	struct index_entry *batch = malloc(BATCH * sizeof(*batch));
+	uint8_t buf[CHECKPOINT_HEADER_SIZE > CHECKPOINT_PACK_SIZE ? CHECKPOINT_HEADER_SIZE
+								     : CHECKPOINT_PACK_SIZE];
+	uint8_t prev[BLOBFS_HASH_SIZE];
+	uint32_t crc = 0;
+	long got;
+	int ret = -ENOMEM;
+
+	h->entry_count = 0;
+	o.buf = malloc(BUFFER_SIZE);
+	if (!o.buf || !batch)
+		goto out;
+	o.fd = io->openat(dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (o.fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* The header's count is known at the end: it is written then, and the
+	 * file's CRC is taken by reading it back (from the page cache). */
+	memset(buf, 0, CHECKPOINT_HEADER_SIZE);
+	out_put(&o, buf, CHECKPOINT_HEADER_SIZE);
+	for (uint32_t i = 0; i < h->pack_count; i++) {
+		checkpoint_pack_encode(&packs[i], buf);
+		out_put(&o, buf, CHECKPOINT_PACK_SIZE);
+	}
+	ret = 0;
+	while (ret == 0 && (got = next(arg, batch, BATCH)) > 0) {
+		for (long i = 0; ret == 0 && i < got; i++) {
+			uint8_t entry[CHECKPOINT_ENTRY_SIZE];
+			if (h->entry_count && memcmp(prev, batch[i].hash, BLOBFS_HASH_SIZE) >= 0)
+				ret = -EINVAL; /* the entries must come in hash order */
+			memcpy(prev, batch[i].hash, BLOBFS_HASH_SIZE);
+			checkpoint_entry_encode(&batch[i], entry);
+			out_put(&o, entry, sizeof(entry));
+			h->entry_count++;
+		}
+	}
+	if (ret == 0 && got < 0)
+		ret = (int)got;
+	out_flush(&o);
+	if (ret == 0)
+		ret = o.error;
+	checkpoint_header_encode(h, buf);
+	if (ret == 0)
+		ret = pwrite_full(io, o.fd, buf, CHECKPOINT_HEADER_SIZE, 0);
+	for (uint64_t pos = 0; ret == 0 && pos < o.pos; pos += BUFFER_SIZE) {
+		size_t n = o.pos - pos < BUFFER_SIZE ? (size_t)(o.pos - pos) : BUFFER_SIZE;
+		ret = pread_full(io, o.fd, o.buf, n, pos);
+		if (ret == 0)
+			crc = crc32c(crc, o.buf, n);
+	}
+	put_le32(buf, CHECKPOINT_TRAILER_MAGIC);
+	put_le32(buf + 4, crc);
+	if (ret == 0)
+		ret = pwrite_full(io, o.fd, buf, CHECKPOINT_TRAILER_SIZE, o.pos);
+	if (ret == 0 && io->fsync(o.fd) < 0)
+		ret = -errno;
+out:
+	if (o.fd >= 0)
+		io->close(o.fd);
+	free(o.buf);
+	free(batch);
+	return ret;
+}
+
 /* A buffered reader that checksums everything it reads. */
 struct in {
 	const struct io_ops *io;

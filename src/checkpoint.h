@@ -73,6 +73,18 @@ int checkpoint_write(const struct io_ops *io, int dirfd, const char *name, const
 		     const struct checkpoint_pack *packs, const struct index *index);
 
 /*
+ * The same with the entries from next(arg, out, max), which fills out with
+ * up to max entries, each after the last in hash order, and returns how
+ * many: 0 at the end, a negative errno to stop. For a checkpoint written
+ * while the index changes, without a copy of it: h->entry_count is set to
+ * the number written. -EINVAL if entries come out of order.
+ */
+typedef long (*checkpoint_next_fn)(void *arg, struct index_entry *out, size_t max);
+int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *name,
+			     struct checkpoint_header *h, const struct checkpoint_pack *packs,
+			     checkpoint_next_fn next, void *arg);
+
+/*
  * Reads the checkpoint `name` from dirfd: the header into *h, the packs into
  * a malloc()ed array *packs, and every entry into index (which should be
  * empty). -ENOENT if there is none, -EBADMSG if anything does not check out

@@ -120,14 +120,11 @@ out:
  * when everything it covers is, or is about to be made, durable. */
 struct ckpt_snapshot {
 	struct checkpoint_header h;
-	struct checkpoint_pack *packs;
-	const struct index *index; /* the store's own, or `copy` */
-	struct index *copy;
+	struct checkpoint_pack *packs; /* sorted by id, as the store's */
 };
 
-/* Fills snap from the store (lock held). With copy, the index is copied so
- * that the checkpoint can be written after the lock is dropped. */
-static int ckpt_snapshot(struct local_store *store, bool copy, struct ckpt_snapshot *snap)
+/* Fills snap from the store (lock held). */
+static int ckpt_snapshot(struct local_store *store, struct ckpt_snapshot *snap)
 {
 	int ret = -ENOMEM;
 
@@ -146,10 +143,7 @@ static int ckpt_snapshot(struct local_store *store, bool copy, struct ckpt_snaps
 	snap->h.entry_count = index_count(store->index);
 	snap->h.next_seq = store->next_seq;
 	snap->h.next_pack_id = store->next_pack_id;
-	snap->index = store->index;
-	ret = copy ? index_clone(store->index, &snap->copy) : 0;
-	if (copy && ret == 0)
-		snap->index = snap->copy;
+	ret = 0;
 out:
 	if (ret < 0) {
 		free(snap->packs);
@@ -161,22 +155,82 @@ out:
 static void ckpt_snapshot_free(struct ckpt_snapshot *snap)
 {
 	free(snap->packs);
-	index_free(snap->copy);
 	memset(snap, 0, sizeof(*snap));
 }
 
-/* Writes snap as the store's checkpoint: a staging file renamed over the
- * old one, then the directory synced. */
-static int ckpt_snapshot_write(struct local_store *store, const struct ckpt_snapshot *snap)
+/*
+ * The entries of a checkpoint written in the background come from the live
+ * index, a batch at a time under the store's lock, so that a checkpoint of
+ * ten million blobs does not need a second copy of their index (560 MB). The
+ * index moves meanwhile; only entries whose record lies in what the snapshot
+ * covers are written, which makes the file what a checkpoint taken at the
+ * snapshot would have been, give or take changes that the records past the
+ * covered prefixes (which a mount scans) replay anyway: a blob deleted since
+ * may be in it (its tombstone follows), a blob saved since is not (its
+ * record follows), a blob moved by a compaction since is left out or points
+ * into a pack that is gone (a mount drops those entries; the new pack is
+ * not covered, so it is scanned whole).
+ */
+struct ckpt_walk {
+	struct local_store *store;
+	const struct ckpt_snapshot *snap;
+	uint8_t last[BLOBFS_HASH_SIZE];
+	bool started;
+};
+
+static int compare_pack_id(const void *key, const void *pack)
+{
+	uint32_t id = *(const uint32_t *)key, other = ((const struct checkpoint_pack *)pack)->id;
+	return id < other ? -1 : id > other;
+}
+
+static long ckpt_walk_next(void *arg, struct index_entry *out, size_t max)
+{
+	struct ckpt_walk *w = arg;
+	struct local_store *store = w->store;
+	size_t got, kept = 0;
+
+	/* A batch whose entries all go moves the walk on to the next. */
+	do {
+		pthread_mutex_lock(&store->lock);
+		if (store->base.destroyed) {
+			pthread_mutex_unlock(&store->lock);
+			return -ENOENT;
+		}
+		got = index_seek_many(store->index, w->started ? w->last : NULL, w->started, out, max);
+		pthread_mutex_unlock(&store->lock);
+		if (got == 0)
+			return 0;
+		memcpy(w->last, out[got - 1].hash, BLOBFS_HASH_SIZE);
+		w->started = true;
+		for (size_t i = 0; i < got; i++) {
+			const struct checkpoint_pack *p = bsearch(&out[i].pack_id, w->snap->packs,
+								  w->snap->h.pack_count, sizeof(*p),
+								  compare_pack_id);
+			if (out[i].kind == RECORD_BLOB && p && out[i].offset < p->size)
+				out[kept++] = out[i];
+		}
+	} while (kept == 0);
+	return (long)kept;
+}
+
+/* Writes the checkpoint file (from the index itself when the caller holds
+ * the lock, else through a walk), renames it over the old one and syncs the
+ * directory. */
+static int ckpt_snapshot_write(struct local_store *store, struct ckpt_snapshot *snap, bool locked)
 {
 	const struct io_ops *io = store->db->io;
+	struct ckpt_walk walk = { .store = store, .snap = snap };
 	int dir_fd, ret;
 
 	dir_fd = io->openat(store->db->stores_fd, store->base.name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	ret = dir_fd < 0 ? -errno : 0;
-	if (ret == 0)
+	if (ret == 0 && locked)
 		ret = checkpoint_write(io, dir_fd, STORE_CHECKPOINT_STAGING, &snap->h, snap->packs,
-				       snap->index);
+				       store->index);
+	else if (ret == 0)
+		ret = checkpoint_write_batched(io, dir_fd, STORE_CHECKPOINT_STAGING, &snap->h,
+					       snap->packs, ckpt_walk_next, &walk);
 	if (ret == 0 && io->renameat(dir_fd, STORE_CHECKPOINT_STAGING, dir_fd, STORE_CHECKPOINT) < 0)
 		ret = -errno;
 	if (ret == 0 && io->fsync(dir_fd) < 0)
@@ -206,9 +260,9 @@ static int ckpt_write(struct local_store *store)
 	 * it is still right (a million-blob store's takes seconds to write). */
 	if (store->ckpt_seq == store->next_seq && store->ckpt_next_pack_id == store->next_pack_id)
 		goto out;
-	ret = ckpt_snapshot(store, false, &snap);
+	ret = ckpt_snapshot(store, &snap);
 	if (ret == 0)
-		ret = ckpt_snapshot_write(store, &snap);
+		ret = ckpt_snapshot_write(store, &snap, true);
 	if (ret == 0) {
 		store->ckpt_seq = snap.h.next_seq;
 		store->ckpt_next_pack_id = snap.h.next_pack_id;
@@ -247,7 +301,7 @@ static void ckpt_take(struct local_store *store, void *arg)
 {
 	struct ckpt_take *t = arg;
 
-	t->ret = ckpt_snapshot(store, true, &t->snap);
+	t->ret = ckpt_snapshot(store, &t->snap);
 }
 
 int ckpt_background_one(struct store *base, void *arg)
@@ -269,7 +323,7 @@ int ckpt_background_one(struct store *base, void *arg)
 		return 0;
 	ret = flush_store_taking(store, ckpt_take, &t);
 	if (ret == 0 && t.ret == 0)
-		ret = ckpt_snapshot_write(store, &t.snap);
+		ret = ckpt_snapshot_write(store, &t.snap, false);
 	else if (ret == 0)
 		log_warning("store %s: no memory for a checkpoint: %s", store->base.name,
 			    strerror(-t.ret));

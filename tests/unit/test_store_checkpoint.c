@@ -14,6 +14,7 @@
  */
 #include "storeutil.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -166,10 +167,153 @@ static void test_background_checkpoint_after_a_crash(const char *base)
 	free(large);
 }
 
+/*
+ * The background checkpoint is written from the live index, batch by batch,
+ * while the store changes (local_checkpoint.c, ckpt_walk_next): a thread
+ * deletes and saves again a set of blobs all the while, the process ends
+ * without a close once the checkpoint is there, and the reopened store must
+ * hold exactly what the churn left.
+ */
+#define CHURN 3000
+
+struct churn {
+	struct store *s;
+	bool present[CHURN];
+	volatile bool stop;
+	int error;
+};
+
+static void churn_content(unsigned i, char *buf, size_t *len)
+{
+	*len = (size_t)snprintf(buf, 32, "churn blob %u", i);
+}
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	char buf[32];
+	uint8_t h[HS];
+	size_t len;
+
+	for (unsigned k = 0; !c->stop && !c->error; k++) {
+		unsigned i = (k * 7919u) % CHURN;
+		churn_content(i, buf, &len);
+		if (c->present[i]) {
+			sha(buf, len, h);
+			c->error = blob_delete(c->s, h) < 0 ? 1 : 0;
+		} else {
+			c->error = blob_save(c->s, buf, len, h) < 0 ? 2 : 0;
+		}
+		c->present[i] = !c->present[i];
+	}
+	return NULL;
+}
+
+static int churn_child(const char *dir, const char *ckpt, struct churn *c)
+{
+	struct blobdb *db = NULL;
+	pthread_t t;
+	char buf[32];
+	uint8_t h[HS];
+	size_t len;
+
+	if (blobdb_open(dir, NULL, &db) < 0 || store_open(db, "s", &c->s) < 0 ||
+	    blobdb_start(db) < 0)
+		return 2;
+	if (pthread_create(&t, NULL, churn_thread, c))
+		return 3;
+	for (unsigned i = 0; i < SMALL; i++) {
+		small_content(i, buf, &len);
+		if (blob_save(c->s, buf, len, h) < 0)
+			return 4;
+	}
+	for (int i = 0; i < 300 && access(ckpt, F_OK) < 0; i++)
+		usleep(100000);
+	usleep(200000);
+	c->stop = true;
+	pthread_join(t, NULL);
+	if (access(ckpt, F_OK) < 0)
+		return 5;
+	if (c->error)
+		return 6;
+	if (store_sync(c->s) < 0)
+		return 7;
+	return 0;
+}
+
+static void test_background_checkpoint_while_changing(const char *base)
+{
+	char dir[PATH_MAX], ckpt[PATH_MAX], buf[32], *log_text;
+	static struct churn c; /* shared with the child through a pipe below */
+	struct blobdb *db;
+	struct store *s;
+	size_t len, expect = SMALL;
+	int status, fds[2];
+	pid_t pid;
+
+	TU_TEST("a background checkpoint written while blobs are deleted and saved again");
+	tu_path(dir, sizeof(dir), "%s/db-churn", base);
+	tu_path(ckpt, sizeof(ckpt), "%s/stores/s/checkpoint", dir);
+	db = db_open(dir, NULL);
+	REQUIRE(store_create(db, "s") == 0);
+	blobdb_close(db);
+	REQUIRE(access(ckpt, F_OK) < 0 || unlink(ckpt) == 0);
+	REQUIRE(pipe(fds) == 0);
+	pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		int ret;
+		log_set_level(LOG_LEVEL_WARNING);
+		close(fds[0]);
+		ret = churn_child(dir, ckpt, &c);
+		if (write(fds[1], c.present, sizeof(c.present)) != (ssize_t)sizeof(c.present))
+			ret = 8;
+		_exit(ret); /* no close: the checkpoint on disk is the background one */
+	}
+	close(fds[1]);
+	{
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof(c.present) &&
+		       (n = read(fds[0], (char *)c.present + got, sizeof(c.present) - got)) > 0)
+			got += (size_t)n;
+		CHECK_EQ(got, sizeof(c.present));
+	}
+	close(fds[0]);
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status));
+	CHECK_EQ(WEXITSTATUS(status), 0);
+
+	log_set_level(LOG_LEVEL_DEBUG);
+	struct open_args a = { dir, NULL };
+	log_text = tu_capture_stderr(open_it, &a);
+	log_set_level(LOG_LEVEL_WARNING);
+	db = a.db;
+	CHECK(!strstr(log_text, "out of date"));
+	CHECK(!strstr(log_text, "unusable"));
+	free(log_text);
+	s = st_open(db, "s");
+	for (unsigned i = 0; i < CHURN; i++) {
+		churn_content(i, buf, &len);
+		if (c.present[i]) {
+			expect++;
+			CHECK(blob_is(s, buf, len));
+		} else {
+			uint8_t h[HS];
+			sha(buf, len, h);
+			CHECK(blob_absent(s, h));
+		}
+	}
+	CHECK_EQ(blob_count(s), expect);
+	store_close(s);
+	blobdb_close(db);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct store_test tests[] = {
 		{ .once = test_background_checkpoint_after_a_crash },
+		{ .once = test_background_checkpoint_while_changing },
 	};
 
 	(void)argc;
