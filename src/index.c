@@ -185,25 +185,6 @@ out:
 	return ret;
 }
 
-int index_clone(const struct index *index, struct index **out)
-{
-	struct index *copy = calloc(1, sizeof(*copy));
-	int ret = -ENOMEM;
-
-	*out = NULL;
-	if (!copy)
-		return ret;
-	*copy = *index;
-	copy->slots = malloc(slot_total(index) * sizeof(*copy->slots));
-	if (!copy->slots) {
-		free(copy);
-		return ret;
-	}
-	memcpy(copy->slots, index->slots, slot_total(index) * sizeof(*copy->slots));
-	*out = copy;
-	return 0;
-}
-
 void index_free(struct index *index)
 {
 	if (!index)

@@ -50,9 +50,6 @@ uint64_t index_entry_disk(const struct index_entry *e);
 struct index;
 
 int index_new(struct index **out);
-/* A copy of the whole index (a checkpoint is written from it while the
- * store goes on); -ENOMEM. */
-int index_clone(const struct index *index, struct index **out);
 void index_free(struct index *index);
 size_t index_count(const struct index *index);
 
