@@ -119,6 +119,10 @@ struct backend_ops {
 	int (*db_sync)(struct blobdb *db);
 	/* Gives back the space of deleted blobs, offline. May be NULL. */
 	int (*db_compact)(struct blobdb *db, FILE *progress);
+	/* Writes whatever lets the next open skip work now, as the backend
+	 * does in the background while the database is in use (local: every
+	 * store's index checkpoint). May be NULL. */
+	int (*db_checkpoint)(struct blobdb *db);
 	/* Capacity and free space, for statfs(2): f_blocks, f_bfree, f_bavail
 	 * in f_frsize units; f_files = the blobs of every store + f_ffree;
 	 * f_ffree = f_favail = how many more blobs of the smallest size fit.

@@ -149,6 +149,11 @@ int blobdb_compact(struct blobdb *db, FILE *progress)
 	return db->ops->db_compact ? db->ops->db_compact(db, progress) : 0;
 }
 
+int blobdb_checkpoint(struct blobdb *db)
+{
+	return db->ops->db_checkpoint ? db->ops->db_checkpoint(db) : 0;
+}
+
 int blobdb_statfs(struct blobdb *db, struct statvfs *st)
 {
 	return db->ops->db_statfs(db, st);

@@ -266,6 +266,7 @@ int ckpt_write_one(struct store *base, void *arg);
 /* A checkpoint in the background when enough was appended since the last
  * (the compactor thread calls it for each store); 0 when none was due. */
 int ckpt_background_one(struct store *base, void *arg);
+int local_db_checkpoint(struct blobdb *base);
 
 /* local_flush.c */
 void flush_later(struct local_store *store, int fd);

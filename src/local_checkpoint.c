@@ -304,20 +304,22 @@ static void ckpt_take(struct local_store *store, void *arg)
 	t->ret = ckpt_snapshot(store, &t->snap);
 }
 
+/* arg: NULL for the compactor thread's call (only when due), non-NULL to
+ * write one now (blobdb_checkpoint); the result goes there. */
 int ckpt_background_one(struct store *base, void *arg)
 {
 	struct local_store *store = (struct local_store *)base;
 	struct ckpt_take t = { .ret = -EAGAIN };
+	int *result = arg;
 	uint64_t since, half;
-	bool due;
+	bool due, can;
 	int ret;
 
-	(void)arg;
 	pthread_mutex_lock(&store->lock);
 	since = store->next_seq - store->ckpt_seq;
 	half = index_count(store->index) / 2;
-	due = !store->base.destroyed && !store->flush_failed && !store->offline &&
-	      since >= (half > CKPT_RECORDS_MIN ? half : CKPT_RECORDS_MIN);
+	can = !store->base.destroyed && !store->flush_failed && !store->offline;
+	due = can && (result || since >= (half > CKPT_RECORDS_MIN ? half : CKPT_RECORDS_MIN));
 	pthread_mutex_unlock(&store->lock);
 	if (!due)
 		return 0;
@@ -338,6 +340,16 @@ int ckpt_background_one(struct store *base, void *arg)
 			  store->base.name, t.snap.h.entry_count);
 	}
 	ckpt_snapshot_free(&t.snap);
+	if (result && *result == 0)
+		*result = ret < 0 ? ret : t.ret;
 	/* A failure is logged where it happened; the store goes on. */
 	return 0;
+}
+
+int local_db_checkpoint(struct blobdb *base)
+{
+	int result = 0;
+
+	blobdb_each_store(base, ckpt_background_one, &result);
+	return result;
 }

@@ -548,6 +548,7 @@ const struct backend_ops local_backend = {
 	.db_note_pid = local_db_note_pid,
 	.db_sync = local_db_sync,
 	.db_compact = local_db_compact,
+	.db_checkpoint = local_db_checkpoint,
 	.db_statfs = local_db_statfs,
 	.db_writer_memory = local_db_writer_memory,
 	.store_create = local_store_create,

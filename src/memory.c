@@ -394,7 +394,7 @@ static void memory_reader_close(struct blob_reader *base)
 	free(reader);
 }
 
-/* No db_start, db_note_pid, db_compact or store_compact: no background
+/* No db_start, db_note_pid, db_compact, db_checkpoint or store_compact: no background
  * work, no lock file, and freed bytes go back to malloc at once. */
 const struct backend_ops memory_backend = {
 	.name = "memory",

@@ -98,6 +98,10 @@ int blobdb_sync(struct blobdb *db);
  * needed (offline: `blobfs compact`). progress, if not NULL, gets a line per
  * pack. */
 int blobdb_compact(struct blobdb *db, FILE *progress);
+/* Writes every store's index checkpoint now, as the background does while
+ * the database is in use (the local backend; a no-op elsewhere): for tests
+ * of that path (the power-loss simulation). */
+int blobdb_checkpoint(struct blobdb *db);
 struct statvfs;
 /* For statfs(2) and df: the size and free space of where the blobs live
  * (local: the file system of the data directory; memory: memory_max), and
