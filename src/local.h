@@ -134,13 +134,14 @@ struct local_reader {
 	unsigned chunk_shift;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	uint32_t *crcs; /* the chunk table, checked against its trailer */
-	/* A compressed record (REC3): its table, where each stored chunk
-	 * starts, and the last chunk decoded (cache_chunk, UINT64_MAX for
-	 * none; under lock), which serves reads smaller than a chunk. */
+	/* A compressed record (REC3): its table, and where every
+	 * ZSTART_EVERY-th stored chunk starts (the rest are summed from
+	 * there); id names the reader in each thread's cache of the chunk it
+	 * decoded last (local_read.c), which serves reads smaller than a
+	 * chunk without a per-reader buffer. */
 	struct zchunk *zchunks;
-	uint64_t *zoffsets;
-	uint8_t *cache;
-	uint64_t cache_chunk;
+	uint64_t *zstarts;
+	uint64_t id;
 
 	/* A reader that reads the blob in order also checks its SHA-256
 	 * before it returns the last bytes. */

@@ -28,8 +28,7 @@ static void reader_free(struct local_reader *reader)
 	hasher_free(reader->hasher);
 	free(reader->crcs);
 	free(reader->zchunks);
-	free(reader->zoffsets);
-	free(reader->cache);
+	free(reader->zstarts);
 	pthread_mutex_destroy(&reader->lock);
 	free(reader);
 }
@@ -37,27 +36,92 @@ static void reader_free(struct local_reader *reader)
 static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
 		       uint64_t end);
 
-/* The table of a compressed record, and where each stored chunk starts. */
+#define ZSTART_EVERY 64
+
+/* The table of a compressed record, and where every ZSTART_EVERY-th stored
+ * chunk starts. */
 static int zreader_open(struct local_reader *reader, struct record_info *rec, uint64_t count)
 {
+	static uint64_t next_id;
 	const struct io_ops *io = reader->store->db->io;
 	uint64_t at;
 	int ret = -ENOMEM;
 
+	reader->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
 	reader->zchunks = malloc((size_t)count * sizeof(*reader->zchunks));
-	reader->zoffsets = malloc((size_t)count * sizeof(*reader->zoffsets));
-	reader->cache = malloc((size_t)1 << rec->chunk_shift);
-	reader->cache_chunk = UINT64_MAX;
-	if (!reader->zchunks || !reader->zoffsets || !reader->cache)
+	reader->zstarts = malloc((size_t)(count / ZSTART_EVERY + 1) * sizeof(*reader->zstarts));
+	if (!reader->zchunks || !reader->zstarts)
 		goto out;
 	ret = pack_read_ztable(io, reader->fd, rec, reader->zchunks);
 	if (ret < 0)
 		goto out;
 	at = record_data_offset(rec);
 	for (uint64_t i = 0; i < count; at += reader->zchunks[i].stored, i++)
-		reader->zoffsets[i] = at;
+		if (i % ZSTART_EVERY == 0)
+			reader->zstarts[i / ZSTART_EVERY] = at;
 out:
 	return ret;
+}
+
+static uint64_t zreader_chunk_offset(const struct local_reader *reader, uint64_t i)
+{
+	uint64_t at = reader->zstarts[i / ZSTART_EVERY];
+
+	for (uint64_t k = i - i % ZSTART_EVERY; k < i; k++)
+		at += reader->zchunks[k].stored;
+	return at;
+}
+
+/* Each thread's buffers for decoding, and the chunk it decoded last (of
+ * reader `reader_id`): bounded by the threads, not by the open blobs. */
+struct zcache {
+	uint64_t reader_id, chunk;
+	size_t size;
+	uint8_t *plain, *scratch;
+};
+
+static pthread_key_t zcache_key;
+static pthread_once_t zcache_once = PTHREAD_ONCE_INIT;
+static int zcache_key_error;
+
+static void zcache_free(void *p)
+{
+	struct zcache *c = p;
+
+	free(c->plain);
+	free(c->scratch);
+	free(c);
+}
+
+static void zcache_key_make(void)
+{
+	zcache_key_error = pthread_key_create(&zcache_key, zcache_free);
+}
+
+static struct zcache *zcache_get(size_t size)
+{
+	struct zcache *c;
+
+	if (pthread_once(&zcache_once, zcache_key_make) || zcache_key_error)
+		return NULL;
+	c = pthread_getspecific(zcache_key);
+	if (c && c->size >= size)
+		return c;
+	if (c) {
+		pthread_setspecific(zcache_key, NULL);
+		zcache_free(c);
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->plain = malloc(size);
+	c->scratch = malloc(size);
+	c->size = size;
+	if (!c->plain || !c->scratch || pthread_setspecific(zcache_key, c)) {
+		zcache_free(c);
+		return NULL;
+	}
+	return c;
 }
 
 /* local_reader_read for a compressed record: chunk by chunk, each decoded
@@ -67,53 +131,42 @@ static int zreader_read(struct local_reader *reader, uint8_t *buf, uint64_t off,
 	const struct io_ops *io = reader->store->db->io;
 	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
 	struct record_info r = { .length = reader->base.length, .chunk_shift = reader->chunk_shift };
-	uint8_t *plain = malloc(chunk), *scratch = malloc(chunk);
+	struct zcache *c = zcache_get((size_t)chunk);
 	char hex[HASH_HEX_SIZE + 1];
 	const char *problem = NULL;
-	int ret = -ENOMEM;
+	int ret = c ? 0 : -ENOMEM;
 
-	if (!plain || !scratch)
-		goto out;
-	ret = 0;
 	for (uint64_t i = off >> reader->chunk_shift; ret == 0 && i * chunk < end; i++) {
 		uint64_t start = i * chunk, n = record_chunk_length(&r, i);
 		uint64_t from = off > start ? off - start : 0, to = end - start < n ? end - start : n;
-		bool cached;
-		pthread_mutex_lock(&reader->lock);
-		cached = reader->cache_chunk == i;
-		if (cached)
-			memcpy(plain, reader->cache, (size_t)n);
-		pthread_mutex_unlock(&reader->lock);
-		hash_to_hex(reader->hash, hex);
-		if (!cached) {
-			ret = zchunk_read(io, reader->fd, reader->zoffsets[i], &reader->zchunks[i], n, plain,
-					  scratch, &problem);
+		if (c->reader_id != reader->id || c->chunk != i) {
+			uint64_t at = zreader_chunk_offset(reader, i);
+			c->reader_id = 0;
+			ret = zchunk_read(io, reader->fd, at, &reader->zchunks[i], n, c->plain, c->scratch,
+					  &problem);
 			if (ret < 0) {
+				hash_to_hex(reader->hash, hex);
 				log_error("store %s: blob %s: pack %08x offset %" PRIu64
 					  ": chunk %" PRIu64 ": %s; read refused", reader->store->base.name, hex,
-					  reader->pack_id, reader->zoffsets[i], i, problem ? problem : strerror(-ret));
+					  reader->pack_id, at, i, problem ? problem : strerror(-ret));
 				ret = -EIO;
 				break;
 			}
-			pthread_mutex_lock(&reader->lock);
-			memcpy(reader->cache, plain, (size_t)n);
-			reader->cache_chunk = i;
-			pthread_mutex_unlock(&reader->lock);
+			c->reader_id = reader->id;
+			c->chunk = i;
 		}
 		/* A chunk read in order continues the whole-blob hash. */
-		ret = reader_hash(reader, plain, start, start + n);
+		ret = reader_hash(reader, c->plain, start, start + n);
 		if (ret < 0) {
+			hash_to_hex(reader->hash, hex);
 			log_error("store %s: blob %s: pack %08x record at %" PRIu64
 				  ": content does not hash to the blob's name; read refused",
 				  reader->store->base.name, hex, reader->pack_id, reader->record_offset);
 			ret = -EIO;
 			break;
 		}
-		memcpy(buf + (start + from - off), plain + from, (size_t)(to - from));
+		memcpy(buf + (start + from - off), c->plain + from, (size_t)(to - from));
 	}
-out:
-	free(plain);
-	free(scratch);
 	return ret;
 }
 
