@@ -8,6 +8,8 @@
 # only dependency outside the standard library, and an optional one: without
 # it draw() says why and the report is written without the chart.
 
+import re
+import textwrap
 from collections import Counter
 
 from .common import fmt_ratio
@@ -17,7 +19,7 @@ from .measure import Row
 COLOURS = {
     'ext4': '#0072B2', 'passthrough_ll': '#E69F00', 'naive': '#009E73',
     'SHA-256': '#D55E00', 'git hash-object': '#CC79A7', 'payload': '#7F7F7F',
-    'blobfs without compression': '#56B4E9', 'a new save': '#F0E442', 'one file': '#000000',
+    'blobfs without compression': '#56B4E9', 'a new save': '#BCBD22', 'one file': '#8C564B',
 }
 LABELS = {'SHA-256': 'SHA-256 (openssl dgst)', 'payload': 'payload (bytes ÷ payload)'}
 SYSTEM_BASES = (('ext4', 'ext4'), ('pt', 'passthrough_ll'), ('naive', 'naive'))
@@ -48,8 +50,14 @@ def bars(row):
     return out
 
 
-def short(label, limit=72):
-    return label if len(label) <= limit else label[:limit - 1] + '…'
+def short(label, width=62):
+    """A row's label in at most two lines: without its longer parentheses
+    (sizes and commands; units stay), cut in the middle if still too long,
+    so that what tells rows apart (usually at the end) stays."""
+    label = re.sub(r' \([^()]{14,}\)', '', label)
+    if len(label) > 2 * width:
+        label = label[:width - 8] + ' … ' + label[-(width + 5):]
+    return '\n'.join(textwrap.wrap(label, width)[:2])
 
 
 def draw(data, path):
@@ -89,6 +97,8 @@ def draw(data, path):
             if name not in used:
                 used.append(name)
             ax.barh(y, ratio - 1.0, left=1.0, height=h, color=colour, edgecolor='none')
+            # A dot at the end, so that a ratio close to 1 still shows.
+            ax.plot([ratio], [y], marker='o', markersize=3.5, color=colour)
             ax.annotate(f'{fmt_ratio(ratio)}×', (ratio, y), xytext=(3 if ratio >= 1 else -3, 0),
                         textcoords='offset points', va='center', fontsize=7,
                         ha='left' if ratio >= 1 else 'right')

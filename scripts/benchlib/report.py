@@ -130,9 +130,9 @@ def chart_text(chart):
 
 
 def rerun_text(data):
-    took = (f'this run took {data["duration_s"] / 60:.0f} minutes' if not data['quick'] and not data['only']
-            else 'a full run takes much longer than a quick one')
-    return ('Rerun: `scripts/bench` (the full run; ' + took + ') or `scripts/bench --quick` (smaller '
+    took = (f'this one took {data["duration_s"] / 60:.0f} minutes' if not data['quick'] and not data['only']
+            else 'much longer than this one')
+    return ('Rerun: `scripts/bench` (the full run: ' + took + ') or `scripts/bench --quick` (smaller '
             'sizes, fewer runs); `--dir DIR` puts the bench directory under DIR, `--runs N` changes '
             'the number of runs, `--only 1,5` runs only those workloads (the report then says it is '
             'partial), `--output FILE` writes the report to FILE (and benchmarks.json and '
@@ -183,12 +183,11 @@ defaults over a directory; (c) a **naive shell store** (`h=$(sha256sum f | cut -
 `MNT/STORE/incoming/NAME`; rows 1c and 5b also mount one with `-o compress=zstd`). Each figure is
 the median of {p.runs} runs (interleaved: run 1 of every system, then run 2, ... with the order
 rotated) unless it says otherwise; "cold" means the page cache was dropped (and FUSE file systems
-remounted) just before. MB = 10^6 bytes. The ratio
-columns are blobfs's figure divided by the baseline's; for rates (MB/s, files/s) higher is better,
-for times, sizes, descriptor counts and write amplification lower is better. Each target is
-checked against figures measured in this run. Every sample of every row, the targets, the
-verdicts and the machine are in [{p.json_name}]({p.json_name}), beside this file: this file and the
-chart are rendered from it.
+remounted) just before. MB = 10^6 bytes. The ratio columns are blobfs's figure divided by the
+baseline's; for rates (MB/s, files/s) higher is better, for times, sizes, descriptor counts and
+write amplification lower is better. Each target is checked against figures measured in this run.
+Every sample of every row, the targets, the verdicts and the machine are in
+[{p.json_name}]({p.json_name}); this file and the chart are rendered from it.
 
 {rerun}
 

@@ -387,7 +387,7 @@ class WorkloadsIO:
                           [('absmax', None, 1.10)], '≤ 1.10', better='lower')
         rb = self.add_row('5', f'{n:,} blobs of 1 KiB: allocated bytes (du -s --block-size=1) ÷ payload',
                           'ratio', [('absmax', None, 1.10)], '≤ 1.10', better='lower')
-        tree = f'{TREE} copied with cp -r: allocated bytes (du -s --block-size=1) ÷ payload'
+        tree = f'cp -r of {TREE}: allocated bytes (du -s --block-size=1) ÷ payload'
         rz = self.add_row('5b', f'{tree}, blobfs -o compress=zstd', 'ratio',
                           [('absmax', None, 0.35)], '≤ 0.35', better='lower')
         rp = self.add_row('5b', f'{tree}, blobfs without compression', 'ratio', better='lower')
@@ -491,9 +491,9 @@ class WorkloadsIO:
                             contents.add(hashlib.sha256(f.read()).hexdigest())
             if not payload:
                 raise BenchError(f'{TREE} has no regular files to copy')
-            tree = (f'{TREE} ({nfiles:,} files, {payload / MB:,.1f} MB, {len(contents):,} distinct; '
-                    'symlinks left out) copied with cp -r: allocated bytes (du -s --block-size=1) '
-                    '÷ payload')
+            tree = (f'cp -r of {TREE} ({nfiles:,} files, {payload / MB:,.1f} MB in all, '
+                    f'{len(contents):,} distinct; its symlinks left out): allocated bytes (du -s --block-size=1) ÷ '
+                    'payload')
             rz.label = f'{tree}, blobfs -o compress=zstd'
             rp.label = f'{tree}, blobfs without compression'
 
