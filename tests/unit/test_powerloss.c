@@ -16,8 +16,15 @@
  *     name (no blob is wrong);
  *   - fsck finds nothing to report.
  *
- * BLOBFS_POWERLOSS_ITERATIONS (default 2000) and BLOBFS_POWERLOSS_SEED set
- * the run; a failure prints the seed and iteration that reproduce it.
+ * With --compress (the meson test powerloss_zstd) the data directory is
+ * opened with compress=zstd and the blobs are mostly text (a stretch of
+ * random bytes here and there), so that compressed records (REC3, with
+ * compressed and raw chunks) are what gets cut; the run fails if no REC3
+ * record was ever found on the disk after a cut.
+ *
+ * BLOBFS_POWERLOSS_ITERATIONS (default 2000, 1000 with --compress) and
+ * BLOBFS_POWERLOSS_SEED set the run; a failure prints the seed and
+ * iteration that reproduce it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chunk_codec.h"
 #include "fsck.h"
 #include "hash.h"
 #include "log.h"
@@ -52,6 +60,7 @@ struct model_blob {
 static struct {
 	unsigned long iterations, crash_points, synced_checked, deletes_checked, listed_checked;
 	unsigned long syncs, saves, deletes, compactions, remounts;
+	unsigned long zrecords; /* REC3 records found after the cuts */
 } stats;
 
 /* The workload's choices: seeded per iteration, so that a seed and an
@@ -60,19 +69,45 @@ static struct tu_rng workload;
 static int failures;
 /* The simulated disk's io table. */
 static const struct io_ops *sim_io;
+/* --compress: compress=zstd, and content that compresses. */
+static bool with_compression;
 
 static uint64_t rng(void)
 {
 	return tu_rng_next(&workload);
 }
 
-/* A blob's content, made again from its seed whenever it is needed. */
+/* A blob's content, made again from its seed whenever it is needed: random
+ * bytes; with --compress, 64 KiB stretches (a chunk each) of text of a small
+ * alphabet, about one in three random instead. */
 static void fill(uint8_t *buf, size_t len, uint64_t seed)
 {
 	struct tu_rng content;
 
 	tu_rng_seed(&content, seed);
-	tu_rng_fill(&content, buf, len);
+	if (!with_compression) {
+		tu_rng_fill(&content, buf, len);
+		return;
+	}
+	for (size_t at = 0; at < len; at += 65536) {
+		size_t n = len - at < 65536 ? len - at : 65536;
+		if (tu_rng_below(&content, 3) == 0) {
+			tu_rng_fill(&content, buf + at, n);
+			continue;
+		}
+		for (size_t i = 0; i < n; i += 21) {
+			uint64_t bits = tu_rng_next(&content);
+			for (size_t j = i; j < n && j < i + 21; j++, bits >>= 3)
+				buf[at + j] = (uint8_t)"etaoin s"[bits & 7];
+		}
+	}
+}
+
+static void count_zrecord(const struct pack_event *ev, void *arg)
+{
+	(void)arg;
+	if (ev->kind == PACK_RECORD && ev->rec->version == 3)
+		stats.zrecords++;
 }
 
 __attribute__((format(printf, 3, 4)))
@@ -182,6 +217,7 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	opts.pack_size_max = 96 << 10;
 	opts.min_free = 0;
 	opts.io = sim_io;
+	opts.compress = with_compression ? CHUNK_CODEC_ZSTD : CHUNK_CODEC_NONE;
 
 	simdisk_arm(0);
 	if (blobdb_open(datadir, &opts, &db) < 0 || store_create(db, "s") < 0 ||
@@ -346,6 +382,8 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 	blob_list(store, NULL, check_listed, &l);
 	store_close(store);
 	blobdb_close(db);
+	if (with_compression)
+		scan_packs(datadir, "s", UINT32_MAX, count_zrecord, NULL);
 
 	char *lines = NULL;
 	size_t lines_size = 0;
@@ -361,16 +399,24 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 		tu_rmtree(datadir);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const char *env = getenv("BLOBFS_POWERLOSS_ITERATIONS");
-	unsigned long iterations = env ? strtoul(env, NULL, 10) : 2000;
+	unsigned long iterations;
 	uint64_t seed = getenv("BLOBFS_POWERLOSS_SEED") ?
 				strtoull(getenv("BLOBFS_POWERLOSS_SEED"), NULL, 10) : 20261121;
 	/* tmpfs when there is one: the simulation makes many small files. */
 	char root[] = "/dev/shm/blobfs-powerloss-XXXXXX", holding[600];
 	uint8_t *buf = malloc(1 << 20), *buf2 = malloc(1 << 20);
 
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--compress") != 0) {
+			fprintf(stderr, "usage: %s [--compress]\n", argv[0]);
+			return 2;
+		}
+		with_compression = true;
+	}
+	iterations = env ? strtoul(env, NULL, 10) : with_compression ? 1000 : 2000;
 	if (access("/dev/shm", W_OK) != 0)
 		memcpy(root, "/tmp/", 5), memmove(root + 5, root + 9, strlen(root + 9) + 1);
 	if (!mkdtemp(root) || !buf || !buf2) {
@@ -386,12 +432,19 @@ int main(void)
 		if (!only || strtoul(only, NULL, 10) == it)
 			iteration(root, seed, it, buf, buf2);
 	simdisk_uninstall();
-	printf("power-loss simulation: %lu iterations (seed %" PRIu64 "), %lu simulated power cuts; "
+	if (with_compression && stats.iterations && !stats.zrecords) {
+		fprintf(stderr, "FAIL: no compressed record (REC3) was found after any cut\n");
+		failures++;
+	}
+	printf("power-loss simulation%s: %lu iterations (seed %" PRIu64 "), %lu simulated power cuts; "
 	       "%lu saves, %lu deletes, %lu syncs, %lu compaction passes, %lu clean remounts; checked %lu synced "
-	       "blobs, %lu synced deletes, %lu listed blobs; %d failures\n",
-	       stats.iterations, seed, stats.crash_points, stats.saves, stats.deletes, stats.syncs,
-	       stats.compactions, stats.remounts, stats.synced_checked, stats.deletes_checked,
-	       stats.listed_checked, failures);
+	       "blobs, %lu synced deletes, %lu listed blobs",
+	       with_compression ? " (compress=zstd)" : "", stats.iterations, seed, stats.crash_points, stats.saves,
+	       stats.deletes, stats.syncs, stats.compactions, stats.remounts, stats.synced_checked,
+	       stats.deletes_checked, stats.listed_checked);
+	if (with_compression)
+		printf("; %lu REC3 records after the cuts", stats.zrecords);
+	printf("; %d failures\n", failures);
 	if (!failures)
 		tu_rmtree(root);
 	else
