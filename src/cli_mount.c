@@ -84,6 +84,9 @@ static int set_compress(struct mount_config *c, const char *v)
 	if (strncmp(v, "zstd", 4) || (v[4] && v[4] != ':'))
 		return -EINVAL;
 	if (v[4] == ':') {
+		/* Digits only: strtol would take a sign and leading spaces. */
+		if (v[5] < '0' || v[5] > '9')
+			return -EINVAL;
 		errno = 0;
 		level = strtol(v + 5, &end, 10);
 		if (errno || end == v + 5 || *end || level < CHUNK_CODEC_LEVEL_MIN ||
@@ -426,6 +429,8 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		ret = checked == -EPERM ? EXIT_USAGE : 1;
 		goto out;
 	}
+	if (c->db.compress && !strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)))
+		log_warning("-o compress has no effect on memory: (blobs there are kept as they are)");
 	if (blobdb_open(location, &c->db, &db) < 0)
 		goto out; /* the store layer said why */
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));

@@ -70,9 +70,13 @@ static int blob_open_file(struct fs_call *c, struct node *node, struct fuse_file
 static int blob_read_file(struct fs_call *c, struct node *node, uint64_t fh, void *buf,
 			  size_t size, uint64_t off, size_t *got)
 {
-	(void)c;
-	(void)node;
-	return blob_read((struct blob_reader *)(uintptr_t)fh, buf, size, off, got);
+	int ret = blob_read((struct blob_reader *)(uintptr_t)fh, buf, size, off, got);
+
+	/* Damage found (EIO): the pages read before it are dropped, so that a
+	 * later read asks again (and a later open is refused). */
+	if (ret == -EIO)
+		fs_notify_inval_data(c->fs, ino_of(c->fs, node));
+	return ret;
 }
 
 static void blob_release(struct fs_call *c, struct node *node, uint64_t fh)

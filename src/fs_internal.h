@@ -418,6 +418,9 @@ bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *nam
 void fs_notify_forget_name_first(struct fs *fs, fuse_ino_t parent, const char *name);
 /* The kernel forgets the attributes of inode ino (queued the same way). */
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino);
+/* The kernel's cached pages of ino go (a blob whose content failed its
+ * check: what was read of it before must not be served again). */
+void fs_notify_inval_data(struct fs *fs, fuse_ino_t ino);
 
 /* ---- fs_file.c ---- */
 

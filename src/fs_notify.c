@@ -18,8 +18,8 @@
 
 struct forget {
 	struct forget *next;
-	fuse_ino_t parent; /* or the inode whose attributes go, when inode */
-	bool inode;
+	fuse_ino_t parent; /* or the inode whose attributes or pages go */
+	enum { FORGET_NAME, FORGET_ATTR, FORGET_DATA } what;
 	char name[];
 };
 
@@ -52,8 +52,10 @@ static void *notifier_main(void *arg)
 		n->queued--;
 		pthread_mutex_unlock(&n->lock);
 		/* -ENOENT: the kernel no longer knows the directory or name. */
-		if (fs->se && f->inode)
+		if (fs->se && f->what == FORGET_ATTR)
 			fuse_lowlevel_notify_inval_inode(fs->se, f->parent, -1, 0);
+		else if (fs->se && f->what == FORGET_DATA)
+			fuse_lowlevel_notify_inval_inode(fs->se, f->parent, 0, 0);
 		else if (fs->se)
 			fuse_lowlevel_notify_inval_entry(fs->se, f->parent, f->name, strlen(f->name));
 		free(f);
@@ -115,7 +117,7 @@ enum queue_how {
 };
 
 /* false when it was not queued (LAST_IF_ROOM). */
-static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool inode,
+static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, int what,
 		    enum queue_how how)
 {
 	struct fs_notifier *n = fs->notifier;
@@ -126,7 +128,7 @@ static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 		return false;
 	f->next = NULL;
 	f->parent = parent;
-	f->inode = inode;
+	f->what = what;
 	memcpy(f->name, name, len + 1);
 	pthread_mutex_lock(&n->lock);
 	if (n->queued >= QUEUE_MAX / 2 && how == LAST_IF_ROOM) {
@@ -162,20 +164,25 @@ static bool enqueue(struct fs *fs, fuse_ino_t parent, const char *name, bool ino
 
 void fs_notify_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	enqueue(fs, parent, name, false, LAST_MAY_DROP);
+	enqueue(fs, parent, name, FORGET_NAME, LAST_MAY_DROP);
 }
 
 bool fs_notify_try_forget_name(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	return enqueue(fs, parent, name, false, LAST_IF_ROOM);
+	return enqueue(fs, parent, name, FORGET_NAME, LAST_IF_ROOM);
 }
 
 void fs_notify_forget_name_first(struct fs *fs, fuse_ino_t parent, const char *name)
 {
-	enqueue(fs, parent, name, false, FIRST);
+	enqueue(fs, parent, name, FORGET_NAME, FIRST);
 }
 
 void fs_notify_inval_attr(struct fs *fs, fuse_ino_t ino)
 {
-	enqueue(fs, ino, "", true, LAST_MAY_DROP);
+	enqueue(fs, ino, "", FORGET_ATTR, LAST_MAY_DROP);
+}
+
+void fs_notify_inval_data(struct fs *fs, fuse_ino_t ino)
+{
+	enqueue(fs, ino, "", FORGET_DATA, FIRST);
 }

@@ -90,6 +90,17 @@ struct local_store {
 	bool offline;        /* offline compaction: nothing else appends */
 	uint64_t ckpt_seq;   /* next_seq as of the newest checkpoint (0: none) */
 	uint32_t ckpt_next_pack_id; /* and next_pack_id */
+	/* Records whose content was read and did not hash to their name
+	 * (local_read.c): later opens of them fail, though a reader that read
+	 * out of order or the kernel's page cache would not notice. The last
+	 * BAD_RECORDS_KEPT, under lock. */
+#define BAD_RECORDS_KEPT 64
+	struct bad_record {
+		uint8_t hash[BLOBFS_HASH_SIZE];
+		uint32_t pack_id;
+		uint64_t offset;
+	} bad_records[BAD_RECORDS_KEPT];
+	unsigned bad_record_count, bad_record_next;
 };
 
 struct local_db {
@@ -148,6 +159,7 @@ struct local_reader {
 	pthread_mutex_t lock;
 	struct hasher *hasher;
 	uint64_t hashed; /* bytes fed to hasher, in order */
+	uint64_t served; /* bytes of checked chunks read, in any order */
 	bool corrupt;    /* the hash did not match: every later read fails too */
 };
 

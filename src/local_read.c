@@ -170,6 +170,36 @@ static int zreader_read(struct local_reader *reader, uint8_t *buf, uint64_t off,
 	return ret;
 }
 
+/* Whether this record of hash was found corrupt (store->lock held). */
+static bool bad_record_known(const struct local_store *store, const uint8_t *hash, uint32_t pack_id,
+			     uint64_t offset)
+{
+	for (unsigned i = 0; i < store->bad_record_count; i++) {
+		const struct bad_record *b = &store->bad_records[i];
+		if (b->pack_id == pack_id && b->offset == offset && !memcmp(b->hash, hash, BLOBFS_HASH_SIZE))
+			return true;
+	}
+	return false;
+}
+
+static void bad_record_add(struct local_reader *reader)
+{
+	struct local_store *store = reader->store;
+	struct bad_record *b;
+
+	pthread_mutex_lock(&store->lock);
+	if (!bad_record_known(store, reader->hash, reader->pack_id, reader->record_offset)) {
+		b = &store->bad_records[store->bad_record_next];
+		memcpy(b->hash, reader->hash, BLOBFS_HASH_SIZE);
+		b->pack_id = reader->pack_id;
+		b->offset = reader->record_offset;
+		store->bad_record_next = (store->bad_record_next + 1) % BAD_RECORDS_KEPT;
+		if (store->bad_record_count < BAD_RECORDS_KEPT)
+			store->bad_record_count++;
+	}
+	pthread_mutex_unlock(&store->lock);
+}
+
 int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 			     struct blob_reader **out)
 {
@@ -196,6 +226,8 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	 * compacted away between the lookup and the open. */
 	pthread_mutex_lock(&store->lock);
 	ret = store->base.destroyed ? -ENOENT : index_lookup(store->index, hash, &e);
+	if (ret == 0 && bad_record_known(store, hash, e.pack_id, e.offset))
+		ret = -EBADMSG;
 	if (ret == 0)
 		ret = local_pack_path(store, e.pack_id, path);
 	if (ret == 0) {
@@ -205,6 +237,12 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	}
 	pthread_mutex_unlock(&store->lock);
 	hash_to_hex(hash, hex);
+	if (ret == -EBADMSG) {
+		log_error("store %s: blob %s: refused: its content did not hash to its name when "
+			  "it was read (fsck --repair)", store->base.name, hex);
+		ret = -EIO;
+		goto out;
+	}
 	if (ret < 0 && ret != -ENOENT) {
 		log_error("store %s: blob %s: cannot open pack %08x: %s", store->base.name, hex,
 			  e.pack_id, strerror(-ret));
@@ -271,16 +309,75 @@ out:
 	return ret;
 }
 
+/* Reads chunk i of the blob, checked (raw or compressed), into out; scratch
+ * holds a chunk. */
+static int reader_chunk(struct local_reader *reader, uint64_t i, uint8_t *out, uint8_t *scratch)
+{
+	const struct io_ops *io = reader->store->db->io;
+	struct record_info r = { .length = reader->base.length, .chunk_shift = reader->chunk_shift };
+	uint64_t n = record_chunk_length(&r, i);
+	const char *problem = NULL;
+	int ret;
+
+	if (reader->zchunks)
+		return zchunk_read(io, reader->fd, zreader_chunk_offset(reader, i), &reader->zchunks[i], n,
+				   out, scratch, &problem);
+	ret = pread_full(io, reader->fd, out, (size_t)n, reader->data_offset + (i << reader->chunk_shift));
+	if (ret == 0 && crc32c(0, out, (size_t)n) != reader->crcs[i])
+		ret = -EBADMSG;
+	return ret;
+}
+
+/* Hashes [hashed, upto) from the pack (reader->lock held). */
+static int reader_catch_up(struct local_reader *reader, uint64_t upto)
+{
+	const uint64_t chunk = UINT64_C(1) << reader->chunk_shift;
+	uint8_t *out = malloc(chunk), *scratch = malloc(chunk);
+	char hex[HASH_HEX_SIZE + 1];
+	int ret = out && scratch ? 0 : -ENOMEM;
+
+	while (ret == 0 && reader->hashed < upto) {
+		uint64_t i = reader->hashed >> reader->chunk_shift;
+		uint64_t n = upto - reader->hashed < chunk ? upto - reader->hashed : chunk;
+		ret = reader_chunk(reader, i, out, scratch);
+		if (ret == 0)
+			ret = hasher_update(reader->hasher, out, (size_t)n);
+		reader->hashed += n;
+	}
+	if (ret < 0 && ret != -ENOMEM) {
+		hash_to_hex(reader->hash, hex);
+		log_error("store %s: blob %s: pack %08x record at %" PRIu64
+			  ": a chunk failed its check when read again to complete the hash: %s",
+			  reader->store->base.name, hex, reader->pack_id, reader->record_offset,
+			  strerror(-ret));
+		ret = -EIO;
+	}
+	free(out);
+	free(scratch);
+	return ret;
+}
+
 /* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
  * hash when they continue it, and checks the hash once it is complete. */
 static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
 		       uint64_t end)
 {
+	bool found = false;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int ret = 0;
 
 	pthread_mutex_lock(&reader->lock);
-	if (reader->corrupt)
+	reader->served += end - start;
+	/* The read that reaches the end of a blob read whole, but not in
+	 * order (the kernel's readahead sends requests on several threads):
+	 * what the hash missed is read again from the pack, checked, and
+	 * hashed first, so that the whole is checked all the same. */
+	if (!reader->corrupt && end == reader->base.length && reader->hashed < start &&
+	    reader->served >= reader->base.length)
+		ret = reader_catch_up(reader, start);
+	if (ret < 0)
+		;
+	else if (reader->corrupt)
 		ret = -EBADMSG;
 	else if (start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
@@ -290,11 +387,14 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 			ret = hasher_final(reader->hasher, hash);
 			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
 				reader->corrupt = true;
+				found = true;
 				ret = -EBADMSG;
 			}
 		}
 	}
 	pthread_mutex_unlock(&reader->lock);
+	if (found)
+		bad_record_add(reader); /* later opens fail too */
 	return ret;
 }
 

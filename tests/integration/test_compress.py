@@ -40,9 +40,10 @@ What is checked (docs/FORMAT.md, "Compressed record"):
 - a chunk replaced by another valid zstd frame with every CRC made to agree
   (what a compressor bug would write): only the blob's SHA-256 sees it; a
   read in order one request at a time stops with EIO before the last bytes,
-  fsck names the blob; read through the page cache (sha256sum twice) it is
-  an xfail: the reader's whole-blob check is skipped for requests served out
-  of order, and a second open after a refused read gets every byte;
+  fsck names the blob; read through the page cache (sha256sum twice) both
+  fail: the read that reaches the end of a blob read whole hashes first what
+  requests served out of order skipped, and a blob found corrupt has its
+  cached pages dropped and later opens refused;
 - -o compress=bogus, zstd:0, zstd:20 ... are refused at mount with a
   message and exit status 2, in the foreground and daemonized, with no
   mount left behind; zstd, zstd:1, zstd:19 and none mount.
@@ -1162,12 +1163,6 @@ def test_forged_chunk_is_caught_by_the_blob_hash(make_mount, metric):
            f'{len(data)} bytes; fsck: {[x for x in r.stdout.splitlines() if h in x][0][:160]}')
 
 
-@pytest.mark.xfail(reason='known weakness of the reader (raw REC2 records too): the whole-blob '
-                   'SHA-256 is checked only while one open reads in order; with the page cache '
-                   'and readahead, requests served out of order skip the check (about 1 in 3 '
-                   'first reads of sha256sum succeed with wrong bytes here), and after a refused '
-                   'read the cached pages let the next open get every byte without an error',
-                   strict=False)
 def test_forged_chunk_read_through_the_page_cache_fails_every_time(make_mount):
     """Ordinary tools read a blob through the page cache: `sha256sum`, then
     `sha256sum` again, must each fail (EIO), never print a hash that is not
