@@ -3,7 +3,7 @@
  *
  * Each iteration runs a random workload (saves of small and large blobs,
  * written in order or shuffled, re-saves, deletes, syncs, online and offline
- * compactions) on a
+ * compactions, index checkpoints written the background's way) on a
  * fresh data directory over the simulated disk of simdisk.h, stops the
  * machine at a random file-system call, leaves the files as a power cut
  * could (unsynced writes lost or torn sector by sector, the last one torn at
@@ -59,7 +59,7 @@ struct model_blob {
 
 static struct {
 	unsigned long iterations, crash_points, synced_checked, deletes_checked, listed_checked;
-	unsigned long syncs, saves, deletes, compactions, remounts;
+	unsigned long syncs, saves, deletes, compactions, remounts, checkpoints;
 	unsigned long zrecords; /* REC3 records found after the cuts */
 } stats;
 
@@ -277,6 +277,12 @@ static void iteration(const char *root, uint64_t seed, unsigned long it, uint8_t
 				b->last = ABSENT;
 				stats.deletes++;
 			}
+		} else if (r < 86 && r >= 84) {
+			/* An index checkpoint written the way the background
+			 * writes it (from the live index, batch by batch), which
+			 * the recovery after the coming cut may then use. */
+			if (blobdb_checkpoint(db) == 0)
+				stats.checkpoints++;
 		} else if (r < 88) {
 			ret = store_sync(store);
 			if (getenv("SIMDISK_TRACE"))
@@ -437,10 +443,10 @@ int main(int argc, char **argv)
 		failures++;
 	}
 	printf("power-loss simulation%s: %lu iterations (seed %" PRIu64 "), %lu simulated power cuts; "
-	       "%lu saves, %lu deletes, %lu syncs, %lu compaction passes, %lu clean remounts; checked %lu synced "
-	       "blobs, %lu synced deletes, %lu listed blobs",
+	       "%lu saves, %lu deletes, %lu syncs, %lu compaction passes, %lu clean remounts, %lu background-style "
+	       "checkpoints; checked %lu synced blobs, %lu synced deletes, %lu listed blobs",
 	       with_compression ? " (compress=zstd)" : "", stats.iterations, seed, stats.crash_points, stats.saves,
-	       stats.deletes, stats.syncs, stats.compactions, stats.remounts, stats.synced_checked,
+	       stats.deletes, stats.syncs, stats.compactions, stats.remounts, stats.checkpoints, stats.synced_checked,
 	       stats.deletes_checked, stats.listed_checked);
 	if (with_compression)
 		printf("; %lu REC3 records after the cuts", stats.zrecords);
