@@ -5,9 +5,11 @@
  * header and trailer checksums) so that inputs reach the entry decoding.
  * Whatever the reader accepts must be written back to the very same bytes
  * by checkpoint_write (the format has one encoding per index), when it is
- * of the version written today (2); one of version 1 (entries without a
- * time) is written as version 2 with the same content and times 0, which
- * reads back the same. Flag 8 makes the fix-ups produce version 1.
+ * of the version written today (3); one of an older version is written as
+ * version 3 with the same content, which reads back the same: from version
+ * 1 (entries without a time) with times 0, from versions 1 and 2 with no
+ * disk size (their records are raw). Flag 8 makes the fix-ups produce
+ * version 1, flag 16 version 2.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,13 +44,20 @@ static int write_file(const char *name, const uint8_t *data, size_t size)
 	return 0;
 }
 
-/* e is in the other index, the same in every field, and has time 0. */
+struct other_index {
+	struct index *index;
+	uint32_t version; /* of the checkpoint the entries came from */
+};
+
+/* e is in the other index, the same in every field, with time 0 when it
+ * came from version 1 and no disk size when from version 1 or 2. */
 static int same_in_other(const struct index_entry *e, void *arg)
 {
+	const struct other_index *o = arg;
 	struct index_entry other;
 
-	return index_lookup(arg, e->hash, &other) != 0 || memcmp(&other, e, sizeof(other)) ||
-	       e->saved != 0;
+	return index_lookup(o->index, e->hash, &other) != 0 || memcmp(&other, e, sizeof(other)) ||
+	       (o->version == 1 && e->saved != 0) || e->disk != 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -71,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	flags = data[0];
 	len = size - 1;
-	const uint32_t version = flags & 8 ? 1 : CHECKPOINT_VERSION;
+	const uint32_t version = flags & 8 ? 1 : flags & 16 ? 2 : CHECKPOINT_VERSION;
 	const size_t entry_size = (size_t)checkpoint_entry_size(version);
 	if ((flags & 4) && len >= CHECKPOINT_HEADER_SIZE + CHECKPOINT_TRAILER_SIZE) {
 		/* Counts that fit the length: a few packs, then whole entries. */
@@ -108,9 +117,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (index_new(&index) < 0)
 		__builtin_trap();
 	ret = checkpoint_read(io_system(), dir_fd, "checkpoint", &h, &packs, index);
-	if (ret == 0 && h.version == 1) {
-		/* Accepted, of version 1: written as version 2, it reads back
-		 * as the same index, every time 0 (format 1 kept none). */
+	if (ret == 0 && h.version < CHECKPOINT_VERSION) {
+		/* Accepted, of an older version: written as today's, it reads
+		 * back as the same index (format 1 kept no times, formats 1 and
+		 * 2 no disk sizes). */
 		struct checkpoint_header h2;
 		struct checkpoint_pack *packs2 = NULL;
 		struct index *index2 = NULL;
@@ -123,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    h2.next_pack_id != h.next_pack_id ||
 		    (h.pack_count && memcmp(packs2, packs, h.pack_count * sizeof(*packs))) ||
 		    index_count(index2) != index_count(index) ||
-		    index_foreach(index, same_in_other, index2) != 0)
+		    index_foreach(index, same_in_other,
+				  &(struct other_index){ .index = index2, .version = h.version }) != 0)
 			__builtin_trap();
 		free(packs2);
 		index_free(index2);

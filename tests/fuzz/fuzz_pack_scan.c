@@ -14,13 +14,20 @@
  *     bad_start < bad_end <= file size, no offset in between frames, and
  *     bad_end is either the file size or the start of a record;
  *   - the chunk table read back is the one in the file, and verification
- *     passes exactly when every chunk CRC and the SHA-256 agree.
+ *     passes exactly when every chunk CRC and the SHA-256 agree;
+ *   - a compressed record (REC3) frames by its own rules (fuzz_zmodel.h:
+ *     the table's stored sizes within their chunks, the stored chunks and
+ *     the trailer after the table), ends where its stored size says, and
+ *     reads and verifies exactly when each chunk's CRC, each zstd frame's
+ *     length and the SHA-256 agree.
  *
  * Input: byte 0 holds flags (below); the rest is the file, or the file
  * after a valid pack header when IN_PREFIX_HEADER is set. The FIX_* flags
  * repair checksums at every record magic in the file before the scan, so
  * that mutated records still frame (libFuzzer cannot solve a CRC) and the
- * scanner's later stages get exercised.
+ * scanner's later stages get exercised; for a REC3, FIX_ZSIZES first brings
+ * each table entry's stored size within its chunk, and FIX_HASH hashes the
+ * decoded content (when every chunk decodes).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,6 +36,7 @@
 
 #include "io.h"
 #include "fuzz_common.h"
+#include "fuzz_zmodel.h"
 #include "hash.h"
 #include "pack.h"
 
@@ -42,30 +50,44 @@ enum {
 	FIX_TRAILER = 1 << 4,      /* trailer magic, table CRC and seq */
 	FIX_HEADER_CRC = 1 << 5,   /* header CRC */
 	IN_NO_HASHER = 1 << 6,     /* verify without a hasher as well */
+	FIX_ZSIZES = 1 << 7,       /* REC3 table entries' stored sizes in bounds */
 };
 
 /* Bytes of checksumming the fix-ups may do per input: keeps runs fast. */
 #define FIX_BUDGET (4u << 20)
 
 static int memfd = -1;
-static struct hasher *hasher;
+static struct hasher *hasher, *model_hasher;
 
 static uint64_t chunk_count(uint64_t length, unsigned shift)
 {
-	return (length >> shift) + ((length & ((UINT64_C(1) << shift) - 1)) != 0);
+	return fz_chunk_count(length, shift);
 }
 
 /* Whether a record frames at off: its header decodes, it fits in the file,
- * and its trailer has the magic, the header's seq and the table's CRC. */
-static bool model_frames(const uint8_t *f, uint64_t size, uint64_t off, struct record_info *out)
+ * and its trailer has the magic, the header's seq and the table's CRC (a
+ * REC3: fz_zrecord_frames). *stored and *end (when out is not NULL) get its
+ * stored bytes and its end. */
+static bool model_frames(const uint8_t *f, uint64_t size, uint64_t off, struct record_info *out,
+			 uint64_t *stored, uint64_t *end)
 {
 	struct record_info rec;
-	uint64_t count, table, trailer;
+	uint64_t count, table, trailer, z_stored, z_end;
 
 	if (off >= size || size - off < 64 + 16)
 		return false;
 	if (record_header_decode(f + off, off, &rec) != 0)
 		return false;
+	if (rec.version == 3) {
+		if (!fz_zrecord_frames(f, size, &rec, &z_stored, &z_end))
+			return false;
+		if (out) {
+			*out = rec;
+			*stored = z_stored;
+			*end = z_end;
+		}
+		return true;
+	}
 	count = chunk_count(rec.length, rec.chunk_shift);
 	if (rec.length > size - off - 80 || 4 * count > size - off - 80 - rec.length)
 		return false;
@@ -74,9 +96,70 @@ static bool model_frames(const uint8_t *f, uint64_t size, uint64_t off, struct r
 	if (fz_le32(f + trailer) != TRAILER_MAGIC || fz_le64(f + trailer + 8) != rec.seq ||
 	    fz_le32(f + trailer + 4) != fz_crc32c(f + table, 4 * count))
 		return false;
-	if (out)
+	if (out) {
 		*out = rec;
+		*stored = rec.length;
+		*end = trailer + 16;
+	}
 	return true;
+}
+
+/* The REC3 fix-ups at off (its header h): stored sizes in bounds, chunk
+ * CRCs, the hash of the decoded content, the trailer. */
+static void fix_up_zrecord(uint8_t *f, uint64_t size, uint64_t off, unsigned flags, uint64_t *budget)
+{
+	uint8_t *h = f + off;
+	uint64_t length = fz_le64(h + 16), count, table, data, sum = 0;
+	unsigned shift = h[5];
+
+	if (shift < CHUNK_SHIFT_MIN || shift > CHUNK_SHIFT_MAX || length == 0 ||
+	    size - off < 80 || (count = chunk_count(length, shift)) > (size - off - 80) / 8 ||
+	    count > *budget)
+		return;
+	*budget -= count;
+	table = off + 64;
+	data = table + 8 * count;
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t n = fz_chunk_length(length, shift, i);
+		uint32_t stored = fz_le32(f + table + 8 * i);
+		if ((flags & FIX_ZSIZES) && (stored == 0 || stored > n))
+			fz_put32(f + table + 8 * i, stored = (uint32_t)(1 + stored % n));
+		if (stored == 0 || stored > n)
+			return;
+		sum += stored;
+	}
+	if (sum > size - off - 80 - 8 * count)
+		return;
+	if ((flags & FIX_CHUNKS) && sum <= *budget) {
+		*budget -= sum;
+		for (uint64_t i = 0, at = data; i < count; at += fz_le32(f + table + 8 * i), i++)
+			fz_put32(f + table + 8 * i + 4, fz_crc32c(f + at, fz_le32(f + table + 8 * i)));
+	}
+	if ((flags & FIX_HASH) && length <= *budget) {
+		uint64_t chunk = UINT64_C(1) << shift, at = data;
+		uint8_t *buf = malloc((length < chunk ? length : chunk) + 1);
+		bool ok = buf && hasher_reset(model_hasher) == 0;
+		*budget -= length;
+		for (uint64_t i = 0; ok && i < count; at += fz_le32(f + table + 8 * i), i++) {
+			uint64_t n = fz_chunk_length(length, shift, i);
+			uint32_t stored = fz_le32(f + table + 8 * i);
+			const uint8_t *content = f + at;
+			if (stored < n) {
+				ok = fz_zstd_decodes(f + at, stored, buf, (size_t)n);
+				content = buf;
+			}
+			ok = ok && hasher_update(model_hasher, content, (size_t)n) == 0;
+		}
+		if (ok)
+			FUZZ_CHECK(hasher_final(model_hasher, h + 24) == 0);
+		free(buf);
+	}
+	if (flags & FIX_TRAILER) {
+		uint64_t trailer = data + sum;
+		fz_put32(f + trailer, TRAILER_MAGIC);
+		fz_put32(f + trailer + 4, fz_crc32c(f + table, 8 * count));
+		memcpy(f + trailer + 8, h + 8, 8);
+	}
 }
 
 /* Repairs checksums around every record magic, in file order. */
@@ -89,6 +172,12 @@ static void fix_up(uint8_t *f, uint64_t size, unsigned flags)
 		uint64_t length = fz_le64(h + 16), count, data, table, trailer;
 		unsigned shift = h[5];
 
+		if (fz_le32(h) == RECORD_MAGIC_Z) {
+			fix_up_zrecord(f, size, off, flags, &budget);
+			if (flags & FIX_HEADER_CRC)
+				fz_put32(h + 60, fz_crc32c(h, 60));
+			continue;
+		}
 		if (fz_le32(h) != RECORD_MAGIC && fz_le32(h) != RECORD_MAGIC_V1)
 			continue;
 		if (shift >= CHUNK_SHIFT_MIN && shift <= CHUNK_SHIFT_MAX &&
@@ -126,7 +215,8 @@ static void check_guess(const uint8_t *f, uint64_t size, uint64_t off)
 {
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	bool expect = off <= size && size - off >= 64 &&
-		      (fz_le32(f + off) == RECORD_MAGIC || fz_le32(f + off) == RECORD_MAGIC_V1);
+		      (fz_le32(f + off) == RECORD_MAGIC || fz_le32(f + off) == RECORD_MAGIC_V1 ||
+		       fz_le32(f + off) == RECORD_MAGIC_Z);
 	bool got;
 
 	memset(hash, 0, sizeof(hash));
@@ -136,8 +226,10 @@ static void check_guess(const uint8_t *f, uint64_t size, uint64_t off)
 		FUZZ_CHECK(!memcmp(hash, f + off + 24, BLOBFS_HASH_SIZE));
 }
 
-/* The chunk table and verification of a record the scan returned. */
-static void check_record(const uint8_t *f, const struct record_info *rec, unsigned flags)
+/* The chunk table and verification of a record the scan returned (a REC3:
+ * fz_zrecord_check). */
+static void check_record(const uint8_t *f, uint64_t size, const struct record_info *rec,
+			 uint64_t stored, unsigned flags)
 {
 	uint64_t count = chunk_count(rec->length, rec->chunk_shift);
 	uint64_t data = rec->offset + 64, table = data + rec->length;
@@ -149,6 +241,12 @@ static void check_record(const uint8_t *f, const struct record_info *rec, unsign
 	int ret;
 
 	FUZZ_CHECK(crcs);
+	if (rec->version == 3) {
+		free(crcs);
+		/* Verified with and without a hasher whatever IN_NO_HASHER says. */
+		fz_zrecord_check(f, size, memfd, rec, stored, hasher, model_hasher);
+		return;
+	}
 	ret = pack_read_chunk_table(io_system(), memfd, rec, crcs);
 	FUZZ_CHECK(ret == 0);
 	for (uint64_t i = 0; i < count; i++) {
@@ -192,7 +290,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	memfd = memfd_create("fuzz_pack_scan", MFD_CLOEXEC);
-	if (memfd < 0 || hasher_new(&hasher) < 0) {
+	if (memfd < 0 || hasher_new(&hasher) < 0 || hasher_new(&model_hasher) < 0) {
 		perror("fuzz_pack_scan: setup");
 		abort();
 	}
@@ -203,7 +301,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
 	struct pack_scan scan;
 	struct record_info rec, model;
-	uint64_t size, prev_end, steps = 0;
+	uint64_t size, prev_end, steps = 0, model_stored = 0, model_end = 0;
 	unsigned flags;
 	uint8_t *f;
 	uint32_t id;
@@ -245,7 +343,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	prev_end = PACK_HEADER_SIZE;
 	for (;;) {
 		uint64_t pos = scan.pos, good_end = scan.good_end;
-		bool frames = model_frames(f, size, pos, &model);
+		bool frames = model_frames(f, size, pos, &model, &model_stored, &model_end);
 
 		/* Every call advances, so size + 1 calls always suffice. */
 		FUZZ_CHECK(++steps <= size + 2);
@@ -257,19 +355,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		FUZZ_CHECK(pos < size);
 		FUZZ_CHECK((ret == 1) == frames);
 		if (ret == 1) {
-			uint64_t end = rec.offset + 80 + rec.length +
-				       4 * chunk_count(rec.length, rec.chunk_shift);
+			uint64_t end = model_end;
 			FUZZ_CHECK(rec.offset == pos && rec.offset >= prev_end);
 			FUZZ_CHECK(rec.offset == model.offset && rec.kind == model.kind &&
 				   rec.chunk_shift == model.chunk_shift && rec.seq == model.seq &&
-				   rec.length == model.length &&
+				   rec.length == model.length && rec.version == model.version &&
 				   !memcmp(rec.hash, model.hash, BLOBFS_HASH_SIZE));
+			FUZZ_CHECK(rec.stored == model_stored);
 			FUZZ_CHECK(end > rec.offset && end <= size && record_end(&rec) == end);
 			FUZZ_CHECK(scan.pos == end && scan.good_end == end);
-			FZ_LOG("record at %" PRIu64 ": kind %d, shift %u, seq %" PRIu64
-			       ", length %" PRIu64 "\n",
-			       rec.offset, rec.kind, rec.chunk_shift, rec.seq, rec.length);
-			check_record(f, &rec, flags);
+			FZ_LOG("record at %" PRIu64 ": version %u, kind %d, shift %u, seq %" PRIu64
+			       ", length %" PRIu64 ", stored %" PRIu64 "\n",
+			       rec.offset, rec.version, rec.kind, rec.chunk_shift, rec.seq, rec.length,
+			       rec.stored);
+			check_record(f, size, &rec, model_stored, flags);
 			prev_end = end;
 			continue;
 		}
@@ -279,8 +378,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		FUZZ_CHECK(scan.bad_start < scan.bad_end && scan.bad_end <= size);
 		FUZZ_CHECK(scan.pos == scan.bad_end && scan.good_end == good_end);
 		for (uint64_t off = pos + 1; off < scan.bad_end; off++)
-			FUZZ_CHECK(!model_frames(f, size, off, NULL));
-		FUZZ_CHECK(scan.bad_end == size || model_frames(f, size, scan.bad_end, NULL));
+			FUZZ_CHECK(!model_frames(f, size, off, NULL, NULL, NULL));
+		FUZZ_CHECK(scan.bad_end == size || model_frames(f, size, scan.bad_end, NULL, NULL, NULL));
 		check_guess(f, size, scan.bad_start);
 	}
 	FUZZ_CHECK(scan.pos == size || (size < PACK_HEADER_SIZE && scan.pos == PACK_HEADER_SIZE));

@@ -7,9 +7,10 @@
  *     it accepted garbage);
  *   - encode: whatever the encoder writes decodes back to the same values.
  *
- * Record headers come in two formats: REC2 (written today; bytes 6..7 and
- * 56..59 hold a signed 48-bit time, any value) and REC1 (still read; those
- * bytes reserved, zero, and the time reads as 0).
+ * Record headers come in three formats: REC2 (written today; bytes 6..7 and
+ * 56..59 hold a signed 48-bit time, any value), REC3 (the same header for a
+ * blob whose chunks are stored compressed: a blob, never empty) and REC1
+ * (still read; those bytes reserved, zero, and the time reads as 0).
  *
  * Input: byte 0 holds fix-up flags that make valid structures reachable
  * (libFuzzer cannot solve a CRC): they set magics and recompute checksums
@@ -30,7 +31,9 @@ enum {
 	FIX_MARKER_MAGIC = 1 << 4,
 	FIX_MARKER_CRC = 1 << 5,
 	FIX_ZERO_RESERVED = 1 << 6,
-	FIX_RECORD_V1 = 1 << 7, /* with FIX_RECORD_MAGIC: REC1 rather than REC2 */
+	/* With FIX_RECORD_MAGIC: REC1 rather than REC2 (or REC3, which the
+	 * fix-up writes when byte 3 of the input is odd, as '3' is). */
+	FIX_RECORD_V1 = 1 << 7,
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -72,7 +75,8 @@ static void check_record_header(const uint8_t *in, unsigned flags)
 		memset(buf + 56, 0, 4);
 	}
 	if (flags & FIX_RECORD_MAGIC)
-		fz_put32(buf, flags & FIX_RECORD_V1 ? 0x31434552u : 0x32434552u);
+		fz_put32(buf, flags & FIX_RECORD_V1 ? RECORD_MAGIC_V1 :
+			      in[3] & 1 ? RECORD_MAGIC_Z : RECORD_MAGIC);
 	if (flags & FIX_RECORD_CRC)
 		fz_put32(buf + 60, fz_crc32c(buf, 60));
 
@@ -80,14 +84,18 @@ static void check_record_header(const uint8_t *in, unsigned flags)
 	uint8_t kind = buf[4], shift = buf[5];
 	uint64_t length = fz_le64(buf + 16);
 	bool v1 = fz_le32(buf) == 0x31434552u, v2 = fz_le32(buf) == 0x32434552u;
+	bool v3 = fz_le32(buf) == 0x33434552u;
 	uint64_t bits = (uint64_t)(buf[6] | buf[7] << 8) << 32 | fz_le32(buf + 56);
 	/* Bit 47 is the sign: 2^48 - bits is the magnitude of a negative. */
-	int64_t time = v2 ? (bits >> 47 ? -(int64_t)((UINT64_C(1) << 48) - bits) : (int64_t)bits)
-			  : 0;
-	valid = (v1 || v2) && fz_le32(buf + 60) == fz_crc32c(buf, 60) &&
+	int64_t time = v2 || v3 ? (bits >> 47 ? -(int64_t)((UINT64_C(1) << 48) - bits) : (int64_t)bits)
+				: 0;
+	valid = (v1 || v2 || v3) && fz_le32(buf + 60) == fz_crc32c(buf, 60) &&
 		(kind == RECORD_BLOB || kind == RECORD_TOMBSTONE) && shift >= CHUNK_SHIFT_MIN &&
 		shift <= CHUNK_SHIFT_MAX && length <= RECORD_LENGTH_MAX &&
 		(kind == RECORD_BLOB || length == 0);
+	/* Only a blob with content has chunks to compress. */
+	if (v3)
+		valid = valid && kind == RECORD_BLOB && length > 0;
 	if (!fz_lax() && v1)
 		valid = valid && all_zero(buf + 6, 2) && all_zero(buf + 56, 4);
 
@@ -102,7 +110,9 @@ static void check_record_header(const uint8_t *in, unsigned flags)
 	FUZZ_CHECK(rec.kind == kind && rec.chunk_shift == shift && rec.length == length);
 	FUZZ_CHECK(rec.seq == fz_le64(buf + 8));
 	FUZZ_CHECK(!memcmp(rec.hash, buf + 24, BLOBFS_HASH_SIZE));
-	FUZZ_CHECK(rec.version == (v1 ? 1u : 2u) && rec.time == time);
+	FUZZ_CHECK(rec.version == (v1 ? 1u : v3 ? 3u : 2u) && rec.time == time);
+	/* A REC3's stored size is in its table, not known from its header. */
+	FUZZ_CHECK(rec.stored == (v3 ? 0 : length));
 	FUZZ_CHECK(rec.time >= RECORD_TIME_MIN && rec.time <= RECORD_TIME_MAX);
 	record_header_encode(&rec, out);
 	/* REC2's time bytes are a field, never skipped: it encodes exactly. */
@@ -195,7 +205,8 @@ static void check_encoders(const uint8_t *v)
 	memcpy(rec.hash, v + 27, BLOBFS_HASH_SIZE);
 	/* v[71]: bit 7 asks for REC1, bit 6 a negative time, bits 0..5 shift
 	 * the time down (times beyond 48 bits are clamped by the encoder). */
-	rec.version = v[71] & 0x80 ? 1 : 2;
+	/* v[26] bit 6 asks for REC3 (unless REC1 is asked for). */
+	rec.version = v[71] & 0x80 ? 1 : v[26] & 0x40 ? 3 : 2;
 	{
 		uint64_t t = fz_le64(v + 63) >> (v[71] & 63) >> 1;
 		rec.time = v[71] & 0x40 ? -(int64_t)t : (int64_t)t;
@@ -204,9 +215,11 @@ static void check_encoders(const uint8_t *v)
 			    rec.time > RECORD_TIME_MAX ? RECORD_TIME_MAX : rec.time;
 	valid = (rec.kind == RECORD_BLOB || rec.kind == RECORD_TOMBSTONE) &&
 		rec.chunk_shift >= CHUNK_SHIFT_MIN && rec.chunk_shift <= CHUNK_SHIFT_MAX &&
-		rec.length <= RECORD_LENGTH_MAX && (rec.kind == RECORD_BLOB || rec.length == 0);
+		rec.length <= RECORD_LENGTH_MAX && (rec.kind == RECORD_BLOB || rec.length == 0) &&
+		(rec.version != 3 || (rec.kind == RECORD_BLOB && rec.length > 0));
 	record_header_encode(&rec, buf);
-	FUZZ_CHECK(fz_le32(buf) == (rec.version == 1 ? 0x31434552u : 0x32434552u));
+	FUZZ_CHECK(fz_le32(buf) == (rec.version == 1 ? 0x31434552u :
+				    rec.version == 3 ? 0x33434552u : 0x32434552u));
 	if (rec.version == 1)
 		FUZZ_CHECK(all_zero(buf + 6, 2) && all_zero(buf + 56, 4));
 	FUZZ_CHECK(fz_le32(buf + 60) == fz_crc32c(buf, 60));

@@ -3,7 +3,10 @@
 and the inputs that found bugs (kept in corpus/<target>/ as regression-*),
 from docs/FORMAT.md.
 
-Standard library only (zlib has no CRC32C, so it is computed here).
+Standard library only (zlib has no CRC32C, so it is computed here; there is
+no zstd either: the compressed chunks of the REC3 seeds are zstd frames made
+by hand of RLE blocks, which any decoder must take; fuzz_zchunk makes real
+compressed chunks itself from content, its mode 3).
 Deterministic: running it again rewrites the same files.
 
     tests/fuzz/make_seeds.py          # into tests/fuzz/corpus
@@ -39,6 +42,7 @@ assert crc32c(b"123456789") == 0xE3069283
 
 RECORD_MAGIC_V1 = 0x31434552  # "REC1": format 1, no time
 RECORD_MAGIC = 0x32434552     # "REC2": format 2, a signed 48-bit time in bytes 6..7, 56..59
+RECORD_MAGIC_Z = 0x33434552   # "REC3": format 3, as REC2 with compressed chunks
 TRAILER_MAGIC = 0x31444E45
 BLOB, TOMBSTONE = 1, 2
 PACK_ID = 7  # the id fuzz_pack_scan opens its file as
@@ -54,12 +58,15 @@ def marker(seq, reserved=bytes(12)):
     return b + struct.pack("<I", crc32c(b))
 
 
-def record_header(kind, shift, seq, length, digest, reserved0=0, reserved1=0, time=None):
-    """REC1 (format 1) unless a time is given: then REC2 with that time."""
+def record_header(kind, shift, seq, length, digest, reserved0=0, reserved1=0, time=None,
+                  magic=None):
+    """REC1 (format 1) unless a time is given: then REC2 (or the magic given)
+    with that time."""
     if time is not None:
         bits = time & (2**48 - 1)
         reserved0, reserved1 = bits >> 32, bits & 0xFFFFFFFF
-    magic = RECORD_MAGIC_V1 if time is None else RECORD_MAGIC
+    if magic is None:
+        magic = RECORD_MAGIC_V1 if time is None else RECORD_MAGIC
     b = struct.pack("<IBBHQQ", magic, kind, shift, reserved0, seq, length)
     b += digest + struct.pack("<I", reserved1)
     assert len(b) == 60
@@ -77,6 +84,54 @@ def record(kind, seq, data=b"", shift=16, digest=None, time=None):
     return record_header(kind, shift, seq, len(data), digest, time=time) + data + table + trailer
 
 
+# ---- zstd frames by hand (RFC 8878), and REC3 records of them ----
+
+ZSTD_MAGIC = 0xFD2FB528
+
+
+def zstd_rle_frame(byte, n, content_size=None, window_log=None):
+    """A frame that decodes to n copies of byte: RLE blocks of at most 128 KiB.
+    By default single-segment with a 4-byte content size (content_size may
+    lie); with window_log, a window descriptor instead and no content size."""
+    if window_log is None:
+        fcs = n if content_size is None else content_size
+        head = struct.pack("<IBI", ZSTD_MAGIC, 0xA0, fcs)  # FCS 4 bytes, single segment
+    else:
+        head = struct.pack("<IBB", ZSTD_MAGIC, 0x00, (window_log - 10) << 3)
+    blocks, left = b"", n
+    while True:
+        size = min(left, 128 << 10)
+        left -= size
+        last = 1 if left == 0 else 0
+        blocks += (last | 1 << 1 | size << 3).to_bytes(3, "little") + bytes([byte])
+        if last:
+            return head + blocks
+
+
+def zrecord(seq, chunks, shift=12, time=1700000000, digest=None, fix_table=None):
+    """A whole REC3: chunks is a list of (content, stored) pairs, stored the
+    bytes on disk (content itself for a raw chunk). fix_table, if given,
+    rewrites the list of (stored size, crc) entries before the trailer seals
+    them."""
+    content = b"".join(c for c, _ in chunks)
+    # One (content, stored) pair per chunk of 1 << shift bytes.
+    assert all(len(c) == 1 << shift for c, _ in chunks[:-1]) and len(chunks[-1][0]) <= 1 << shift
+    if digest is None:
+        digest = hashlib.sha256(content).digest()
+    entries = [(len(st), crc32c(st)) for _, st in chunks]
+    if fix_table:
+        entries = fix_table(entries)
+    table = b"".join(struct.pack("<II", n, c) for n, c in entries)
+    stored = b"".join(st for _, st in chunks)
+    trailer = struct.pack("<IIQ", TRAILER_MAGIC, crc32c(table), seq)
+    return record_header(BLOB, shift, seq, len(content), digest, time=time,
+                         magic=RECORD_MAGIC_Z) + table + stored + trailer
+
+
+def rle_chunk(byte, n):
+    return (bytes([byte]) * n, zstd_rle_frame(byte, n))
+
+
 def flip(b, at, mask=0x01):
     b = bytearray(b)
     b[at] ^= mask
@@ -92,6 +147,7 @@ FIX_CHUNKS = 1 << 3
 FIX_TRAILER = 1 << 4
 FIX_HEADER_CRC = 1 << 5
 IN_NO_HASHER = 1 << 6
+FIX_ZSIZES = 1 << 7
 FIX_ALL = FIX_HASH | FIX_CHUNKS | FIX_TRAILER | FIX_HEADER_CRC
 
 
@@ -103,6 +159,16 @@ def pack_scan_seeds():
     t = record(TOMBSTONE, 2, digest=hashlib.sha256(hello).digest())
     b = record(BLOB, 3, b"second blob")
     c = record(BLOB, 5, big, shift=12)  # three chunks of 4 KiB
+    # REC3, 4 KiB chunks: RLE, raw (random), RLE, and a short last one raw.
+    z3 = [rle_chunk(0x61, 4096), (big[:4096], big[:4096]), rle_chunk(0, 4096),
+          (big[4096:4196], big[4096:4196])]
+    zfix = bytearray(zrecord(34, [rle_chunk(5, 4096), rle_chunk(6, 4096), (big[:808],) * 2]))
+    zfix[24:64] = bytes(40)                                # hash, time, header CRC
+    for i in range(3):
+        zfix[64 + 8 * i + 4:64 + 8 * i + 8] = bytes(4)    # chunk CRCs
+    zfix[64 + 16:64 + 20] = struct.pack("<I", 81 * 808 + 807)  # out of bounds; fixed to 808
+    zfix[-16:] = bytes(16)                                 # trailer
+    zfix = bytes(zfix)
     h = pack_header()
     n = IN_NO_HASHER
     seeds = {
@@ -128,6 +194,29 @@ def pack_scan_seeds():
         record(TOMBSTONE, 12, digest=hashlib.sha256(hello).digest(), time=1700000001),
         "rec1-then-rec2": bytes([n]) + h + a + b + record(BLOB, 13, b"new", time=-5),
         "rec2-torn-tail": bytes([n]) + h + record(BLOB, 14, big, shift=12, time=2**47 - 1)[:5000],
+        # Format 3 (REC3): compressed chunks (RLE frames), raw ones, and both.
+        "rec3-blob": bytes([n]) + h + zrecord(20, z3),
+        "rec3-one-byte": bytes([n]) + h + zrecord(21, [(b"x", b"x")], shift=16),
+        "rec3-among-others": bytes([n]) + h + a + zrecord(22, z3) + t +
+        zrecord(23, [rle_chunk(0, 65536), rle_chunk(7, 100)], shift=16) + b,
+        "rec3-bad-chunk": bytes([n]) + h + flip(zrecord(24, z3), 64 + 24 + 10) + a,
+        "rec3-wrong-length-frame": bytes([n]) + h +
+        zrecord(25, [(b"a" * 4096, zstd_rle_frame(ord("a"), 4095))]) + a,
+        "rec3-lying-content-size": bytes([n]) + h +
+        zrecord(26, [(b"a" * 4096, zstd_rle_frame(ord("a"), 4096, content_size=4000))]),
+        "rec3-window-too-large": bytes([n]) + h +
+        zrecord(27, [(b"w" * 4096, zstd_rle_frame(ord("w"), 4096, window_log=25))]),
+        "rec3-wrong-hash": bytes([n]) + h + zrecord(28, z3, digest=bytes(32)),
+        "rec3-table-size-zero": bytes([n]) + h +
+        zrecord(29, z3, fix_table=lambda e: [(0, e[0][1])] + e[1:]) + a,
+        "rec3-table-size-too-large": bytes([n]) + h +
+        zrecord(30, [(b"q" * 100, b"q" * 101)]) + a,
+        "rec3-torn": bytes([n]) + h + a + zrecord(31, z3)[:150],
+        "rec3-damaged-header-then-rec3": bytes([n]) + h + flip(zrecord(32, z3), 10) +
+        zrecord(33, [rle_chunk(1, 5000)], shift=13),
+        # The hash, the header, chunk and table CRCs and the trailer zeroed,
+        # the stored sizes too big: the fix-ups make it frame and verify.
+        "rec3-fixup-all": bytes([n | FIX_ALL | FIX_ZSIZES]) + h + zfix,
         # Checksums zeroed out: the harness fixes them up before the scan.
         "fixup-all": bytes([n | IN_PREFIX_HEADER | FIX_ALL]) +
         record_header(BLOB, 12, 9, 5000, bytes(32))[:60] + bytes(4) +
@@ -161,6 +250,14 @@ def record_seeds():
         record_header(TOMBSTONE, 16, 44, 0, d, time=-(2**47)) + vals + bytes([0xC5]),
         "record-header-rec1-encode": bytes([0]) + record_header(BLOB, 16, 42, 7, d) + vals +
         bytes([0x80]),
+        # REC3: as REC2 with another magic; a blob with content only.
+        "record-header-rec3": bytes([0]) +
+        record_header(BLOB, 16, 45, 70000, d, time=1700000000, magic=RECORD_MAGIC_Z) +
+        vals[:26] + bytes([vals[26] | 0x40]) + vals[27:],
+        "record-header-rec3-empty-refused": bytes([0]) +
+        record_header(BLOB, 16, 46, 0, d, time=1, magic=RECORD_MAGIC_Z) + vals,
+        "record-header-rec3-tombstone-refused": bytes([0]) +
+        record_header(TOMBSTONE, 16, 47, 0, d, time=1, magic=RECORD_MAGIC_Z) + vals,
         "pack-header": bytes([0]) + pad(pack_header(0x12345678)) + vals,
         "marker": bytes([0]) + pad(marker(2**40 + 3)) + vals,
         "fixup-all-flags": bytes([0x7f]) + bytes(range(1, 65)) + vals,
@@ -234,15 +331,16 @@ def index_crashers():
 
 def checkpoint(packs, entries, next_seq=10, next_pack_id=3, version=2):
     """packs: (id, size, tombstones, max_seq, last_offset, last_seq);
-    entries: (digest, offset, length, pack_id, time), sorted by digest."""
+    entries: (digest, offset, length, pack_id, time[, disk]), sorted by digest
+    (disk: a REC3's size on disk, version 3 only)."""
     h = b"BLOBIDX1" + struct.pack("<IIQQI", version, len(packs), len(entries), next_seq,
                                    next_pack_id) + bytes(24)
     b = h + struct.pack("<I", crc32c(h))
     for pid, size, tombs, max_seq, last_off, last_seq in packs:
         b += struct.pack("<IBBHQQQQQ", pid, 0, 1, 0, size, tombs, max_seq, last_off, last_seq)
-    for digest, off, length, pid, time in entries:
-        b += digest + struct.pack("<QQII", off, length, pid, 0)
-        if version == 2:
+    for digest, off, length, pid, time, *disk in entries:
+        b += digest + struct.pack("<QQII", off, length, pid, disk[0] if disk else 0)
+        if version >= 2:
             b += struct.pack("<q", time)
     return b + struct.pack("<II", 0x31584449, crc32c(b))
 
@@ -252,7 +350,64 @@ def checkpoint_seeds():
     packs = [(1, 4096, 0, 3, 2000, 3), (2, 2000000, 0, 4, 32, 4)]
     entries = [(d[0], 32, 100, 1, 1700000000), (d[1], 500, 200, 1, -1),
                (d[2], 32, 1500000, 2, 2**47 - 1)]
-    return {"v2-three-blobs": bytes([0]) + checkpoint(packs, entries)}
+    # Format 3: disk sizes of compressed records (each as an index slot keeps
+    # it: 12 significant bits), 0 for a raw one.
+    entries3 = [(d[0], 32, 100, 1, 1700000000, 89), (d[1], 500, 200, 1, -1),
+                (d[2], 32, 1500000, 2, 2**47 - 1, 8190)]
+    return {"v2-three-blobs": bytes([0]) + checkpoint(packs, entries),
+            "v3-three-blobs": bytes([0]) + checkpoint(packs, entries3, version=3),
+            "v3-disk-not-rounded": bytes([0]) +
+            checkpoint(packs, [(d[0], 32, 100000, 1, 5, 4097)], version=3),
+            "fixups-zero-v2": bytes([1 | 2 | 4 | 16]) + bytes(64 + 48 + 2 * 64 + 8)}
+
+
+# ---- fuzz_zchunk: mode byte + the rest (see fuzz_zchunk.c) ----
+
+def zchunk_seeds():
+    rnd = random.Random(3)
+    text = bytes(rnd.choice(b"etaoin s") for _ in range(20000))
+    noise = bytes(rnd.getrandbits(8) for _ in range(3000))
+    want = lambda n: struct.pack("<I", n - 1)[:3]
+    frames = {
+        "stored-rle": zstd_rle_frame(0x41, 4096),
+        "stored-rle-two-frames": zstd_rle_frame(1, 100) + zstd_rle_frame(2, 3996),
+        "stored-rle-lying-size": zstd_rle_frame(0x41, 4096, content_size=5000),
+        "stored-window-25": zstd_rle_frame(9, 4096, window_log=25),
+        "stored-window-24": zstd_rle_frame(9, 4096, window_log=24),
+        "stored-skippable": struct.pack("<II", 0x184D2A50, 4) + b"skip" +
+        zstd_rle_frame(3, 4096),
+        "stored-noise": noise,
+    }
+    seeds = {name: bytes([0]) + want(4096) + f for name, f in frames.items()}
+    seeds["stored-rle-wants-less"] = bytes([0]) + want(4095) + frames["stored-rle"]
+    seeds["stored-rle-wants-more"] = bytes([0]) + want(4097) + frames["stored-rle"]
+    # 16 MiB of one byte from about 500: the most a chunk may be.
+    seeds["stored-rle-16mib"] = bytes([0]) + want(1 << 24) + zstd_rle_frame(0, 1 << 24)
+    seeds["compress-text"] = bytes([1, 2]) + text[:5000]
+    seeds["compress-noise"] = bytes([1, 0]) + noise
+    seeds["compress-zeros"] = bytes([1, 5]) + bytes(65000)
+    # Mode 2: a REC3 as bytes, as written, and with everything to fix.
+    z = zrecord(5, [rle_chunk(0x61, 4096), (noise[:4096 - 1096] + text[:1096],) * 2,
+                    rle_chunk(0, 808)])
+    seeds["record"] = bytes([2]) + z
+    zero = bytearray(z)
+    zero[0:4] = b"RECX"                                     # magic
+    zero[24:56] = bytes(32)                                 # hash
+    zero[60:64] = bytes(4)                                  # header CRC
+    for i in range(3):
+        zero[64 + 8 * i + 4:64 + 8 * i + 8] = bytes(4)     # chunk CRCs
+    zero[-16:] = bytes(16)                                  # trailer
+    seeds["record-fix-all"] = bytes([2 | 0xFC]) + bytes(zero)
+    seeds["record-bad-table"] = bytes([2]) + flip(z, 70)
+    # Mode 3: content made into a REC3 (shift 12 + byte 1 % 5), then a byte
+    # (offset in bytes 2..3) XORed with byte 4, resealed with bit 2.
+    half = text[:9000] + noise + text[9000:13000]
+    seeds["built-text"] = bytes([3, 0, 0, 0, 0]) + text
+    seeds["built-mixed-shift-13"] = bytes([3, 1, 0, 0, 0]) + half
+    seeds["built-damaged-frame"] = bytes([3, 0, 130, 0, 0x10]) + half
+    seeds["built-damaged-frame-resealed"] = bytes([3 | 4, 0, 130, 0, 0x10]) + half
+    seeds["built-damaged-table"] = bytes([3, 0, 70, 0, 0xFF]) + half
+    return seeds
 
 
 def meta(uid, gid, mode, version=1, reserved=0):
@@ -288,6 +443,7 @@ def main():
     write(os.path.join(root, "corpus", "fuzz_index"), index_seeds())
     write(os.path.join(root, "corpus", "fuzz_checkpoint"), checkpoint_seeds())
     write(os.path.join(root, "corpus", "fuzz_meta"), meta_seeds())
+    write(os.path.join(root, "corpus", "fuzz_zchunk"), zchunk_seeds())
     # Inputs that once found bugs (fixed): kept as regressions in the corpus.
     regress = lambda files: {"regression-" + k: v for k, v in files.items()}
     write(os.path.join(root, "corpus", "fuzz_record"), regress(record_crashers()))
