@@ -1,7 +1,10 @@
 /*
- * chunk_codec.c - zstd, one chunk at a time, with per-thread contexts. The
- * decoder's window is capped at the largest chunk the format allows, so a
- * hostile frame cannot make it allocate more than that.
+ * chunk_codec.c - zstd, one chunk at a time, with per-thread contexts. A
+ * stored chunk must be exactly one zstd frame (no skippable frame, nothing
+ * after it) that says no other content size than the chunk's; it is decoded
+ * in one call straight into the caller's buffer of the chunk's size, which
+ * allocates no window buffer whatever window the frame declares, so a
+ * hostile frame cannot make the decoder write or allocate past a chunk.
  */
 #include "chunk_codec.h"
 
@@ -58,9 +61,7 @@ static ZSTD_DCtx *thread_dctx(void)
 	d = pthread_getspecific(dctx_key);
 	if (!d) {
 		d = ZSTD_createDCtx();
-		if (d && (ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax,
-							      CHUNK_SHIFT_MAX)) ||
-			  pthread_setspecific(dctx_key, d))) {
+		if (d && pthread_setspecific(dctx_key, d)) {
 			ZSTD_freeDCtx(d);
 			d = NULL;
 		}
@@ -90,10 +91,21 @@ long chunk_compress(int level, const void *src, size_t n, void *dst)
 int chunk_decompress(const void *stored, size_t stored_len, void *dst, size_t want)
 {
 	ZSTD_DCtx *d = thread_dctx();
+	const uint8_t *p = stored;
+	unsigned long long content;
 	size_t got;
 
 	if (!d)
 		return -ENOMEM;
+	/* One frame, nothing else: docs/FORMAT.md. */
+	if (stored_len < 4 || ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			       (uint32_t)p[3] << 24) != ZSTD_MAGICNUMBER ||
+	    ZSTD_findFrameCompressedSize(stored, stored_len) != stored_len)
+		return -EBADMSG;
+	content = ZSTD_getFrameContentSize(stored, stored_len);
+	if (content == ZSTD_CONTENTSIZE_ERROR ||
+	    (content != ZSTD_CONTENTSIZE_UNKNOWN && content != want))
+		return -EBADMSG;
 	got = ZSTD_decompressDCtx(d, dst, want, stored, stored_len);
 	if (ZSTD_isError(got)) {
 		/* A failed frame can leave the context mid-stream. */

@@ -1,9 +1,10 @@
 /*
  * chunk_codec.h - compression of one data chunk at a time (zstd), for the
  * compressed records of docs/FORMAT.md (format 3). Compression is a choice
- * of the writer; decompression treats its input as untrusted: the output is
- * bounded by the caller's buffer (a chunk), the decoder's window is bounded,
- * and anything that does not decode to exactly the expected size is damage.
+ * of the writer; decompression treats its input as untrusted: it must be
+ * exactly one zstd frame, the output is bounded by the caller's buffer (a
+ * chunk) and decoded straight into it (no window buffer is allocated), and
+ * anything that does not decode to exactly the expected size is damage.
  * Each thread keeps its own zstd contexts (made on first use, freed when the
  * thread ends), so callers need no lock.
  */

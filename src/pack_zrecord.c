@@ -222,7 +222,10 @@ int zrecord_verify(const struct io_ops *io, int fd, const struct record_info *re
 	if (!chunks || !buf || !scratch)
 		goto out;
 	ret = pack_read_ztable(io, fd, &r, chunks);
-	if (ret == -EBADMSG)
+	/* The table decoded (r.stored is its sum) but the file ends first. */
+	if (ret == -EBADMSG && r.stored && record_end(&r) > (uint64_t)st.st_size)
+		*problem = "record cut short";
+	else if (ret == -EBADMSG)
 		*problem = "chunk table does not match its trailer";
 	if (ret < 0)
 		goto out;

@@ -88,7 +88,18 @@ static inline ZSTD_DCtx *fz_dctx(void)
 static inline bool fz_zstd_decodes(const uint8_t *src, size_t len, uint8_t *out, size_t want)
 {
 	ZSTD_DCtx *d = fz_dctx();
-	size_t got = ZSTD_decompressDCtx(d, out, want + 1, src, len);
+	unsigned long long content;
+	size_t got;
+
+	/* docs/FORMAT.md: exactly one zstd frame (not a skippable one, nothing
+	 * after it), declaring no other content size than the chunk's. */
+	if (len < 4 || (src[0] | src[1] << 8 | src[2] << 16 | (uint32_t)src[3] << 24) != ZSTD_MAGICNUMBER ||
+	    ZSTD_findFrameCompressedSize(src, len) != len)
+		return false;
+	content = ZSTD_getFrameContentSize(src, len);
+	if (content == ZSTD_CONTENTSIZE_ERROR || (content != ZSTD_CONTENTSIZE_UNKNOWN && content != want))
+		return false;
+	got = ZSTD_decompressDCtx(d, out, want + 1, src, len);
 
 	if (ZSTD_isError(got)) {
 		ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
