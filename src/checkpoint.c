@@ -145,68 +145,17 @@ static void out_put(struct out *o, const uint8_t *p, size_t n)
 	o->used += n;
 }
 
-struct write_entries {
-	struct out *out;
-	uint64_t count;
-};
-
-static int write_entry(const struct index_entry *e, void *arg)
-{
-	struct write_entries *w = arg;
-	uint8_t buf[CHECKPOINT_ENTRY_SIZE];
-
-	if (e->kind != RECORD_BLOB)
-		return 0;
-	checkpoint_entry_encode(e, buf);
-	out_put(w->out, buf, sizeof(buf));
-	w->count++;
-	return 0;
-}
-
-int checkpoint_write(const struct io_ops *io, int dirfd, const char *name, const struct checkpoint_header *h,
-		     const struct checkpoint_pack *packs, const struct index *index)
-{
-	struct out o = { .io = io, .fd = -1 };
-	struct write_entries w = { .out = &o };
-	uint8_t buf[CHECKPOINT_HEADER_SIZE > CHECKPOINT_PACK_SIZE ? CHECKPOINT_HEADER_SIZE
-								     : CHECKPOINT_PACK_SIZE];
-	int ret = -ENOMEM;
-
-	o.buf = malloc(BUFFER_SIZE);
-	if (!o.buf)
-		goto out;
-	o.fd = io->openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (o.fd < 0) {
-		ret = -errno;
-		goto out;
-	}
-	checkpoint_header_encode(h, buf);
-	out_put(&o, buf, CHECKPOINT_HEADER_SIZE);
-	for (uint32_t i = 0; i < h->pack_count; i++) {
-		checkpoint_pack_encode(&packs[i], buf);
-		out_put(&o, buf, CHECKPOINT_PACK_SIZE);
-	}
-	index_foreach(index, write_entry, &w);
-	ret = -EINVAL;
-	if (w.count != h->entry_count)
-		goto out; /* the caller's count must match what is written */
-	put_le32(buf, CHECKPOINT_TRAILER_MAGIC);
-	put_le32(buf + 4, o.crc);
-	out_put(&o, buf, CHECKPOINT_TRAILER_SIZE);
-	out_flush(&o);
-	ret = o.error;
-	if (ret == 0 && io->fsync(o.fd) < 0)
-		ret = -errno;
-out:
-	if (o.fd >= 0)
-		io->close(o.fd);
-	free(o.buf);
-	return ret;
-}
-
-int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *name,
-			     struct checkpoint_header *h, const struct checkpoint_pack *packs,
-			     checkpoint_next_fn next, void *arg)
+/*
+ * Writes the file: header, packs, the entries next() hands out (in hash
+ * order, blobs only), trailer, then fsync. With count_known the header is
+ * final from the start (h->entry_count must come out right) and the CRC is
+ * taken as the bytes go; otherwise the count is known only at the end, so
+ * the header is written then and the CRC taken by reading the file back
+ * (from the page cache).
+ */
+static int write_checkpoint(const struct io_ops *io, int dirfd, const char *name,
+			    struct checkpoint_header *h, const struct checkpoint_pack *packs,
+			    checkpoint_next_fn next, void *arg, bool count_known)
 {
 	enum { BATCH = 4096 };
 	struct out o = { .io = io, .fd = -1 };
@@ -214,11 +163,11 @@ int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *nam
 	uint8_t buf[CHECKPOINT_HEADER_SIZE > CHECKPOINT_PACK_SIZE ? CHECKPOINT_HEADER_SIZE
 								     : CHECKPOINT_PACK_SIZE];
 	uint8_t prev[BLOBFS_HASH_SIZE];
+	uint64_t expect = h->entry_count, written = 0;
 	uint32_t crc = 0;
 	long got;
 	int ret = -ENOMEM;
 
-	h->entry_count = 0;
 	o.buf = malloc(BUFFER_SIZE);
 	if (!o.buf || !batch)
 		goto out;
@@ -227,9 +176,10 @@ int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *nam
 		ret = -errno;
 		goto out;
 	}
-	/* The header's count is known at the end: it is written then, and the
-	 * file's CRC is taken by reading it back (from the page cache). */
-	memset(buf, 0, CHECKPOINT_HEADER_SIZE);
+	if (count_known)
+		checkpoint_header_encode(h, buf);
+	else
+		memset(buf, 0, CHECKPOINT_HEADER_SIZE);
 	out_put(&o, buf, CHECKPOINT_HEADER_SIZE);
 	for (uint32_t i = 0; i < h->pack_count; i++) {
 		checkpoint_pack_encode(&packs[i], buf);
@@ -239,27 +189,35 @@ int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *nam
 	while (ret == 0 && (got = next(arg, batch, BATCH)) > 0) {
 		for (long i = 0; ret == 0 && i < got; i++) {
 			uint8_t entry[CHECKPOINT_ENTRY_SIZE];
-			if (h->entry_count && memcmp(prev, batch[i].hash, BLOBFS_HASH_SIZE) >= 0)
+			if (batch[i].kind != RECORD_BLOB)
+				continue;
+			if (written && memcmp(prev, batch[i].hash, BLOBFS_HASH_SIZE) >= 0)
 				ret = -EINVAL; /* the entries must come in hash order */
 			memcpy(prev, batch[i].hash, BLOBFS_HASH_SIZE);
 			checkpoint_entry_encode(&batch[i], entry);
 			out_put(&o, entry, sizeof(entry));
-			h->entry_count++;
+			written++;
 		}
 	}
 	if (ret == 0 && got < 0)
 		ret = (int)got;
+	if (ret == 0 && count_known && written != expect)
+		ret = -EINVAL; /* the caller's count must match what is written */
 	out_flush(&o);
 	if (ret == 0)
 		ret = o.error;
-	checkpoint_header_encode(h, buf);
-	if (ret == 0)
+	crc = o.crc;
+	if (ret == 0 && !count_known) {
+		h->entry_count = written;
+		checkpoint_header_encode(h, buf);
 		ret = pwrite_full(io, o.fd, buf, CHECKPOINT_HEADER_SIZE, 0);
-	for (uint64_t pos = 0; ret == 0 && pos < o.pos; pos += BUFFER_SIZE) {
-		size_t n = o.pos - pos < BUFFER_SIZE ? (size_t)(o.pos - pos) : BUFFER_SIZE;
-		ret = pread_full(io, o.fd, o.buf, n, pos);
-		if (ret == 0)
-			crc = crc32c(crc, o.buf, n);
+		crc = 0;
+		for (uint64_t pos = 0; ret == 0 && pos < o.pos; pos += BUFFER_SIZE) {
+			size_t n = o.pos - pos < BUFFER_SIZE ? (size_t)(o.pos - pos) : BUFFER_SIZE;
+			ret = pread_full(io, o.fd, o.buf, n, pos);
+			if (ret == 0)
+				crc = crc32c(crc, o.buf, n);
+		}
 	}
 	put_le32(buf, CHECKPOINT_TRAILER_MAGIC);
 	put_le32(buf + 4, crc);
@@ -273,6 +231,41 @@ out:
 	free(o.buf);
 	free(batch);
 	return ret;
+}
+
+/* The whole of an index that does not change meanwhile, a batch at a time. */
+struct index_walk {
+	const struct index *index;
+	uint8_t last[BLOBFS_HASH_SIZE];
+	bool started;
+};
+
+static long index_walk_next(void *arg, struct index_entry *out, size_t max)
+{
+	struct index_walk *w = arg;
+	size_t got = index_seek_many(w->index, w->started ? w->last : NULL, w->started, out, max);
+
+	if (got) {
+		memcpy(w->last, out[got - 1].hash, BLOBFS_HASH_SIZE);
+		w->started = true;
+	}
+	return (long)got;
+}
+
+int checkpoint_write(const struct io_ops *io, int dirfd, const char *name, const struct checkpoint_header *h,
+		     const struct checkpoint_pack *packs, const struct index *index)
+{
+	struct checkpoint_header copy = *h;
+	struct index_walk walk = { .index = index };
+
+	return write_checkpoint(io, dirfd, name, &copy, packs, index_walk_next, &walk, true);
+}
+
+int checkpoint_write_batched(const struct io_ops *io, int dirfd, const char *name,
+			     struct checkpoint_header *h, const struct checkpoint_pack *packs,
+			     checkpoint_next_fn next, void *arg)
+{
+	return write_checkpoint(io, dirfd, name, h, packs, next, arg, false);
 }
 
 /* A buffered reader that checksums everything it reads. */

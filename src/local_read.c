@@ -375,11 +375,9 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 	if (!reader->corrupt && end == reader->base.length && reader->hashed < start &&
 	    reader->served >= reader->base.length)
 		ret = reader_catch_up(reader, start);
-	if (ret < 0)
-		;
-	else if (reader->corrupt)
+	if (ret == 0 && reader->corrupt)
 		ret = -EBADMSG;
-	else if (start <= reader->hashed && reader->hashed < end) {
+	else if (ret == 0 && start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;

@@ -167,8 +167,8 @@ int pack_verify_record(const struct io_ops *io, int fd, const struct record_info
  * match. */
 int pack_read_chunk_table(const struct io_ops *io, int fd, const struct record_info *rec, uint32_t *crcs);
 
-/* The same for a REC3: fills chunks (record_chunk_count entries) and
- * rec->stored, checking every entry's bounds and the trailer. */
+/* The same for a REC3: fills chunks (record_chunk_count entries; NULL for
+ * none) and rec->stored, checking every entry's bounds and the trailer. */
 int pack_read_ztable(const struct io_ops *io, int fd, struct record_info *rec, struct zchunk *chunks);
 
 /* Writes a whole REC3 record from memory at rec->offset in one write: its

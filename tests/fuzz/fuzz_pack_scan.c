@@ -104,62 +104,13 @@ static bool model_frames(const uint8_t *f, uint64_t size, uint64_t off, struct r
 	return true;
 }
 
-/* The REC3 fix-ups at off (its header h): stored sizes in bounds, chunk
- * CRCs, the hash of the decoded content, the trailer. */
+/* The REC3 fix-ups of fuzz_zmodel.h, as this target's flags ask. */
 static void fix_up_zrecord(uint8_t *f, uint64_t size, uint64_t off, unsigned flags, uint64_t *budget)
 {
-	uint8_t *h = f + off;
-	uint64_t length = fz_le64(h + 16), count, table, data, sum = 0;
-	unsigned shift = h[5];
+	unsigned fix = (flags & FIX_ZSIZES ? FZ_FIX_ZSIZES : 0) | (flags & FIX_CHUNKS ? FZ_FIX_CHUNKS : 0) |
+		       (flags & FIX_HASH ? FZ_FIX_HASH : 0) | (flags & FIX_TRAILER ? FZ_FIX_TRAILER : 0);
 
-	if (shift < CHUNK_SHIFT_MIN || shift > CHUNK_SHIFT_MAX || length == 0 ||
-	    size - off < 80 || (count = chunk_count(length, shift)) > (size - off - 80) / 8 ||
-	    count > *budget)
-		return;
-	*budget -= count;
-	table = off + 64;
-	data = table + 8 * count;
-	for (uint64_t i = 0; i < count; i++) {
-		uint64_t n = fz_chunk_length(length, shift, i);
-		uint32_t stored = fz_le32(f + table + 8 * i);
-		if ((flags & FIX_ZSIZES) && (stored == 0 || stored > n))
-			fz_put32(f + table + 8 * i, stored = (uint32_t)(1 + stored % n));
-		if (stored == 0 || stored > n)
-			return;
-		sum += stored;
-	}
-	if (sum > size - off - 80 - 8 * count)
-		return;
-	if ((flags & FIX_CHUNKS) && sum <= *budget) {
-		*budget -= sum;
-		for (uint64_t i = 0, at = data; i < count; at += fz_le32(f + table + 8 * i), i++)
-			fz_put32(f + table + 8 * i + 4, fz_crc32c(f + at, fz_le32(f + table + 8 * i)));
-	}
-	if ((flags & FIX_HASH) && length <= *budget) {
-		uint64_t chunk = UINT64_C(1) << shift, at = data;
-		uint8_t *buf = malloc((length < chunk ? length : chunk) + 1);
-		bool ok = buf && hasher_reset(model_hasher) == 0;
-		*budget -= length;
-		for (uint64_t i = 0; ok && i < count; at += fz_le32(f + table + 8 * i), i++) {
-			uint64_t n = fz_chunk_length(length, shift, i);
-			uint32_t stored = fz_le32(f + table + 8 * i);
-			const uint8_t *content = f + at;
-			if (stored < n) {
-				ok = fz_zstd_decodes(f + at, stored, buf, (size_t)n);
-				content = buf;
-			}
-			ok = ok && hasher_update(model_hasher, content, (size_t)n) == 0;
-		}
-		if (ok)
-			FUZZ_CHECK(hasher_final(model_hasher, h + 24) == 0);
-		free(buf);
-	}
-	if (flags & FIX_TRAILER) {
-		uint64_t trailer = data + sum;
-		fz_put32(f + trailer, TRAILER_MAGIC);
-		fz_put32(f + trailer + 4, fz_crc32c(f + table, 8 * count));
-		memcpy(f + trailer + 8, h + 8, 8);
-	}
+	fz_fix_up_zrecord(f, size, off, fix, budget, model_hasher);
 }
 
 /* Repairs checksums around every record magic, in file order. */

@@ -190,9 +190,6 @@ static void check_raw_record(const uint8_t *in, size_t len, unsigned flags)
 	pack_header_encode(FUZZ_PACK_ID, f);
 	memcpy(h, in, len);
 	if (len >= 80) {
-		uint64_t length, count, table = PACK_HEADER_SIZE + 64, sum = 0;
-		unsigned shift;
-		bool sizes_ok = true;
 		if (flags & FIX_HEADER) {
 			fz_put32(h, RECORD_MAGIC_Z);
 			h[4] = RECORD_BLOB;
@@ -203,48 +200,15 @@ static void check_raw_record(const uint8_t *in, size_t len, unsigned flags)
 			if (fz_le64(h + 16) == 0 || fz_le64(h + 16) > RECORD_LENGTH_MAX)
 				fz_put64(h + 16, 1 + fz_le64(h + 16) % (UINT64_C(1) << 20));
 		}
-		shift = h[5];
-		length = fz_le64(h + 16);
-		if (shift >= CHUNK_SHIFT_MIN && shift <= CHUNK_SHIFT_MAX && length > 0 &&
-		    length <= RECORD_LENGTH_MAX &&
-		    (count = fz_chunk_count(length, shift)) <= (len - 80) / 8) {
-			for (uint64_t i = 0; i < count; i++) {
-				uint64_t n = fz_chunk_length(length, shift, i);
-				uint32_t stored = fz_le32(f + table + 8 * i);
-				if ((flags & FIX_ZSIZES) && (stored == 0 || stored > n))
-					fz_put32(f + table + 8 * i, stored = (uint32_t)(1 + stored % n));
-				sizes_ok = sizes_ok && stored > 0 && stored <= n;
-				sum += stored;
-			}
-			if (sizes_ok && sum <= len - 80 - 8 * count) {
-				uint64_t data = table + 8 * count, at = data;
-				if (flags & FIX_CHUNKS)
-					for (uint64_t i = 0; i < count; at += fz_le32(f + table + 8 * i), i++)
-						fz_put32(f + table + 8 * i + 4,
-							 fz_crc32c(f + at, fz_le32(f + table + 8 * i)));
-				if ((flags & FIX_HASH) && length <= FZ_DECODE_BUDGET) {
-					uint64_t chunk = UINT64_C(1) << shift;
-					uint8_t *buf = malloc((length < chunk ? length : chunk) + 1);
-					bool ok = buf && hasher_reset(model_hasher) == 0;
-					at = data;
-					for (uint64_t i = 0; ok && i < count; at += fz_le32(f + table + 8 * i), i++) {
-						uint64_t n = fz_chunk_length(length, shift, i);
-						uint32_t stored = fz_le32(f + table + 8 * i);
-						ok = stored == n || fz_zstd_decodes(f + at, stored, buf, (size_t)n);
-						ok = ok && hasher_update(model_hasher, stored == n ? f + at : buf,
-									 (size_t)n) == 0;
-					}
-					if (ok)
-						FUZZ_CHECK(hasher_final(model_hasher, h + 24) == 0);
-					free(buf);
-				}
-				if (flags & FIX_TRAILER) {
-					uint64_t trailer = data + sum;
-					fz_put32(f + trailer, TRAILER_MAGIC);
-					fz_put32(f + trailer + 4, fz_crc32c(f + table, 8 * count));
-					memcpy(f + trailer + 8, h + 8, 8);
-				}
-			}
+		{
+			/* Enough for the table and stored bytes this input can
+			 * hold, and FZ_DECODE_BUDGET of content to hash. */
+			uint64_t budget = FZ_DECODE_BUDGET + 2 * len;
+			unsigned fix = (flags & FIX_ZSIZES ? FZ_FIX_ZSIZES : 0) |
+				       (flags & FIX_CHUNKS ? FZ_FIX_CHUNKS : 0) |
+				       (flags & FIX_HASH ? FZ_FIX_HASH : 0) |
+				       (flags & FIX_TRAILER ? FZ_FIX_TRAILER : 0);
+			fz_fix_up_zrecord(f, size, PACK_HEADER_SIZE, fix, &budget, model_hasher);
 		}
 		if (flags & FIX_CRC)
 			fz_put32(h + 60, fz_crc32c(h, 60));

@@ -27,27 +27,9 @@
 
 /* ---- content and records ---- */
 
-/* Content for one chunk: 't' text (a small alphabet: compresses about
- * 2.5 to 1), 'z' zeros, 'r' random (does not compress: kept raw). */
-static void fill_chunk(uint8_t *p, uint64_t n, char kind)
-{
-	static const char letters[8] = { 'e', 't', 'a', 'o', 'i', 'n', ' ', 's' };
-
-	if (kind == 'z') {
-		memset(p, 0, (size_t)n);
-	} else if (kind == 'r') {
-		tu_fill_random(p, (size_t)n);
-	} else {
-		for (uint64_t i = 0; i < n; i += 21) {
-			uint64_t bits = tu_rand();
-			for (uint64_t j = i; j < n && j < i + 21; j++, bits >>= 3)
-				p[j] = (uint8_t)letters[bits & 7];
-		}
-	}
-}
 
 /* len bytes whose chunk i (of 1 << shift bytes) is made as pattern[i %
- * strlen(pattern)] says (fill_chunk). */
+ * strlen(pattern)] says (tu_fill_kind). */
 static uint8_t *make_blob(uint64_t len, unsigned shift, const char *pattern)
 {
 	uint8_t *p = tu_xmalloc((size_t)len);
@@ -55,7 +37,7 @@ static uint8_t *make_blob(uint64_t len, unsigned shift, const char *pattern)
 	size_t kinds = strlen(pattern);
 
 	for (uint64_t i = 0; i * chunk < len; i++)
-		fill_chunk(p + i * chunk, len - i * chunk < chunk ? len - i * chunk : chunk,
+		tu_fill_kind(p + i * chunk, len - i * chunk < chunk ? len - i * chunk : chunk,
 			   pattern[i % kinds]);
 	return p;
 }
@@ -584,7 +566,7 @@ static void test_flawed_records(const char *dir)
 	zrec_free(&z);
 	zrec_build(&z, make_blob(3 * 65536 + 100, CHUNK_SHIFT_DEFAULT, "trt"), 3 * 65536 + 100,
 		   CHUNK_SHIFT_DEFAULT, 2);
-	fill_chunk(frame, 65537, 'r');
+	tu_fill_kind(frame, 65537, 'r');
 	zrec_set_chunk(&z, 2, frame, 65537);
 	check_flawed(dir, 0x41, &z, false, "chunk table");
 	zrec_free(&z);
@@ -615,7 +597,7 @@ static void test_flawed_records(const char *dir)
 		for (size_t k = 0; k < sizeof(others) / sizeof(others[0]); k++) {
 			zrec_build(&z, make_blob(3 * 65536, CHUNK_SHIFT_DEFAULT, "t"), 3 * 65536,
 				   CHUNK_SHIFT_DEFAULT, 2);
-			fill_chunk(other, others[k].len, others[k].kind);
+			tu_fill_kind(other, others[k].len, others[k].kind);
 			got = chunk_compress(CHUNK_CODEC_LEVEL_DEFAULT, other, (size_t)others[k].len, frame);
 			REQUIRE(got > 0 && got < 65536);
 			zrec_set_chunk(&z, 1, frame, (uint32_t)got);
@@ -624,7 +606,7 @@ static void test_flawed_records(const char *dir)
 		}
 		zrec_build(&z, make_blob(3 * 65536, CHUNK_SHIFT_DEFAULT, "t"), 3 * 65536,
 			   CHUNK_SHIFT_DEFAULT, 2);
-		fill_chunk(frame, 30000, 'r');
+		tu_fill_kind(frame, 30000, 'r');
 		zrec_set_chunk(&z, 1, frame, 30000);
 		check_flawed(dir, 0x48, &z, true, "does not decode");
 		zrec_free(&z);
@@ -634,7 +616,7 @@ static void test_flawed_records(const char *dir)
 	/* Every chunk checks out and decodes: only the hash tells. */
 	zrec_build(&z, make_blob(2 * 65536 + 7, CHUNK_SHIFT_DEFAULT, "t"), 2 * 65536 + 7,
 		   CHUNK_SHIFT_DEFAULT, 2);
-	fill_chunk(other, 65536, 't');
+	tu_fill_kind(other, 65536, 't');
 	got = chunk_compress(CHUNK_CODEC_LEVEL_DEFAULT, other, 65536, frame);
 	REQUIRE(got > 0);
 	zrec_set_chunk(&z, 0, frame, (uint32_t)got);
@@ -646,7 +628,7 @@ static void test_flawed_records(const char *dir)
 		/* A frame of 2 chunks of zeros into a buffer of one, with a
 		 * guard after it; a frame of 65436 bytes asked for 65536. */
 		uint8_t *dst = tu_xmalloc(65536 + 4096);
-		fill_chunk(other, 2 * 65536, 'z');
+		tu_fill_kind(other, 2 * 65536, 'z');
 		got = chunk_compress(CHUNK_CODEC_LEVEL_DEFAULT, other, 2 * 65536, frame);
 		REQUIRE(got > 0);
 		memset(dst, 0xa5, 65536 + 4096);
@@ -654,7 +636,7 @@ static void test_flawed_records(const char *dir)
 		for (size_t i = 65536; i < 65536 + 4096; i++)
 			if (!CHECK_EQ(dst[i], 0xa5))
 				break;
-		fill_chunk(other, 65436, 't');
+		tu_fill_kind(other, 65436, 't');
 		got = chunk_compress(CHUNK_CODEC_LEVEL_DEFAULT, other, 65436, frame);
 		REQUIRE(got > 0);
 		CHECK_EQ(chunk_decompress(frame, (size_t)got, dst, 65536), -EBADMSG);

@@ -46,24 +46,6 @@ static struct blobdb_options opts_zstd_small(void)
 
 /* ---- content ---- */
 
-/* One chunk's worth of content: 't' text of a small alphabet (compresses
- * about 2.5 to 1), 'z' zeros, 'r' random (does not compress). */
-static void fill_chunk(uint8_t *p, uint64_t n, char kind)
-{
-	static const char letters[8] = { 'e', 't', 'a', 'o', 'i', 'n', ' ', 's' };
-
-	if (kind == 'z') {
-		memset(p, 0, (size_t)n);
-	} else if (kind == 'r') {
-		tu_fill_random(p, (size_t)n);
-	} else {
-		for (uint64_t i = 0; i < n; i += 21) {
-			uint64_t bits = tu_rand();
-			for (uint64_t j = i; j < n && j < i + 21; j++, bits >>= 3)
-				p[j] = (uint8_t)letters[bits & 7];
-		}
-	}
-}
 
 /* len bytes, chunk i made as pattern[i % strlen(pattern)] says, distinct
  * from every other blob made here (a serial number in the first bytes,
@@ -75,7 +57,7 @@ static uint8_t *make_blob(size_t len, const char *pattern)
 	size_t kinds = strlen(pattern);
 
 	for (uint64_t i = 0; i * CHUNK < len; i++)
-		fill_chunk(p + i * CHUNK, len - i * CHUNK < CHUNK ? len - i * CHUNK : CHUNK,
+		tu_fill_kind(p + i * CHUNK, len - i * CHUNK < CHUNK ? len - i * CHUNK : CHUNK,
 			   pattern[i % kinds]);
 	serial++;
 	for (size_t i = 0; i < 8 && i < len; i++)

@@ -176,6 +176,23 @@ uint64_t tu_rand_below(uint64_t n)
 	return v;
 }
 
+void tu_fill_kind(uint8_t *p, uint64_t n, char kind)
+{
+	static const char letters[8] = { 'e', 't', 'a', 'o', 'i', 'n', ' ', 's' };
+
+	if (kind == 'z') {
+		memset(p, 0, (size_t)n);
+	} else if (kind == 'r') {
+		tu_fill_random(p, (size_t)n);
+	} else {
+		for (uint64_t i = 0; i < n; i += 21) {
+			uint64_t bits = tu_rand();
+			for (uint64_t j = i; j < n && j < i + 21; j++, bits >>= 3)
+				p[j] = (uint8_t)letters[bits & 7];
+		}
+	}
+}
+
 void tu_fill_random(void *buf, size_t len)
 {
 	pthread_mutex_lock(&tu_default_rng_lock);

@@ -95,6 +95,9 @@ void tu_rng_shuffle(struct tu_rng *rng, size_t *order, size_t n);
 uint64_t tu_rand(void);
 uint64_t tu_rand_below(uint64_t n);
 void tu_fill_random(void *buf, size_t len);
+/* n bytes of one kind of content: 't' text of a small alphabet (zstd takes
+ * it about 2.5 to 1), 'z' zeros, 'r' random (does not compress). */
+void tu_fill_kind(uint8_t *p, uint64_t n, char kind);
 
 void tu_shuffle(size_t *order, size_t n);
 void *tu_random_buffer(size_t n);
