@@ -223,9 +223,17 @@ counts were made outside this script (rerun them with the daemon in the foregrou
   needs not copying at all: splicing the request's pages from /dev/fuse into the staging file, or
   the kernel's FUSE passthrough of writes to a backing file (libfuse ≥ 3.16; Debian 12 has 3.14).
   Neither is built.
-- **2. `dd bs=1M conv=fsync` (≥ 0.5× ext4: 0.50×, on the line).** 655 MB/s against 1,309: the
-  ingest of row 1, then the fsync, which saves the blob and waits for its pack file, the store
-  directory and the durable marker to reach the disk.
+- **2. `dd bs=1M conv=fsync` (≥ 0.5× ext4: 0.50×, on the line).** The same `dd` timed without
+  `conv=fsync` and followed by a timed `sync` splits it (1 GiB, the two quiet runs of five, the
+  data directory on this disk): ext4 takes 0.26–0.36 s to copy the bytes into its page cache and
+  0.68–0.70 s to write them to the disk; blobfs takes 0.97–0.98 s for the ingest (row 1's copy
+  through /dev/fuse, the blob saved at close) and 0.65–0.67 s for the same write-back. The disk's
+  share is the same; the difference is the ingest, so what would lift this row is what would lift
+  row 1 (no copy of each WRITE into the staging file). Tried and not kept: starting each MiB's
+  write-back as the digest thread hashes it (`sync_file_range`), so that the fsync finds it done:
+  the `sync` after the ingest fell from 0.68–0.91 s to 0.28–0.61 s, but the ingest slowed from
+  1.05–1.11 s to 1.32–1.43 s (the same two cores submit and complete the disk's writes) and the
+  sum did not improve, while a `cp` without fsync got slower.
 - **2b. Two files at once (≥ 1.4× one file: 1.27×).** The machine's two cores are the bound: one
   1 GiB `cp` into blobfs keeps 1.32 cores busy (the request thread's copies, the digest thread's
   SHA-256, `cp` itself), two at once 1.84 (`/proc/stat` around the copies, data directory on this
@@ -248,7 +256,11 @@ counts were made outside this script (rerun them with the daemon in the foregrou
 - **4b. Reading those files back, cold (≥ 1.0× ext4: 0.58×; 1.73× passthrough_ll).** ext4 serves
   each file from the kernel; blobfs answers LOOKUP, OPEN, READ and RELEASE for each through
   /dev/fuse. The reads themselves are cheaper (one pack, in order) but four round trips per 4 KiB
-  file cost more than ext4's whole read.
+  file cost more than ext4's whole read. Fewer round trips would remove it: READDIRPLUS (the
+  listing `find` makes would answer the LOOKUPs; each entry then holds a kernel reference, which
+  the bound on blob nodes must take into account) and the kernel's no-open mode (an OPEN answered
+  ENOSYS once, no OPEN or RELEASE after; reads then carry no handle, so a reader would be opened per
+  READ or cached per inode). Neither is built.
 - **5. 1 KiB blobs, space (≤ 1.10: 1.145).** Per blob: 84 bytes of record framing (the 64-byte
   checksummed header with the hash, one 4-byte chunk checksum, the 16-byte trailer: what makes
   every record self-describing and verifiable after a crash) plus the blob's 64-byte entry in the
@@ -256,15 +268,15 @@ counts were made outside this script (rerun them with the daemon in the foregrou
   The packs alone: 1.08. The hash alone is in both (64 of the 148 bytes). Reaching 1.10 needs both
   a shorter record for small blobs (a 40-byte header and an 8-byte trailer) and a compressed
   checkpoint (the non-hash fields of an entry compress to a few bytes): a format change not made.
-- **6. RSS with 1,000,000 blobs (≤ 64 MiB, from the first round: 70.8 MiB).** The index slot grew
-  from 48 to 56 bytes when it took each blob's saved time (so that a stat reads no pack): 1.19
-  million slots at the load a checkpoint is read at, 67 MB, plus the daemon. The same binary of
-  the end of the previous round measures the same (67.6 MB after the mount, 72.5 after 10,000
-  stats) — not a change of this round.
-- **8. Ten million blobs, RSS (≤ 640 MiB: 643.0).** The same 56-byte slots: 11.9 million of them,
-  635 MiB, plus 8 MiB of daemon and kernel-cached names. The mount (1.34 s) and every stat are
-  within target. Loading checkpoints at 88% instead of 84% would give back 25 MiB at the cost of
-  longer runs in the table; not measured yet.
+- **6. RSS with 1,000,000 blobs (≤ 64 MiB, a bound of the first round: 67.4 MiB, rerun of
+  2026-11-30 after the index change).** The index: 1.12 million 56-byte slots (a checkpoint is read
+  into a table 89% full), 60 MiB. An idle daemon is 5 MiB (4.2 MiB of it the pages of its shared
+  libraries: libcrypto, libzstd, libfuse, libc), and the 10,000 names looked up add 2.4 MiB. The
+  slot grew from 48 to 56 bytes when it took each blob's saved time (so that a stat reads no
+  pack); a 48-byte slot would meet the bound again (51 MiB of slots, about 59 in all): its 16 bytes other than the hash would
+  have to hold the pack id, offset, length, kind, time and disk size, 192 bits today, e.g. with
+  24-bit pack ids, 40-bit lengths (longer ones in a side table) and the time as a 32-bit offset
+  from a store-wide epoch. A change of the index, not made.
 - **passthrough_ll in workload 5** fails: it keeps a descriptor per looked-up inode, and this
   machine's 20,000-descriptor limit ends its `cp -r` of 100,000 files ("failed to close").
 
