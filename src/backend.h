@@ -49,6 +49,10 @@ struct blobdb {
 	struct blobdb_options opts; /* as given; a backend may clamp its copy */
 	char *location;             /* for messages; a backend may replace it
 				     * with a canonical form (free()able) */
+	/* Set by a backend whose blobs others change too (s3: other mounts of
+	 * the bucket): how long what it says may be out of date; 0: nothing
+	 * changes but through this database. */
+	unsigned remote_ttl_ms;
 	/* The catalogue: stores sorted by name and their reference counts. */
 	pthread_mutex_t lock;
 	struct store **stores;
@@ -235,6 +239,7 @@ struct backend_ops {
 
 extern const struct backend_ops local_backend;
 extern const struct backend_ops memory_backend;
+extern const struct backend_ops s3_backend;
 
 /* ---- for backends: the base objects and the catalogue ---- */
 

@@ -105,6 +105,8 @@ int blobdb_open(const char *location, const struct blobdb_options *opts, struct 
 	 * statuses. */
 	if (!strncmp(location, MEMORY_LOCATION, prefix))
 		return memory_backend.db_open(location + prefix, opts, out);
+	if (!strncmp(location, S3_LOCATION_PREFIX, strlen(S3_LOCATION_PREFIX)))
+		return s3_backend.db_open(location, opts, out);
 	return local_backend.db_open(location, opts, out);
 }
 
@@ -162,6 +164,16 @@ int blobdb_statfs(struct blobdb *db, struct statvfs *st)
 const char *blobdb_path(const struct blobdb *db)
 {
 	return db->location;
+}
+
+unsigned blobdb_remote_ttl_ms(const struct blobdb *db)
+{
+	return db->remote_ttl_ms;
+}
+
+unsigned store_remote_ttl_ms(const struct store *store)
+{
+	return store->db->remote_ttl_ms;
 }
 
 const char *blobdb_backend(const struct blobdb *db)

@@ -146,6 +146,51 @@ static int set_receipt_ttl(struct mount_config *c, const char *v)
 	return ret;
 }
 
+/* cache=DIR and s3_endpoint=URL: kept for the whole run (freed by serve). */
+static int set_string(const char **field, const char *v)
+{
+	char *copy = *v ? strdup(v) : NULL;
+
+	if (!copy)
+		return -EINVAL;
+	free((char *)*field);
+	*field = copy;
+	return 0;
+}
+
+static int set_cache(struct mount_config *c, const char *v)
+{
+	return set_string(&c->db.cache_dir, v);
+}
+
+static int set_s3_endpoint(struct mount_config *c, const char *v)
+{
+	return set_string(&c->db.s3_endpoint, v);
+}
+
+static int set_cache_size(struct mount_config *c, const char *v)
+{
+	return parse_size(v, &c->db.cache_size, false);
+}
+
+static int set_remote_ttl(struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret = parse_count(v, 1, 3600, &n);
+
+	c->db.remote_ttl_ms = (unsigned)n * 1000;
+	return ret;
+}
+
+static int set_upload_threads(struct mount_config *c, const char *v)
+{
+	unsigned long n;
+	int ret = parse_count(v, 1, 64, &n);
+
+	c->db.upload_threads = (unsigned)n;
+	return ret;
+}
+
 static int set_sync(struct mount_config *c, const char *v)
 {
 	(void)v;
@@ -233,6 +278,18 @@ static const struct mount_option {
 	{ .name = "store_max", .arg = "N",
 	  .help = "the most stores; creating one more fails with\nENOSPC (default 10000)",
 	  COUNT_AT(db.store_max, 1, 100000000) },
+	{ .name = "cache", .arg = "DIR", .set = set_cache,
+	  .help = "s3://: the cache directory (the outbox of\nblobs not yet uploaded, and blobs read);\n"
+	  "default ~/.cache/blobfs/s3-BUCKET-ID" },
+	{ .name = "cache_size", .arg = "SIZE", .set = set_cache_size,
+	  .help = "s3://: the most bytes of blobs the cache holds\n(default 4G)" },
+	{ .name = "s3_endpoint", .arg = "URL", .set = set_s3_endpoint,
+	  .help = "s3://: the object store's http(s)://HOST[:PORT]\n(default: AWS_ENDPOINT_URL)" },
+	{ .name = "remote_ttl", .arg = "SECONDS", .set = set_remote_ttl,
+	  .help = "s3://: how long an answer of the object store\nis trusted: a blob deleted or saved "
+	  "through\nanother mount shows here within it (default 10)" },
+	{ .name = "upload_threads", .arg = "N", .set = set_upload_threads,
+	  .help = "s3://: uploads at once, 1 to 64 (default 8)" },
 	{ .name = "min_free", .arg = "SIZE", .set = set_min_free,
 	  .help = "space saves leave free on the disk, kept for\ndeletes and compaction "
 	  "(default 1% of the\ndisk, at most 64M; 0 for none)" },
@@ -349,7 +406,8 @@ static bool looks_like_datadir(const char *word)
 {
 	struct stat st;
 
-	return !strncmp(word, MEMORY_LOCATION, strlen(MEMORY_LOCATION)) || strchr(word, '/') ||
+	return !strncmp(word, MEMORY_LOCATION, strlen(MEMORY_LOCATION)) ||
+	       !strncmp(word, S3_LOCATION_PREFIX, strlen(S3_LOCATION_PREFIX)) || strchr(word, '/') ||
 	       (stat(word, &st) == 0 && S_ISDIR(st.st_mode));
 }
 
@@ -431,6 +489,9 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 	}
 	if (c->db.compress && !strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)))
 		log_warning("-o compress has no effect on memory: (blobs there are kept as they are)");
+	/* On an object store, -o sync means the object store has the blob. */
+	if (!strncmp(location, S3_LOCATION_PREFIX, strlen(S3_LOCATION_PREFIX)))
+		c->db.s3_sync = c->fs.sync;
 	if (blobdb_open(location, &c->db, &db) < 0)
 		goto out; /* the store layer said why */
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));
@@ -456,6 +517,9 @@ out:
 	 * (already logged). */
 	if (blobdb_close(db) < 0)
 		ret = 1;
+	free((char *)c->db.cache_dir);
+	free((char *)c->db.s3_endpoint);
+	c->db.cache_dir = c->db.s3_endpoint = NULL;
 	return ret;
 }
 

@@ -30,11 +30,14 @@ static void blob_attr(struct fs *fs, const struct node *node, struct stat *st)
 }
 
 /* Immutable, and deletes go through the kernel; a blob taken back by its
- * writer (fs_file.c) is invalidated in the kernel's cache. */
+ * writer (fs_file.c) is invalidated in the kernel's cache. Where others
+ * delete blobs too (another mount of an S3 bucket), no longer than what the
+ * store says may be out of date. */
 static double blob_timeout(const struct node *node)
 {
-	(void)node;
-	return BLOB_TIMEOUT;
+	unsigned ttl_ms = store_remote_ttl_ms(node->store);
+
+	return ttl_ms ? ttl_ms / 1000.0 : BLOB_TIMEOUT;
 }
 
 static int blob_setattr(struct fs_call *c, struct node *node, const struct stat *attr, int to_set)

@@ -278,7 +278,9 @@ int blobdb_check_location(const char *location)
 {
 	if (!location || !*location)
 		return -EINVAL;
-	if (!strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)))
+	/* An S3 mount's cache directory is checked when it is opened. */
+	if (!strncmp(location, MEMORY_LOCATION, strlen(MEMORY_LOCATION)) ||
+	    !strncmp(location, S3_LOCATION_PREFIX, strlen(S3_LOCATION_PREFIX)))
 		return 0;
 	return check_location(io_system(), location);
 }

@@ -332,11 +332,11 @@ static size_t on_upload(char *buf, size_t size, size_t nmemb, void *arg)
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct request *r = arg;
-	size_t len = size * nmemb;
+	size_t whole = size * nmemb, len = whole;
 	char line[256];
 
 	if (len >= sizeof(line))
-		return len;
+		return whole;
 	memcpy(line, data, len);
 	line[len] = '\0';
 	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
@@ -362,7 +362,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 				r->total = total;
 		}
 	}
-	return len;
+	return whole;
 }
 
 static int curl_errno(CURLcode code)
@@ -441,9 +441,10 @@ static int request_run(struct request *r)
 	}
 	snprintf(sha_header, sizeof(sha_header), "x-amz-content-sha256: %s",
 		 r->sha256_hex ? r->sha256_hex : EMPTY_SHA256);
+	/* Every header given here is signed by libcurl 7.88, even an empty one
+	 * that only removes a header ("Expect:"), which then breaks the
+	 * signature: only headers that are sent go in. */
 	h = curl_slist_append(headers, sha_header);
-	/* No "Expect: 100-continue" wait before a body. */
-	h = h ? curl_slist_append(headers = h, "Expect:") : NULL;
 	if (h && r->range) {
 		snprintf(range_header, sizeof(range_header), "Range: %s", r->range);
 		h = curl_slist_append(headers = h, range_header);
@@ -554,10 +555,20 @@ int s3_put(struct s3_client *client, const char *key, const void *data, size_t l
 	struct request r = { .client = client, .method = "PUT", .key = key,
 			     .sha256_hex = sha256_hex, .body = data, .body_len = len,
 			     .bounded = len <= (1u << 20) };
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	char hex[HASH_HEX_SIZE + 1];
 	int ret;
 
 	if (!hex_ok(sha256_hex))
 		return -EINVAL;
+	if (!sha256_hex) {
+		/* The server checks every body against its hash. */
+		ret = hash_buffer(data, len, hash);
+		if (ret < 0)
+			return ret;
+		hash_to_hex(hash, hex);
+		r.sha256_hex = hex;
+	}
 	ret = request_run(&r);
 	request_done(&r);
 	return ret;
@@ -571,7 +582,7 @@ int s3_put_from(struct s3_client *client, const char *key, uint64_t len, const c
 			     .body_len = len };
 	int ret;
 
-	if (!hex_ok(sha256_hex))
+	if (!sha256_hex || !hex_ok(sha256_hex))
 		return -EINVAL;
 	ret = request_run(&r);
 	request_done(&r);

@@ -66,11 +66,13 @@ bool s3_transient(int err);
  * log lines: the last failure of the calling thread. */
 const char *s3_last_error(void);
 
-/* PUT of len bytes from memory. sha256_hex (64 lowercase hex digits, or
- * NULL) is sent as x-amz-content-sha256, so the server checks the body. */
+/* PUT of len bytes from memory. sha256_hex (64 lowercase hex digits; NULL:
+ * computed here) is sent as x-amz-content-sha256, so the server checks the
+ * body. */
 int s3_put(struct s3_client *client, const char *key, const void *data, size_t len,
 	   const char *sha256_hex);
-/* PUT of len bytes read from source (no timeout but the stall timeout). */
+/* PUT of len bytes read from source (no timeout but the stall timeout);
+ * sha256_hex is required. */
 int s3_put_from(struct s3_client *client, const char *key, uint64_t len, const char *sha256_hex,
 		s3_source_fn source, void *arg);
 /* GET of [off, off + len) (len 0: to the end) into sink; *size (may be

@@ -45,7 +45,20 @@ struct blobdb_options {
 				  * CHUNK_CODEC_LEVEL_DEFAULT */
 	const struct io_ops *io; /* local: the file-system calls (io.h); NULL:
 				  * the system's */
+	/* s3: where and how (docs/FORMAT.md, "Stores in an S3 bucket"). */
+	const char *cache_dir;    /* the cache directory; NULL: a default one */
+	uint64_t cache_size;      /* bytes of blobs cached; 0: S3_CACHE_SIZE_DEFAULT */
+	const char *s3_endpoint;  /* NULL: from the environment */
+	unsigned remote_ttl_ms;   /* how long an answer of the object store is
+				   * trusted; 0: S3_REMOTE_TTL_MS_DEFAULT */
+	bool s3_sync;             /* a save returns once the object store has it */
+	unsigned upload_threads;  /* 0: S3_UPLOAD_THREADS_DEFAULT */
 };
+
+#define S3_LOCATION_PREFIX "s3://"
+#define S3_CACHE_SIZE_DEFAULT (UINT64_C(4) << 30)
+#define S3_REMOTE_TTL_MS_DEFAULT 10000
+#define S3_UPLOAD_THREADS_DEFAULT 8
 
 #define PACK_SIZE_MAX_DEFAULT (UINT64_C(64) << 20)
 #define LARGE_BLOB_MIN_DEFAULT (UINT64_C(1) << 20)
@@ -120,7 +133,13 @@ size_t blobdb_store_max(const struct blobdb *db);
 long blobdb_lock_holder(const char *datadir);
 /* Where the database is, for messages: an absolute path, or "memory:". */
 const char *blobdb_path(const struct blobdb *db);
-/* The backend's name: "local" or "memory". */
+/* How long, in ms, what the database says of a blob may be out of date
+ * because something else changed it (s3: another mount of the bucket); 0
+ * when nothing changes blobs but this database (local, memory). A front end
+ * caches no answer longer than this. */
+unsigned blobdb_remote_ttl_ms(const struct blobdb *db);
+unsigned store_remote_ttl_ms(const struct store *store);
+/* The backend's name: "local", "memory" or "s3". */
 const char *blobdb_backend(const struct blobdb *db);
 
 /* -EINVAL unless name is 1..255 bytes, has no '/' or NUL, and does not start

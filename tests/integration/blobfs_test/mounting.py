@@ -251,9 +251,10 @@ class Mount:
 
     def __init__(self, data, mnt, logdir, extra_args=(), mount_word=False,
                  foreground_flag=True, cwd=None, env=None):
-        # data: a DATADIR path (the local backend) or MEMORY
-        self.backend = 'memory' if str(data) == MEMORY else 'local'
-        self.data = MEMORY if self.backend == 'memory' else os.path.realpath(data)
+        # data: a DATADIR path (the local backend), MEMORY, or an s3:// location
+        self.backend = ('memory' if str(data) == MEMORY else
+                        's3' if str(data).startswith('s3://') else 'local')
+        self.data = str(data) if self.backend != 'local' else os.path.realpath(data)
         self.mnt = os.path.realpath(mnt)
         self.logdir = Path(logdir)
         self.extra_args = list(extra_args)

@@ -1,0 +1,173 @@
+/*
+ * s3.h - the S3 backend's internal header: the structs its files share and
+ * the calls between them.
+ *
+ *   s3_db.c      the database: the location, the cache directory and its two
+ *                local data directories, opening and closing, the table of
+ *                operations, statfs and syncs
+ *   s3_stores.c  stores: the bucket's stores found at open, create, remove,
+ *                owner and mode (the meta object)
+ *   s3_blobs.c   blobs: info, delete, listings (the bucket's merged with the
+ *                outbox), saves and writers (into the outbox), readers (the
+ *                outbox, the read cache, or a verified fetch into it)
+ *   s3_upload.c  the upload queue and its threads: retries with backoff, the
+ *                blobs being uploaded (a delete waits for them), -o sync
+ *   s3_known.c   what the object store said lately about a blob (exists,
+ *                length, time, when it said so): answers younger than
+ *                remote_ttl_ms are used instead of asking again
+ *
+ * The layout in the bucket and of the cache directory is docs/FORMAT.md's
+ * "Stores in an S3 bucket". The local data directories are used through
+ * store.h like any client would: this backend knows nothing of packs.
+ *
+ * Locks: blobdb.c's db->lock, then a store's lock, then up_lock, then the
+ * known table's lock; never the other way. No lock is held across a request
+ * to the object store.
+ */
+#ifndef BLOBFS_S3_H
+#define BLOBFS_S3_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "s3_client.h"
+#include "s3_config.h"
+
+/* The name of a store's meta object, under its prefix. */
+#define S3_META_NAME ".blobfs-store"
+#define S3_LAYOUT_NAME ".blobfs-layout"
+#define S3_LAYOUT_TEXT "blobfs bucket layout 1\n"
+
+/* ---- s3_known.c ---- */
+
+struct s3_known_entry {
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	const void *store; /* which store it is about (compared, never followed) */
+	uint64_t length;
+	int64_t mtime;
+	uint64_t when_ms; /* 0: a free slot */
+	bool exists;
+};
+
+struct s3_known {
+	pthread_mutex_t lock;
+	struct s3_known_entry *slots; /* direct-mapped by hash */
+	size_t slot_count;            /* a power of two */
+	unsigned ttl_ms;
+};
+
+int s3_known_init(struct s3_known *k, size_t slots, unsigned ttl_ms);
+void s3_known_fini(struct s3_known *k);
+/* 1 and *out filled when there is an answer younger than the ttl; 0. */
+int s3_known_get(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+		 struct s3_known_entry *out);
+void s3_known_put(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+		  bool exists, uint64_t length, int64_t mtime);
+uint64_t s3_now_ms(void);
+
+/* ---- the database ---- */
+
+struct s3_upload; /* s3_upload.c */
+
+struct s3_db {
+	struct blobdb base;
+	struct s3_config config;
+	struct s3_client *client;
+	char *cache_dir;
+	/* Blobs saved through this mount and not yet acknowledged by the object
+	 * store (the journal), and copies of blobs read (evicted oldest first):
+	 * two local data directories, one local store per store. */
+	struct blobdb *outbox, *clean;
+	uint64_t cache_size;
+	bool sync_uploads;
+	struct s3_known known;
+
+	/* s3_upload.c: under up_lock. */
+	pthread_mutex_t up_lock;
+	pthread_cond_t up_wake; /* work for the uploaders */
+	pthread_cond_t up_done; /* an upload ended (a delete or a sync waits) */
+	struct s3_upload *queue_head, *queue_tail;
+	struct s3_upload *busy; /* being uploaded */
+	size_t queued;
+	pthread_t *uploaders;
+	unsigned uploader_count;
+	bool up_stop;
+	uint64_t uploaded, upload_failures; /* counts, for the log and tests */
+};
+
+struct s3_store {
+	struct store base;
+	char *key_prefix; /* "[PREFIX/]S/" */
+	/* The store of the same name in each local data directory. */
+	struct store *outbox, *clean;
+	pthread_mutex_t lock;
+	struct store_attr attr; /* under lock */
+	uint64_t listed_count;  /* blobs the last full listing found */
+};
+
+#define to_s3db(b) ((struct s3_db *)(b))
+#define to_s3store(b) ((struct s3_store *)(b))
+#define s3store_db(s) to_s3db((s)->base.db)
+
+/* s3_db.c: the key of a blob, "[PREFIX/]S/<hex>" (S3_KEY_MAX + 1 bytes). */
+void s3_blob_key(const struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], char *out,
+		 size_t size);
+/* Logs a failed request once (warning), with the client's last error. */
+void s3_log_failure(const char *what, const char *key, int err);
+
+/* s3_stores.c */
+int s3_stores_load(struct s3_db *db);
+int s3_store_create(struct blobdb *db, const char *name, const struct store_attr *attr,
+		    struct store **out);
+int s3_store_get_attr(struct store *store, struct store_attr *out);
+int s3_store_set_attr(struct store *store, const struct store_attr *attr);
+int s3_store_remove(struct store *store, bool only_if_empty);
+void s3_store_free(struct store *store);
+int s3_store_stats(struct store *store, struct store_stats *out);
+
+/* s3_blobs.c */
+int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
+		 int64_t *saved);
+int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+size_t s3_blob_list_batch(struct store *store, const uint8_t *after, struct blob_entry *out,
+			  size_t max);
+size_t s3_blob_count(struct store *store);
+int s3_blob_save(struct store *store, const void *data, size_t len,
+		 uint8_t hash[BLOBFS_HASH_SIZE]);
+int s3_reader_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+		   struct blob_reader **out);
+int s3_reader_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off,
+		   size_t *got);
+void s3_reader_close(struct blob_reader *reader);
+int s3_writer_new(struct store *store, struct blob_writer **out);
+int s3_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off);
+int s3_writer_read(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
+		   size_t *got);
+int s3_writer_truncate(struct blob_writer *writer, uint64_t size);
+uint64_t s3_writer_size(struct blob_writer *writer);
+int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
+		     uint8_t hash[BLOBFS_HASH_SIZE]);
+void s3_writer_free(struct blob_writer *writer);
+
+/* s3_upload.c */
+int s3_upload_start(struct s3_db *db);
+void s3_upload_stop(struct s3_db *db);
+/* Queues the upload of a blob of the store's outbox (holds a reference to
+ * the store until it is done). -ENOMEM. */
+int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Queues every blob of every outbox store (at start: what a killed daemon
+ * left). */
+int s3_upload_queue_outbox(struct s3_db *db);
+/* Takes the blob out of the queue and waits until no upload of it is under
+ * way (a delete's first step). */
+void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Waits until the blob is uploaded (0), or its upload failed or timeout_ms
+ * passed (-EIO; it stays queued). */
+int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], unsigned timeout_ms);
+/* Waits until the queue is empty and nothing is being uploaded, or
+ * timeout_ms passed (-ETIMEDOUT). */
+int s3_upload_drain(struct s3_db *db, unsigned timeout_ms);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * s3_blobs.c - the blobs of an S3 mount's stores.
+ *
+ * Where a blob is looked for, in order: the outbox (saved here, maybe not
+ * uploaded yet: always right), the table of recent answers (s3_known.c),
+ * the object store (HEAD; the answer is remembered). The read cache is
+ * used for bytes, never for existence while the object store answers: a
+ * blob another mount deleted is gone here once the last answer about it is
+ * older than remote_ttl_ms. When the object store cannot be reached, a
+ * cached blob is still shown and read.
+ *
+ * A read of a blob in neither local directory fetches it whole into the
+ * read cache through a writer that must hash to the blob's name (a verified
+ * commit) before any byte of it is returned: an object whose bytes do not
+ * match its name is an EIO and a log line. Listings merge a page of the
+ * bucket's listing with the outbox's blobs (hash order, no duplicates).
+ */
+#include "s3.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "log.h"
+
+struct s3_reader {
+	struct blob_reader base;
+	struct blob_reader *local; /* in the outbox or the read cache */
+};
+
+struct s3_writer {
+	struct blob_writer base;
+	struct blob_writer *local; /* in the outbox */
+};
+
+static bool destroyed(struct store *store)
+{
+	return __atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE);
+}
+
+/* What the object store says of the blob now (or lately): 0 and its length
+ * and time, -ENOENT, or another error when it cannot be asked. */
+static int remote_info(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE],
+		       uint64_t *length, int64_t *mtime)
+{
+	struct s3_db *db = s3store_db(s);
+	struct s3_known_entry k;
+	char key[S3_KEY_MAX + 1];
+	int ret;
+
+	if (s3_known_get(&db->known, s, hash, &k)) {
+		*length = k.length;
+		*mtime = k.mtime;
+		return k.exists ? 0 : -ENOENT;
+	}
+	s3_blob_key(s, hash, key, sizeof(key));
+	ret = s3_head(db->client, key, length, mtime);
+	if (ret == 0 || ret == -ENOENT)
+		s3_known_put(&db->known, s, hash, ret == 0, ret == 0 ? *length : 0,
+			     ret == 0 ? *mtime : 0);
+	else
+		s3_log_failure("looking up", key, ret);
+	return ret;
+}
+
+int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
+		 int64_t *saved)
+{
+	struct s3_store *s = to_s3store(store);
+	struct blob_stat st;
+	uint64_t len = 0;
+	int64_t mtime = 0;
+	int ret;
+
+	if (destroyed(store))
+		return -ENOENT;
+	ret = blob_stat(s->outbox, hash, &st);
+	if (ret == 0) {
+		len = st.length;
+		mtime = st.saved;
+	} else {
+		ret = remote_info(s, hash, &len, &mtime);
+		if (ret == -ENOENT) {
+			(void)blob_delete(s->clean, hash); /* deleted elsewhere */
+		} else if (ret < 0) {
+			/* Unreachable: what the cache holds is still shown. */
+			ret = blob_stat(s->clean, hash, &st) == 0 ? 0 : -EIO;
+			len = st.length;
+			mtime = st.saved;
+		}
+	}
+	if (ret == 0 && length)
+		*length = len;
+	if (ret == 0 && saved)
+		*saved = mtime;
+	return ret;
+}
+
+int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_db *db = s3store_db(s);
+	char key[S3_KEY_MAX + 1];
+	uint64_t len;
+	int64_t mtime;
+	bool local;
+	int ret;
+
+	if (destroyed(store))
+		return -ENOENT;
+	/* No upload of it may land after the delete. */
+	s3_upload_cancel(s, hash);
+	local = blob_delete(s->outbox, hash) == 0;
+	(void)blob_delete(s->clean, hash);
+	if (!local) {
+		ret = remote_info(s, hash, &len, &mtime);
+		if (ret < 0)
+			return ret == -ENOENT ? ret : -EIO;
+	}
+	s3_blob_key(s, hash, key, sizeof(key));
+	ret = s3_delete(db->client, key);
+	if (ret < 0 && ret != -ENOENT) {
+		s3_log_failure("deleting", key, ret);
+		return -EIO;
+	}
+	s3_known_put(&db->known, s, hash, false, 0, 0);
+	return 0;
+}
+
+struct collect {
+	struct blob_entry *out;
+	size_t n, max;
+};
+
+static int collect_one(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg)
+{
+	struct collect *c = arg;
+
+	memcpy(c->out[c->n].hash, hash, BLOBFS_HASH_SIZE);
+	c->out[c->n].length = length;
+	return ++c->n == c->max;
+}
+
+/* Up to max blobs of the bucket's listing of the store after `after`, as
+ * many pages as it takes (keys that are not a blob's are skipped), and
+ * whether more follow. */
+static int remote_blobs(struct s3_store *s, const uint8_t *after, struct blob_entry *out,
+			size_t max, size_t *n, bool *more)
+{
+	struct s3_db *db = s3store_db(s);
+	size_t plen = strlen(s->key_prefix);
+	char start[S3_KEY_MAX + 1];
+	bool have_start = after != NULL;
+	int ret = 0;
+
+	*n = 0;
+	*more = true;
+	if (after)
+		s3_blob_key(s, after, start, sizeof(start));
+	while (*more && *n < max) {
+		struct s3_listing l;
+		size_t want = max - *n, i;
+
+		ret = s3_list(db->client, s->key_prefix, "/", have_start ? start : NULL, NULL,
+			      (unsigned)(want < 1000 ? want : 1000), &l);
+		if (ret < 0) {
+			s3_log_failure("listing", s->key_prefix, ret);
+			break;
+		}
+		for (i = 0; i < l.object_count && *n < max; i++) {
+			const struct s3_object *o = &l.objects[i];
+			struct blob_entry *e = &out[*n];
+
+			/* Keys come in order, each after the last: one that
+			 * does not is skipped. */
+			if (have_start && strcmp(o->key, start) <= 0)
+				continue;
+			snprintf(start, sizeof(start), "%s", o->key);
+			have_start = true;
+			if (strlen(o->key) != plen + HASH_HEX_SIZE ||
+			    strncmp(o->key, s->key_prefix, plen) ||
+			    !hash_from_hex(o->key + plen, HASH_HEX_SIZE, e->hash))
+				continue;
+			e->length = o->size;
+			s3_known_put(&db->known, s, e->hash, true, o->size, o->mtime);
+			(*n)++;
+		}
+		/* More: the page said so, or this batch filled up before the
+		 * page's end. */
+		*more = (l.truncated && l.object_count > 0) || i < l.object_count;
+		s3_listing_free(&l);
+	}
+	return ret;
+}
+
+size_t s3_blob_list_batch(struct store *store, const uint8_t *after, struct blob_entry *out,
+			  size_t max)
+{
+	struct s3_store *s = to_s3store(store);
+	struct blob_entry *remote = NULL, *local = NULL;
+	struct collect c;
+	size_t nr = 0, nl = 0, i = 0, j = 0, n = 0;
+	bool more = false;
+
+	if (destroyed(store) || max == 0)
+		return 0;
+	remote = calloc(max, sizeof(*remote));
+	local = calloc(max, sizeof(*local));
+	if (!remote || !local)
+		goto out;
+	/* A listing that fails shows what is here (the outbox): the bucket's
+	 * part missing is logged, not invented. */
+	if (remote_blobs(s, after, remote, max, &nr, &more) < 0) {
+		nr = 0;
+		more = false;
+	}
+	c = (struct collect){ .out = local, .max = max };
+	(void)blob_list(s->outbox, after, collect_one, &c);
+	nl = c.n;
+	while (n < max && (i < nr || j < nl)) {
+		int cmp = i == nr ? 1 : j == nl ? -1 :
+			  memcmp(remote[i].hash, local[j].hash, BLOBFS_HASH_SIZE);
+
+		/* Past the last remote entry while the bucket has more, the
+		 * order is not known yet: the next batch goes on from here. */
+		if (cmp > 0 && more && i == nr)
+			break;
+		if (cmp <= 0) {
+			out[n++] = remote[i++];
+			if (cmp == 0)
+				j++;
+		} else {
+			out[n++] = local[j++];
+		}
+	}
+out:
+	free(remote);
+	free(local);
+	return n;
+}
+
+size_t s3_blob_count(struct store *store)
+{
+	struct store_stats st = { 0 };
+
+	return s3_store_stats(store, &st) == 0 ? (size_t)st.blobs : 0;
+}
+
+/* Queues the upload of what the outbox now has; with -o sync, waits for it. */
+static int after_save(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	int ret = s3_upload_queue(s, hash);
+
+	if (ret == 0 && s3store_db(s)->sync_uploads)
+		ret = s3_upload_wait(s, hash, 60000);
+	return ret;
+}
+
+int s3_blob_save(struct store *store, const void *data, size_t len,
+		 uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_known_entry k;
+	int ret;
+
+	if (destroyed(store))
+		return -ENOENT;
+	ret = hash_buffer(data, len, hash);
+	if (ret < 0)
+		return ret;
+	if (blob_info(s->outbox, hash, NULL) == 0)
+		return -EEXIST;
+	if (s3_known_get(&s3store_db(s)->known, s, hash, &k) && k.exists)
+		return -EEXIST;
+	ret = blob_save(s->outbox, data, len, hash);
+	if (ret == 0)
+		ret = after_save(s, hash);
+	return ret;
+}
+
+/* ---- readers ---- */
+
+struct fetch {
+	struct blob_writer *writer;
+	uint64_t off;
+};
+
+static int fetch_sink(const void *data, size_t len, void *arg)
+{
+	struct fetch *f = arg;
+	int ret = blob_writer_write(f->writer, data, len, f->off);
+
+	f->off += len;
+	return ret;
+}
+
+/* Fetches the blob into the read cache, verified against its name. */
+static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_db *db = s3store_db(s);
+	struct fetch f = { .writer = NULL };
+	uint8_t got[BLOBFS_HASH_SIZE];
+	char key[S3_KEY_MAX + 1];
+	bool tentative = false;
+	int ret;
+
+	s3_blob_key(s, hash, key, sizeof(key));
+	ret = blob_writer_new(s->clean, &f.writer);
+	if (ret < 0)
+		return ret;
+	ret = s3_get(db->client, key, 0, 0, fetch_sink, &f, NULL);
+	if (ret == -ENOENT) {
+		s3_known_put(&db->known, s, hash, false, 0, 0);
+		goto out;
+	}
+	if (ret < 0) {
+		s3_log_failure("reading", key, ret);
+		ret = -EIO;
+		goto out;
+	}
+	ret = blob_writer_commit_tentative(f.writer, hash, got, &tentative);
+	if (ret == -EINVAL) {
+		char hex[HASH_HEX_SIZE + 1];
+
+		hash_to_hex(got, hex);
+		log_error("s3: %s: its %llu bytes hash to %s, not to its name: not returned",
+			  key, (unsigned long long)f.off, hex);
+		ret = -EIO;
+	} else if (ret == -EEXIST) {
+		ret = 0; /* another reader fetched it meanwhile */
+	}
+	if (tentative)
+		blob_settle(s->clean, hash);
+out:
+	blob_writer_free(f.writer);
+	return ret;
+}
+
+int s3_reader_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+		   struct blob_reader **out)
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_reader *r;
+	uint64_t len;
+	int64_t mtime;
+	int ret;
+
+	*out = NULL;
+	if (destroyed(store))
+		return -ENOENT;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	ret = blob_open(s->outbox, hash, &r->local);
+	if (ret == -ENOENT) {
+		ret = remote_info(s, hash, &len, &mtime);
+		if (ret == -ENOENT) {
+			(void)blob_delete(s->clean, hash);
+			goto out;
+		}
+		/* Unreachable: a cached copy is still read. */
+		if (ret < 0 && blob_open(s->clean, hash, &r->local) == 0)
+			ret = 0;
+		else if (ret == 0 && blob_open(s->clean, hash, &r->local) < 0 &&
+			 (ret = fetch(s, hash)) == 0)
+			ret = blob_open(s->clean, hash, &r->local);
+		else if (ret < 0)
+			ret = -EIO;
+	}
+out:
+	if (ret < 0) {
+		free(r);
+		return ret;
+	}
+	r->base.length = blob_reader_length(r->local);
+	*out = &r->base;
+	return 0;
+}
+
+int s3_reader_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off,
+		   size_t *got)
+{
+	return blob_read(((struct s3_reader *)reader)->local, buf, size, off, got);
+}
+
+void s3_reader_close(struct blob_reader *reader)
+{
+	struct s3_reader *r = (struct s3_reader *)reader;
+
+	blob_close(r->local);
+	free(r);
+}
+
+/* ---- writers: the outbox's, and an upload at each commit ---- */
+
+int s3_writer_new(struct store *store, struct blob_writer **out)
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_writer *w = calloc(1, sizeof(*w));
+	int ret;
+
+	*out = NULL;
+	if (!w)
+		return -ENOMEM;
+	ret = blob_writer_new(s->outbox, &w->local);
+	if (ret < 0) {
+		free(w);
+		return ret;
+	}
+	*out = &w->base;
+	return 0;
+}
+
+#define to_local(writer) (((struct s3_writer *)(writer))->local)
+
+int s3_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off)
+{
+	return blob_writer_write(to_local(writer), buf, size, off);
+}
+
+int s3_writer_read(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
+		   size_t *got)
+{
+	return blob_writer_read(to_local(writer), buf, size, off, got);
+}
+
+int s3_writer_truncate(struct blob_writer *writer, uint64_t size)
+{
+	return blob_writer_truncate(to_local(writer), size);
+}
+
+uint64_t s3_writer_size(struct blob_writer *writer)
+{
+	return blob_writer_size(to_local(writer));
+}
+
+int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
+		     uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_store *s = to_s3store(writer->store);
+	bool tentative = false;
+	int ret;
+
+	if (destroyed(writer->store))
+		return -ENOENT;
+	/* The outbox's own save is final: taking a blob back is blobdb.c's
+	 * business, through blob_delete. */
+	ret = blob_writer_commit_tentative(to_local(writer), expect, hash, &tentative);
+	if (tentative)
+		blob_settle(s->outbox, hash);
+	if (ret == 0)
+		ret = after_save(s, hash);
+	return ret;
+}
+
+void s3_writer_free(struct blob_writer *writer)
+{
+	blob_writer_free(to_local(writer));
+	free(writer);
+}

@@ -1,0 +1,396 @@
+/*
+ * s3_stores.c - the stores of an S3 mount: the common prefixes of the
+ * bucket's prefix that hold a meta object (docs/FORMAT.md), found at open;
+ * creating one (its meta object, then its local stores in the outbox and
+ * the read cache); removing one (the meta object first: from then on no
+ * mount lists it; then its blobs); owners and modes (the meta object,
+ * replaced by one PUT).
+ *
+ * Stores made by another mount after this one opened the bucket are not
+ * seen until the next mount (blobs are: every lookup asks the bucket).
+ */
+#include "s3.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "log.h"
+#include "meta.h"
+
+/* Whether s is well-formed UTF-8 (S3 keys must be). */
+static bool utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p >> 5) == 6 ? 1 : (*p >> 4) == 14 ? 2 : (*p >> 3) == 30 ? 3 : -1;
+		uint32_t cp;
+
+		if (n < 0)
+			return false;
+		cp = n == 0 ? *p : n == 1 ? (*p & 0x1fu) : n == 2 ? (*p & 0x0fu) : (*p & 0x07u);
+		p++;
+		for (int i = 0; i < n; i++, p++) {
+			if ((*p >> 6) != 2)
+				return false;
+			cp = cp << 6 | (*p & 0x3fu);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+	}
+	return true;
+}
+
+static int meta_sink(const void *data, size_t len, void *arg)
+{
+	struct { uint8_t buf[META_SIZE + 1]; size_t len; } *m = arg;
+
+	if (m->len + len > sizeof(m->buf))
+		return -EPROTO; /* longer than a meta object: not one */
+	memcpy(m->buf + m->len, data, len);
+	m->len += len;
+	return 0;
+}
+
+/* The store's owner and mode from its meta object; -ENOENT when it has
+ * none. A damaged one gives the defaults docs/FORMAT.md says (0700). */
+static int meta_fetch(struct s3_db *db, const char *key_prefix, struct store_attr *out)
+{
+	struct { uint8_t buf[META_SIZE + 1]; size_t len; } m = { .len = 0 };
+	char key[S3_KEY_MAX + 1];
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s", key_prefix, S3_META_NAME);
+	ret = s3_get(db->client, key, 0, 0, meta_sink, &m, NULL);
+	if (ret == -ENOENT)
+		return ret;
+	if (ret == 0 && meta_decode(m.buf, m.len, out) == 0)
+		return 0;
+	if (ret < 0 && ret != -EPROTO) {
+		s3_log_failure("reading", key, ret);
+		return ret;
+	}
+	log_warning("s3: %s does not check out: the store is closed to all but root (mode 0700) "
+		    "until its owner or root sets its attributes", key);
+	out->uid = 0;
+	out->gid = 0;
+	out->mode = 0700;
+	return 0;
+}
+
+static int meta_store(struct s3_db *db, const char *key_prefix, const struct store_attr *attr)
+{
+	uint8_t buf[META_SIZE];
+	char key[S3_KEY_MAX + 1];
+	int ret;
+
+	meta_encode(attr, buf);
+	snprintf(key, sizeof(key), "%s%s", key_prefix, S3_META_NAME);
+	ret = s3_put(db->client, key, buf, sizeof(buf), NULL);
+	if (ret < 0)
+		s3_log_failure("writing", key, ret);
+	return ret;
+}
+
+/* The store name's local twin in a local data directory: opened, made if
+ * missing. */
+static int local_twin(struct blobdb *local, const char *name, const struct store_attr *attr,
+		      struct store **out)
+{
+	int ret = store_open(local, name, out);
+
+	if (ret == -ENOENT) {
+		ret = store_create_as(local, name, attr);
+		if (ret == 0 || ret == -EEXIST)
+			ret = store_open(local, name, out);
+	}
+	return ret;
+}
+
+static int store_new(struct s3_db *db, const char *name, const struct store_attr *attr,
+		     struct s3_store **out)
+{
+	struct s3_store *s = calloc(1, sizeof(*s));
+	const char *p = db->config.prefix;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!s)
+		return -ENOMEM;
+	ret = store_init(&s->base, &db->base, name);
+	if (ret < 0) {
+		free(s);
+		return ret;
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	s->attr = *attr;
+	if (asprintf(&s->key_prefix, "%s%s%s/", p, *p ? "/" : "", name) < 0) {
+		s->key_prefix = NULL;
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* A key is the prefix and 64 hex digits. */
+	ret = -ENAMETOOLONG;
+	if (strlen(s->key_prefix) + HASH_HEX_SIZE > S3_KEY_MAX)
+		goto out;
+	ret = local_twin(db->outbox, name, attr, &s->outbox);
+	if (ret == 0)
+		ret = local_twin(db->clean, name, attr, &s->clean);
+out:
+	if (ret < 0) {
+		s3_store_free(&s->base);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+void s3_store_free(struct store *store)
+{
+	struct s3_store *s = to_s3store(store);
+
+	if (s->outbox)
+		store_close(s->outbox);
+	if (s->clean)
+		store_close(s->clean);
+	free(s->key_prefix);
+	pthread_mutex_destroy(&s->lock);
+	store_fini(&s->base);
+	free(s);
+}
+
+int s3_stores_load(struct s3_db *db)
+{
+	char prefix[S3_KEY_MAX + 1], *token = NULL;
+	size_t plen;
+	int ret = 0;
+
+	snprintf(prefix, sizeof(prefix), "%s%s", db->config.prefix, db->config.prefix[0] ? "/" : "");
+	plen = strlen(prefix);
+	do {
+		struct s3_listing l;
+
+		ret = s3_list(db->client, prefix, "/", NULL, token, 1000, &l);
+		free(token);
+		token = NULL;
+		if (ret < 0) {
+			s3_log_failure("listing", prefix[0] ? prefix : "/", ret);
+			break;
+		}
+		for (size_t i = 0; i < l.prefix_count && ret == 0; i++) {
+			const char *cp = l.prefixes[i];
+			size_t len = strlen(cp);
+			struct store_attr attr;
+			struct s3_store *s;
+			char *name;
+
+			if (strncmp(cp, prefix, plen) || len < plen + 2 || cp[len - 1] != '/')
+				continue;
+			name = strndup(cp + plen, len - plen - 1);
+			if (!name) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (store_name_check(name, strlen(name)) < 0 || !utf8_ok(name)) {
+				free(name);
+				continue; /* not a name blobfs makes: not a store */
+			}
+			ret = meta_fetch(db, cp, &attr);
+			if (ret == -ENOENT) {
+				ret = 0; /* a prefix without a meta object: not a store */
+			} else if (ret == 0) {
+				ret = store_new(db, name, &attr, &s);
+				if (ret == 0) {
+					ret = blobdb_catalog_add(&db->base, &s->base);
+					if (ret < 0)
+						s3_store_free(&s->base);
+				}
+			}
+			free(name);
+		}
+		if (ret == 0 && l.truncated)
+			token = strdup(l.next_token);
+		if (ret == 0 && l.truncated && !token)
+			ret = -ENOMEM;
+		s3_listing_free(&l);
+	} while (ret == 0 && token);
+	free(token);
+	return ret;
+}
+
+int s3_store_create(struct blobdb *base, const char *name, const struct store_attr *attr,
+		    struct store **out)
+{
+	struct s3_db *db = to_s3db(base);
+	char key[S3_KEY_MAX + 1];
+	struct s3_store *s;
+	int ret;
+
+	*out = NULL;
+	if (!utf8_ok(name))
+		return -EINVAL;
+	ret = store_new(db, name, attr, &s);
+	if (ret < 0)
+		return ret == -ENAMETOOLONG ? -EINVAL : ret;
+	/* Made by another mount since this one looked: it exists. */
+	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
+	ret = s3_head(db->client, key, NULL, NULL);
+	if (ret == 0)
+		ret = -EEXIST;
+	else if (ret == -ENOENT)
+		ret = meta_store(db, s->key_prefix, attr);
+	else
+		s3_log_failure("looking up", key, ret);
+	if (ret < 0) {
+		s3_store_free(&s->base);
+		return ret == -EEXIST ? ret : ret == -ENOSPC ? ret : -EIO;
+	}
+	*out = &s->base;
+	return 0;
+}
+
+int s3_store_get_attr(struct store *store, struct store_attr *out)
+{
+	struct s3_store *s = to_s3store(store);
+
+	if (__atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE))
+		return -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	*out = s->attr;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int s3_store_set_attr(struct store *store, const struct store_attr *attr)
+{
+	struct s3_store *s = to_s3store(store);
+	int ret;
+
+	if (__atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE))
+		return -ENOENT;
+	ret = meta_store(s3store_db(s), s->key_prefix, attr);
+	if (ret < 0)
+		return ret == -ENOSPC ? ret : -EIO;
+	pthread_mutex_lock(&s->lock);
+	s->attr = *attr;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Whether the store's prefix holds any blob (one page, as few keys as
+ * S3 gives). */
+static int remote_empty(struct s3_db *db, struct s3_store *s)
+{
+	struct s3_listing l;
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	size_t plen = strlen(s->key_prefix);
+	int ret = s3_list(db->client, s->key_prefix, "/", NULL, NULL, 8, &l);
+
+	if (ret < 0) {
+		s3_log_failure("listing", s->key_prefix, ret);
+		return ret;
+	}
+	ret = 1;
+	for (size_t i = 0; i < l.object_count; i++)
+		if (strlen(l.objects[i].key) == plen + HASH_HEX_SIZE &&
+		    hash_from_hex(l.objects[i].key + plen, HASH_HEX_SIZE, hash))
+			ret = 0;
+	s3_listing_free(&l);
+	return ret;
+}
+
+/* Deletes every blob under the store's prefix, a page at a time. */
+static int remote_purge(struct s3_db *db, struct s3_store *s)
+{
+	size_t plen = strlen(s->key_prefix);
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	int ret, failed = 0;
+
+	do {
+		struct s3_listing l;
+
+		ret = s3_list(db->client, s->key_prefix, "/", NULL, NULL, 1000, &l);
+		if (ret < 0) {
+			s3_log_failure("listing", s->key_prefix, ret);
+			return ret;
+		}
+		for (size_t i = 0; i < l.object_count; i++) {
+			const char *key = l.objects[i].key;
+
+			if (strlen(key) != plen + HASH_HEX_SIZE ||
+			    !hash_from_hex(key + plen, HASH_HEX_SIZE, hash))
+				continue;
+			ret = s3_delete(db->client, key);
+			if (ret < 0) {
+				s3_log_failure("deleting", key, ret);
+				failed = ret;
+			}
+		}
+		ret = (int)l.truncated;
+		s3_listing_free(&l);
+	} while (ret == 1 && failed == 0);
+	return failed;
+}
+
+int s3_store_remove(struct store *store, bool only_if_empty)
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_db *db = s3store_db(s);
+	char key[S3_KEY_MAX + 1];
+	int ret = 0;
+
+	if (only_if_empty) {
+		if (blob_count(s->outbox) > 0)
+			return -ENOTEMPTY;
+		ret = remote_empty(db, s);
+		if (ret < 0)
+			return -EIO;
+		if (ret == 0)
+			return -ENOTEMPTY;
+	}
+	/* The meta object first: from then on no mount lists the store. */
+	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
+	ret = s3_delete(db->client, key);
+	if (ret < 0) {
+		s3_log_failure("deleting", key, ret);
+		return -EIO;
+	}
+	__atomic_store_n(&store->destroyed, true, __ATOMIC_RELEASE);
+	/* Pending uploads of a removed store are dropped with it. */
+	(void)store_destroy(db->outbox, store->name, false);
+	(void)store_destroy(db->clean, store->name, false);
+	if (!only_if_empty && remote_purge(db, s) < 0)
+		log_warning("s3: store %s removed, but some of its blobs were not deleted from "
+			    "the bucket (under %s)", store->name, s->key_prefix);
+	return 0;
+}
+
+int s3_store_stats(struct store *store, struct store_stats *out)
+{
+	struct s3_store *s = to_s3store(store);
+	struct blob_entry batch[256];
+	const uint8_t *after = NULL;
+	uint8_t last[BLOBFS_HASH_SIZE];
+	size_t n;
+
+	if (__atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE))
+		return -ENOENT;
+	do {
+		n = s3_blob_list_batch(store, after, batch, 256);
+		for (size_t i = 0; i < n; i++) {
+			out->blobs++;
+			out->bytes += batch[i].length;
+		}
+		if (n) {
+			memcpy(last, batch[n - 1].hash, BLOBFS_HASH_SIZE);
+			after = last;
+		}
+	} while (n == 256);
+	pthread_mutex_lock(&s->lock);
+	s->listed_count = out->blobs;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}

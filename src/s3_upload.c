@@ -1,0 +1,384 @@
+/*
+ * s3_upload.c - moving saved blobs from the outbox to the object store: a
+ * queue, a few threads (upload_threads, each with its own connection), and
+ * retries with backoff (0.5 s doubling to 60 s) for as long as it takes:
+ * a blob leaves the outbox only once the object store acknowledged it, and
+ * what is queued when the daemon stops is queued again by the next mount
+ * (s3_upload_queue_outbox). A blob is sent in one PUT whose
+ * x-amz-content-sha256 is its name, so the object store checks the bytes.
+ *
+ * The queue holds each (store, blob) once. A delete first cancels the
+ * blob's entry and waits for an upload under way to end (s3_upload_cancel),
+ * so no upload lands after it. Log lines: one warning when a blob's upload
+ * first fails, one info line when it goes through after failing.
+ */
+#include "s3.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hash.h"
+#include "log.h"
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 60000
+
+struct s3_upload {
+	struct s3_upload *next;
+	struct s3_store *store; /* a reference (store_hold) */
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	unsigned attempts;      /* failed so far */
+	uint64_t not_before_ms; /* s3_now_ms() time of the next try */
+};
+
+static bool same(const struct s3_upload *u, const struct s3_store *s,
+		 const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	return u->store == s && !memcmp(u->hash, hash, BLOBFS_HASH_SIZE);
+}
+
+static struct s3_upload *find(struct s3_upload *list, const struct s3_store *s,
+			      const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	for (; list; list = list->next)
+		if (same(list, s, hash))
+			return list;
+	return NULL;
+}
+
+static void queue_append(struct s3_db *db, struct s3_upload *u)
+{
+	u->next = NULL;
+	if (db->queue_tail)
+		db->queue_tail->next = u;
+	else
+		db->queue_head = u;
+	db->queue_tail = u;
+	db->queued++;
+}
+
+/* Unlinks u from the queue (under up_lock). */
+static void queue_unlink(struct s3_db *db, struct s3_upload *u)
+{
+	struct s3_upload **p = &db->queue_head, *prev = NULL;
+
+	while (*p && *p != u) {
+		prev = *p;
+		p = &(*p)->next;
+	}
+	if (!*p)
+		return;
+	*p = u->next;
+	if (db->queue_tail == u)
+		db->queue_tail = prev;
+	db->queued--;
+}
+
+static void busy_unlink(struct s3_db *db, struct s3_upload *u)
+{
+	struct s3_upload **p = &db->busy;
+
+	while (*p && *p != u)
+		p = &(*p)->next;
+	if (*p)
+		*p = u->next;
+}
+
+static void upload_free(struct s3_upload *u)
+{
+	store_close(&u->store->base);
+	free(u);
+}
+
+int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_db *db = s3store_db(s);
+	struct s3_upload *u;
+
+	pthread_mutex_lock(&db->up_lock);
+	if (find(db->queue_head, s, hash) || find(db->busy, s, hash)) {
+		/* A busy one may have read the blob before this save: it is the
+		 * same content, so its upload is this one's too. */
+		pthread_mutex_unlock(&db->up_lock);
+		return 0;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		pthread_mutex_unlock(&db->up_lock);
+		return -ENOMEM;
+	}
+	u->store = to_s3store(store_hold(&s->base));
+	memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
+	queue_append(db, u);
+	pthread_cond_signal(&db->up_wake);
+	pthread_mutex_unlock(&db->up_lock);
+	return 0;
+}
+
+void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_db *db = s3store_db(s);
+	struct s3_upload *u;
+
+	pthread_mutex_lock(&db->up_lock);
+	u = find(db->queue_head, s, hash);
+	if (u)
+		queue_unlink(db, u);
+	while (find(db->busy, s, hash))
+		pthread_cond_wait(&db->up_done, &db->up_lock);
+	pthread_cond_broadcast(&db->up_done);
+	pthread_mutex_unlock(&db->up_lock);
+	if (u)
+		upload_free(u);
+}
+
+static void deadline_after(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], unsigned timeout_ms)
+{
+	struct s3_db *db = s3store_db(s);
+	struct timespec deadline;
+	struct s3_upload *u;
+	int ret = 0;
+
+	deadline_after(&deadline, timeout_ms);
+	pthread_mutex_lock(&db->up_lock);
+	for (;;) {
+		u = find(db->queue_head, s, hash);
+		if (!u)
+			u = find(db->busy, s, hash);
+		if (!u)
+			break; /* uploaded (or deleted meanwhile) */
+		if (u->attempts > 0) {
+			ret = -EIO; /* failed once: it is retried, not waited for */
+			break;
+		}
+		if (pthread_cond_timedwait(&db->up_done, &db->up_lock, &deadline) == ETIMEDOUT) {
+			ret = -EIO;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&db->up_lock);
+	if (ret < 0) {
+		char hex[HASH_HEX_SIZE + 1];
+
+		hash_to_hex(hash, hex);
+		log_warning("s3: store %s: blob %s is saved here but not yet in the object store "
+			    "(-o sync): it is uploaded when the object store answers",
+			    s->base.name, hex);
+	}
+	return ret;
+}
+
+int s3_upload_drain(struct s3_db *db, unsigned timeout_ms)
+{
+	struct timespec deadline;
+	int ret = 0;
+
+	deadline_after(&deadline, timeout_ms);
+	pthread_mutex_lock(&db->up_lock);
+	while ((db->queue_head || db->busy) && ret == 0)
+		if (pthread_cond_timedwait(&db->up_done, &db->up_lock, &deadline) == ETIMEDOUT)
+			ret = -ETIMEDOUT;
+	pthread_mutex_unlock(&db->up_lock);
+	return ret;
+}
+
+struct source {
+	struct blob_reader *reader;
+};
+
+static int read_source(void *buf, size_t len, uint64_t off, void *arg)
+{
+	struct source *src = arg;
+	size_t got = 0;
+	int ret = blob_read(src->reader, buf, len, off, &got);
+
+	return ret < 0 ? ret : (int)got;
+}
+
+/* One try: 0 when the object store has the blob (or the outbox no longer
+ * does: deleted meanwhile). */
+static int upload_one(struct s3_db *db, struct s3_upload *u)
+{
+	struct s3_store *s = u->store;
+	struct source src = { NULL };
+	char key[S3_KEY_MAX + 1], hex[HASH_HEX_SIZE + 1];
+	uint64_t len;
+	int ret;
+
+	if (__atomic_load_n(&s->base.destroyed, __ATOMIC_ACQUIRE))
+		return 0;
+	ret = blob_open(s->outbox, u->hash, &src.reader);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret < 0)
+		return ret;
+	len = blob_reader_length(src.reader);
+	hash_to_hex(u->hash, hex);
+	s3_blob_key(s, u->hash, key, sizeof(key));
+	ret = s3_put_from(db->client, key, len, hex, read_source, &src);
+	blob_close(src.reader);
+	if (ret == 0) {
+		s3_known_put(&db->known, s, u->hash, true, len, (int64_t)time(NULL));
+		/* Acknowledged: the outbox's copy has done its job. */
+		ret = blob_delete(s->outbox, u->hash);
+		if (ret == -ENOENT)
+			ret = 0;
+	}
+	if (ret < 0 && u->attempts == 0)
+		log_warning("s3: uploading %s: %s (%s); retrying", key, s3_last_error(),
+			    strerror(-ret));
+	else if (ret == 0 && u->attempts > 0)
+		log_info("s3: uploaded %s after %u failed tries", key, u->attempts);
+	return ret;
+}
+
+static void *uploader_main(void *arg)
+{
+	struct s3_db *db = arg;
+
+	pthread_mutex_lock(&db->up_lock);
+	while (!db->up_stop) {
+		struct s3_upload *u = db->queue_head;
+		uint64_t now = s3_now_ms();
+		int ret;
+
+		/* The first entry due; entries waiting for a retry are skipped. */
+		while (u && u->not_before_ms > now)
+			u = u->next;
+		if (!u) {
+			struct timespec ts;
+
+			deadline_after(&ts, BACKOFF_MIN_MS);
+			pthread_cond_timedwait(&db->up_wake, &db->up_lock, &ts);
+			continue;
+		}
+		queue_unlink(db, u);
+		u->next = db->busy;
+		db->busy = u;
+		pthread_mutex_unlock(&db->up_lock);
+
+		ret = upload_one(db, u);
+
+		pthread_mutex_lock(&db->up_lock);
+		busy_unlink(db, u);
+		if (ret == 0) {
+			db->uploaded++;
+			pthread_cond_broadcast(&db->up_done);
+			pthread_mutex_unlock(&db->up_lock);
+			upload_free(u);
+			pthread_mutex_lock(&db->up_lock);
+			continue;
+		}
+		db->upload_failures++;
+		{
+			unsigned shift = u->attempts < 7 ? u->attempts : 7;
+			uint64_t wait = (uint64_t)BACKOFF_MIN_MS << shift;
+
+			u->attempts++;
+			u->not_before_ms = s3_now_ms() + (wait < BACKOFF_MAX_MS ? wait : BACKOFF_MAX_MS);
+		}
+		queue_append(db, u);
+		pthread_cond_broadcast(&db->up_done);
+	}
+	pthread_mutex_unlock(&db->up_lock);
+	return NULL;
+}
+
+int s3_upload_start(struct s3_db *db)
+{
+	unsigned want = db->base.opts.upload_threads ? db->base.opts.upload_threads :
+						       S3_UPLOAD_THREADS_DEFAULT;
+	int ret = 0;
+
+	db->uploaders = calloc(want, sizeof(*db->uploaders));
+	if (!db->uploaders)
+		return -ENOMEM;
+	pthread_mutex_lock(&db->up_lock);
+	db->up_stop = false;
+	while (db->uploader_count < want) {
+		ret = -pthread_create(&db->uploaders[db->uploader_count], NULL, uploader_main, db);
+		if (ret < 0)
+			break;
+		db->uploader_count++;
+	}
+	pthread_mutex_unlock(&db->up_lock);
+	if (db->uploader_count == 0) {
+		log_error("s3: cannot start an upload thread: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+void s3_upload_stop(struct s3_db *db)
+{
+	struct s3_upload *u;
+	unsigned count;
+
+	pthread_mutex_lock(&db->up_lock);
+	db->up_stop = true;
+	count = db->uploader_count;
+	pthread_cond_broadcast(&db->up_wake);
+	pthread_mutex_unlock(&db->up_lock);
+	for (unsigned i = 0; i < count; i++)
+		pthread_join(db->uploaders[i], NULL);
+	pthread_mutex_lock(&db->up_lock);
+	db->uploader_count = 0;
+	if (db->queued)
+		log_info("s3: %zu blobs not uploaded yet: they stay in %s/outbox for the next mount",
+			 db->queued, db->cache_dir);
+	while ((u = db->queue_head)) {
+		queue_unlink(db, u);
+		pthread_mutex_unlock(&db->up_lock);
+		upload_free(u);
+		pthread_mutex_lock(&db->up_lock);
+	}
+	pthread_mutex_unlock(&db->up_lock);
+}
+
+struct queue_walk {
+	struct s3_store *store;
+	int ret;
+};
+
+static int queue_listed(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg)
+{
+	struct queue_walk *w = arg;
+
+	(void)length;
+	w->ret = s3_upload_queue(w->store, hash);
+	return w->ret;
+}
+
+static int queue_store(struct store *store, void *arg)
+{
+	struct queue_walk w = { to_s3store(store), 0 };
+
+	(void)arg;
+	(void)blob_list(w.store->outbox, NULL, queue_listed, &w);
+	return w.ret;
+}
+
+int s3_upload_queue_outbox(struct s3_db *db)
+{
+	int ret = blobdb_each_store(&db->base, queue_store, NULL);
+
+	pthread_mutex_lock(&db->up_lock);
+	if (db->queued)
+		log_info("s3: %zu blobs saved before and not yet uploaded: uploading them",
+			 db->queued);
+	pthread_mutex_unlock(&db->up_lock);
+	return ret;
+}
