@@ -82,7 +82,12 @@ struct s3_db {
 	struct blobdb *outbox, *clean;
 	uint64_t cache_size;
 	bool sync_uploads;
+	bool unreachable; /* atomic: the last request found no object store */
 	struct s3_known known;
+	/* s3_cache.c: bytes of blobs in each local directory (atomics), and
+	 * one eviction at a time. */
+	uint64_t outbox_bytes, clean_bytes;
+	pthread_mutex_t evict_lock;
 
 	/* s3_upload.c: under up_lock. */
 	pthread_mutex_t up_lock;
@@ -114,8 +119,12 @@ struct s3_store {
 /* s3_db.c: the key of a blob, "[PREFIX/]S/<hex>" (S3_KEY_MAX + 1 bytes). */
 void s3_blob_key(const struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], char *out,
 		 size_t size);
-/* Logs a failed request once (warning), with the client's last error. */
-void s3_log_failure(const char *what, const char *key, int err);
+/* Logs a failed request: a warning with the client's last error, except
+ * that while the object store does not answer (s3_transient errors) only
+ * the first failure is logged, and s3_log_answered logs when it answers
+ * again: one line per event, not one per request. */
+void s3_log_failure(struct s3_db *db, const char *what, const char *key, int err);
+void s3_log_answered(struct s3_db *db);
 
 /* s3_stores.c */
 int s3_stores_load(struct s3_db *db);
@@ -151,6 +160,16 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 		     uint8_t hash[BLOBFS_HASH_SIZE]);
 void s3_writer_free(struct blob_writer *writer);
 
+/* s3_cache.c */
+/* Counts what the outbox and the read cache hold (at open). */
+int s3_cache_count(struct s3_db *db);
+/* Makes room for bytes more: evicts from the read cache when the bound
+ * would be passed; -ENOSPC when for_outbox and the outbox alone would pass
+ * it. */
+int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox);
+/* Counts bytes in (or, negative, out of) the outbox or the read cache. */
+void s3_cache_add(struct s3_db *db, bool outbox, int64_t bytes);
+
 /* s3_upload.c */
 int s3_upload_start(struct s3_db *db);
 void s3_upload_stop(struct s3_db *db);
@@ -166,8 +185,5 @@ void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Waits until the blob is uploaded (0), or its upload failed or timeout_ms
  * passed (-EIO; it stays queued). */
 int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], unsigned timeout_ms);
-/* Waits until the queue is empty and nothing is being uploaded, or
- * timeout_ms passed (-ETIMEDOUT). */
-int s3_upload_drain(struct s3_db *db, unsigned timeout_ms);
 
 #endif

@@ -56,12 +56,33 @@ static int remote_info(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE],
 	}
 	s3_blob_key(s, hash, key, sizeof(key));
 	ret = s3_head(db->client, key, length, mtime);
-	if (ret == 0 || ret == -ENOENT)
+	if (ret == 0 || ret == -ENOENT) {
+		s3_log_answered(db);
 		s3_known_put(&db->known, s, hash, ret == 0, ret == 0 ? *length : 0,
 			     ret == 0 ? *mtime : 0);
-	else
-		s3_log_failure("looking up", key, ret);
+	} else
+		s3_log_failure(db, "looking up", key, ret);
 	return ret;
+}
+
+/* Whether the object store has the blob (lately, or asked now); false when
+ * it cannot be asked: a save then goes to the outbox and its upload finds
+ * out. */
+static bool remote_has(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint64_t len;
+	int64_t mtime;
+
+	return remote_info(s, hash, &len, &mtime) == 0;
+}
+
+/* Drops the read cache's copy of a blob the object store no longer has. */
+static void drop_cached(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint64_t len;
+
+	if (blob_info(s->clean, hash, &len) == 0 && blob_delete(s->clean, hash) == 0)
+		s3_cache_add(s3store_db(s), false, -(int64_t)len);
 }
 
 int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
@@ -82,7 +103,7 @@ int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint
 	} else {
 		ret = remote_info(s, hash, &len, &mtime);
 		if (ret == -ENOENT) {
-			(void)blob_delete(s->clean, hash); /* deleted elsewhere */
+			drop_cached(s, hash); /* deleted elsewhere */
 		} else if (ret < 0) {
 			/* Unreachable: what the cache holds is still shown. */
 			ret = blob_stat(s->clean, hash, &st) == 0 ? 0 : -EIO;
@@ -111,8 +132,10 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 		return -ENOENT;
 	/* No upload of it may land after the delete. */
 	s3_upload_cancel(s, hash);
-	local = blob_delete(s->outbox, hash) == 0;
-	(void)blob_delete(s->clean, hash);
+	local = blob_info(s->outbox, hash, &len) == 0 && blob_delete(s->outbox, hash) == 0;
+	if (local)
+		s3_cache_add(db, true, -(int64_t)len);
+	drop_cached(s, hash);
 	if (!local) {
 		ret = remote_info(s, hash, &len, &mtime);
 		if (ret < 0)
@@ -121,7 +144,7 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	s3_blob_key(s, hash, key, sizeof(key));
 	ret = s3_delete(db->client, key);
 	if (ret < 0 && ret != -ENOENT) {
-		s3_log_failure("deleting", key, ret);
+		s3_log_failure(db, "deleting", key, ret);
 		return -EIO;
 	}
 	s3_known_put(&db->known, s, hash, false, 0, 0);
@@ -165,9 +188,10 @@ static int remote_blobs(struct s3_store *s, const uint8_t *after, struct blob_en
 		ret = s3_list(db->client, s->key_prefix, "/", have_start ? start : NULL, NULL,
 			      (unsigned)(want < 1000 ? want : 1000), &l);
 		if (ret < 0) {
-			s3_log_failure("listing", s->key_prefix, ret);
+			s3_log_failure(db, "listing", s->key_prefix, ret);
 			break;
 		}
+		s3_log_answered(db);
 		for (i = 0; i < l.object_count && *n < max; i++) {
 			const struct s3_object *o = &l.objects[i];
 			struct blob_entry *e = &out[*n];
@@ -261,7 +285,6 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 		 uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(store);
-	struct s3_known_entry k;
 	int ret;
 
 	if (destroyed(store))
@@ -269,13 +292,15 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 	ret = hash_buffer(data, len, hash);
 	if (ret < 0)
 		return ret;
-	if (blob_info(s->outbox, hash, NULL) == 0)
+	if (blob_info(s->outbox, hash, NULL) == 0 || remote_has(s, hash))
 		return -EEXIST;
-	if (s3_known_get(&s3store_db(s)->known, s, hash, &k) && k.exists)
-		return -EEXIST;
-	ret = blob_save(s->outbox, data, len, hash);
+	ret = s3_cache_make_room(s3store_db(s), len, true);
 	if (ret == 0)
+		ret = blob_save(s->outbox, data, len, hash);
+	if (ret == 0) {
+		s3_cache_add(s3store_db(s), true, (int64_t)len);
 		ret = after_save(s, hash);
+	}
 	return ret;
 }
 
@@ -295,8 +320,9 @@ static int fetch_sink(const void *data, size_t len, void *arg)
 	return ret;
 }
 
-/* Fetches the blob into the read cache, verified against its name. */
-static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+/* Fetches the blob (len bytes) into the read cache, verified against its
+ * name. */
+static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t len)
 {
 	struct s3_db *db = s3store_db(s);
 	struct fetch f = { .writer = NULL };
@@ -306,6 +332,7 @@ static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 	int ret;
 
 	s3_blob_key(s, hash, key, sizeof(key));
+	(void)s3_cache_make_room(db, len, false);
 	ret = blob_writer_new(s->clean, &f.writer);
 	if (ret < 0)
 		return ret;
@@ -315,10 +342,11 @@ static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 		goto out;
 	}
 	if (ret < 0) {
-		s3_log_failure("reading", key, ret);
+		s3_log_failure(db, "reading", key, ret);
 		ret = -EIO;
 		goto out;
 	}
+	s3_log_answered(db);
 	ret = blob_writer_commit_tentative(f.writer, hash, got, &tentative);
 	if (ret == -EINVAL) {
 		char hex[HASH_HEX_SIZE + 1];
@@ -329,6 +357,8 @@ static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 		ret = -EIO;
 	} else if (ret == -EEXIST) {
 		ret = 0; /* another reader fetched it meanwhile */
+	} else if (ret == 0) {
+		s3_cache_add(db, false, (int64_t)f.off);
 	}
 	if (tentative)
 		blob_settle(s->clean, hash);
@@ -356,14 +386,14 @@ int s3_reader_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	if (ret == -ENOENT) {
 		ret = remote_info(s, hash, &len, &mtime);
 		if (ret == -ENOENT) {
-			(void)blob_delete(s->clean, hash);
+			drop_cached(s, hash);
 			goto out;
 		}
 		/* Unreachable: a cached copy is still read. */
 		if (ret < 0 && blob_open(s->clean, hash, &r->local) == 0)
 			ret = 0;
 		else if (ret == 0 && blob_open(s->clean, hash, &r->local) < 0 &&
-			 (ret = fetch(s, hash)) == 0)
+			 (ret = fetch(s, hash, len)) == 0)
 			ret = blob_open(s->clean, hash, &r->local);
 		else if (ret < 0)
 			ret = -EIO;
@@ -439,18 +469,28 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 		     uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(writer->store);
+	uint64_t size = blob_writer_size(to_local(writer));
 	bool tentative = false;
 	int ret;
 
 	if (destroyed(writer->store))
 		return -ENOENT;
+	ret = s3_cache_make_room(s3store_db(s), size, true);
+	if (ret < 0)
+		return ret;
 	/* The outbox's own save is final: taking a blob back is blobdb.c's
 	 * business, through blob_delete. */
 	ret = blob_writer_commit_tentative(to_local(writer), expect, hash, &tentative);
 	if (tentative)
 		blob_settle(s->outbox, hash);
-	if (ret == 0)
+	/* New to the outbox but in the object store already: nothing to
+	 * upload, and the status says it was there. */
+	if (ret == 0 && remote_has(s, hash) && blob_delete(s->outbox, hash) == 0)
+		return -EEXIST;
+	if (ret == 0) {
+		s3_cache_add(s3store_db(s), true, (int64_t)size);
 		ret = after_save(s, hash);
+	}
 	return ret;
 }
 

@@ -36,9 +36,26 @@ void s3_blob_key(const struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE],
 	snprintf(out, size, "%s%s", s->key_prefix, hex);
 }
 
-void s3_log_failure(const char *what, const char *key, int err)
+void s3_log_failure(struct s3_db *db, const char *what, const char *key, int err)
 {
-	log_warning("s3: %s %s: %s (%s)", what, key, s3_last_error(), strerror(-err));
+	if (!s3_transient(err)) {
+		log_warning("s3: %s %s: %s (%s)", what, key, s3_last_error(), strerror(-err));
+		return;
+	}
+	if (__atomic_exchange_n(&db->unreachable, true, __ATOMIC_RELAXED)) {
+		log_debug("s3: %s %s: %s", what, key, s3_last_error());
+		return;
+	}
+	log_warning("s3: the object store at %s does not answer (%s %s: %s): saves go to the "
+		    "outbox and are uploaded when it does; reads of blobs not cached fail with EIO",
+		    db->config.endpoint, what, key, s3_last_error());
+}
+
+void s3_log_answered(struct s3_db *db)
+{
+	if (__atomic_load_n(&db->unreachable, __ATOMIC_RELAXED) &&
+	    __atomic_exchange_n(&db->unreachable, false, __ATOMIC_RELAXED))
+		log_info("s3: the object store at %s answers again", db->config.endpoint);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -173,7 +190,7 @@ static int check_bucket(struct s3_db *db)
 		ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL);
 	s3_listing_free(&l);
 	if (ret < 0)
-		s3_log_failure("writing", key, ret);
+		s3_log_failure(db, "writing", key, ret);
 	return ret;
 }
 
@@ -203,6 +220,7 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 		return ret;
 	}
 	pthread_mutex_init(&db->up_lock, NULL);
+	pthread_mutex_init(&db->evict_lock, NULL);
 	{
 		/* The upload threads' deadlines are on the monotonic clock. */
 		pthread_condattr_t attr;
@@ -258,6 +276,8 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 	if (ret == 0)
 		ret = s3_stores_load(db);
 	if (ret == 0)
+		ret = s3_cache_count(db);
+	if (ret == 0)
 		log_info("s3: %s at %s, cache %s (%llu MiB)", location, db->config.endpoint,
 			 db->cache_dir, (unsigned long long)(db->cache_size >> 20));
 out:
@@ -308,6 +328,7 @@ static void s3_db_free(struct blobdb *base)
 	s3_known_fini(&db->known);
 	s3_config_free(&db->config);
 	pthread_mutex_destroy(&db->up_lock);
+	pthread_mutex_destroy(&db->evict_lock);
 	pthread_cond_destroy(&db->up_wake);
 	pthread_cond_destroy(&db->up_done);
 	free(db->uploaders);
@@ -359,14 +380,11 @@ static uint64_t s3_db_writer_memory(struct blobdb *base)
 	return blobdb_writer_memory(to_s3db(base)->outbox);
 }
 
+/* Durable means durable in the outbox (the journal); with -o sync each
+ * commit has also waited for its own upload already. */
 static int s3_store_sync(struct store *store)
 {
-	struct s3_store *s = to_s3store(store);
-	int ret = store_sync(s->outbox);
-
-	if (ret == 0 && s3store_db(s)->sync_uploads)
-		ret = s3_upload_drain(s3store_db(s), 60000) < 0 ? -EIO : 0;
-	return ret;
+	return store_sync(to_s3store(store)->outbox);
 }
 
 const struct backend_ops s3_backend = {

@@ -70,7 +70,7 @@ static int meta_fetch(struct s3_db *db, const char *key_prefix, struct store_att
 	if (ret == 0 && meta_decode(m.buf, m.len, out) == 0)
 		return 0;
 	if (ret < 0 && ret != -EPROTO) {
-		s3_log_failure("reading", key, ret);
+		s3_log_failure(db, "reading", key, ret);
 		return ret;
 	}
 	log_warning("s3: %s does not check out: the store is closed to all but root (mode 0700) "
@@ -91,7 +91,7 @@ static int meta_store(struct s3_db *db, const char *key_prefix, const struct sto
 	snprintf(key, sizeof(key), "%s%s", key_prefix, S3_META_NAME);
 	ret = s3_put(db->client, key, buf, sizeof(buf), NULL);
 	if (ret < 0)
-		s3_log_failure("writing", key, ret);
+		s3_log_failure(db, "writing", key, ret);
 	return ret;
 }
 
@@ -162,6 +162,29 @@ void s3_store_free(struct store *store)
 	free(s);
 }
 
+/* An outbox store whose store the bucket no longer has (removed through
+ * another mount): its blobs are not uploaded anywhere. Said, not dropped. */
+static int check_orphan(const char *name, void *arg)
+{
+	struct s3_db *db = arg;
+	struct store *mine, *local;
+
+	if (store_open(&db->base, name, &mine) == 0) {
+		store_close(mine);
+		return 0;
+	}
+	if (store_open(db->outbox, name, &local) == 0) {
+		size_t n = blob_count(local);
+
+		if (n)
+			log_warning("s3: %zu blobs saved into store %s were not uploaded, and the "
+				    "bucket no longer has that store: they stay in %s/outbox", n,
+				    name, db->cache_dir);
+		store_close(local);
+	}
+	return 0;
+}
+
 int s3_stores_load(struct s3_db *db)
 {
 	char prefix[S3_KEY_MAX + 1], *token = NULL;
@@ -177,7 +200,7 @@ int s3_stores_load(struct s3_db *db)
 		free(token);
 		token = NULL;
 		if (ret < 0) {
-			s3_log_failure("listing", prefix[0] ? prefix : "/", ret);
+			s3_log_failure(db, "listing", prefix[0] ? prefix : "/", ret);
 			break;
 		}
 		for (size_t i = 0; i < l.prefix_count && ret == 0; i++) {
@@ -218,6 +241,8 @@ int s3_stores_load(struct s3_db *db)
 		s3_listing_free(&l);
 	} while (ret == 0 && token);
 	free(token);
+	if (ret == 0)
+		(void)store_list(db->outbox, NULL, check_orphan, db);
 	return ret;
 }
 
@@ -243,7 +268,7 @@ int s3_store_create(struct blobdb *base, const char *name, const struct store_at
 	else if (ret == -ENOENT)
 		ret = meta_store(db, s->key_prefix, attr);
 	else
-		s3_log_failure("looking up", key, ret);
+		s3_log_failure(db, "looking up", key, ret);
 	if (ret < 0) {
 		s3_store_free(&s->base);
 		return ret == -EEXIST ? ret : ret == -ENOSPC ? ret : -EIO;
@@ -290,7 +315,7 @@ static int remote_empty(struct s3_db *db, struct s3_store *s)
 	int ret = s3_list(db->client, s->key_prefix, "/", NULL, NULL, 8, &l);
 
 	if (ret < 0) {
-		s3_log_failure("listing", s->key_prefix, ret);
+		s3_log_failure(db, "listing", s->key_prefix, ret);
 		return ret;
 	}
 	ret = 1;
@@ -302,19 +327,21 @@ static int remote_empty(struct s3_db *db, struct s3_store *s)
 	return ret;
 }
 
-/* Deletes every blob under the store's prefix, a page at a time. */
+/* Deletes every blob under the store's prefix, a page at a time (other
+ * keys stay: they are not blobfs's). */
 static int remote_purge(struct s3_db *db, struct s3_store *s)
 {
 	size_t plen = strlen(s->key_prefix);
 	uint8_t hash[BLOBFS_HASH_SIZE];
+	char after[S3_KEY_MAX + 1] = "";
 	int ret, failed = 0;
 
 	do {
 		struct s3_listing l;
 
-		ret = s3_list(db->client, s->key_prefix, "/", NULL, NULL, 1000, &l);
+		ret = s3_list(db->client, s->key_prefix, "/", after[0] ? after : NULL, NULL, 1000, &l);
 		if (ret < 0) {
-			s3_log_failure("listing", s->key_prefix, ret);
+			s3_log_failure(db, "listing", s->key_prefix, ret);
 			return ret;
 		}
 		for (size_t i = 0; i < l.object_count; i++) {
@@ -325,11 +352,13 @@ static int remote_purge(struct s3_db *db, struct s3_store *s)
 				continue;
 			ret = s3_delete(db->client, key);
 			if (ret < 0) {
-				s3_log_failure("deleting", key, ret);
+				s3_log_failure(db, "deleting", key, ret);
 				failed = ret;
 			}
 		}
-		ret = (int)l.truncated;
+		ret = (int)(l.truncated && l.object_count > 0);
+		if (l.object_count)
+			snprintf(after, sizeof(after), "%s", l.objects[l.object_count - 1].key);
 		s3_listing_free(&l);
 	} while (ret == 1 && failed == 0);
 	return failed;
@@ -355,7 +384,7 @@ int s3_store_remove(struct store *store, bool only_if_empty)
 	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
 	ret = s3_delete(db->client, key);
 	if (ret < 0) {
-		s3_log_failure("deleting", key, ret);
+		s3_log_failure(db, "deleting", key, ret);
 		return -EIO;
 	}
 	__atomic_store_n(&store->destroyed, true, __ATOMIC_RELEASE);

@@ -5,7 +5,9 @@
  * a blob leaves the outbox only once the object store acknowledged it, and
  * what is queued when the daemon stops is queued again by the next mount
  * (s3_upload_queue_outbox). A blob is sent in one PUT whose
- * x-amz-content-sha256 is its name, so the object store checks the bytes.
+ * x-amz-content-sha256 is its name, so the object store checks the bytes;
+ * one of 64 MiB or more in a multipart upload, each part with its own
+ * SHA-256.
  *
  * The queue holds each (store, blob) once. A delete first cancels the
  * blob's entry and waits for an upload under way to end (s3_upload_cancel),
@@ -24,6 +26,10 @@
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 60000
+/* Blobs from 64 MiB on go in parts of 16 MiB (S3 allows 10,000 parts). */
+#define S3_MULTIPART_MIN (UINT64_C(64) << 20)
+#define S3_PART_SIZE (UINT64_C(16) << 20)
+#define S3_PARTS_MAX 10000
 
 struct s3_upload {
 	struct s3_upload *next;
@@ -95,22 +101,22 @@ static void upload_free(struct s3_upload *u)
 int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_db *db = s3store_db(s);
-	struct s3_upload *u;
+	struct s3_upload *u = calloc(1, sizeof(*u));
 
+	if (!u)
+		return -ENOMEM;
+	/* The reference is taken before up_lock: store_hold takes the
+	 * catalogue's lock, which comes first. */
+	u->store = to_s3store(store_hold(&s->base));
+	memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&db->up_lock);
 	if (find(db->queue_head, s, hash) || find(db->busy, s, hash)) {
 		/* A busy one may have read the blob before this save: it is the
 		 * same content, so its upload is this one's too. */
 		pthread_mutex_unlock(&db->up_lock);
+		upload_free(u);
 		return 0;
 	}
-	u = calloc(1, sizeof(*u));
-	if (!u) {
-		pthread_mutex_unlock(&db->up_lock);
-		return -ENOMEM;
-	}
-	u->store = to_s3store(store_hold(&s->base));
-	memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
 	queue_append(db, u);
 	pthread_cond_signal(&db->up_wake);
 	pthread_mutex_unlock(&db->up_lock);
@@ -181,31 +187,83 @@ int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uns
 	return ret;
 }
 
-int s3_upload_drain(struct s3_db *db, unsigned timeout_ms)
-{
-	struct timespec deadline;
-	int ret = 0;
-
-	deadline_after(&deadline, timeout_ms);
-	pthread_mutex_lock(&db->up_lock);
-	while ((db->queue_head || db->busy) && ret == 0)
-		if (pthread_cond_timedwait(&db->up_done, &db->up_lock, &deadline) == ETIMEDOUT)
-			ret = -ETIMEDOUT;
-	pthread_mutex_unlock(&db->up_lock);
-	return ret;
-}
-
 struct source {
 	struct blob_reader *reader;
+	uint64_t base; /* where the part being sent starts in the blob */
 };
 
 static int read_source(void *buf, size_t len, uint64_t off, void *arg)
 {
 	struct source *src = arg;
 	size_t got = 0;
-	int ret = blob_read(src->reader, buf, len, off, &got);
+	int ret = blob_read(src->reader, buf, len, src->base + off, &got);
 
 	return ret < 0 ? ret : (int)got;
+}
+
+/* The SHA-256 of [off, off + len) of the blob, in hex: a part's
+ * x-amz-content-sha256 (the part is read twice, from the page cache, rather
+ * than held in memory). */
+static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
+		     char hex[HASH_HEX_SIZE + 1])
+{
+	struct hasher *h = NULL;
+	uint8_t *buf = malloc(1u << 20), hash[BLOBFS_HASH_SIZE];
+	int ret = buf ? hasher_new(&h) : -ENOMEM;
+
+	while (ret == 0 && len > 0) {
+		size_t want = len < (1u << 20) ? (size_t)len : (1u << 20), got = 0;
+
+		ret = blob_read(reader, buf, want, off, &got);
+		if (ret == 0 && got != want)
+			ret = -EIO; /* the blob is shorter than it said */
+		if (ret == 0)
+			ret = hasher_update(h, buf, got);
+		off += got;
+		len -= got;
+	}
+	if (ret == 0)
+		ret = hasher_final(h, hash);
+	if (ret == 0)
+		hash_to_hex(hash, hex);
+	hasher_free(h);
+	free(buf);
+	return ret;
+}
+
+/* A large blob in parts of S3_PART_SIZE (more when 10,000 of them would not
+ * hold it); an upload that fails is aborted and tried again whole. */
+static int upload_parts(struct s3_db *db, const char *key, struct source *src, uint64_t len)
+{
+	uint64_t part_size = S3_PART_SIZE;
+	char (*etags)[129] = NULL, hex[HASH_HEX_SIZE + 1], *upload_id = NULL;
+	unsigned parts;
+	int ret;
+
+	while ((len + part_size - 1) / part_size > S3_PARTS_MAX)
+		part_size *= 2;
+	parts = (unsigned)((len + part_size - 1) / part_size);
+	etags = calloc(parts, sizeof(*etags));
+	if (!etags)
+		return -ENOMEM;
+	ret = s3_multipart_start(db->client, key, &upload_id);
+	for (unsigned i = 0; i < parts && ret == 0; i++) {
+		uint64_t off = (uint64_t)i * part_size;
+		uint64_t n = len - off < part_size ? len - off : part_size;
+
+		ret = part_hash(src->reader, off, n, hex);
+		src->base = off;
+		if (ret == 0)
+			ret = s3_multipart_part(db->client, key, upload_id, i + 1, n, hex, read_source,
+						src, etags[i]);
+	}
+	if (ret == 0)
+		ret = s3_multipart_complete(db->client, key, upload_id, etags, parts);
+	if (ret < 0 && upload_id)
+		(void)s3_multipart_abort(db->client, key, upload_id); /* best effort */
+	free(upload_id);
+	free(etags);
+	return ret;
 }
 
 /* One try: 0 when the object store has the blob (or the outbox no longer
@@ -228,20 +286,28 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 	len = blob_reader_length(src.reader);
 	hash_to_hex(u->hash, hex);
 	s3_blob_key(s, u->hash, key, sizeof(key));
-	ret = s3_put_from(db->client, key, len, hex, read_source, &src);
+	if (len >= S3_MULTIPART_MIN)
+		ret = upload_parts(db, key, &src, len);
+	else
+		ret = s3_put_from(db->client, key, len, hex, read_source, &src);
 	blob_close(src.reader);
 	if (ret == 0) {
 		s3_known_put(&db->known, s, u->hash, true, len, (int64_t)time(NULL));
 		/* Acknowledged: the outbox's copy has done its job. */
 		ret = blob_delete(s->outbox, u->hash);
+		if (ret == 0)
+			s3_cache_add(db, true, -(int64_t)len);
 		if (ret == -ENOENT)
 			ret = 0;
 	}
+	/* One line per blob for a refusal; an object store that does not
+	 * answer is one line for all (s3_log_failure). */
 	if (ret < 0 && u->attempts == 0)
-		log_warning("s3: uploading %s: %s (%s); retrying", key, s3_last_error(),
-			    strerror(-ret));
+		s3_log_failure(db, "uploading", key, ret);
 	else if (ret == 0 && u->attempts > 0)
 		log_info("s3: uploaded %s after %u failed tries", key, u->attempts);
+	if (ret == 0)
+		s3_log_answered(db);
 	return ret;
 }
 

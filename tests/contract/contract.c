@@ -342,7 +342,7 @@ static void ct_store_stats(uint64_t seed)
 	CHECK_EQ(st.blobs, blobs);
 	CHECK_EQ(st.blobs, blob_count(s));
 	CHECK_EQ(st.bytes, bytes);
-	if (ct_memory)
+	if (ct_memory || ct_s3)
 		CHECK(st.packs == 0 && st.dead_bytes == 0);
 	else
 		CHECK(st.packs > 0);
@@ -357,7 +357,7 @@ static void ct_store_stats(uint64_t seed)
 	CHECK_EQ(store_stats(s, &st), 0);
 	CHECK_EQ(st.blobs, blobs);
 	CHECK_EQ(st.bytes, bytes);
-	if (ct_memory)
+	if (ct_memory || ct_s3)
 		CHECK_EQ(st.dead_bytes, 0);
 	else
 		CHECK(st.dead_bytes > 0);
@@ -540,7 +540,7 @@ static void ct_after_close(uint64_t seed)
 	struct store *s;
 
 	TU_TEST(ct_memory ? "memory: the stores vanish at close"
-			   : "local: stores and blobs are there after a reopen");
+			   : "local, s3: stores and blobs are there after a reopen");
 	db = ct_open("reopen", NULL);
 	REQUIRE(store_create(db, "p") == 0);
 	REQUIRE(store_create(db, "q") == 0);
@@ -664,7 +664,7 @@ int main(int argc, char **argv)
 
 	tu_init(argv[0]);
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s local|memory:|DIR\n", argv[0]);
+		fprintf(stderr, "usage: %s local|memory:|DIR|s3://BUCKET/PREFIX\n", argv[0]);
 		return 2;
 	}
 	seed = tu_seed();
@@ -676,6 +676,12 @@ int main(int argc, char **argv)
 		REQUIRE(chdir(ct_cwd) == 0);
 	} else if (!strcmp(argv[1], "local")) {
 		ct_location = tu_tmpdir();
+	} else if (!strncmp(argv[1], "s3://", 5)) {
+		/* The object store from the environment (scripts/ceph-dev env). */
+		ct_s3 = true;
+		ct_location = argv[1];
+		if (ct_s3_prepare() < 0)
+			return 2;
 	} else {
 		ct_location = argv[1];
 		if (mkdir(ct_location, 0700) < 0 && errno != EEXIST) {
@@ -683,7 +689,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	fprintf(stderr, "backend: %s (%s)\n", ct_memory ? "memory" : "local", ct_location);
+	fprintf(stderr, "backend: %s (%s)\n", ct_memory ? "memory" : ct_s3 ? "s3" : "local",
+		ct_location);
 
 	ct_empty_database();
 	ct_store_names();

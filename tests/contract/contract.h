@@ -16,14 +16,18 @@
 
 /* The backend under test. */
 extern bool ct_memory;          /* location "memory:" */
-extern const char *ct_location; /* "memory:" or the local base directory */
+extern bool ct_s3;              /* an s3:// location (the packs are not ours to see) */
+extern const char *ct_location; /* "memory:", the local base directory or s3://B/P */
 extern char ct_cwd[PATH_MAX];   /* memory: the directory we run in, must stay empty */
 
 /* A fresh, empty database for a group of checks (local: a new directory
- * <base>/<label>; memory: "memory:"). Ends the test if it cannot open. */
+ * <base>/<label>; memory: "memory:"; s3: the prefix <location>/<label>,
+ * with a cache directory of its own). Ends the test if it cannot open. */
 struct blobdb *ct_open(const char *label, const struct blobdb_options *opts);
 /* The same database again after blobdb_close (local: same directory). */
 struct blobdb *ct_reopen(const char *label, const struct blobdb_options *opts);
+/* s3: the bucket exists (made when missing); 0 or a negative errno. */
+int ct_s3_prepare(void);
 /* Closes; memory: checks that nothing was left in ct_cwd. */
 void ct_close(struct blobdb *db);
 /* memory: ct_cwd is still empty (a check). */

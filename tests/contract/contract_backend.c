@@ -8,19 +8,68 @@
 #include <unistd.h>
 
 #include "contract.h"
+#include "s3_client.h"
+
+static const char *env_get(const char *name)
+{
+	return getenv(name);
+}
+
+int ct_s3_prepare(void)
+{
+	struct s3_client *client = NULL;
+	struct s3_config config;
+	char why[256];
+	int ret = s3_config_load(ct_location, NULL, env_get, &config, why, sizeof(why));
+
+	if (ret < 0) {
+		fprintf(stderr, "%s: %s (run under eval \"$(scripts/ceph-dev env)\")\n", ct_location,
+			why);
+		return ret;
+	}
+	ret = s3_client_new(&config, NULL, &client);
+	if (ret == 0)
+		ret = s3_bucket_create(client);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (ret < 0)
+		fprintf(stderr, "creating the bucket of %s: %s\n", ct_location, s3_last_error());
+	s3_client_free(client);
+	s3_config_free(&config);
+	return ret;
+}
 
 bool ct_memory;
+bool ct_s3;
 const char *ct_location;
+static char ct_caches[PATH_MAX]; /* s3: where each label's cache directory goes */
 char ct_cwd[PATH_MAX]; /* memory: the directory we run in, must stay empty */
 
 static struct blobdb *open_at(const char *label, const struct blobdb_options *opts, bool fresh)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], cache[PATH_MAX];
 	const char *where = "memory:";
+	struct blobdb_options s3_opts;
 	struct blobdb *db = NULL;
 	int r;
 
-	if (!ct_memory) {
+	if (ct_s3) {
+		/* A label is a prefix of its own, and a cache kept across a
+		 * reopen (what a remount of the same cache directory does). */
+		tu_path(path, sizeof(path), "%s/%s", ct_location, label);
+		if (!ct_caches[0])
+			snprintf(ct_caches, sizeof(ct_caches), "%s", tu_tmpdir());
+		tu_path(cache, sizeof(cache), "%s/%s", ct_caches, label);
+		if (fresh)
+			REQUIRE(access(cache, F_OK) != 0); /* labels are unique */
+		if (opts)
+			s3_opts = *opts;
+		else
+			blobdb_options_default(&s3_opts);
+		s3_opts.cache_dir = cache;
+		opts = &s3_opts;
+		where = path;
+	} else if (!ct_memory) {
 		tu_path(path, sizeof(path), "%s/%s", ct_location, label);
 		if (fresh)
 			REQUIRE(access(path, F_OK) != 0); /* labels are unique */

@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from blobfs_test import common, mounting
+from blobfs_test import ceph, common, mounting
 
 _metrics = []
 
@@ -131,15 +131,27 @@ def _no_leftovers(tmp_path):
     assert not problems, '\n'.join(problems)
 
 
+@pytest.fixture(scope='session')
+def s3_cluster():
+    """The radosgw of scripts/ceph-dev (blobfs_test.ceph), started for the
+    session when it is not running; skipped with BLOBFS_S3=0."""
+    if not ceph.enabled():
+        pytest.skip('BLOBFS_S3=0')
+    cluster = ceph.Cluster().start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def make_mount(request, tmp_path, blobfs_bin, backend):
     """Factory: make_mount(name='', backend=None, **Mount kwargs) -> mounted
     Mount.
 
     Each mount uses tmp_path/<name>data (local) or memory: run from the
-    empty directory tmp_path/<name>cwd (memory), and tmp_path/<name>mnt.
-    backend=None means the test's `backend`. All of them are unmounted at
-    teardown and must have exited with status 0."""
+    empty directory tmp_path/<name>cwd (memory), or a prefix of its own in
+    the test bucket with the cache tmp_path/<name>cache (s3), and
+    tmp_path/<name>mnt. backend=None means the test's `backend`. All of
+    them are unmounted at teardown and must have exited with status 0."""
     created = []
     test_backend = backend
 
@@ -147,6 +159,12 @@ def make_mount(request, tmp_path, blobfs_bin, backend):
         if (backend or test_backend) == 'memory' and data is None:
             data = mounting.MEMORY
             kwargs.setdefault('cwd', tmp_path / f'{name}cwd')
+        if (backend or test_backend) == 's3' and data is None:
+            cluster = request.getfixturevalue('s3_cluster')
+            data = f's3://{ceph.BUCKET}/{cluster.new_prefix(request.node.name + name)}'
+            kwargs['extra_args'] = ['-o', f'cache={tmp_path}/{name}cache'] + \
+                list(kwargs.get('extra_args', ()))
+            kwargs['env'] = {**cluster.env, **(kwargs.get('env') or {})}
         m = mounting.Mount(data or tmp_path / f'{name}data', tmp_path / f'{name}mnt',
                            tmp_path, **kwargs)
         created.append(m)

@@ -44,7 +44,7 @@ SANITIZER_REPORT = re.compile(r'runtime error:|ERROR: (Address|Leak|Undefined)Sa
 # tests marked `backends` run on: BLOBFS_BACKENDS, a comma-separated list
 # (default "local,memory").
 MEMORY = 'memory:'
-KNOWN_BACKENDS = ('local', 'memory')
+KNOWN_BACKENDS = ('local', 'memory', 's3')
 
 
 def backends():

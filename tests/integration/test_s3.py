@@ -1,0 +1,350 @@
+"""Stores on an S3 object store: blobfs mounted on s3://BUCKET/PREFIX against
+the radosgw of scripts/ceph-dev (started for the session when it is not
+running; BLOBFS_S3=0 skips these tests).
+
+Covers: a blob saved through the mount is the object [PREFIX/]S/<hex> with
+exactly its bytes (read back with boto3), and an object put with boto3 is
+listed and read through the mount; bytes that do not hash to the object's
+name are an EIO and a log line; two mounts with separate caches on one
+prefix (save on one, read on the other; delete on one, gone from the other
+within remote_ttl); the object store unreachable (saves keep working into
+the outbox, uncached reads fail fast with EIO, the daemon killed, and the
+next mount uploads what it left); the cache at its bound (the read cache
+evicts, the outbox refuses with ENOSPC).
+"""
+
+import errno
+import hashlib
+import os
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+from blobfs_test import ceph, mounting
+
+BUCKET = ceph.BUCKET
+
+
+@pytest.fixture
+def s3(s3_cluster):
+    return s3_cluster.client()
+
+
+@pytest.fixture
+def s3_mounts(request, tmp_path, s3_cluster, blobfs_bin):
+    """Factory: s3_mounts(name, prefix, options='', endpoint=None) -> a mounted
+    Mount of s3://BUCKET/prefix with the cache tmp_path/<name>cache."""
+    made = []
+
+    def make(name, prefix, options='', endpoint=None, mount=True):
+        opts = f'cache={tmp_path}/{name}cache'
+        if endpoint:
+            opts += f',s3_endpoint={endpoint}'
+        if options:
+            opts += ',' + options
+        m = mounting.Mount(f's3://{BUCKET}/{prefix}', tmp_path / f'{name}mnt', tmp_path,
+                           extra_args=['-o', opts], env=s3_cluster.env)
+        made.append(m)
+        if mount:
+            m.mount()
+        return m
+
+    yield make
+    errors = []
+    for m in made:
+        rep = getattr(request.node, 'rep_call', None)
+        if (rep is None or rep.failed) and m.log_files:
+            print(f'--- blobfs log ({m.mnt}) ---\n{m.log_tail(100)}')
+        try:
+            m.cleanup()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, '\n\n'.join(errors)
+
+
+@pytest.fixture
+def prefix(request, s3_cluster):
+    return s3_cluster.new_prefix(request.node.name)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def save(m, store, name, data):
+    with open(m.path(store, 'incoming', name), 'wb') as f:
+        f.write(data)
+    return sha(data)
+
+
+def wait_for(what, check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout}s waiting for {what}')
+        time.sleep(0.1)
+
+
+def object_bytes(s3, key):
+    try:
+        return s3.get_object(Bucket=BUCKET, Key=key)['Body'].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def keys(s3, prefix):
+    out = []
+    for page in s3.get_paginator('list_objects_v2').paginate(Bucket=BUCKET, Prefix=prefix):
+        out += [o['Key'] for o in page.get('Contents', [])]
+    return out
+
+
+class Proxy:
+    """A TCP forwarder to the object store that can be cut: down() closes
+    its listening socket and every connection (connections are then
+    refused), up() listens again on the same port."""
+
+    def __init__(self, target_port):
+        self.target = ('127.0.0.1', target_port)
+        self.port = None
+        self.listener = None
+        self.conns = []
+        self.lock = threading.Lock()
+        self.threads = []
+        self.up()
+
+    @property
+    def endpoint(self):
+        return f'http://127.0.0.1:{self.port}'
+
+    def up(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('127.0.0.1', self.port or 0))
+        s.listen(64)
+        self.port = s.getsockname()[1]
+        self.listener = s
+        t = threading.Thread(target=self._accept, args=(s,), daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def down(self):
+        s, self.listener = self.listener, None
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, server]
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, a, b):
+        socks = [a, b]
+        try:
+            while True:
+                ready, _, _ = select.select(socks, [], [], 1.0)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        if self.listener:
+            self.down()
+
+
+@pytest.fixture
+def proxy(s3_cluster):
+    port = int(s3_cluster.env['AWS_ENDPOINT_URL'].rsplit(':', 1)[1])
+    p = Proxy(port)
+    yield p
+    p.close()
+
+
+def test_saved_blob_is_the_object_and_back(s3_mounts, s3, prefix):
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    small, big = os.urandom(1000), os.urandom(3 << 20)
+    hs, hb = save(m, 'st', 'small', small), save(m, 'st', 'big', big)
+    assert sorted(n for n in os.listdir(m.path('st')) if n != 'incoming') == sorted([hs, hb])
+    # The object store gets exactly the bytes, under [PREFIX/]S/<hex>.
+    for h, data in ((hs, small), (hb, big)):
+        assert wait_for(f'object {h}', lambda h=h: object_bytes(s3, f'{prefix}/st/{h}')) == data
+    assert f'{prefix}/st/.blobfs-store' in keys(s3, f'{prefix}/st/')
+    with open(m.path('st', hb), 'rb') as f:
+        assert f.read() == big
+    # A store made elsewhere is listed by the next mount; a delete deletes the object.
+    os.unlink(m.path('st', hs))
+    assert object_bytes(s3, f'{prefix}/st/{hs}') is None
+    assert not os.path.exists(m.path('st', hs))
+    m.remount()
+    assert os.listdir(m.path()) == ['st']
+    assert sorted(os.listdir(m.path('st'))) == sorted([hb, 'incoming'])
+
+
+def test_objects_put_by_other_tools(s3_mounts, s3, prefix, tmp_path):
+    m0 = s3_mounts('maker', prefix)
+    os.mkdir(m0.path('st'))
+    m0.umount()
+    data = os.urandom(5000)
+    h = sha(data)
+    s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/{h}', Body=data)
+    s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/notes.txt', Body=b'not a blob')
+    lie = b'these bytes are not what the name says'
+    liar = sha(b'something else')
+    s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/{liar}', Body=lie)
+    m = s3_mounts('reader', prefix)
+    names = os.listdir(m.path('st'))
+    assert h in names and liar in names and 'notes.txt' not in names
+    with open(m.path('st', h), 'rb') as f:
+        assert f.read() == data
+    assert os.stat(m.path('st', h)).st_size == len(data)
+    with pytest.raises(OSError) as e:
+        with open(m.path('st', liar), 'rb') as f:
+            f.read()
+    assert e.value.errno == errno.EIO
+    assert 'not to its name' in m.log()
+
+
+def test_two_mounts_share_a_prefix(s3_mounts, prefix):
+    a = s3_mounts('a', prefix, 'remote_ttl=2')
+    os.mkdir(a.path('st'))
+    b = s3_mounts('b', prefix, 'remote_ttl=2')
+    data = os.urandom(200000)
+    h = save(a, 'st', 'f', data)
+    # Saved on a, read on b (its lookup asks the object store).
+    def on_b():
+        try:
+            with open(b.path('st', h), 'rb') as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+    assert wait_for('the blob on b', on_b) == data
+    assert h in os.listdir(b.path('st'))
+    # Deleted on b, gone from a within the ttl.
+    assert os.path.exists(a.path('st', h))
+    os.unlink(b.path('st', h))
+    start = time.monotonic()
+    wait_for('the delete to reach a', lambda: not os.path.exists(a.path('st', h)), timeout=10)
+    assert time.monotonic() - start < 4
+    assert h not in os.listdir(a.path('st'))
+
+
+def test_unreachable_object_store_then_the_outbox_after_a_kill(s3_mounts, s3, prefix, proxy):
+    m = s3_mounts('a', prefix, endpoint=proxy.endpoint)
+    os.mkdir(m.path('st'))
+    known = os.urandom(10000)
+    hk = save(m, 'st', 'k', known)
+    wait_for('the first upload', lambda: object_bytes(s3, f'{prefix}/st/{hk}'))
+    remote_only = os.urandom(7000)
+    hr = sha(remote_only)
+    s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/{hr}', Body=remote_only)
+
+    proxy.down()
+    # Saves keep working (into the outbox) and are listed.
+    data = os.urandom(300000)
+    h = save(m, 'st', 'offline', data)
+    assert h in os.listdir(m.path('st'))
+    with open(m.path('st', h), 'rb') as f:
+        assert f.read() == data
+    # A blob only the object store has cannot be read: EIO, at once.
+    start = time.monotonic()
+    with pytest.raises(OSError) as e:
+        with open(m.path('st', hr), 'rb') as f:
+            f.read()
+    assert e.value.errno in (errno.EIO, errno.ENOENT)
+    assert time.monotonic() - start < 15
+    time.sleep(1)
+    assert object_bytes(s3, f'{prefix}/st/{h}') is None
+    assert 'does not answer' in m.log()
+
+    # Killed with the blob only in the outbox; the next mount uploads it.
+    mounting.kill_daemon(m)
+    mounting.unmount_dead_mount(m.mnt)
+    proxy.up()
+    m.mount()
+    assert wait_for('the upload after the remount',
+                    lambda: object_bytes(s3, f'{prefix}/st/{h}')) == data
+    assert 'not yet uploaded' in m.log()
+
+
+def test_cache_bound(s3_mounts, s3, prefix, proxy):
+    m0 = s3_mounts('maker', prefix)
+    os.mkdir(m0.path('st'))
+    m0.umount()
+    blobs = [os.urandom(300 << 10) for _ in range(6)]
+    for data in blobs:
+        s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/{sha(data)}', Body=data)
+    m = s3_mounts('a', prefix, 'cache_size=1M', endpoint=proxy.endpoint)
+    # Reading 1.8 MiB through a 1 MiB cache: the read cache makes room.
+    for data in blobs:
+        with open(m.path('st', sha(data)), 'rb') as f:
+            assert f.read() == data
+    assert 'evicted' in m.log()
+    # With the object store away, the outbox alone may not pass the bound.
+    proxy.down()
+    saved = []
+    with pytest.raises(OSError) as e:
+        for i in range(5):
+            saved.append(save(m, 'st', f'o{i}', os.urandom(300 << 10)))
+    assert e.value.errno == errno.ENOSPC
+    assert len(saved) == 3
+    proxy.up()
+
+
+def test_large_blob_goes_in_parts(s3_mounts, s3, prefix, tmp_path):
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    src = tmp_path / 'big'
+    with open(src, 'wb') as f:
+        for _ in range(70):
+            f.write(os.urandom(1 << 20))
+    data = src.read_bytes()
+    h = save(m, 'st', 'big', data)
+    key = f'{prefix}/st/{h}'
+
+    def uploaded():
+        try:
+            return s3.head_object(Bucket=BUCKET, Key=key)
+        except s3.exceptions.ClientError:
+            return None
+    head = wait_for('the multipart upload', uploaded, timeout=120)
+    assert head['ContentLength'] == len(data)
+    assert head['ETag'].strip('"').endswith('-5')   # 16 MiB parts: 4 full and one of 6 MiB
+    assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == h
