@@ -20,9 +20,12 @@
  * "Stores in an S3 bucket". The local data directories are used through
  * store.h like any client would: this backend knows nothing of packs.
  *
- * Locks: blobdb.c's db->lock, then a store's lock, then up_lock, then the
- * known table's lock; never the other way. No lock is held across a request
- * to the object store.
+ * Locks, in this order: evict_lock (an eviction walks the catalogue),
+ * blobdb.c's db->lock, a store's save_lock, a store's lock, up_lock, the
+ * known table's lock; never the other way. Requests to the object store are
+ * made holding none of them but a store's save_lock shared (a save's HEAD),
+ * and, for store_create and store_remove (at most two requests each), the
+ * catalogue's lock that blobdb.c holds around them.
  */
 #ifndef BLOBFS_S3_H
 #define BLOBFS_S3_H
@@ -44,10 +47,10 @@
 
 struct s3_known_entry {
 	uint8_t hash[BLOBFS_HASH_SIZE];
-	const void *store; /* which store it is about (compared, never followed) */
+	uint64_t store_id; /* which store it is about (s3_store.id) */
 	uint64_t length;
 	int64_t mtime;
-	uint64_t when_ms; /* 0: a free slot */
+	uint64_t when_ms; /* when the question was asked; 0: a free slot */
 	bool exists;
 };
 
@@ -61,10 +64,12 @@ struct s3_known {
 int s3_known_init(struct s3_known *k, size_t slots, unsigned ttl_ms);
 void s3_known_fini(struct s3_known *k);
 /* 1 and *out filled when there is an answer younger than the ttl; 0. */
-int s3_known_get(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+int s3_known_get(struct s3_known *k, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE],
 		 struct s3_known_entry *out);
-void s3_known_put(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
-		  bool exists, uint64_t length, int64_t mtime);
+/* Records an answer to a question asked at asked_ms (s3_now_ms() before the
+ * request): an answer to a later question about the same blob is kept. */
+void s3_known_put(struct s3_known *k, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE],
+		  bool exists, uint64_t length, int64_t mtime, uint64_t asked_ms);
 uint64_t s3_now_ms(void);
 
 /* ---- the database ---- */
@@ -88,26 +93,35 @@ struct s3_db {
 	 * one eviction at a time. */
 	uint64_t outbox_bytes, clean_bytes;
 	pthread_mutex_t evict_lock;
+	uint64_t next_store_id; /* atomic */
 
 	/* s3_upload.c: under up_lock. */
 	pthread_mutex_t up_lock;
 	pthread_cond_t up_wake; /* work for the uploaders */
 	pthread_cond_t up_done; /* an upload ended (a delete or a sync waits) */
-	struct s3_upload *queue_head, *queue_tail;
-	struct s3_upload *busy; /* being uploaded */
-	size_t queued;
+	struct s3_upload **up_table;              /* every entry, by (store, blob) */
+	struct s3_upload *queue_head, *queue_tail; /* ready, in order */
+	struct s3_upload *waiting;                 /* to retry, once due */
+	uint64_t waiting_next_ms;                  /* the first of them due */
+	size_t queued;                             /* entries in the table */
 	pthread_t *uploaders;
 	unsigned uploader_count;
-	bool up_stop;
+	bool up_stop; /* atomic: read by transfers under way */
 	uint64_t uploaded, upload_failures; /* counts, for the log and tests */
 };
 
 struct s3_store {
 	struct store base;
+	/* Unique in the process (a store made again under the same name, even
+	 * at the same address, is another): the key of its known answers. */
+	uint64_t id;
 	char *key_prefix; /* "[PREFIX/]S/" */
 	/* The store of the same name in each local data directory. */
 	struct store *outbox, *clean;
 	pthread_mutex_t lock;
+	/* Saves hold it shared, a removal exclusive: nothing is saved into a
+	 * store between its emptiness check and its removal. */
+	pthread_rwlock_t save_lock;
 	struct store_attr attr; /* under lock */
 	uint64_t listed_count;  /* blobs the last full listing found */
 };
@@ -133,6 +147,7 @@ int s3_store_create(struct blobdb *db, const char *name, const struct store_attr
 int s3_store_get_attr(struct store *store, struct store_attr *out);
 int s3_store_set_attr(struct store *store, const struct store_attr *attr);
 int s3_store_remove(struct store *store, bool only_if_empty);
+void s3_store_purge(struct store *store);
 void s3_store_free(struct store *store);
 int s3_store_stats(struct store *store, struct store_stats *out);
 
@@ -171,6 +186,7 @@ int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox);
 void s3_cache_add(struct s3_db *db, bool outbox, int64_t bytes);
 
 /* s3_upload.c */
+int s3_upload_init(struct s3_db *db);
 int s3_upload_start(struct s3_db *db);
 void s3_upload_stop(struct s3_db *db);
 /* Queues the upload of a blob of the store's outbox (holds a reference to
@@ -182,8 +198,10 @@ int s3_upload_queue_outbox(struct s3_db *db);
 /* Takes the blob out of the queue and waits until no upload of it is under
  * way (a delete's first step). */
 void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
-/* Waits until the blob is uploaded (0), or its upload failed or timeout_ms
- * passed (-EIO; it stays queued). */
+/* Cancels every upload of the store (its removal's first step). */
+void s3_upload_cancel_store(struct s3_store *s);
+/* Waits until the blob is uploaded (0), or timeout_ms passed (-EIO; it
+ * stays queued). */
 int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], unsigned timeout_ms);
 
 #endif

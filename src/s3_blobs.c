@@ -39,41 +39,45 @@ static bool destroyed(struct store *store)
 	return __atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE);
 }
 
-/* What the object store says of the blob now (or lately): 0 and its length
- * and time, -ENOENT, or another error when it cannot be asked. */
+/* What the object store says of the blob: 0 and its length and time,
+ * -ENOENT, or another error when it cannot be asked. An answer of the last
+ * remote_ttl_ms is used unless fresh. */
 static int remote_info(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE],
-		       uint64_t *length, int64_t *mtime)
+		       uint64_t *length, int64_t *mtime, bool fresh)
 {
 	struct s3_db *db = s3store_db(s);
 	struct s3_known_entry k;
 	char key[S3_KEY_MAX + 1];
+	uint64_t asked;
 	int ret;
 
-	if (s3_known_get(&db->known, s, hash, &k)) {
+	if (!fresh && s3_known_get(&db->known, s->id, hash, &k)) {
 		*length = k.length;
 		*mtime = k.mtime;
 		return k.exists ? 0 : -ENOENT;
 	}
 	s3_blob_key(s, hash, key, sizeof(key));
+	asked = s3_now_ms();
 	ret = s3_head(db->client, key, length, mtime);
 	if (ret == 0 || ret == -ENOENT) {
 		s3_log_answered(db);
-		s3_known_put(&db->known, s, hash, ret == 0, ret == 0 ? *length : 0,
-			     ret == 0 ? *mtime : 0);
-	} else
+		s3_known_put(&db->known, s->id, hash, ret == 0, ret == 0 ? *length : 0,
+			     ret == 0 ? *mtime : 0, asked);
+	} else {
 		s3_log_failure(db, "looking up", key, ret);
+	}
 	return ret;
 }
 
-/* Whether the object store has the blob (lately, or asked now); false when
- * it cannot be asked: a save then goes to the outbox and its upload finds
- * out. */
+/* Whether the object store has the blob, asked now (a save must not trust
+ * an answer another mount's delete may have made stale); false when it
+ * cannot be asked: the save then goes to the outbox and is uploaded. */
 static bool remote_has(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint64_t len;
 	int64_t mtime;
 
-	return remote_info(s, hash, &len, &mtime) == 0;
+	return remote_info(s, hash, &len, &mtime, true) == 0;
 }
 
 /* Drops the read cache's copy of a blob the object store no longer has. */
@@ -101,14 +105,18 @@ int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint
 		len = st.length;
 		mtime = st.saved;
 	} else {
-		ret = remote_info(s, hash, &len, &mtime);
+		ret = remote_info(s, hash, &len, &mtime, false);
 		if (ret == -ENOENT) {
 			drop_cached(s, hash); /* deleted elsewhere */
 		} else if (ret < 0) {
 			/* Unreachable: what the cache holds is still shown. */
 			ret = blob_stat(s->clean, hash, &st) == 0 ? 0 : -EIO;
-			len = st.length;
-			mtime = st.saved;
+			if (ret == 0) {
+				len = st.length;
+				mtime = st.saved;
+			}
+		} else if (blob_stat(s->clean, hash, &st) == 0) {
+			len = st.length; /* verified bytes say how many there are */
 		}
 	}
 	if (ret == 0 && length)
@@ -123,7 +131,7 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	struct s3_store *s = to_s3store(store);
 	struct s3_db *db = s3store_db(s);
 	char key[S3_KEY_MAX + 1];
-	uint64_t len;
+	uint64_t len, asked;
 	int64_t mtime;
 	bool local;
 	int ret;
@@ -137,17 +145,18 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 		s3_cache_add(db, true, -(int64_t)len);
 	drop_cached(s, hash);
 	if (!local) {
-		ret = remote_info(s, hash, &len, &mtime);
+		ret = remote_info(s, hash, &len, &mtime, false);
 		if (ret < 0)
 			return ret == -ENOENT ? ret : -EIO;
 	}
 	s3_blob_key(s, hash, key, sizeof(key));
+	asked = s3_now_ms();
 	ret = s3_delete(db->client, key);
 	if (ret < 0 && ret != -ENOENT) {
 		s3_log_failure(db, "deleting", key, ret);
 		return -EIO;
 	}
-	s3_known_put(&db->known, s, hash, false, 0, 0);
+	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
 	return 0;
 }
 
@@ -167,14 +176,15 @@ static int collect_one(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, vo
 
 /* Up to max blobs of the bucket's listing of the store after `after`, as
  * many pages as it takes (keys that are not a blob's are skipped), and
- * whether more follow. */
+ * whether more follow. The first page starts after `after`, the next ones
+ * from the continuation token; a page that does not move on is -EPROTO
+ * (a server that ignores where to start would otherwise loop forever). */
 static int remote_blobs(struct s3_store *s, const uint8_t *after, struct blob_entry *out,
 			size_t max, size_t *n, bool *more)
 {
 	struct s3_db *db = s3store_db(s);
 	size_t plen = strlen(s->key_prefix);
-	char start[S3_KEY_MAX + 1];
-	bool have_start = after != NULL;
+	char start[S3_KEY_MAX + 1] = "", *token = NULL;
 	int ret = 0;
 
 	*n = 0;
@@ -182,11 +192,15 @@ static int remote_blobs(struct s3_store *s, const uint8_t *after, struct blob_en
 	if (after)
 		s3_blob_key(s, after, start, sizeof(start));
 	while (*more && *n < max) {
+		uint64_t asked = s3_now_ms();
 		struct s3_listing l;
-		size_t want = max - *n, i;
+		bool moved = false;
+		size_t i;
 
-		ret = s3_list(db->client, s->key_prefix, "/", have_start ? start : NULL, NULL,
-			      (unsigned)(want < 1000 ? want : 1000), &l);
+		ret = s3_list(db->client, s->key_prefix, "/", !token && start[0] ? start : NULL,
+			      token, 1000, &l);
+		free(token);
+		token = NULL;
 		if (ret < 0) {
 			s3_log_failure(db, "listing", s->key_prefix, ret);
 			break;
@@ -198,23 +212,42 @@ static int remote_blobs(struct s3_store *s, const uint8_t *after, struct blob_en
 
 			/* Keys come in order, each after the last: one that
 			 * does not is skipped. */
-			if (have_start && strcmp(o->key, start) <= 0)
+			if (start[0] && strcmp(o->key, start) <= 0)
 				continue;
 			snprintf(start, sizeof(start), "%s", o->key);
-			have_start = true;
+			moved = true;
 			if (strlen(o->key) != plen + HASH_HEX_SIZE ||
 			    strncmp(o->key, s->key_prefix, plen) ||
 			    !hash_from_hex(o->key + plen, HASH_HEX_SIZE, e->hash))
 				continue;
 			e->length = o->size;
-			s3_known_put(&db->known, s, e->hash, true, o->size, o->mtime);
+			s3_known_put(&db->known, s->id, e->hash, true, o->size, o->mtime, asked);
 			(*n)++;
 		}
-		/* More: the page said so, or this batch filled up before the
-		 * page's end. */
-		*more = (l.truncated && l.object_count > 0) || i < l.object_count;
+		if (i < l.object_count) {
+			*more = true; /* the batch filled up within this page */
+		} else {
+			*more = l.truncated;
+			/* Common prefixes (other tools' "directories") move the
+			 * listing on too. */
+			moved = moved || l.prefix_count > 0;
+			if (*more && !moved) {
+				ret = -EPROTO;
+			} else if (*more) {
+				token = strdup(l.next_token);
+				if (!token)
+					ret = -ENOMEM;
+			}
+		}
 		s3_listing_free(&l);
+		if (ret < 0) {
+			if (ret == -EPROTO)
+				log_warning("s3: listing %s: a page that does not move on; the "
+					    "listing stops there", s->key_prefix);
+			break;
+		}
 	}
+	free(token);
 	return ret;
 }
 
@@ -233,15 +266,19 @@ size_t s3_blob_list_batch(struct store *store, const uint8_t *after, struct blob
 	local = calloc(max, sizeof(*local));
 	if (!remote || !local)
 		goto out;
+	/* The outbox first: a blob leaves it only once the object store has
+	 * it, so one uploaded between the two listings is in the second. (The
+	 * other order lost it: gone from the outbox, not yet in the bucket's
+	 * page.) */
+	c = (struct collect){ .out = local, .max = max };
+	(void)blob_list(s->outbox, after, collect_one, &c);
+	nl = c.n;
 	/* A listing that fails shows what is here (the outbox): the bucket's
 	 * part missing is logged, not invented. */
 	if (remote_blobs(s, after, remote, max, &nr, &more) < 0) {
 		nr = 0;
 		more = false;
 	}
-	c = (struct collect){ .out = local, .max = max };
-	(void)blob_list(s->outbox, after, collect_one, &c);
-	nl = c.n;
 	while (n < max && (i < nr || j < nl)) {
 		int cmp = i == nr ? 1 : j == nl ? -1 :
 			  memcmp(remote[i].hash, local[j].hash, BLOBFS_HASH_SIZE);
@@ -271,13 +308,14 @@ size_t s3_blob_count(struct store *store)
 	return s3_store_stats(store, &st) == 0 ? (size_t)st.blobs : 0;
 }
 
-/* Queues the upload of what the outbox now has; with -o sync, waits for it. */
-static int after_save(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+/* With -o sync, a save returns once the object store has the blob: also
+ * one the outbox had already (saved before, not uploaded yet). Outside
+ * save_lock, so that a removal does not wait for the object store. */
+static int sync_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], int ret)
 {
-	int ret = s3_upload_queue(s, hash);
-
-	if (ret == 0 && s3store_db(s)->sync_uploads)
-		ret = s3_upload_wait(s, hash, 60000);
+	if ((ret == 0 || ret == -EEXIST) && s3store_db(s)->sync_uploads &&
+	    s3_upload_wait(s, hash, 60000) < 0)
+		return -EIO;
 	return ret;
 }
 
@@ -285,23 +323,30 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 		 uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(store);
-	int ret;
+	int ret = hash_buffer(data, len, hash);
 
-	if (destroyed(store))
-		return -ENOENT;
-	ret = hash_buffer(data, len, hash);
 	if (ret < 0)
 		return ret;
-	if (blob_info(s->outbox, hash, NULL) == 0 || remote_has(s, hash))
-		return -EEXIST;
-	ret = s3_cache_make_room(s3store_db(s), len, true);
-	if (ret == 0)
-		ret = blob_save(s->outbox, data, len, hash);
-	if (ret == 0) {
-		s3_cache_add(s3store_db(s), true, (int64_t)len);
-		ret = after_save(s, hash);
+	pthread_rwlock_rdlock(&s->save_lock);
+	if (destroyed(store)) {
+		ret = -ENOENT;
+	} else if (blob_info(s->outbox, hash, NULL) == 0 || remote_has(s, hash)) {
+		ret = -EEXIST;
+	} else {
+		ret = s3_cache_make_room(s3store_db(s), len, true);
+		if (ret == 0)
+			ret = blob_save(s->outbox, data, len, hash);
+		if (ret == 0) {
+			s3_cache_add(s3store_db(s), true, (int64_t)len);
+			/* Saved (and durable as the outbox is): a failure to queue
+			 * only delays the upload to the next mount. */
+			if (s3_upload_queue(s, hash) < 0)
+				log_warning("s3: store %s: no memory to queue an upload: it "
+					    "waits for the next mount", store->name);
+		}
 	}
-	return ret;
+	pthread_rwlock_unlock(&s->save_lock);
+	return sync_wait(s, hash, ret);
 }
 
 /* ---- readers ---- */
@@ -309,36 +354,44 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 struct fetch {
 	struct blob_writer *writer;
 	uint64_t off;
+	uint64_t len; /* what the object store said the blob holds */
 };
 
 static int fetch_sink(const void *data, size_t len, void *arg)
 {
 	struct fetch *f = arg;
-	int ret = blob_writer_write(f->writer, data, len, f->off);
+	int ret;
 
+	/* More than announced: not the blob (an untrusted server does not
+	 * get to fill the cache). */
+	if (f->off + len > f->len)
+		return -EPROTO;
+	ret = blob_writer_write(f->writer, data, len, f->off);
 	f->off += len;
 	return ret;
 }
 
-/* Fetches the blob (len bytes) into the read cache, verified against its
- * name. */
+/* Fetches the blob (len bytes, as the object store said) into the read
+ * cache, verified against its name: 0, -ENOENT (gone meanwhile) or -EIO. */
 static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t len)
 {
 	struct s3_db *db = s3store_db(s);
-	struct fetch f = { .writer = NULL };
+	struct fetch f = { .writer = NULL, .len = len };
 	uint8_t got[BLOBFS_HASH_SIZE];
 	char key[S3_KEY_MAX + 1];
 	bool tentative = false;
+	uint64_t asked;
 	int ret;
 
 	s3_blob_key(s, hash, key, sizeof(key));
-	(void)s3_cache_make_room(db, len, false);
+	(void)s3_cache_make_room(db, len < db->cache_size ? len : db->cache_size, false);
 	ret = blob_writer_new(s->clean, &f.writer);
 	if (ret < 0)
 		return ret;
+	asked = s3_now_ms();
 	ret = s3_get(db->client, key, 0, 0, fetch_sink, &f, NULL);
 	if (ret == -ENOENT) {
-		s3_known_put(&db->known, s, hash, false, 0, 0);
+		s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
 		goto out;
 	}
 	if (ret < 0) {
@@ -359,6 +412,15 @@ static int fetch(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uint6
 		ret = 0; /* another reader fetched it meanwhile */
 	} else if (ret == 0) {
 		s3_cache_add(db, false, (int64_t)f.off);
+	}
+	if (ret == 0 && f.off != len) {
+		/* The bytes are the blob: the size said before was wrong. */
+		int64_t mtime = 0;
+		struct s3_known_entry k;
+
+		if (s3_known_get(&db->known, s->id, hash, &k))
+			mtime = k.mtime;
+		s3_known_put(&db->known, s->id, hash, true, f.off, mtime, asked);
 	}
 	if (tentative)
 		blob_settle(s->clean, hash);
@@ -383,20 +445,30 @@ int s3_reader_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	if (!r)
 		return -ENOMEM;
 	ret = blob_open(s->outbox, hash, &r->local);
+	if (ret != -ENOENT)
+		goto out;
+	ret = remote_info(s, hash, &len, &mtime, false);
 	if (ret == -ENOENT) {
-		ret = remote_info(s, hash, &len, &mtime);
-		if (ret == -ENOENT) {
-			drop_cached(s, hash);
-			goto out;
-		}
+		drop_cached(s, hash);
+		goto out;
+	}
+	if (ret < 0) {
 		/* Unreachable: a cached copy is still read. */
-		if (ret < 0 && blob_open(s->clean, hash, &r->local) == 0)
-			ret = 0;
-		else if (ret == 0 && blob_open(s->clean, hash, &r->local) < 0 &&
-			 (ret = fetch(s, hash, len)) == 0)
-			ret = blob_open(s->clean, hash, &r->local);
-		else if (ret < 0)
-			ret = -EIO;
+		ret = blob_open(s->clean, hash, &r->local) == 0 ? 0 : -EIO;
+		goto out;
+	}
+	/* Cached, or fetched now; an eviction between the fetch and the open
+	 * costs one more fetch. */
+	for (int tries = 0; tries < 2; tries++) {
+		ret = blob_open(s->clean, hash, &r->local);
+		if (ret != -ENOENT)
+			break;
+		ret = fetch(s, hash, len);
+		if (ret < 0)
+			break;
+		ret = blob_open(s->clean, hash, &r->local);
+		if (ret != -ENOENT)
+			break;
 	}
 out:
 	if (ret < 0) {
@@ -473,25 +545,39 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 	bool tentative = false;
 	int ret;
 
-	if (destroyed(writer->store))
-		return -ENOENT;
-	ret = s3_cache_make_room(s3store_db(s), size, true);
-	if (ret < 0)
-		return ret;
+	pthread_rwlock_rdlock(&s->save_lock);
+	if (destroyed(writer->store)) {
+		ret = -ENOENT;
+		goto out;
+	}
 	/* The outbox's own save is final: taking a blob back is blobdb.c's
 	 * business, through blob_delete. */
 	ret = blob_writer_commit_tentative(to_local(writer), expect, hash, &tentative);
 	if (tentative)
 		blob_settle(s->outbox, hash);
+	if (ret < 0)
+		goto out;
 	/* New to the outbox but in the object store already: nothing to
 	 * upload, and the status says it was there. */
-	if (ret == 0 && remote_has(s, hash) && blob_delete(s->outbox, hash) == 0)
-		return -EEXIST;
-	if (ret == 0) {
-		s3_cache_add(s3store_db(s), true, (int64_t)size);
-		ret = after_save(s, hash);
+	if (remote_has(s, hash)) {
+		(void)blob_delete(s->outbox, hash);
+		ret = -EEXIST;
+		goto out;
 	}
-	return ret;
+	/* The bound is checked once the content is known not to be there
+	 * (a save of what exists costs no room). */
+	ret = s3_cache_make_room(s3store_db(s), size, true);
+	if (ret < 0) {
+		(void)blob_delete(s->outbox, hash);
+		goto out;
+	}
+	s3_cache_add(s3store_db(s), true, (int64_t)size);
+	if (s3_upload_queue(s, hash) < 0)
+		log_warning("s3: store %s: no memory to queue an upload: it waits for the next "
+			    "mount", writer->store->name);
+out:
+	pthread_rwlock_unlock(&s->save_lock);
+	return sync_wait(s, hash, ret);
 }
 
 void s3_writer_free(struct blob_writer *writer)

@@ -33,6 +33,10 @@ struct walk {
 	struct s3_store *store;
 	bool outbox;
 	int ret;
+	/* The stores the items point into, each held (store_hold) until the
+	 * eviction is over: a store may be removed meanwhile. */
+	struct s3_store **held;
+	size_t held_count;
 };
 
 static int add_item(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg)
@@ -67,10 +71,40 @@ static int add_item(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void 
 static int walk_store(struct store *store, void *arg)
 {
 	struct walk *w = arg;
+	size_t before = w->count;
 
 	w->store = to_s3store(store);
 	(void)blob_list(w->outbox ? w->store->outbox : w->store->clean, NULL, add_item, w);
+	if (w->count > before) {
+		struct s3_store **p = realloc(w->held, (w->held_count + 1) * sizeof(*p));
+
+		if (!p) {
+			w->count = before; /* not held: its items cannot stay */
+			w->ret = -ENOMEM;
+			return w->ret;
+		}
+		w->held = p;
+		w->held[w->held_count++] = to_s3store(store_hold(store));
+	}
 	return w->ret;
+}
+
+/* The read cache's bytes of a store (no items kept). */
+static int walk_store_clean_bytes(struct store *store, void *arg)
+{
+	struct walk *w = arg;
+
+	w->store = to_s3store(store);
+	(void)blob_list(w->store->clean, NULL, add_item, w);
+	return w->ret;
+}
+
+static void walk_release(struct walk *w)
+{
+	for (size_t i = 0; i < w->held_count; i++)
+		store_close(&w->held[i]->base);
+	free(w->held);
+	free(w->items);
 }
 
 static int by_age(const void *a, const void *b)
@@ -86,55 +120,72 @@ int s3_cache_count(struct s3_db *db)
 	int ret = blobdb_each_store(&db->base, walk_store, &w);
 
 	__atomic_store_n(&db->outbox_bytes, w.bytes, __ATOMIC_RELAXED);
+	walk_release(&w);
 	memset(&w, 0, sizeof(w));
-	ret = ret ? ret : blobdb_each_store(&db->base, walk_store, &w);
+	w.outbox = true; /* bytes only: the clean walk's items are not needed here */
+	ret = ret ? ret : blobdb_each_store(&db->base, walk_store_clean_bytes, &w);
 	__atomic_store_n(&db->clean_bytes, w.bytes, __ATOMIC_RELAXED);
-	free(w.items);
+	walk_release(&w);
 	return ret;
 }
 
 /* Evicts read-cache blobs, oldest first, until the cache holds at most
- * target bytes (or the read cache is empty). */
-static void evict_to(struct s3_db *db, uint64_t target)
+ * target bytes (or the read cache is empty). The walk's stores stay held
+ * until the caller releases it (outside evict_lock: a last store_close
+ * frees a store). */
+static void evict_to(struct s3_db *db, uint64_t target, struct walk *w)
 {
-	struct walk w = { .outbox = false };
 	uint64_t outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED), clean, freed = 0;
 	size_t evicted = 0;
 
-	if (blobdb_each_store(&db->base, walk_store, &w) < 0)
-		goto out;
+	w->outbox = false;
+	if (blobdb_each_store(&db->base, walk_store, w) < 0)
+		return;
 	/* The walk's own count is the truth: the running figure drifts when
 	 * blobs change under it. */
-	clean = w.bytes;
-	qsort(w.items, w.count, sizeof(*w.items), by_age);
-	for (size_t i = 0; i < w.count && outbox + clean - freed > target; i++) {
-		if (blob_delete(w.items[i].store->clean, w.items[i].hash) < 0)
+	clean = w->bytes;
+	qsort(w->items, w->count, sizeof(*w->items), by_age);
+	for (size_t i = 0; i < w->count && outbox + clean - freed > target; i++) {
+		if (blob_delete(w->items[i].store->clean, w->items[i].hash) < 0)
 			continue;
-		freed += w.items[i].length;
+		freed += w->items[i].length;
 		evicted++;
 	}
 	__atomic_store_n(&db->clean_bytes, clean - freed, __ATOMIC_RELAXED);
 	if (evicted)
-		log_info("s3: cache: evicted %zu blobs (%llu bytes) read longest ago", evicted,
+		log_info("s3: cache: evicted %zu blobs (%llu bytes), fetched longest ago", evicted,
 			 (unsigned long long)freed);
-out:
-	free(w.items);
 }
 
 int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox)
 {
-	uint64_t outbox, clean;
+	struct walk w = { .outbox = false };
+	uint64_t outbox, clean, target;
 	int ret = 0;
 
+	/* evict_lock comes before the catalogue's lock (the walk takes it). */
 	pthread_mutex_lock(&db->evict_lock);
 	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
 	clean = __atomic_load_n(&db->clean_bytes, __ATOMIC_RELAXED);
-	if (outbox + clean + bytes > db->cache_size)
-		evict_to(db, db->cache_size / 5 * 4 > bytes ? db->cache_size / 5 * 4 - bytes : 0);
+	if (bytes > db->cache_size || outbox + clean > db->cache_size - bytes) {
+		target = db->cache_size / 5 * 4;
+		evict_to(db, target > bytes ? target - bytes : 0, &w);
+	}
 	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
-	if (for_outbox && outbox + bytes > db->cache_size)
-		ret = -ENOSPC;
+	if (for_outbox && (bytes > db->cache_size || outbox > db->cache_size - bytes)) {
+		/* Before refusing, the outbox's true size (a removed store's
+		 * blobs went without being counted out). */
+		pthread_mutex_unlock(&db->evict_lock);
+		walk_release(&w);
+		memset(&w, 0, sizeof(w));
+		(void)s3_cache_count(db);
+		pthread_mutex_lock(&db->evict_lock);
+		outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
+		if (bytes > db->cache_size || outbox > db->cache_size - bytes)
+			ret = -ENOSPC;
+	}
 	pthread_mutex_unlock(&db->evict_lock);
+	walk_release(&w);
 	return ret;
 }
 

@@ -95,13 +95,14 @@ static void handle_put(struct s3_client *c, CURL *h, bool reusable)
 int s3_client_new(const struct s3_config *config, const struct s3_client_options *opts,
 		  struct s3_client **out)
 {
-	struct s3_client *c = calloc(1, sizeof(*c));
+	struct s3_client *c;
 	int ret = -ENOMEM;
 
 	*out = NULL;
 	pthread_once(&global_once, global_init);
 	if (global_ret < 0)
 		return global_ret;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	if (opts)
@@ -123,8 +124,10 @@ int s3_client_new(const struct s3_config *config, const struct s3_client_options
 	if (asprintf(&c->sigv4, "aws:amz:%s:s3", config->region) < 0)
 		c->sigv4 = NULL;
 	if (config->session_token &&
-	    asprintf(&c->token_header, "x-amz-security-token: %s", config->session_token) < 0)
+	    asprintf(&c->token_header, "x-amz-security-token: %s", config->session_token) < 0) {
+		c->token_header = NULL;
 		goto out;
+	}
 	if (!c->endpoint || !c->bucket || !c->access_key || !c->secret_key || !c->idle || !c->sigv4)
 		goto out;
 	*out = c;
@@ -265,6 +268,8 @@ struct request {
 	const char *sha256_hex; /* NULL: EMPTY_SHA256 (no body) */
 	const char *range;      /* a Range header's value, or NULL */
 	bool bounded;           /* the whole request under request_timeout_ms */
+	bool patient;           /* no stall limit (a server may think for
+				 * minutes before it answers: multipart complete) */
 	/* The body sent: from memory, or from a source. */
 	const void *body;
 	uint64_t body_len;
@@ -298,7 +303,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	}
 	/* An error body past its bound is cut, not failed: the status is
 	 * what matters. */
-	if (status >= 300 && r->answer.len + len > r->answer.max)
+	if (status >= 300 && r->answer.len + len > ERROR_BODY_MAX)
 		return len;
 	return buf_add(&r->answer, data, len) < 0 ? 0 : len;
 }
@@ -326,6 +331,18 @@ static size_t on_upload(char *buf, size_t size, size_t nmemb, void *arg)
 	}
 	r->source_off += (size_t)got;
 	return (size_t)got;
+}
+
+/* libcurl rewinds a body it must send again (a kept-alive connection found
+ * closed after the first bytes went): both sources are random-access. */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct request *r = arg;
+
+	if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > r->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	r->source_off = (uint64_t)offset;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* Keeps the ETag (multipart parts) and the whole size from Content-Range. */
@@ -464,11 +481,18 @@ static int request_run(struct request *r)
 	curl_easy_setopt(r->handle, CURLOPT_PASSWORD, c->secret_key);
 	curl_easy_setopt(r->handle, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(r->handle, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
-	curl_easy_setopt(r->handle, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-	curl_easy_setopt(r->handle, CURLOPT_LOW_SPEED_TIME,
-			 (long)((c->opts.stall_timeout_ms + 999) / 1000));
+	if (!r->patient) {
+		curl_easy_setopt(r->handle, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+		curl_easy_setopt(r->handle, CURLOPT_LOW_SPEED_TIME,
+				 (long)((c->opts.stall_timeout_ms + 999) / 1000));
+	}
+	/* The path is sent as written: no dot segments are removed (a key is
+	 * a name, not a path). */
+	curl_easy_setopt(r->handle, CURLOPT_PATH_AS_IS, 1L);
 	if (r->bounded)
 		curl_easy_setopt(r->handle, CURLOPT_TIMEOUT_MS, (long)c->opts.request_timeout_ms);
+	else if (r->patient)
+		curl_easy_setopt(r->handle, CURLOPT_TIMEOUT_MS, 15L * 60 * 1000);
 	curl_easy_setopt(r->handle, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(r->handle, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(r->handle, CURLOPT_HEADERFUNCTION, on_header);
@@ -481,11 +505,15 @@ static int request_run(struct request *r)
 		curl_easy_setopt(r->handle, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(r->handle, CURLOPT_READFUNCTION, on_upload);
 		curl_easy_setopt(r->handle, CURLOPT_READDATA, r);
+		curl_easy_setopt(r->handle, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(r->handle, CURLOPT_SEEKDATA, r);
 		curl_easy_setopt(r->handle, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
 	} else if (!strcmp(r->method, "POST")) {
 		curl_easy_setopt(r->handle, CURLOPT_POST, 1L);
 		curl_easy_setopt(r->handle, CURLOPT_READFUNCTION, on_upload);
 		curl_easy_setopt(r->handle, CURLOPT_READDATA, r);
+		curl_easy_setopt(r->handle, CURLOPT_SEEKFUNCTION, on_seek);
+		curl_easy_setopt(r->handle, CURLOPT_SEEKDATA, r);
 		curl_easy_setopt(r->handle, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 	} else if (strcmp(r->method, "GET")) {
 		curl_easy_setopt(r->handle, CURLOPT_CUSTOMREQUEST, r->method);
@@ -648,6 +676,9 @@ int s3_list(struct s3_client *client, const char *prefix, const char *delimiter,
 	const struct param params[] = {
 		{ "continuation-token", token },
 		{ "delimiter", delimiter },
+		/* Keys with bytes XML 1.0 cannot carry (control characters)
+		 * come URL-encoded (s3_xml.c decodes them). */
+		{ "encoding-type", "url" },
 		{ "list-type", "2" },
 		{ "max-keys", max_keys ? max : NULL },
 		{ "prefix", prefix },
@@ -715,8 +746,9 @@ int s3_multipart_complete(struct s3_client *client, const char *key, const char 
 			  char (*etags)[129], unsigned parts)
 {
 	const struct param params[] = { { "uploadId", upload_id } };
+	/* A server may take minutes to put a large object together. */
 	struct request r = { .client = client, .method = "POST", .key = key, .params = params,
-			     .nparams = 1, .bounded = true };
+			     .nparams = 1, .patient = true };
 	struct buf body = { .max = (size_t)parts * 200 + 128 };
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	char hex[HASH_HEX_SIZE + 1], line[200], code[64];

@@ -66,6 +66,20 @@ int s3_location_parse(const char *location, char **bucket, char **prefix, char *
 		for (size_t i = 0; i < plen; i++)
 			if (p[i] == '/' && (i == 0 || p[i - 1] == '/'))
 				return fail(why, why_size, "the prefix has an empty segment");
+		/* "." and ".." segments: a key is not a path, but many a
+		 * client and server would take them for one. */
+		for (size_t i = 0; i < plen;) {
+			size_t n = strcspn(p + i, "/");
+
+			if (n > plen - i)
+				n = plen - i;
+			if ((n == 1 && p[i] == '.') || (n == 2 && p[i] == '.' && p[i + 1] == '.'))
+				return fail(why, why_size, "the prefix has a \".\" or \"..\" segment");
+			for (size_t j = i; j < i + n; j++)
+				if ((unsigned char)p[j] < 0x20 || p[j] == 0x7f)
+					return fail(why, why_size, "the prefix has a control character");
+			i += n + 1;
+		}
 		*prefix = strndup(p, plen);
 	} else {
 		*prefix = strdup("");

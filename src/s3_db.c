@@ -170,8 +170,26 @@ static int open_local(const char *dir, const char *name, const struct blobdb_opt
 	return blobdb_open(path, &local, out);
 }
 
+struct small {
+	char buf[64];
+	size_t len;
+};
+
+static int small_sink(const void *data, size_t len, void *arg)
+{
+	struct small *s = arg;
+
+	if (s->len + len >= sizeof(s->buf))
+		return -EPROTO;
+	memcpy(s->buf + s->len, data, len);
+	s->len += len;
+	s->buf[s->len] = '\0';
+	return 0;
+}
+
 /* The bucket must be there and answer: a listing of one key. The layout
- * object is written when the prefix has none. */
+ * object is written when the prefix has none, and must be this blobfs's
+ * layout when it has one (a later layout is not read as this one). */
 static int check_bucket(struct s3_db *db)
 {
 	struct s3_listing l;
@@ -186,11 +204,24 @@ static int check_bucket(struct s3_db *db)
 			  s3_last_error(), strerror(-ret));
 		return ret;
 	}
-	if (l.object_count == 0 || strcmp(l.objects[0].key, key))
+	if (l.object_count == 0 || strcmp(l.objects[0].key, key)) {
 		ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL);
+		if (ret < 0)
+			s3_log_failure(db, "writing", key, ret);
+	} else {
+		struct small text = { .len = 0 };
+
+		ret = s3_get(db->client, key, 0, 0, small_sink, &text, NULL);
+		if (ret < 0) {
+			s3_log_failure(db, "reading", key, ret);
+		} else if (strcmp(text.buf, S3_LAYOUT_TEXT)) {
+			log_error("s3: %s says \"%.*s\": not a layout this blobfs knows "
+				  "(\"%.*s\"); refusing to mount", key, (int)strcspn(text.buf, "\n"),
+				  text.buf, (int)strlen(S3_LAYOUT_TEXT) - 1, S3_LAYOUT_TEXT);
+			ret = -EINVAL;
+		}
+	}
 	s3_listing_free(&l);
-	if (ret < 0)
-		s3_log_failure(db, "writing", key, ret);
 	return ret;
 }
 
@@ -243,6 +274,9 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 	if (ret < 0)
 		goto out;
 	db->base.remote_ttl_ms = db->known.ttl_ms;
+	ret = s3_upload_init(db);
+	if (ret < 0)
+		goto out;
 	ret = s3_client_new(&db->config, NULL, &db->client);
 	if (ret < 0)
 		goto out;
@@ -401,6 +435,7 @@ const struct backend_ops s3_backend = {
 	.store_get_attr = s3_store_get_attr,
 	.store_set_attr = s3_store_set_attr,
 	.store_remove = s3_store_remove,
+	.store_purge = s3_store_purge,
 	.store_free = s3_store_free,
 	.store_sync = s3_store_sync,
 	.store_stats = s3_store_stats,

@@ -55,7 +55,7 @@ static struct s3_known_entry *slot_of(struct s3_known *k, const uint8_t hash[BLO
 	return &k->slots[bits & (k->slot_count - 1)];
 }
 
-int s3_known_get(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+int s3_known_get(struct s3_known *k, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE],
 		 struct s3_known_entry *out)
 {
 	uint64_t now = s3_now_ms();
@@ -64,7 +64,7 @@ int s3_known_get(struct s3_known *k, const void *store, const uint8_t hash[BLOBF
 
 	pthread_mutex_lock(&k->lock);
 	e = slot_of(k, hash);
-	if (e->when_ms && e->store == store && !memcmp(e->hash, hash, BLOBFS_HASH_SIZE) &&
+	if (e->when_ms && e->store_id == store_id && !memcmp(e->hash, hash, BLOBFS_HASH_SIZE) &&
 	    now - e->when_ms < k->ttl_ms) {
 		*out = *e;
 		found = 1;
@@ -73,18 +73,23 @@ int s3_known_get(struct s3_known *k, const void *store, const uint8_t hash[BLOBF
 	return found;
 }
 
-void s3_known_put(struct s3_known *k, const void *store, const uint8_t hash[BLOBFS_HASH_SIZE],
-		  bool exists, uint64_t length, int64_t mtime)
+void s3_known_put(struct s3_known *k, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE],
+		  bool exists, uint64_t length, int64_t mtime, uint64_t asked_ms)
 {
 	struct s3_known_entry *e;
 
 	pthread_mutex_lock(&k->lock);
 	e = slot_of(k, hash);
-	memcpy(e->hash, hash, BLOBFS_HASH_SIZE);
-	e->store = store;
-	e->exists = exists;
-	e->length = length;
-	e->mtime = mtime;
-	e->when_ms = s3_now_ms();
+	/* A listing page asked for before a delete must not bring the blob
+	 * back: the later question's answer stays. */
+	if (!(e->when_ms > asked_ms && e->store_id == store_id &&
+	      !memcmp(e->hash, hash, BLOBFS_HASH_SIZE))) {
+		memcpy(e->hash, hash, BLOBFS_HASH_SIZE);
+		e->store_id = store_id;
+		e->exists = exists;
+		e->length = length;
+		e->mtime = mtime;
+		e->when_ms = asked_ms;
+	}
 	pthread_mutex_unlock(&k->lock);
 }

@@ -19,12 +19,16 @@
 #include "log.h"
 #include "meta.h"
 
-/* Whether s is well-formed UTF-8 (S3 keys must be). */
+/* Whether s is well-formed UTF-8 (S3 keys must be) without control
+ * characters (an object store echoes the prefix in its XML answers, and
+ * XML 1.0 cannot carry them). */
 static bool utf8_ok(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
 	while (*p) {
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
 		int n = *p < 0x80 ? 0 : (*p >> 5) == 6 ? 1 : (*p >> 4) == 14 ? 2 : (*p >> 3) == 30 ? 3 : -1;
 		uint32_t cp;
 
@@ -126,7 +130,9 @@ static int store_new(struct s3_db *db, const char *name, const struct store_attr
 		return ret;
 	}
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_rwlock_init(&s->save_lock, NULL);
 	s->attr = *attr;
+	s->id = __atomic_add_fetch(&db->next_store_id, 1, __ATOMIC_RELAXED);
 	if (asprintf(&s->key_prefix, "%s%s%s/", p, *p ? "/" : "", name) < 0) {
 		s->key_prefix = NULL;
 		ret = -ENOMEM;
@@ -158,6 +164,7 @@ void s3_store_free(struct store *store)
 		store_close(s->clean);
 	free(s->key_prefix);
 	pthread_mutex_destroy(&s->lock);
+	pthread_rwlock_destroy(&s->save_lock);
 	store_fini(&s->base);
 	free(s);
 }
@@ -230,6 +237,8 @@ int s3_stores_load(struct s3_db *db)
 					ret = blobdb_catalog_add(&db->base, &s->base);
 					if (ret < 0)
 						s3_store_free(&s->base);
+					if (ret == -EEXIST)
+						ret = 0; /* listed twice by the server */
 				}
 			}
 			free(name);
@@ -305,25 +314,34 @@ int s3_store_set_attr(struct store *store, const struct store_attr *attr)
 	return 0;
 }
 
-/* Whether the store's prefix holds any blob (one page, as few keys as
- * S3 gives). */
+/* 1 when the store's prefix holds no blob (other keys do not count), 0
+ * when it does, or a negative errno. Pages until a blob or the end. */
 static int remote_empty(struct s3_db *db, struct s3_store *s)
 {
-	struct s3_listing l;
-	uint8_t hash[BLOBFS_HASH_SIZE];
 	size_t plen = strlen(s->key_prefix);
-	int ret = s3_list(db->client, s->key_prefix, "/", NULL, NULL, 8, &l);
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	char *token = NULL;
+	int ret;
 
-	if (ret < 0) {
-		s3_log_failure(db, "listing", s->key_prefix, ret);
-		return ret;
-	}
-	ret = 1;
-	for (size_t i = 0; i < l.object_count; i++)
-		if (strlen(l.objects[i].key) == plen + HASH_HEX_SIZE &&
-		    hash_from_hex(l.objects[i].key + plen, HASH_HEX_SIZE, hash))
-			ret = 0;
-	s3_listing_free(&l);
+	do {
+		struct s3_listing l;
+
+		ret = s3_list(db->client, s->key_prefix, "/", NULL, token, 1000, &l);
+		free(token);
+		token = NULL;
+		if (ret < 0) {
+			s3_log_failure(db, "listing", s->key_prefix, ret);
+			return ret;
+		}
+		ret = 1;
+		for (size_t i = 0; i < l.object_count && ret == 1; i++)
+			if (strlen(l.objects[i].key) == plen + HASH_HEX_SIZE &&
+			    hash_from_hex(l.objects[i].key + plen, HASH_HEX_SIZE, hash))
+				ret = 0;
+		if (ret == 1 && l.truncated && !(token = strdup(l.next_token)))
+			ret = -ENOMEM;
+		s3_listing_free(&l);
+	} while (ret == 1 && token);
 	return ret;
 }
 
@@ -356,6 +374,8 @@ static int remote_purge(struct s3_db *db, struct s3_store *s)
 				failed = ret;
 			}
 		}
+		/* Going on after the last key: a page of common prefixes only
+		 * (other tools' "directories") has no key to go on after. */
 		ret = (int)(l.truncated && l.object_count > 0);
 		if (l.object_count)
 			snprintf(after, sizeof(after), "%s", l.objects[l.object_count - 1].key);
@@ -371,30 +391,49 @@ int s3_store_remove(struct store *store, bool only_if_empty)
 	char key[S3_KEY_MAX + 1];
 	int ret = 0;
 
+	/* No save may slip in between the emptiness check and the removal:
+	 * saves hold save_lock shared. This runs under the catalogue's lock,
+	 * with at most two requests (a listing, the meta object's DELETE);
+	 * deleting the blobs is store_purge's, outside every lock. */
+	pthread_rwlock_wrlock(&s->save_lock);
 	if (only_if_empty) {
-		if (blob_count(s->outbox) > 0)
-			return -ENOTEMPTY;
-		ret = remote_empty(db, s);
-		if (ret < 0)
-			return -EIO;
-		if (ret == 0)
-			return -ENOTEMPTY;
+		ret = blob_count(s->outbox) > 0 ? 0 : remote_empty(db, s);
+		if (ret <= 0) {
+			ret = ret == 0 ? -ENOTEMPTY : -EIO;
+			goto out;
+		}
 	}
 	/* The meta object first: from then on no mount lists the store. */
 	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
 	ret = s3_delete(db->client, key);
 	if (ret < 0) {
 		s3_log_failure(db, "deleting", key, ret);
-		return -EIO;
+		ret = -EIO;
+		goto out;
 	}
+	pthread_mutex_lock(&s->lock);
 	__atomic_store_n(&store->destroyed, true, __ATOMIC_RELEASE);
-	/* Pending uploads of a removed store are dropped with it. */
+	pthread_mutex_unlock(&s->lock);
+	/* Blobs not uploaded yet go with the store (local: no request). */
 	(void)store_destroy(db->outbox, store->name, false);
 	(void)store_destroy(db->clean, store->name, false);
-	if (!only_if_empty && remote_purge(db, s) < 0)
+	ret = 0;
+out:
+	pthread_rwlock_unlock(&s->save_lock);
+	return ret;
+}
+
+void s3_store_purge(struct store *store)
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_db *db = s3store_db(s);
+
+	/* Uploads under way end first, so that none lands after the purge. */
+	s3_upload_cancel_store(s);
+	(void)s3_cache_count(db); /* the local stores went with their bytes */
+	if (remote_purge(db, s) < 0)
 		log_warning("s3: store %s removed, but some of its blobs were not deleted from "
 			    "the bucket (under %s)", store->name, s->key_prefix);
-	return 0;
 }
 
 int s3_store_stats(struct store *store, struct store_stats *out)

@@ -9,10 +9,19 @@
  * one of 64 MiB or more in a multipart upload, each part with its own
  * SHA-256.
  *
- * The queue holds each (store, blob) once. A delete first cancels the
- * blob's entry and waits for an upload under way to end (s3_upload_cancel),
- * so no upload lands after it. Log lines: one warning when a blob's upload
- * first fails, one info line when it goes through after failing.
+ * Each (store, blob) is queued once: a hash table of every entry (ready,
+ * waiting for a retry, or being uploaded) answers "is it queued" in O(1),
+ * so a mount that finds a million blobs in the outbox queues them in
+ * linear time. Entries to retry wait in a list of their own, moved back to
+ * the ready queue when due.
+ *
+ * A delete first cancels the blob's upload (s3_upload_cancel): a queued
+ * entry goes, one under way is told to stop (its source then fails, which
+ * aborts the transfer) and waited for, so no upload lands after the delete;
+ * stopping the daemon ends transfers under way the same way. Log lines: a
+ * refused upload once per blob, an object store that does not answer once
+ * for all (s3_log_failure), one info line when a blob goes through after
+ * failing.
  */
 #include "s3.h"
 
@@ -30,45 +39,65 @@
 #define S3_MULTIPART_MIN (UINT64_C(64) << 20)
 #define S3_PART_SIZE (UINT64_C(16) << 20)
 #define S3_PARTS_MAX 10000
+/* Buckets of the table of entries: 512 KiB of pointers. */
+#define UPLOAD_BUCKETS 65536
+
+enum upload_state { UPLOAD_READY, UPLOAD_WAITING, UPLOAD_BUSY };
 
 struct s3_upload {
-	struct s3_upload *next;
-	struct s3_store *store; /* a reference (store_hold) */
+	struct s3_upload *next;  /* in the ready queue or the waiting list */
+	struct s3_upload *tnext; /* in its bucket of the table */
+	struct s3_store *store;  /* a reference (store_hold) */
+	uint64_t store_id;
 	uint8_t hash[BLOBFS_HASH_SIZE];
-	unsigned attempts;      /* failed so far */
-	uint64_t not_before_ms; /* s3_now_ms() time of the next try */
+	enum upload_state state;
+	bool cancelled;          /* atomic: a delete wants it gone */
+	unsigned attempts;       /* failed so far */
+	uint64_t not_before_ms;  /* s3_now_ms() time of the next try */
 };
 
-static bool same(const struct s3_upload *u, const struct s3_store *s,
-		 const uint8_t hash[BLOBFS_HASH_SIZE])
+static struct s3_upload **bucket(struct s3_db *db, uint64_t store_id,
+				 const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	return u->store == s && !memcmp(u->hash, hash, BLOBFS_HASH_SIZE);
+	uint64_t bits;
+
+	memcpy(&bits, hash, sizeof(bits));
+	return &db->up_table[(bits ^ store_id * 0x9e3779b97f4a7c15u) % UPLOAD_BUCKETS];
 }
 
-static struct s3_upload *find(struct s3_upload *list, const struct s3_store *s,
+static struct s3_upload *find(struct s3_db *db, const struct s3_store *s,
 			      const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	for (; list; list = list->next)
-		if (same(list, s, hash))
-			return list;
+	for (struct s3_upload *u = *bucket(db, s->id, hash); u; u = u->tnext)
+		if (u->store_id == s->id && !memcmp(u->hash, hash, BLOBFS_HASH_SIZE))
+			return u;
 	return NULL;
 }
 
-static void queue_append(struct s3_db *db, struct s3_upload *u)
+static void table_remove(struct s3_db *db, struct s3_upload *u)
 {
+	struct s3_upload **p = bucket(db, u->store_id, u->hash);
+
+	while (*p && *p != u)
+		p = &(*p)->tnext;
+	if (*p)
+		*p = u->tnext;
+}
+
+static void ready_append(struct s3_db *db, struct s3_upload *u)
+{
+	u->state = UPLOAD_READY;
 	u->next = NULL;
 	if (db->queue_tail)
 		db->queue_tail->next = u;
 	else
 		db->queue_head = u;
 	db->queue_tail = u;
-	db->queued++;
 }
 
-/* Unlinks u from the queue (under up_lock). */
-static void queue_unlink(struct s3_db *db, struct s3_upload *u)
+static void list_unlink(struct s3_upload **head, struct s3_upload **tail, struct s3_upload *u)
 {
-	struct s3_upload **p = &db->queue_head, *prev = NULL;
+	struct s3_upload **p = head, *prev = NULL;
 
 	while (*p && *p != u) {
 		prev = *p;
@@ -77,19 +106,19 @@ static void queue_unlink(struct s3_db *db, struct s3_upload *u)
 	if (!*p)
 		return;
 	*p = u->next;
-	if (db->queue_tail == u)
-		db->queue_tail = prev;
-	db->queued--;
+	if (tail && *tail == u)
+		*tail = prev;
 }
 
-static void busy_unlink(struct s3_db *db, struct s3_upload *u)
+/* Takes a queued (ready or waiting) entry out of its list and the table. */
+static void dequeue(struct s3_db *db, struct s3_upload *u)
 {
-	struct s3_upload **p = &db->busy;
-
-	while (*p && *p != u)
-		p = &(*p)->next;
-	if (*p)
-		*p = u->next;
+	if (u->state == UPLOAD_READY)
+		list_unlink(&db->queue_head, &db->queue_tail, u);
+	else if (u->state == UPLOAD_WAITING)
+		list_unlink(&db->waiting, NULL, u);
+	table_remove(db, u);
+	db->queued--;
 }
 
 static void upload_free(struct s3_upload *u)
@@ -101,23 +130,28 @@ static void upload_free(struct s3_upload *u)
 int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_db *db = s3store_db(s);
-	struct s3_upload *u = calloc(1, sizeof(*u));
+	struct s3_upload *u = calloc(1, sizeof(*u)), **b;
 
 	if (!u)
 		return -ENOMEM;
 	/* The reference is taken before up_lock: store_hold takes the
 	 * catalogue's lock, which comes first. */
 	u->store = to_s3store(store_hold(&s->base));
+	u->store_id = s->id;
 	memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
 	pthread_mutex_lock(&db->up_lock);
-	if (find(db->queue_head, s, hash) || find(db->busy, s, hash)) {
-		/* A busy one may have read the blob before this save: it is the
-		 * same content, so its upload is this one's too. */
+	if (find(db, s, hash)) {
+		/* One under way may have read the blob before this save: it is
+		 * the same content, so its upload is this one's too. */
 		pthread_mutex_unlock(&db->up_lock);
 		upload_free(u);
 		return 0;
 	}
-	queue_append(db, u);
+	b = bucket(db, s->id, hash);
+	u->tnext = *b;
+	*b = u;
+	db->queued++;
+	ready_append(db, u);
 	pthread_cond_signal(&db->up_wake);
 	pthread_mutex_unlock(&db->up_lock);
 	return 0;
@@ -126,18 +160,61 @@ int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_db *db = s3store_db(s);
-	struct s3_upload *u;
+	struct s3_upload *u, *gone = NULL;
 
 	pthread_mutex_lock(&db->up_lock);
-	u = find(db->queue_head, s, hash);
-	if (u)
-		queue_unlink(db, u);
-	while (find(db->busy, s, hash))
+	/* Until it is neither queued nor under way: an attempt that fails
+	 * after being told to stop is not put back, but one that ended just
+	 * before may have been. */
+	while ((u = find(db, s, hash))) {
+		if (u->state != UPLOAD_BUSY) {
+			dequeue(db, u);
+			u->next = gone;
+			gone = u;
+			continue;
+		}
+		__atomic_store_n(&u->cancelled, true, __ATOMIC_RELAXED);
 		pthread_cond_wait(&db->up_done, &db->up_lock);
-	pthread_cond_broadcast(&db->up_done);
+	}
 	pthread_mutex_unlock(&db->up_lock);
-	if (u)
+	while ((u = gone)) {
+		gone = u->next;
 		upload_free(u);
+	}
+}
+
+void s3_upload_cancel_store(struct s3_store *s)
+{
+	struct s3_db *db = s3store_db(s);
+	struct s3_upload *gone = NULL, *u;
+	bool busy;
+
+	pthread_mutex_lock(&db->up_lock);
+	do {
+		busy = false;
+		for (size_t i = 0; i < UPLOAD_BUCKETS; i++) {
+			for (struct s3_upload *next, *e = db->up_table[i]; e; e = next) {
+				next = e->tnext;
+				if (e->store_id != s->id)
+					continue;
+				if (e->state == UPLOAD_BUSY) {
+					__atomic_store_n(&e->cancelled, true, __ATOMIC_RELAXED);
+					busy = true;
+					continue;
+				}
+				dequeue(db, e);
+				e->next = gone;
+				gone = e;
+			}
+		}
+		if (busy)
+			pthread_cond_wait(&db->up_done, &db->up_lock);
+	} while (busy);
+	pthread_mutex_unlock(&db->up_lock);
+	while ((u = gone)) {
+		gone = u->next;
+		upload_free(u);
+	}
 }
 
 static void deadline_after(struct timespec *ts, unsigned ms)
@@ -155,23 +232,15 @@ int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uns
 {
 	struct s3_db *db = s3store_db(s);
 	struct timespec deadline;
-	struct s3_upload *u;
 	int ret = 0;
 
 	deadline_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&db->up_lock);
-	for (;;) {
-		u = find(db->queue_head, s, hash);
-		if (!u)
-			u = find(db->busy, s, hash);
-		if (!u)
-			break; /* uploaded (or deleted meanwhile) */
-		if (u->attempts > 0) {
-			ret = -EIO; /* failed once: it is retried, not waited for */
-			break;
-		}
+	/* Gone from the table: uploaded (or deleted meanwhile). Failed tries
+	 * are retried within the time given. */
+	while (find(db, s, hash)) {
 		if (pthread_cond_timedwait(&db->up_done, &db->up_lock, &deadline) == ETIMEDOUT) {
-			ret = -EIO;
+			ret = find(db, s, hash) ? -EIO : 0;
 			break;
 		}
 	}
@@ -188,16 +257,29 @@ int s3_upload_wait(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], uns
 }
 
 struct source {
+	struct s3_db *db;
+	struct s3_upload *upload;
 	struct blob_reader *reader;
 	uint64_t base; /* where the part being sent starts in the blob */
 };
+
+/* A delete of the blob, or the daemon stopping, ends the transfer here
+ * (the upload is then given up, or tried again by the next mount). */
+static bool stopped(const struct source *src)
+{
+	return __atomic_load_n(&src->upload->cancelled, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&src->db->up_stop, __ATOMIC_RELAXED);
+}
 
 static int read_source(void *buf, size_t len, uint64_t off, void *arg)
 {
 	struct source *src = arg;
 	size_t got = 0;
-	int ret = blob_read(src->reader, buf, len, src->base + off, &got);
+	int ret;
 
+	if (stopped(src))
+		return -ECANCELED;
+	ret = blob_read(src->reader, buf, len, src->base + off, &got);
 	return ret < 0 ? ret : (int)got;
 }
 
@@ -248,6 +330,10 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 		return -ENOMEM;
 	ret = s3_multipart_start(db->client, key, &upload_id);
 	for (unsigned i = 0; i < parts && ret == 0; i++) {
+		if (stopped(src)) {
+			ret = -ECANCELED;
+			break;
+		}
 		uint64_t off = (uint64_t)i * part_size;
 		uint64_t n = len - off < part_size ? len - off : part_size;
 
@@ -267,13 +353,13 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 }
 
 /* One try: 0 when the object store has the blob (or the outbox no longer
- * does: deleted meanwhile). */
+ * does: deleted meanwhile), -ECANCELED when told to stop. */
 static int upload_one(struct s3_db *db, struct s3_upload *u)
 {
 	struct s3_store *s = u->store;
-	struct source src = { NULL };
+	struct source src = { .db = db, .upload = u };
 	char key[S3_KEY_MAX + 1], hex[HASH_HEX_SIZE + 1];
-	uint64_t len;
+	uint64_t len, asked;
 	int ret;
 
 	if (__atomic_load_n(&s->base.destroyed, __ATOMIC_ACQUIRE))
@@ -286,13 +372,16 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 	len = blob_reader_length(src.reader);
 	hash_to_hex(u->hash, hex);
 	s3_blob_key(s, u->hash, key, sizeof(key));
+	asked = s3_now_ms();
 	if (len >= S3_MULTIPART_MIN)
 		ret = upload_parts(db, key, &src, len);
 	else
 		ret = s3_put_from(db->client, key, len, hex, read_source, &src);
 	blob_close(src.reader);
+	if (ret < 0 && stopped(&src))
+		return -ECANCELED;
 	if (ret == 0) {
-		s3_known_put(&db->known, s, u->hash, true, len, (int64_t)time(NULL));
+		s3_known_put(&db->known, s->id, u->hash, true, len, (int64_t)time(NULL), asked);
 		/* Acknowledged: the outbox's copy has done its job. */
 		ret = blob_delete(s->outbox, u->hash);
 		if (ret == 0)
@@ -311,19 +400,41 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 	return ret;
 }
 
+/* Moves the entries whose retry is due to the ready queue (under up_lock);
+ * the time of the next one due. */
+static void retries_due(struct s3_db *db, uint64_t now)
+{
+	struct s3_upload **p = &db->waiting;
+	uint64_t next = UINT64_MAX;
+
+	if (now < db->waiting_next_ms)
+		return;
+	while (*p) {
+		struct s3_upload *u = *p;
+
+		if (u->not_before_ms <= now) {
+			*p = u->next;
+			ready_append(db, u);
+			continue;
+		}
+		if (u->not_before_ms < next)
+			next = u->not_before_ms;
+		p = &u->next;
+	}
+	db->waiting_next_ms = next;
+}
+
 static void *uploader_main(void *arg)
 {
 	struct s3_db *db = arg;
 
 	pthread_mutex_lock(&db->up_lock);
 	while (!db->up_stop) {
-		struct s3_upload *u = db->queue_head;
-		uint64_t now = s3_now_ms();
+		struct s3_upload *u;
 		int ret;
 
-		/* The first entry due; entries waiting for a retry are skipped. */
-		while (u && u->not_before_ms > now)
-			u = u->next;
+		retries_due(db, s3_now_ms());
+		u = db->queue_head;
 		if (!u) {
 			struct timespec ts;
 
@@ -331,36 +442,51 @@ static void *uploader_main(void *arg)
 			pthread_cond_timedwait(&db->up_wake, &db->up_lock, &ts);
 			continue;
 		}
-		queue_unlink(db, u);
-		u->next = db->busy;
-		db->busy = u;
+		list_unlink(&db->queue_head, &db->queue_tail, u);
+		u->state = UPLOAD_BUSY;
 		pthread_mutex_unlock(&db->up_lock);
 
 		ret = upload_one(db, u);
 
 		pthread_mutex_lock(&db->up_lock);
-		busy_unlink(db, u);
-		if (ret == 0) {
-			db->uploaded++;
+		if (ret == 0 || __atomic_load_n(&u->cancelled, __ATOMIC_RELAXED)) {
+			/* Done, or a delete wants it gone: out of the table. */
+			table_remove(db, u);
+			db->queued--;
+			if (ret == 0)
+				db->uploaded++;
 			pthread_cond_broadcast(&db->up_done);
 			pthread_mutex_unlock(&db->up_lock);
 			upload_free(u);
 			pthread_mutex_lock(&db->up_lock);
 			continue;
 		}
-		db->upload_failures++;
-		{
+		if (ret != -ECANCELED) {
 			unsigned shift = u->attempts < 7 ? u->attempts : 7;
 			uint64_t wait = (uint64_t)BACKOFF_MIN_MS << shift;
 
+			db->upload_failures++;
 			u->attempts++;
 			u->not_before_ms = s3_now_ms() + (wait < BACKOFF_MAX_MS ? wait : BACKOFF_MAX_MS);
 		}
-		queue_append(db, u);
+		u->state = UPLOAD_WAITING;
+		u->next = db->waiting;
+		db->waiting = u;
+		if (u->not_before_ms < db->waiting_next_ms)
+			db->waiting_next_ms = u->not_before_ms;
 		pthread_cond_broadcast(&db->up_done);
 	}
 	pthread_mutex_unlock(&db->up_lock);
 	return NULL;
+}
+
+int s3_upload_init(struct s3_db *db)
+{
+	/* At open: saves queue their uploads before the threads start (or
+	 * without them, in a program that never starts the database). */
+	db->up_table = calloc(UPLOAD_BUCKETS, sizeof(*db->up_table));
+	db->waiting_next_ms = UINT64_MAX;
+	return db->up_table ? 0 : -ENOMEM;
 }
 
 int s3_upload_start(struct s3_db *db)
@@ -373,7 +499,7 @@ int s3_upload_start(struct s3_db *db)
 	if (!db->uploaders)
 		return -ENOMEM;
 	pthread_mutex_lock(&db->up_lock);
-	db->up_stop = false;
+	__atomic_store_n(&db->up_stop, false, __ATOMIC_RELAXED);
 	while (db->uploader_count < want) {
 		ret = -pthread_create(&db->uploaders[db->uploader_count], NULL, uploader_main, db);
 		if (ret < 0)
@@ -390,11 +516,11 @@ int s3_upload_start(struct s3_db *db)
 
 void s3_upload_stop(struct s3_db *db)
 {
-	struct s3_upload *u;
+	struct s3_upload *gone = NULL, *u;
 	unsigned count;
 
 	pthread_mutex_lock(&db->up_lock);
-	db->up_stop = true;
+	__atomic_store_n(&db->up_stop, true, __ATOMIC_RELAXED);
 	count = db->uploader_count;
 	pthread_cond_broadcast(&db->up_wake);
 	pthread_mutex_unlock(&db->up_lock);
@@ -405,13 +531,22 @@ void s3_upload_stop(struct s3_db *db)
 	if (db->queued)
 		log_info("s3: %zu blobs not uploaded yet: they stay in %s/outbox for the next mount",
 			 db->queued, db->cache_dir);
-	while ((u = db->queue_head)) {
-		queue_unlink(db, u);
-		pthread_mutex_unlock(&db->up_lock);
-		upload_free(u);
-		pthread_mutex_lock(&db->up_lock);
+	for (size_t i = 0; db->up_table && i < UPLOAD_BUCKETS; i++) {
+		while ((u = db->up_table[i])) {
+			db->up_table[i] = u->tnext;
+			u->next = gone;
+			gone = u;
+		}
 	}
+	db->queue_head = db->queue_tail = db->waiting = NULL;
+	db->queued = 0;
 	pthread_mutex_unlock(&db->up_lock);
+	while ((u = gone)) {
+		gone = u->next;
+		upload_free(u);
+	}
+	free(db->up_table);
+	db->up_table = NULL;
 }
 
 struct queue_walk {

@@ -177,6 +177,59 @@ static int parse_prefix(const xmlNode *n, char **out)
 	return ret;
 }
 
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decodes in place what encoding-type=url encoded: %XX, and '+' for a
+ * space (a '+' itself comes as %2B). false for a bad escape or a NUL. */
+static bool url_decode(char *s)
+{
+	char *out = s;
+
+	for (const char *p = s; *p; p++) {
+		if (*p == '+') {
+			*out++ = ' ';
+		} else if (*p == '%') {
+			int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
+
+			if (lo < 0 || (hi == 0 && lo == 0))
+				return false;
+			*out++ = (char)(hi << 4 | lo);
+			p += 2;
+		} else {
+			*out++ = *p;
+		}
+	}
+	*out = '\0';
+	return true;
+}
+
+/* Keys and prefixes of a listing sent with encoding-type=url: decoded; an
+ * entry that does not decode (a NUL, a bad escape) is left out. */
+static void listing_decode(struct s3_listing *l)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < l->object_count; i++) {
+		if (url_decode(l->objects[i].key) && l->objects[i].key[0])
+			l->objects[n++] = l->objects[i];
+		else
+			free(l->objects[i].key);
+	}
+	l->object_count = n;
+	n = 0;
+	for (size_t i = 0; i < l->prefix_count; i++) {
+		if (url_decode(l->prefixes[i]))
+			l->prefixes[n++] = l->prefixes[i];
+		else
+			free(l->prefixes[i]);
+	}
+	l->prefix_count = n;
+}
+
 void s3_listing_free(struct s3_listing *listing)
 {
 	for (size_t i = 0; i < listing->object_count; i++)
@@ -192,7 +245,7 @@ void s3_listing_free(struct s3_listing *listing)
 int s3_xml_parse_listing(const char *body, size_t len, struct s3_listing *out)
 {
 	size_t objects = 0, prefixes = 0;
-	bool have_truncated = false;
+	bool have_truncated = false, url_encoded = false;
 	xmlDoc *doc;
 	xmlNode *root;
 	char *text = NULL;
@@ -233,8 +286,16 @@ int s3_xml_parse_listing(const char *body, size_t len, struct s3_listing *out)
 			text = NULL;
 		} else if (named(c, "NextContinuationToken")) {
 			ret = out->next_token ? -EPROTO : text_dup(c, S3_TOKEN_MAX, &out->next_token);
+		} else if (named(c, "EncodingType")) {
+			ret = text_dup(c, 16, &text);
+			if (ret == 0)
+				url_encoded = !strcmp(text, "url");
+			free(text);
+			text = NULL;
 		}
 	}
+	if (ret == 0 && url_encoded)
+		listing_decode(out);
 	/* A truncated listing is only useful with where to go on from. */
 	if (ret == 0 && out->truncated && (!out->next_token || !out->next_token[0]))
 		ret = -EPROTO;

@@ -31,6 +31,10 @@ struct s3_listing {
 	char **prefixes; /* CommonPrefixes */
 	size_t prefix_count;
 	bool truncated;   /* IsTruncated: more follow */
+	/* Keys and prefixes are given as they are: when the answer says
+	 * EncodingType url (asked for with encoding-type=url, so that keys with
+	 * bytes XML cannot carry come through), they were decoded, and any that
+	 * did not decode were left out. */
 	char *next_token; /* NextContinuationToken, or NULL */
 };
 

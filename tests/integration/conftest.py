@@ -162,6 +162,9 @@ def make_mount(request, tmp_path, blobfs_bin, backend):
         if (backend or test_backend) == 's3' and data is None:
             cluster = request.getfixturevalue('s3_cluster')
             data = f's3://{ceph.BUCKET}/{cluster.new_prefix(request.node.name + name)}'
+        if str(data).startswith('s3://'):
+            # A cache of its own; the cluster's endpoint and keys.
+            cluster = request.getfixturevalue('s3_cluster')
             kwargs['extra_args'] = ['-o', f'cache={tmp_path}/{name}cache'] + \
                 list(kwargs.get('extra_args', ()))
             kwargs['env'] = {**cluster.env, **(kwargs.get('env') or {})}

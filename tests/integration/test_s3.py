@@ -34,35 +34,14 @@ def s3(s3_cluster):
 
 
 @pytest.fixture
-def s3_mounts(request, tmp_path, s3_cluster, blobfs_bin):
-    """Factory: s3_mounts(name, prefix, options='', endpoint=None) -> a mounted
-    Mount of s3://BUCKET/prefix with the cache tmp_path/<name>cache."""
-    made = []
-
+def s3_mounts(make_mount, s3_cluster):
+    """s3_mounts(name, prefix, options='', endpoint=None) -> a mounted Mount of
+    s3://BUCKET/prefix with the cache tmp_path/<name>cache (make_mount's)."""
     def make(name, prefix, options='', endpoint=None, mount=True):
-        opts = f'cache={tmp_path}/{name}cache'
-        if endpoint:
-            opts += f',s3_endpoint={endpoint}'
-        if options:
-            opts += ',' + options
-        m = mounting.Mount(f's3://{BUCKET}/{prefix}', tmp_path / f'{name}mnt', tmp_path,
-                           extra_args=['-o', opts], env=s3_cluster.env)
-        made.append(m)
-        if mount:
-            m.mount()
-        return m
-
-    yield make
-    errors = []
-    for m in made:
-        rep = getattr(request.node, 'rep_call', None)
-        if (rep is None or rep.failed) and m.log_files:
-            print(f'--- blobfs log ({m.mnt}) ---\n{m.log_tail(100)}')
-        try:
-            m.cleanup()
-        except AssertionError as e:
-            errors.append(str(e))
-    assert not errors, '\n\n'.join(errors)
+        opts = [o for o in (f's3_endpoint={endpoint}' if endpoint else '', options) if o]
+        return make_mount(name, mount=mount, data=f's3://{BUCKET}/{prefix}',
+                          extra_args=['-o', ','.join(opts)] if opts else [])
+    return make
 
 
 @pytest.fixture

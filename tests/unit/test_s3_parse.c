@@ -185,6 +185,14 @@ static void test_locations(void)
 	CHECK_EQ(s3_location_parse("s3://-bad", &bucket, &prefix, why, sizeof(why)), -EINVAL);
 	CHECK_EQ(s3_location_parse("s3://bkt//x", &bucket, &prefix, why, sizeof(why)), -EINVAL);
 	CHECK_EQ(s3_location_parse("s3://bkt/a//x", &bucket, &prefix, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(s3_location_parse("s3://bkt/x/..", &bucket, &prefix, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(s3_location_parse("s3://bkt/../x", &bucket, &prefix, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(s3_location_parse("s3://bkt/a/./b", &bucket, &prefix, why, sizeof(why)), -EINVAL);
+	CHECK_EQ(s3_location_parse("s3://bkt/a\nb", &bucket, &prefix, why, sizeof(why)), -EINVAL);
+	REQUIRE(s3_location_parse("s3://bkt/..a/b.", &bucket, &prefix, why, sizeof(why)) == 0);
+	CHECK(!strcmp(prefix, "..a/b."));
+	free(bucket);
+	free(prefix);
 	CHECK_EQ(s3_location_parse("http://bkt", &bucket, &prefix, why, sizeof(why)), -EINVAL);
 	CHECK(bucket == NULL && prefix == NULL);
 	CHECK(strstr(why, "s3://") != NULL);
