@@ -123,7 +123,8 @@ struct s3_store {
 	 * store between its emptiness check and its removal. */
 	pthread_rwlock_t save_lock;
 	struct store_attr attr; /* under lock */
-	uint64_t listed_count;  /* blobs the last full listing found */
+	uint64_t listed_count;  /* blobs the last full listing found (under lock) */
+	uint64_t listed_ms;     /* when (s3_now_ms; 0: never) */
 };
 
 #define to_s3db(b) ((struct s3_db *)(b))

@@ -80,6 +80,16 @@ static bool remote_has(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 	return remote_info(s, hash, &len, &mtime, true) == 0;
 }
 
+/* Keeps the store's count (statfs) right between listings: a save here
+ * adds one, a delete here takes one away. */
+static void count_change(struct s3_store *s, int delta)
+{
+	pthread_mutex_lock(&s->lock);
+	if (delta > 0 || s->listed_count > 0)
+		s->listed_count += (uint64_t)(int64_t)delta;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Drops the read cache's copy of a blob the object store no longer has. */
 static void drop_cached(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
@@ -157,6 +167,7 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 		return -EIO;
 	}
 	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
+	count_change(s, -1);
 	return 0;
 }
 
@@ -338,6 +349,7 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 			ret = blob_save(s->outbox, data, len, hash);
 		if (ret == 0) {
 			s3_cache_add(s3store_db(s), true, (int64_t)len);
+			count_change(s, 1);
 			/* Saved (and durable as the outbox is): a failure to queue
 			 * only delays the upload to the next mount. */
 			if (s3_upload_queue(s, hash) < 0)
@@ -572,6 +584,7 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 		goto out;
 	}
 	s3_cache_add(s3store_db(s), true, (int64_t)size);
+	count_change(s, 1);
 	if (s3_upload_queue(s, hash) < 0)
 		log_warning("s3: store %s: no memory to queue an upload: it waits for the next "
 			    "mount", writer->store->name);

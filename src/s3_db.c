@@ -386,15 +386,25 @@ static int s3_db_sync(struct blobdb *base)
 static int count_store(struct store *store, void *arg)
 {
 	struct s3_store *s = to_s3store(store);
-	uint64_t *sum = arg;
+	struct s3_db *db = s3store_db(s);
+	uint64_t *sum = arg, listed_ms;
+	struct store_stats st = { 0 };
 
+	pthread_mutex_lock(&s->lock);
+	listed_ms = s->listed_ms;
+	pthread_mutex_unlock(&s->lock);
+	/* A count older than what the mount trusts is made again (a listing of
+	 * the store: a request per 1,000 blobs). */
+	if (!listed_ms || s3_now_ms() - listed_ms >= db->known.ttl_ms)
+		(void)s3_store_stats(store, &st);
 	pthread_mutex_lock(&s->lock);
 	*sum += s->listed_count;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
-/* The cache's disk; as files, the blobs the last listings counted. */
+/* The cache's disk; as files, the blobs of every store, counted by listing
+ * them at most once per remote_ttl. */
 static int s3_db_statfs(struct blobdb *base, struct statvfs *st)
 {
 	struct s3_db *db = to_s3db(base);

@@ -459,6 +459,7 @@ int s3_store_stats(struct store *store, struct store_stats *out)
 	} while (n == 256);
 	pthread_mutex_lock(&s->lock);
 	s->listed_count = out->blobs;
+	s->listed_ms = s3_now_ms();
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

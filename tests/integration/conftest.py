@@ -18,9 +18,12 @@ fails a test that leaves a mount or a process behind under its tmp_path.
 
 Backends: the `blobfs` / `make_mount` fixtures mount the local backend (a
 DATADIR) unless the test is marked `backends`: then it runs once per backend
-of BLOBFS_BACKENDS (default "local,memory"), with ids [local] / [memory]; a
-memory mount is `blobfs -f memory: MNT`, run in an empty directory of the
-test. Tests that look at DATADIR, persistence, fsck, compaction, damage or
+of BLOBFS_BACKENDS (default "local,memory"; "s3" too, which scripts/test
+runs in a pass of its own), with ids [local] / [memory] / [s3]; a memory
+mount is `blobfs -f memory: MNT`, run in an empty directory of the test; an
+s3 mount is a prefix of its own in the bucket of scripts/ceph-dev's radosgw
+(the session fixture `s3_cluster` starts it when it is not running), with a
+cache directory in the test's tmp_path. Tests that look at DATADIR, persistence, fsck, compaction, damage or
 a full disk stay local-only. The tests of test_memory.py run when memory is
 in BLOBFS_BACKENDS.
 """

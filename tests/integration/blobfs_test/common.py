@@ -34,3 +34,13 @@ def env_int(name, default):
     """Integer from the environment variable `name`, else `default`."""
     value = os.environ.get(name, '')
     return int(value) if value.strip() else default
+
+
+def s3_store_name_ok(name):
+    """Whether a store name (bytes) is one the S3 backend takes: UTF-8 without
+    control characters (docs/FORMAT.md); others are EINVAL there."""
+    try:
+        text = name.decode('utf-8')
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(c) < 0x20 or ord(c) == 0x7f for c in text)
