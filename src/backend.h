@@ -53,6 +53,7 @@ struct blobdb {
 	 * the bucket): how long what it says may be out of date; 0: nothing
 	 * changes but through this database. */
 	unsigned remote_ttl_ms;
+	uint64_t refreshed_ms; /* blobdb.c: the last db_refresh (atomic) */
 	/* The catalogue: stores sorted by name and their reference counts. */
 	pthread_mutex_t lock;
 	struct store **stores;
@@ -135,6 +136,13 @@ struct backend_ops {
 	/* Bytes of incoming content the writers hold in memory (store.h's
 	 * blobdb_writer_memory). May be NULL (0). */
 	uint64_t (*db_writer_memory)(struct blobdb *db);
+	/* Brings the catalogue up to date with stores created or removed
+	 * elsewhere (s3: through another mount of the bucket): adds them with
+	 * blobdb_catalog_add, drops them with blobdb_catalog_drop. May be NULL.
+	 * blobdb.c calls it without any lock, at most once per remote_ttl_ms,
+	 * before a listing of the stores and when a store_open misses. Errors
+	 * are the backend's to log; the catalogue stays as it was. */
+	void (*db_refresh)(struct blobdb *db);
 
 	/* ---- stores (the catalogue itself is blobdb.c's) ---- */
 
@@ -253,6 +261,10 @@ void store_fini(struct store *store);
 /* Adds a store found at open to the catalogue (takes its reference).
  * -EEXIST if the name is taken. */
 int blobdb_catalog_add(struct blobdb *db, struct store *store);
+/* Takes a store removed elsewhere out of the catalogue (db_refresh), after
+ * the backend set its destroyed flag; the catalogue's reference is
+ * dropped. -ENOENT if it is not there. */
+int blobdb_catalog_drop(struct blobdb *db, struct store *store);
 /* Calls fn on every store in the catalogue, holding a reference to each but
  * no lock; returns the first error (after visiting all). */
 int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_ISGID_BIT 02000
@@ -271,6 +272,46 @@ int blobdb_catalog_add(struct blobdb *db, struct store *store)
 	return ret;
 }
 
+int blobdb_catalog_drop(struct blobdb *db, struct store *store)
+{
+	bool found;
+	size_t i;
+
+	pthread_mutex_lock(&db->lock);
+	i = catalog_position(db, store->name, &found);
+	found = found && db->stores[i] == store;
+	if (found) {
+		memmove(&db->stores[i], &db->stores[i + 1],
+			(db->store_count - i - 1) * sizeof(*db->stores));
+		db->store_count--;
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (!found)
+		return -ENOENT;
+	store_close(store); /* the catalogue's reference */
+	return 0;
+}
+
+/* Stores made or removed elsewhere, at most once per remote_ttl_ms. */
+static void catalog_refresh(struct blobdb *db)
+{
+	struct timespec ts;
+	uint64_t now, last;
+
+	if (!db->ops->db_refresh || !db->remote_ttl_ms)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
+	last = __atomic_load_n(&db->refreshed_ms, __ATOMIC_RELAXED);
+	if (last && now - last < db->remote_ttl_ms)
+		return;
+	/* One caller refreshes; the others go on with what is there. */
+	if (!__atomic_compare_exchange_n(&db->refreshed_ms, &last, now, false, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED))
+		return;
+	db->ops->db_refresh(db);
+}
+
 int blobdb_each_store(struct blobdb *db, int (*fn)(struct store *, void *), void *arg)
 {
 	struct store **list;
@@ -373,14 +414,22 @@ int store_open(struct blobdb *db, const char *name, struct store **out)
 	int ret = -ENOENT;
 
 	*out = NULL;
-	pthread_mutex_lock(&db->lock);
-	i = catalog_position(db, name, &found);
-	if (found) {
-		*out = db->stores[i];
-		(*out)->refcount++;
-		ret = 0;
+	for (int tries = 0; tries < 2 && ret == -ENOENT; tries++) {
+		/* A miss may be a store made elsewhere: look once more after a
+		 * refresh (which happens at most once per remote_ttl_ms). */
+		if (tries)
+			catalog_refresh(db);
+		pthread_mutex_lock(&db->lock);
+		i = catalog_position(db, name, &found);
+		if (found) {
+			*out = db->stores[i];
+			(*out)->refcount++;
+			ret = 0;
+		}
+		pthread_mutex_unlock(&db->lock);
+		if (!db->ops->db_refresh)
+			break;
 	}
-	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
 
@@ -540,6 +589,8 @@ int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name,
 	name[0] = '\0';
 	if (after)
 		snprintf(name, sizeof(name), "%s", after);
+	else
+		catalog_refresh(db); /* a listing from the start */
 	/* The lock is dropped around each callback so that fn may block; the
 	 * name cursor makes the walk correct under concurrent changes. */
 	for (;;) {

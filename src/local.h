@@ -161,6 +161,7 @@ struct local_reader {
 	uint64_t hashed; /* bytes fed to hasher, in order */
 	uint64_t served; /* bytes of checked chunks read, in any order */
 	bool corrupt;    /* the hash did not match: every later read fails too */
+	bool checked;    /* the whole hash was compared (it matched unless corrupt) */
 };
 
 struct local_writer {

@@ -358,38 +358,43 @@ static int reader_catch_up(struct local_reader *reader, uint64_t upto)
 }
 
 /* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
- * hash when they continue it, and checks the hash once it is complete. */
+ * hash when they continue it, and checks the hash once it is complete.
+ *
+ * Reads out of order (the kernel's readahead sends requests on several
+ * threads) leave the hash behind. Once reads have served as many bytes as
+ * the blob holds, whichever read gets there (not only the one at the end:
+ * that one may have finished first, while an earlier one was still being
+ * read), what the hash missed is read again from the pack, checked and
+ * hashed, so that a blob read whole is always checked whole: the read that
+ * completes it fails with EIO when the hash does not match, and every read
+ * after it. */
 static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
 		       uint64_t end)
 {
+	const uint64_t length = reader->base.length;
 	bool found = false;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int ret = 0;
 
 	pthread_mutex_lock(&reader->lock);
 	reader->served += end - start;
-	/* The read that reaches the end of a blob read whole, but not in
-	 * order (the kernel's readahead sends requests on several threads):
-	 * what the hash missed is read again from the pack, checked, and
-	 * hashed first, so that the whole is checked all the same. */
-	if (!reader->corrupt && end == reader->base.length && reader->hashed < start &&
-	    reader->served >= reader->base.length)
-		ret = reader_catch_up(reader, start);
-	if (ret == 0 && reader->corrupt)
-		ret = -EBADMSG;
-	else if (ret == 0 && start <= reader->hashed && reader->hashed < end) {
+	if (!reader->corrupt && start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;
-		if (ret == 0 && end == reader->base.length) {
-			ret = hasher_final(reader->hasher, hash);
-			if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
-				reader->corrupt = true;
-				found = true;
-				ret = -EBADMSG;
-			}
+	}
+	if (ret == 0 && !reader->corrupt && reader->hashed < length && reader->served >= length)
+		ret = reader_catch_up(reader, length);
+	if (ret == 0 && !reader->corrupt && !reader->checked && reader->hashed == length) {
+		reader->checked = true;
+		ret = hasher_final(reader->hasher, hash);
+		if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
+			reader->corrupt = true;
+			found = true;
 		}
 	}
+	if (ret == 0 && reader->corrupt)
+		ret = -EBADMSG;
 	pthread_mutex_unlock(&reader->lock);
 	if (found)
 		bad_record_add(reader); /* later opens fail too */

@@ -143,6 +143,7 @@ void s3_log_answered(struct s3_db *db);
 
 /* s3_stores.c */
 int s3_stores_load(struct s3_db *db);
+void s3_db_refresh(struct blobdb *db);
 int s3_store_create(struct blobdb *db, const char *name, const struct store_attr *attr,
 		    struct store **out);
 int s3_store_get_attr(struct store *store, struct store_attr *out);

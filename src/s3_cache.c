@@ -144,7 +144,8 @@ static void evict_to(struct s3_db *db, uint64_t target, struct walk *w)
 	/* The walk's own count is the truth: the running figure drifts when
 	 * blobs change under it. */
 	clean = w->bytes;
-	qsort(w->items, w->count, sizeof(*w->items), by_age);
+	if (w->count)
+		qsort(w->items, w->count, sizeof(*w->items), by_age);
 	for (size_t i = 0; i < w->count && outbox + clean - freed > target; i++) {
 		if (blob_delete(w->items[i].store->clean, w->items[i].hash) < 0)
 			continue;

@@ -311,6 +311,8 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 		ret = s3_stores_load(db);
 	if (ret == 0)
 		ret = s3_cache_count(db);
+	/* The stores were just listed: the next look is due in remote_ttl. */
+	db->base.refreshed_ms = s3_now_ms();
 	if (ret == 0)
 		log_info("s3: %s at %s, cache %s (%llu MiB)", location, db->config.endpoint,
 			 db->cache_dir, (unsigned long long)(db->cache_size >> 20));
@@ -441,6 +443,7 @@ const struct backend_ops s3_backend = {
 	.db_sync = s3_db_sync,
 	.db_statfs = s3_db_statfs,
 	.db_writer_memory = s3_db_writer_memory,
+	.db_refresh = s3_db_refresh,
 	.store_create = s3_store_create,
 	.store_get_attr = s3_store_get_attr,
 	.store_set_attr = s3_store_set_attr,

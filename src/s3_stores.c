@@ -6,8 +6,9 @@
  * mount lists it; then its blobs); owners and modes (the meta object,
  * replaced by one PUT).
  *
- * Stores made by another mount after this one opened the bucket are not
- * seen until the next mount (blobs are: every lookup asks the bucket).
+ * Stores made or removed through another mount are found by s3_db_refresh,
+ * which blobdb.c calls at most once per remote_ttl (before a listing of the
+ * stores, and when a store's name is not in the catalogue).
  */
 #include "s3.h"
 
@@ -192,7 +193,62 @@ static int check_orphan(const char *name, void *arg)
 	return 0;
 }
 
-int s3_stores_load(struct s3_db *db)
+/* The names of the catalogue's stores, sorted (for a refresh: no
+ * store_open, which would refresh again). */
+struct names {
+	char **v;
+	size_t n, cap;
+	int ret;
+};
+
+static int names_add(struct names *l, const char *name)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n] = strdup(name);
+	if (!l->v[l->n])
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+static void names_free(struct names *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool names_has(const struct names *l, const char *name)
+{
+	return l->n && bsearch(&name, l->v, l->n, sizeof(*l->v), by_name);
+}
+
+static int catalogue_name(struct store *store, void *arg)
+{
+	struct names *l = arg;
+
+	if (l->ret == 0)
+		l->ret = names_add(l, store->name);
+	return 0;
+}
+
+/* The stores of the bucket: the names of its prefixes that have a meta
+ * object are added to the catalogue unless it has them (known), and
+ * gathered in *seen (sorted) when seen is not NULL. */
+static int load_stores(struct s3_db *db, const struct names *known, struct names *seen)
 {
 	char prefix[S3_KEY_MAX + 1], *token = NULL;
 	size_t plen;
@@ -228,17 +284,29 @@ int s3_stores_load(struct s3_db *db)
 				free(name);
 				continue; /* not a name blobfs makes: not a store */
 			}
+			if (known && names_has(known, name)) {
+				/* In the catalogue already: seen (its meta object is
+				 * checked only when it goes missing). */
+				ret = seen ? names_add(seen, name) : 0;
+				free(name);
+				continue;
+			}
 			ret = meta_fetch(db, cp, &attr);
 			if (ret == -ENOENT) {
 				ret = 0; /* a prefix without a meta object: not a store */
 			} else if (ret == 0) {
-				ret = store_new(db, name, &attr, &s);
+				ret = seen ? names_add(seen, name) : 0;
+				if (ret == 0)
+					ret = store_new(db, name, &attr, &s);
 				if (ret == 0) {
 					ret = blobdb_catalog_add(&db->base, &s->base);
 					if (ret < 0)
 						s3_store_free(&s->base);
 					if (ret == -EEXIST)
-						ret = 0; /* listed twice by the server */
+						ret = 0; /* listed twice, or made here meanwhile */
+					else if (ret == 0 && known)
+						log_info("s3: store %s appeared (made through another "
+							 "mount)", name);
 				}
 			}
 			free(name);
@@ -250,9 +318,83 @@ int s3_stores_load(struct s3_db *db)
 		s3_listing_free(&l);
 	} while (ret == 0 && token);
 	free(token);
+	if (seen && seen->n)
+		qsort(seen->v, seen->n, sizeof(*seen->v), by_name);
+	return ret;
+}
+
+int s3_stores_load(struct s3_db *db)
+{
+	int ret = load_stores(db, NULL, NULL);
+
 	if (ret == 0)
 		(void)store_list(db->outbox, NULL, check_orphan, db);
 	return ret;
+}
+
+struct gone_walk {
+	struct s3_db *db;
+	const struct names *seen;
+	struct s3_store **gone;
+	size_t n;
+};
+
+/* A store of the catalogue that the listing did not show, whose meta object
+ * is gone too: removed through another mount. */
+static int find_gone(struct store *store, void *arg)
+{
+	struct gone_walk *w = arg;
+	struct s3_store *s = to_s3store(store);
+	char key[S3_KEY_MAX + 1];
+	struct s3_store **p;
+
+	if (names_has(w->seen, store->name) ||
+	    __atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE))
+		return 0;
+	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
+	if (s3_head(w->db->client, key, NULL, NULL) != -ENOENT)
+		return 0; /* made here since the listing, or not to be told */
+	p = realloc(w->gone, (w->n + 1) * sizeof(*p));
+	if (!p)
+		return 0;
+	w->gone = p;
+	w->gone[w->n++] = to_s3store(store_hold(store));
+	return 0;
+}
+
+void s3_db_refresh(struct blobdb *base)
+{
+	struct s3_db *db = to_s3db(base);
+	struct names known = { 0 }, seen = { 0 };
+	struct gone_walk w = { .db = db, .seen = &seen };
+
+	(void)blobdb_each_store(base, catalogue_name, &known);
+	if (known.ret < 0)
+		goto out;
+	if (known.n)
+		qsort(known.v, known.n, sizeof(*known.v), by_name);
+	if (load_stores(db, &known, &seen) < 0)
+		goto out;
+	(void)blobdb_each_store(base, find_gone, &w);
+	for (size_t i = 0; i < w.n; i++) {
+		struct s3_store *s = w.gone[i];
+
+		log_info("s3: store %s is gone (removed through another mount)", s->base.name);
+		pthread_mutex_lock(&s->lock);
+		__atomic_store_n(&s->base.destroyed, true, __ATOMIC_RELEASE);
+		pthread_mutex_unlock(&s->lock);
+		s3_upload_cancel_store(s);
+		(void)store_destroy(db->outbox, s->base.name, false);
+		(void)store_destroy(db->clean, s->base.name, false);
+		(void)blobdb_catalog_drop(base, &s->base);
+		store_close(&s->base);
+	}
+	if (w.n)
+		(void)s3_cache_count(db);
+out:
+	free(w.gone);
+	names_free(&known);
+	names_free(&seen);
 }
 
 int s3_store_create(struct blobdb *base, const char *name, const struct store_attr *attr,

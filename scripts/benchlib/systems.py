@@ -69,9 +69,11 @@ class Systems:
             time.sleep(0.001)
         return time.perf_counter() - t0, p.pid
 
-    def mount_blobfs(self, data, mnt, log=None, options=()):
+    def mount_blobfs(self, data, mnt, log=None, options=(), lock=None):
         """build/blobfs [-o OPT,...] DATA MNT; options: blobfs -o options
-        (none: its defaults). Returns (seconds until it returned, daemon pid)."""
+        (none: its defaults); lock: the file the daemon writes its pid to
+        (DATA/lock by default; an s3:// mount's is CACHE/outbox/lock).
+        Returns (seconds until it returned, daemon pid)."""
         os.makedirs(mnt, exist_ok=True)
         opts = ['-o', ','.join(options)] if options else []
         argv = [self.blobfs] + opts + [data, mnt]
@@ -102,7 +104,7 @@ class Systems:
         pid = None
         for _ in range(5000):
             try:
-                with open(os.path.join(data, 'lock')) as f:
+                with open(lock or os.path.join(data, 'lock')) as f:
                     pid = int(f.read().strip() or 0)
             except (OSError, ValueError):
                 pid = None

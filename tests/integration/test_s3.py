@@ -7,10 +7,13 @@ exactly its bytes (read back with boto3), and an object put with boto3 is
 listed and read through the mount; bytes that do not hash to the object's
 name are an EIO and a log line; two mounts with separate caches on one
 prefix (save on one, read on the other; delete on one, gone from the other
-within remote_ttl); the object store unreachable (saves keep working into
-the outbox, uncached reads fail fast with EIO, the daemon killed, and the
-next mount uploads what it left); the cache at its bound (the read cache
-evicts, the outbox refuses with ENOSPC).
+within remote_ttl; a store made or removed on one appears or goes on the
+other); the object store unreachable (saves keep working into the outbox,
+uncached reads fail fast with EIO, the daemon killed, and the next mount
+uploads what it left); radosgw itself killed and restarted under saves and
+reads (nothing acknowledged lost, no hang, the cache's data directories
+fsck clean); the cache at its bound (the read cache evicts, the outbox
+refuses with ENOSPC); a blob of 70 MiB in a multipart upload.
 """
 
 import errno
@@ -18,6 +21,7 @@ import hashlib
 import os
 import select
 import socket
+import subprocess
 import threading
 import time
 
@@ -327,3 +331,80 @@ def test_large_blob_goes_in_parts(s3_mounts, s3, prefix, tmp_path):
     assert head['ContentLength'] == len(data)
     assert head['ETag'].strip('"').endswith('-5')   # 16 MiB parts: 4 full and one of 6 MiB
     assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == h
+
+
+def test_stores_made_and_removed_through_another_mount(s3_mounts, prefix):
+    a = s3_mounts('a', prefix, 'remote_ttl=2')
+    b = s3_mounts('b', prefix, 'remote_ttl=2')
+    os.mkdir(a.path('new'))
+    h = save(a, 'new', 'f', b'made on a')
+    # b sees the store (and its blob) within its ttl, by listing or by name.
+    wait_for('the store on b', lambda: 'new' in os.listdir(b.path()), timeout=10)
+    with open(b.path('new', h), 'rb') as f:
+        assert f.read() == b'made on a'
+    os.unlink(a.path('new', h))
+    os.unlink(a.path('new', 'incoming', 'f'))
+    os.rmdir(a.path('new'))
+    wait_for('the store gone from b', lambda: 'new' not in os.listdir(b.path()), timeout=10)
+    assert 'gone' in b.log()
+
+
+def test_radosgw_killed_and_restarted_under_saves_and_reads(s3_mounts, s3, prefix, s3_cluster):
+    """radosgw goes away (SIGKILL) for a few seconds while a thread saves
+    blobs and another reads cached ones: no operation hangs, every save
+    whose close() succeeded ends up in the bucket once radosgw is back, and
+    the cache's data directories check clean."""
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    cached = [os.urandom(20000 + i) for i in range(5)]
+    for i, data in enumerate(cached):
+        save(m, 'st', f'c{i}', data)
+    wait_for('the first uploads', lambda: all(object_bytes(s3, f'{prefix}/st/{sha(d)}')
+                                              for d in cached))
+    saved, errors, stop = [], [], threading.Event()
+
+    def saver():
+        i = 0
+        while not stop.is_set():
+            data = os.urandom(5000 + i)
+            try:
+                saved.append(save(m, 'st', f's{i}', data))
+            except OSError as e:
+                errors.append(e)
+            i += 1
+            time.sleep(0.02)
+
+    def reader():
+        while not stop.is_set():
+            for data in cached:
+                with open(m.path('st', sha(data)), 'rb') as f:
+                    if f.read() != data:
+                        errors.append(AssertionError('a cached blob read back wrong'))
+
+    threads = [threading.Thread(target=saver), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        subprocess.run([ceph.CEPH_DEV, 'kill-rgw'], check=True, stdin=subprocess.DEVNULL,
+                       capture_output=True)
+        time.sleep(3)
+    finally:
+        subprocess.run([ceph.CEPH_DEV, 'start-rgw'], check=True, stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=300)
+    time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive(), 'an operation hung'
+    assert not errors, errors[:3]
+    assert len(saved) > 20
+    # Everything acknowledged reaches the bucket.
+    wait_for('every save uploaded',
+             lambda: set(saved) <= {k.rsplit('/', 1)[1] for k in keys(s3, f'{prefix}/st/')},
+             timeout=120)
+    assert 'does not answer' in m.log() and 'answers again' in m.log()
+    m.umount()
+    for part in ('outbox', 'clean'):
+        r = mounting.blobfs_tool('fsck', m.mnt.rsplit('/', 1)[0] + f'/acache/{part}')
+        assert r.returncode == 0, r.stdout + r.stderr
