@@ -288,6 +288,17 @@ in one run and missed in the other are listed too: their ratio swings with the b
   have to hold the pack id, offset, length, kind, time and disk size, 192 bits today, e.g. with
   24-bit pack ids, 40-bit lengths (longer ones in a side table) and the time as a 32-bit offset
   from a store-wide epoch. A change of the index, not made.
+- **9b. S3, 1,000 files of 4 KiB (≥ 5× `s3cmd sync`: 1.37×, 239 against 174 files/s; run of
+  workload 9 alone, `scripts/bench --only 9`, 2026-11-30 09:13, commit fcc468f; rows 9 and 9c met:
+  1.22× `s3cmd put` for 256 MiB at 72 MB/s, a cached blob read at 0.94× a local blobfs).** Each
+  file's close() asks the object store whether it has the blob (a HEAD, so that the save's
+  status is exact: a tentative save taken back later must not delete an object another mount
+  saved) before it returns, and `cp -r` closes one file at a time: with that HEAD left out (an
+  experiment, not kept) the same run gave 363 and 458 files/s (1.9–2.6×). What is left is
+  radosgw's rate of small PUTs on this machine, whose two cores also run the memstore OSD, the
+  daemon and `cp`; 8 upload threads. Lifting it needs the HEAD off the close (a retract that
+  deletes the object only when this mount's own upload created it, so that the status need not
+  be exact) and a measure of radosgw's own ceiling here; neither is done yet.
 - **passthrough_ll in workload 5** fails: it keeps a descriptor per looked-up inode, and this
   machine's 20,000-descriptor limit ends its `cp -r` of 100,000 files ("failed to close").
 
