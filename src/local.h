@@ -162,6 +162,7 @@ struct local_reader {
 	uint64_t served; /* bytes of checked chunks read, in any order */
 	bool corrupt;    /* the hash did not match: every later read fails too */
 	bool checked;    /* the whole hash was compared (it matched unless corrupt) */
+	bool end_served; /* a read reached the end of the blob */
 };
 
 struct local_writer {

@@ -361,13 +361,16 @@ static int reader_catch_up(struct local_reader *reader, uint64_t upto)
  * hash when they continue it, and checks the hash once it is complete.
  *
  * Reads out of order (the kernel's readahead sends requests on several
- * threads) leave the hash behind. Once reads have served as many bytes as
- * the blob holds, whichever read gets there (not only the one at the end:
- * that one may have finished first, while an earlier one was still being
- * read), what the hash missed is read again from the pack, checked and
- * hashed, so that a blob read whole is always checked whole: the read that
- * completes it fails with EIO when the hash does not match, and every read
- * after it. */
+ * threads) leave the hash behind. Once the end of the blob has been read
+ * and reads have served as many bytes as the blob holds, whichever read
+ * gets there (not only the one at the end: that one may have finished
+ * first, while an earlier one was still being read), what the hash missed
+ * is read again from the pack, checked and hashed, so that a blob read
+ * whole is always checked whole: the read that completes it fails with EIO
+ * when the hash does not match, and every read after it. (Waiting for the
+ * end keeps a reader that goes in order from being checked ahead of where
+ * it reads: its pieces are counted once per chunk span, so `served` runs
+ * ahead of it.) */
 static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t start,
 		       uint64_t end)
 {
@@ -378,12 +381,15 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 
 	pthread_mutex_lock(&reader->lock);
 	reader->served += end - start;
+	if (end == length)
+		reader->end_served = true;
 	if (!reader->corrupt && start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;
 	}
-	if (ret == 0 && !reader->corrupt && reader->hashed < length && reader->served >= length)
+	if (ret == 0 && !reader->corrupt && reader->end_served && reader->hashed < length &&
+	    reader->served >= length)
 		ret = reader_catch_up(reader, length);
 	if (ret == 0 && !reader->corrupt && !reader->checked && reader->hashed == length) {
 		reader->checked = true;
