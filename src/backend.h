@@ -254,6 +254,9 @@ extern const struct backend_ops s3_backend;
 /* Fills the base of a new database (location is copied). */
 int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *location,
 		const struct blobdb_options *opts);
+/* blobdb.c's mapping of a backend's result to a blob-db status (store.h):
+ * for the files of the API itself (store_access.c). */
+int blobdb_to_status(int ret);
 /* Fills the base of a new store, refcount 1 (the catalogue's). */
 int store_init(struct store *store, struct blobdb *db, const char *name);
 /* Releases what store_init made (not the store itself). */

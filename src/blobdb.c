@@ -13,14 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_ISGID_BIT 02000
-
 /*
  * The blob-db statuses at the API boundary: whatever else the backend said
  * (EPERM from an immutable file, EROFS, EBADF, EBADMSG...) is an internal
  * error, already logged with its real cause where it happened.
  */
-static int to_status(int ret)
+int blobdb_to_status(int ret)
 {
 	switch (ret) {
 	case 0:
@@ -372,7 +370,7 @@ int store_create_as(struct blobdb *db, const char *name, const struct store_attr
 	if (ret == 0)
 		catalog_insert_at(db, i, store);
 	pthread_mutex_unlock(&db->lock);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
@@ -404,7 +402,7 @@ int store_destroy(struct blobdb *db, const char *name, bool only_if_empty)
 			db->ops->store_purge(store);
 		store_close(store); /* the catalogue's reference */
 	}
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int store_open(struct blobdb *db, const char *name, struct store **out)
@@ -466,104 +464,9 @@ const char *store_name(const struct store *store)
 	return store->name;
 }
 
-/* ---- owners and modes (the rules: store.h) ---- */
-
-bool caller_in_group(const struct caller *who, uint32_t gid)
-{
-	if (who->gid == gid)
-		return true;
-	for (size_t i = 0; i < who->group_count; i++)
-		if (who->groups[i] == gid)
-			return true;
-	return false;
-}
-
-int store_attr_access(const struct store_attr *attr, const struct caller *who, int mask)
-{
-	unsigned bits;
-
-	mask &= R_OK | W_OK | X_OK;
-	if (who->uid == 0)
-		return 0;
-	if (who->uid == attr->uid)
-		bits = (attr->mode >> 6) & 7;
-	else if (caller_in_group(who, attr->gid))
-		bits = (attr->mode >> 3) & 7;
-	else
-		bits = attr->mode & 7;
-	/* R_OK, W_OK, X_OK are 4, 2, 1: the same bits as rwx. */
-	return ((unsigned)mask & ~bits) ? -EACCES : 0;
-}
-
-int store_attr_get(struct store *store, struct store_attr *out)
-{
-	memset(out, 0, sizeof(*out));
-	return to_status(store->db->ops->store_get_attr(store, out));
-}
-
-int store_access(struct store *store, const struct caller *who, int mask)
-{
-	struct store_attr attr;
-	int ret = store_attr_get(store, &attr);
-
-	return ret < 0 ? ret : store_attr_access(&attr, who, mask);
-}
-
-/* The chmod/chown rules: fills *next from cur and want, or -EPERM. */
-static int attr_change(const struct store_attr *cur, const struct caller *who, int what,
-		       const struct store_attr *want, struct store_attr *next)
-{
-	bool root = who->uid == 0, owner = who->uid == cur->uid;
-
-	*next = *cur;
-	if (what & STORE_ATTR_UID) {
-		if (!root && !(owner && want->uid == cur->uid))
-			return -EPERM;
-		next->uid = want->uid;
-	}
-	if (what & STORE_ATTR_GID) {
-		if (!root && !(owner && (want->gid == cur->gid || caller_in_group(who, want->gid))))
-			return -EPERM;
-		next->gid = want->gid;
-	}
-	if (what & STORE_ATTR_MODE) {
-		if (!root && !owner)
-			return -EPERM;
-		next->mode = want->mode & STORE_MODE_MASK;
-		/* As Linux: only a member of the directory's group keeps setgid. */
-		if (!root && !caller_in_group(who, next->gid))
-			next->mode &= ~(uint32_t)S_ISGID_BIT;
-	}
-	return 0;
-}
-
-int store_attr_set(struct store *store, const struct caller *who, int what,
-		   const struct store_attr *want, struct store_attr *now)
-{
-	const struct backend_ops *ops = store->db->ops;
-	struct store_attr cur, next;
-	int ret;
-
-	if (!who || !want || (what & ~(STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID)))
-		return -EINVAL;
-	pthread_mutex_lock(&store->attr_lock);
-	memset(&cur, 0, sizeof(cur));
-	ret = to_status(ops->store_get_attr(store, &cur));
-	if (ret == 0)
-		ret = attr_change(&cur, who, what, want, &next); /* -EPERM as it is */
-	/* Written even when nothing changes: a chmod also rewrites a damaged
-	 * meta file. */
-	if (ret == 0)
-		ret = to_status(ops->store_set_attr(store, &next));
-	if (ret == 0 && now)
-		*now = next;
-	pthread_mutex_unlock(&store->attr_lock);
-	return ret;
-}
-
 int store_sync(struct store *store)
 {
-	return to_status(store->db->ops->store_sync(store));
+	return blobdb_to_status(store->db->ops->store_sync(store));
 }
 
 int store_compact(struct store *store, unsigned percent)
@@ -576,7 +479,7 @@ int store_compact(struct store *store, unsigned percent)
 int store_stats(struct store *store, struct store_stats *out)
 {
 	memset(out, 0, sizeof(*out));
-	return to_status(store->db->ops->store_stats(store, out));
+	return blobdb_to_status(store->db->ops->store_stats(store, out));
 }
 
 int store_list(struct blobdb *db, const char *after, int (*fn)(const char *name, void *arg),
@@ -626,17 +529,17 @@ size_t store_count(struct blobdb *db)
 
 int blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length)
 {
-	return to_status(store->db->ops->blob_info(store, hash, length, NULL));
+	return blobdb_to_status(store->db->ops->blob_info(store, hash, length, NULL));
 }
 
 int blob_stat(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], struct blob_stat *out)
 {
-	return to_status(store->db->ops->blob_info(store, hash, &out->length, &out->saved));
+	return blobdb_to_status(store->db->ops->blob_info(store, hash, &out->length, &out->saved));
 }
 
 int blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	return to_status(store->db->ops->blob_delete(store, hash));
+	return blobdb_to_status(store->db->ops->blob_delete(store, hash));
 }
 
 int blob_save(struct store *store, const void *data, size_t len,
@@ -652,7 +555,7 @@ int blob_save(struct store *store, const void *data, size_t len,
 	if (ret == 0 || ret == -EEXIST)
 		tentative_claim(db->tentative, store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int blob_list(struct store *store, const uint8_t *after, blob_list_fn fn, void *arg)
@@ -696,7 +599,7 @@ int blob_open(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 	ret = store->db->ops->reader_open(store, hash, out);
 	if (ret == 0)
 		(*out)->store = store_hold(store);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 uint64_t blob_reader_length(const struct blob_reader *reader)
@@ -707,7 +610,7 @@ uint64_t blob_reader_length(const struct blob_reader *reader)
 int blob_read(struct blob_reader *reader, void *buf, size_t size, uint64_t off, size_t *got)
 {
 	*got = 0;
-	return to_status(reader->store->db->ops->reader_read(reader, buf, size, off, got));
+	return blobdb_to_status(reader->store->db->ops->reader_read(reader, buf, size, off, got));
 }
 
 void blob_close(struct blob_reader *reader)
@@ -729,24 +632,24 @@ int blob_writer_new(struct store *store, struct blob_writer **out)
 	ret = store->db->ops->writer_new(store, out);
 	if (ret == 0)
 		(*out)->store = store_hold(store);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int blob_writer_write(struct blob_writer *writer, const void *buf, size_t size, uint64_t off)
 {
-	return to_status(writer->store->db->ops->writer_write(writer, buf, size, off));
+	return blobdb_to_status(writer->store->db->ops->writer_write(writer, buf, size, off));
 }
 
 int blob_writer_read(struct blob_writer *writer, void *buf, size_t size, uint64_t off,
 		     size_t *got)
 {
 	*got = 0;
-	return to_status(writer->store->db->ops->writer_read(writer, buf, size, off, got));
+	return blobdb_to_status(writer->store->db->ops->writer_read(writer, buf, size, off, got));
 }
 
 int blob_writer_truncate(struct blob_writer *writer, uint64_t size)
 {
-	return to_status(writer->store->db->ops->writer_truncate(writer, size));
+	return blobdb_to_status(writer->store->db->ops->writer_truncate(writer, size));
 }
 
 uint64_t blob_writer_size(struct blob_writer *writer)
@@ -775,7 +678,7 @@ static int commit(struct blob_writer *writer, const uint8_t *expect,
 	else if (ret == 0 || ret == -EEXIST)
 		tentative_claim(db->tentative, store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int blob_writer_commit(struct blob_writer *writer, uint8_t hash[BLOBFS_HASH_SIZE])
@@ -799,7 +702,7 @@ int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	if (tentative_remove(db->tentative, store, hash))
 		ret = db->ops->blob_delete(store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 int blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
@@ -812,7 +715,7 @@ int blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	if (ret == 0)
 		tentative_claim(db->tentative, store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
-	return to_status(ret);
+	return blobdb_to_status(ret);
 }
 
 /* Forgetting the record only makes the blob permanent: no save can be

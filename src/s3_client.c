@@ -24,11 +24,9 @@
 
 #include "hash.h"
 #include "log.h"
+#include "s3_request.h"
 
 #define ERROR_BODY_MAX (64u << 10)
-/* The SHA-256 of nothing: the x-amz-content-sha256 of a request without a
- * body. */
-#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3_client {
 	char *endpoint, *bucket, *sigv4, *access_key, *secret_key, *token_header;
@@ -48,6 +46,11 @@ static void global_init(void)
 	 * any thread uses them. */
 	global_ret = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
 	xmlInitParser();
+}
+
+void s3_set_error(const char *text)
+{
+	snprintf(last_error, sizeof(last_error), "%s", text);
 }
 
 const char *s3_last_error(void)
@@ -159,12 +162,6 @@ void s3_client_free(struct s3_client *c)
 
 /* ---- URLs ---- */
 
-struct buf {
-	char *data;
-	size_t len, cap, max;
-	bool overflow;
-};
-
 static int buf_add(struct buf *b, const void *data, size_t len)
 {
 	if (b->len + len > b->max) {
@@ -189,7 +186,7 @@ static int buf_add(struct buf *b, const void *data, size_t len)
 	return 0;
 }
 
-static int buf_add_str(struct buf *b, const char *s)
+int s3_buf_add_str(struct buf *b, const char *s)
 {
 	return buf_add(b, s, strlen(s));
 }
@@ -213,10 +210,6 @@ static int buf_add_encoded(struct buf *b, const char *s, bool keep_slash)
 	return ret;
 }
 
-struct param {
-	const char *name, *value; /* value NULL: the parameter is absent */
-};
-
 /* ENDPOINT/BUCKET[/KEY][?params], the params (given in byte order of their
  * names) each as name=value. */
 static int make_url(const struct s3_client *c, const char *key, const struct param *params,
@@ -227,13 +220,13 @@ static int make_url(const struct s3_client *c, const char *key, const struct par
 	int ret;
 
 	*out = NULL;
-	ret = buf_add_str(&b, c->endpoint);
+	ret = s3_buf_add_str(&b, c->endpoint);
 	if (ret == 0)
-		ret = buf_add_str(&b, "/");
+		ret = s3_buf_add_str(&b, "/");
 	if (ret == 0)
 		ret = buf_add_encoded(&b, c->bucket, false);
 	if (ret == 0 && key) {
-		ret = buf_add_str(&b, "/");
+		ret = s3_buf_add_str(&b, "/");
 		if (ret == 0)
 			ret = buf_add_encoded(&b, key, true);
 	}
@@ -245,7 +238,7 @@ static int make_url(const struct s3_client *c, const char *key, const struct par
 		if (ret == 0)
 			ret = buf_add_encoded(&b, params[i].name, false);
 		if (ret == 0)
-			ret = buf_add_str(&b, "=");
+			ret = s3_buf_add_str(&b, "=");
 		if (ret == 0)
 			ret = buf_add_encoded(&b, params[i].value, false);
 	}
@@ -258,37 +251,6 @@ static int make_url(const struct s3_client *c, const char *key, const struct par
 }
 
 /* ---- one request ---- */
-
-struct request {
-	struct s3_client *client;
-	const char *method; /* "GET", "PUT", "HEAD", "DELETE", "POST" */
-	const char *key;    /* NULL: the bucket itself */
-	const struct param *params;
-	size_t nparams;
-	const char *sha256_hex; /* NULL: EMPTY_SHA256 (no body) */
-	const char *range;      /* a Range header's value, or NULL */
-	bool bounded;           /* the whole request under request_timeout_ms */
-	bool patient;           /* no stall limit (a server may think for
-				 * minutes before it answers: multipart complete) */
-	/* The body sent: from memory, or from a source. */
-	const void *body;
-	uint64_t body_len;
-	s3_source_fn source;
-	void *source_arg;
-	uint64_t source_off;
-	int source_ret;
-	/* The answer: a 2xx body goes to sink (if any) or to answer. */
-	s3_sink_fn sink;
-	void *sink_arg;
-	int sink_ret;
-	struct buf answer; /* a 2xx body without sink, or an error body */
-	long status;
-	char etag[129];
-	uint64_t total; /* from Content-Range, 0 when not said */
-	curl_off_t content_length; /* -1 when not said */
-	int64_t filetime;          /* Last-Modified; -1 when not said */
-	CURL *handle;
-};
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -403,7 +365,7 @@ static int curl_errno(CURLcode code)
 	}
 }
 
-static int status_errno(long status, const char *code)
+int s3_status_errno(long status, const char *code)
 {
 	if (status == 400 && (!strcmp(code, "XAmzContentSHA256Mismatch") || !strcmp(code, "BadDigest")))
 		return -EBADMSG;
@@ -436,7 +398,7 @@ static int status_errno(long status, const char *code)
 	}
 }
 
-static int request_run(struct request *r)
+int s3_request_run(struct request *r)
 {
 	struct s3_client *c = r->client;
 	struct curl_slist *headers = NULL, *h;
@@ -542,7 +504,7 @@ static int request_run(struct request *r)
 		if (r->answer.len)
 			(void)s3_xml_parse_error(r->answer.data, r->answer.len, err_code,
 						 sizeof(err_code));
-		ret = status_errno(r->status, err_code);
+		ret = s3_status_errno(r->status, err_code);
 		snprintf(last_error, sizeof(last_error), "HTTP %ld%s%s", r->status,
 			 err_code[0] ? " " : "", err_code);
 		reusable = true;
@@ -562,7 +524,7 @@ out:
 	return ret;
 }
 
-static void request_done(struct request *r)
+void s3_request_done(struct request *r)
 {
 	free(r->answer.data);
 	r->answer.data = NULL;
@@ -570,7 +532,7 @@ static void request_done(struct request *r)
 
 /* ---- the calls ---- */
 
-static bool hex_ok(const char *hex)
+bool s3_hex_ok(const char *hex)
 {
 	uint8_t hash[BLOBFS_HASH_SIZE];
 
@@ -587,7 +549,7 @@ int s3_put(struct s3_client *client, const char *key, const void *data, size_t l
 	char hex[HASH_HEX_SIZE + 1];
 	int ret;
 
-	if (!hex_ok(sha256_hex))
+	if (!s3_hex_ok(sha256_hex))
 		return -EINVAL;
 	if (!sha256_hex) {
 		/* The server checks every body against its hash. */
@@ -597,8 +559,8 @@ int s3_put(struct s3_client *client, const char *key, const void *data, size_t l
 		hash_to_hex(hash, hex);
 		r.sha256_hex = hex;
 	}
-	ret = request_run(&r);
-	request_done(&r);
+	ret = s3_request_run(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
@@ -610,10 +572,10 @@ int s3_put_from(struct s3_client *client, const char *key, uint64_t len, const c
 			     .body_len = len };
 	int ret;
 
-	if (!sha256_hex || !hex_ok(sha256_hex))
+	if (!sha256_hex || !s3_hex_ok(sha256_hex))
 		return -EINVAL;
-	ret = request_run(&r);
-	request_done(&r);
+	ret = s3_request_run(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
@@ -633,17 +595,17 @@ int s3_get(struct s3_client *client, const char *key, uint64_t off, uint64_t len
 			snprintf(range, sizeof(range), "bytes=%llu-", (unsigned long long)off);
 		r.range = range;
 	}
-	ret = request_run(&r);
+	ret = s3_request_run(&r);
 	if (ret == 0 && size)
 		*size = r.status == 206 ? r.total : r.content_length >= 0 ? (uint64_t)r.content_length : 0;
-	request_done(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
 int s3_head(struct s3_client *client, const char *key, uint64_t *size, int64_t *mtime)
 {
 	struct request r = { .client = client, .method = "HEAD", .key = key, .bounded = true };
-	int ret = request_run(&r);
+	int ret = s3_request_run(&r);
 
 	if (ret == 0 && (r.content_length < 0 || r.filetime < 0)) {
 		snprintf(last_error, sizeof(last_error), "HEAD answer without %s",
@@ -654,16 +616,16 @@ int s3_head(struct s3_client *client, const char *key, uint64_t *size, int64_t *
 		*size = (uint64_t)r.content_length;
 	if (ret == 0 && mtime)
 		*mtime = r.filetime;
-	request_done(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
 int s3_delete(struct s3_client *client, const char *key)
 {
 	struct request r = { .client = client, .method = "DELETE", .key = key, .bounded = true };
-	int ret = request_run(&r);
+	int ret = s3_request_run(&r);
 
-	request_done(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
@@ -690,123 +652,24 @@ int s3_list(struct s3_client *client, const char *prefix, const char *delimiter,
 
 	memset(out, 0, sizeof(*out));
 	snprintf(max, sizeof(max), "%u", max_keys);
-	ret = request_run(&r);
+	ret = s3_request_run(&r);
 	if (ret == 0) {
 		ret = s3_xml_parse_listing(r.answer.data, r.answer.len, out);
 		if (ret < 0)
 			snprintf(last_error, sizeof(last_error), "a listing that does not parse");
 	}
-	request_done(&r);
-	return ret;
-}
-
-int s3_multipart_start(struct s3_client *client, const char *key, char **upload_id)
-{
-	const struct param params[] = { { "uploads", "" } };
-	struct request r = { .client = client, .method = "POST", .key = key, .params = params,
-			     .nparams = 1, .bounded = true };
-	int ret = request_run(&r);
-
-	*upload_id = NULL;
-	if (ret == 0) {
-		ret = s3_xml_parse_upload_id(r.answer.data, r.answer.len, upload_id);
-		if (ret < 0)
-			snprintf(last_error, sizeof(last_error), "an upload id that does not parse");
-	}
-	request_done(&r);
-	return ret;
-}
-
-int s3_multipart_part(struct s3_client *client, const char *key, const char *upload_id,
-		      unsigned part, uint64_t len, const char *sha256_hex, s3_source_fn source,
-		      void *arg, char etag[129])
-{
-	char number[16];
-	const struct param params[] = { { "partNumber", number }, { "uploadId", upload_id } };
-	struct request r = { .client = client, .method = "PUT", .key = key, .params = params,
-			     .nparams = 2, .sha256_hex = sha256_hex, .source = source,
-			     .source_arg = arg, .body_len = len };
-	int ret;
-
-	if (!hex_ok(sha256_hex) || part < 1 || part > 10000)
-		return -EINVAL;
-	snprintf(number, sizeof(number), "%u", part);
-	ret = request_run(&r);
-	if (ret == 0 && !r.etag[0]) {
-		snprintf(last_error, sizeof(last_error), "a part's answer without an ETag");
-		ret = -EPROTO;
-	}
-	if (ret == 0)
-		memcpy(etag, r.etag, sizeof(r.etag));
-	request_done(&r);
-	return ret;
-}
-
-int s3_multipart_complete(struct s3_client *client, const char *key, const char *upload_id,
-			  char (*etags)[129], unsigned parts)
-{
-	const struct param params[] = { { "uploadId", upload_id } };
-	/* A server may take minutes to put a large object together. */
-	struct request r = { .client = client, .method = "POST", .key = key, .params = params,
-			     .nparams = 1, .patient = true };
-	struct buf body = { .max = (size_t)parts * 200 + 128 };
-	uint8_t hash[BLOBFS_HASH_SIZE];
-	char hex[HASH_HEX_SIZE + 1], line[200], code[64];
-	int ret = buf_add_str(&body, "<CompleteMultipartUpload>");
-
-	for (unsigned i = 0; i < parts && ret == 0; i++) {
-		/* An ETag goes back as it came; one that would need escaping
-		 * is not one S3 sends. */
-		if (strpbrk(etags[i], "<>&") || !etags[i][0]) {
-			ret = -EPROTO;
-			break;
-		}
-		snprintf(line, sizeof(line), "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
-			 i + 1, etags[i]);
-		ret = buf_add_str(&body, line);
-	}
-	if (ret == 0)
-		ret = buf_add_str(&body, "</CompleteMultipartUpload>");
-	if (ret == 0)
-		ret = hash_buffer(body.data, body.len, hash);
-	if (ret < 0)
-		goto out;
-	hash_to_hex(hash, hex);
-	r.body = body.data;
-	r.body_len = body.len;
-	r.sha256_hex = hex;
-	ret = request_run(&r);
-	/* S3 may answer 200 and then an Error document: the upload failed. */
-	if (ret == 0 && r.answer.len &&
-	    s3_xml_parse_error(r.answer.data, r.answer.len, code, sizeof(code)) == 0) {
-		snprintf(last_error, sizeof(last_error), "HTTP 200 then error %s", code);
-		ret = status_errno(500, code);
-	}
-out:
-	free(body.data);
-	request_done(&r);
-	return ret;
-}
-
-int s3_multipart_abort(struct s3_client *client, const char *key, const char *upload_id)
-{
-	const struct param params[] = { { "uploadId", upload_id } };
-	struct request r = { .client = client, .method = "DELETE", .key = key, .params = params,
-			     .nparams = 1, .bounded = true };
-	int ret = request_run(&r);
-
-	request_done(&r);
+	s3_request_done(&r);
 	return ret;
 }
 
 int s3_bucket_create(struct s3_client *client)
 {
 	struct request r = { .client = client, .method = "PUT", .bounded = true };
-	int ret = request_run(&r);
+	int ret = s3_request_run(&r);
 
 	/* BucketAlreadyOwnedByYou is a 409 on AWS; radosgw answers 200. */
 	if (ret == -EIO && r.status == 409)
 		ret = -EEXIST;
-	request_done(&r);
+	s3_request_done(&r);
 	return ret;
 }
