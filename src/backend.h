@@ -198,6 +198,13 @@ struct backend_ops {
 	/* -ENOENT when there is no such blob. After a 0 the blob is gone for
 	 * every later lookup; readers already open keep reading it. */
 	int (*blob_delete)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+	/* Takes back a blob a tentative writer_commit answered 0 for (blobdb.c
+	 * calls it only when no other save of that content happened since: the
+	 * tentative table): removes what that save added and nothing more. 0
+	 * taken back, -EEXIST when the blob stays (it was there before the
+	 * save, or the backend cannot tell), -ENOENT when it is gone already.
+	 * NULL: blob_delete (for a backend whose 0 always means "created"). */
+	int (*blob_retract)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 	/* Copies into out up to max blobs in hash order after `after` (NULL:
 	 * from the first): how many (fewer than max only at the end; 0 for a
 	 * destroyed store). blobdb.c walks a listing a batch at a time, so no
@@ -237,7 +244,10 @@ struct backend_ops {
 			   size_t *got);
 	int (*writer_truncate)(struct blob_writer *writer, uint64_t size);
 	uint64_t (*writer_size)(struct blob_writer *writer);
-	/* 0 saved, -EEXIST already there; fills hash either way. With expect
+	/* 0 saved, -EEXIST already there; fills hash either way. A backend
+	 * that would need a round trip to a remote object store to tell may
+	 * answer 0 for content stored there by someone else (S3: the upload
+	 * finds out); its blob_retract then keeps that blob. With expect
 	 * (not NULL), content whose hash is not expect is not saved: -EINVAL,
 	 * hash filled, and the writer keeps its content. */
 	int (*writer_commit)(struct blob_writer *writer, const uint8_t *expect,

@@ -700,7 +700,8 @@ int blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 
 	pthread_rwlock_wrlock(&db->retract_lock);
 	if (tentative_remove(db->tentative, store, hash))
-		ret = db->ops->blob_delete(store, hash);
+		ret = db->ops->blob_retract ? db->ops->blob_retract(store, hash) :
+					      db->ops->blob_delete(store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);
 	return blobdb_to_status(ret);
 }

@@ -74,7 +74,8 @@ uint64_t s3_now_ms(void);
 
 /* ---- the database ---- */
 
-struct s3_upload; /* s3_upload.c */
+struct s3_upload;  /* s3_upload.c */
+struct s3_created; /* s3_upload.c */
 
 struct s3_db {
 	struct blobdb base;
@@ -87,6 +88,10 @@ struct s3_db {
 	struct blobdb *outbox, *clean;
 	uint64_t cache_size;
 	bool sync_uploads;
+	/* The object store keeps an object a PUT with If-None-Match: * finds
+	 * (asked at open, s3_db.c): an upload then learns in the same request
+	 * whether it created the blob; otherwise it asks first (HEAD). */
+	bool put_if_absent;
 	bool unreachable; /* atomic: the last request found no object store */
 	struct s3_known known;
 	/* s3_cache.c: bytes of blobs in each local directory (atomics), and
@@ -107,6 +112,11 @@ struct s3_db {
 	pthread_t *uploaders;
 	unsigned uploader_count;
 	bool up_stop; /* atomic: read by transfers under way */
+	/* The blobs the last uploads created (the object was not there): a
+	 * ring of records, oldest replaced first, and buckets to find them. */
+	struct s3_created *created;
+	uint32_t *created_buckets;
+	uint32_t created_next;
 	uint64_t uploaded, upload_failures; /* counts, for the log and tests */
 };
 
@@ -157,6 +167,7 @@ int s3_store_stats(struct store *store, struct store_stats *out);
 int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
 		 int64_t *saved);
 int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 size_t s3_blob_list_batch(struct store *store, const uint8_t *after, struct blob_entry *out,
 			  size_t max);
 size_t s3_blob_count(struct store *store);
@@ -200,6 +211,10 @@ int s3_upload_queue_outbox(struct s3_db *db);
 /* Takes the blob out of the queue and waits until no upload of it is under
  * way (a delete's first step). */
 void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Whether the last upload of the blob created it (the object store did
+ * not have it before); the record goes. False when another upload of it was
+ * queued since, or its record is among the oldest that were replaced. */
+bool s3_upload_created_take(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Cancels every upload of the store (its removal's first step). */
 void s3_upload_cancel_store(struct s3_store *s);
 /* Waits until the blob is uploaded (0), or timeout_ms passed (-EIO; it

@@ -171,6 +171,42 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	return 0;
 }
 
+/* What a tentative save added: its copy in the outbox when its upload has
+ * not happened (cancelled now), or the object its upload created. A blob
+ * the upload found there was someone else's save too: it stays. */
+int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_store *s = to_s3store(store);
+	struct s3_db *db = s3store_db(s);
+	char key[S3_KEY_MAX + 1];
+	bool local, created;
+	uint64_t len, asked;
+	int ret;
+
+	if (destroyed(store))
+		return -ENOENT;
+	s3_upload_cancel(s, hash);
+	local = blob_info(s->outbox, hash, &len) == 0 && blob_delete(s->outbox, hash) == 0;
+	if (local)
+		s3_cache_add(db, true, -(int64_t)len);
+	created = s3_upload_created_take(s, hash);
+	if (!local && !created)
+		return -EEXIST;
+	count_change(s, -1);
+	if (!created)
+		return 0;
+	drop_cached(s, hash);
+	s3_blob_key(s, hash, key, sizeof(key));
+	asked = s3_now_ms();
+	ret = s3_delete(db->client, key);
+	if (ret < 0 && ret != -ENOENT) {
+		s3_log_failure(db, "deleting", key, ret);
+		return -EIO;
+	}
+	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
+	return 0;
+}
+
 struct collect {
 	struct blob_entry *out;
 	size_t n, max;
@@ -506,7 +542,8 @@ void s3_reader_close(struct blob_reader *reader)
 	free(r);
 }
 
-/* ---- writers: the outbox's, and an upload at each commit ---- */
+/* ---- writers: the outbox's, and an upload at each commit (whose status
+ * does not wait for the object store: see s3_writer_commit) ---- */
 
 int s3_writer_new(struct store *store, struct blob_writer **out)
 {
@@ -554,7 +591,8 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 {
 	struct s3_store *s = to_s3store(writer->store);
 	uint64_t size = blob_writer_size(to_local(writer));
-	bool tentative = false;
+	struct s3_known_entry k;
+	bool tentative = false, there;
 	int ret;
 
 	pthread_rwlock_rdlock(&s->save_lock);
@@ -563,31 +601,33 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 		goto out;
 	}
 	/* The outbox's own save is final: taking a blob back is blobdb.c's
-	 * business, through blob_delete. */
+	 * business, through s3_blob_retract. */
 	ret = blob_writer_commit_tentative(to_local(writer), expect, hash, &tentative);
 	if (tentative)
 		blob_settle(s->outbox, hash);
 	if (ret < 0)
 		goto out;
-	/* New to the outbox but in the object store already: nothing to
-	 * upload, and the status says it was there. */
-	if (remote_has(s, hash)) {
-		(void)blob_delete(s->outbox, hash);
-		ret = -EEXIST;
-		goto out;
-	}
-	/* The bound is checked once the content is known not to be there
-	 * (a save of what exists costs no room). */
+	/* New to the outbox. Whether the object store has it is the upload's
+	 * question (asked in the PUT itself): a close does not wait for a
+	 * round trip. A recent answer that it is there makes the status
+	 * -EEXIST, but it is uploaded all the same: that answer may be stale
+	 * (another mount may have deleted it since), and a save must not rest
+	 * on it. Otherwise 0, and s3_blob_retract keeps a blob the upload found
+	 * there. */
+	there = s3_known_get(&s3store_db(s)->known, s->id, hash, &k) && k.exists;
 	ret = s3_cache_make_room(s3store_db(s), size, true);
 	if (ret < 0) {
 		(void)blob_delete(s->outbox, hash);
 		goto out;
 	}
 	s3_cache_add(s3store_db(s), true, (int64_t)size);
-	count_change(s, 1);
+	if (!there)
+		count_change(s, 1);
 	if (s3_upload_queue(s, hash) < 0)
 		log_warning("s3: store %s: no memory to queue an upload: it waits for the next "
 			    "mount", writer->store->name);
+	if (there)
+		ret = -EEXIST;
 out:
 	pthread_rwlock_unlock(&s->save_lock);
 	return sync_wait(s, hash, ret);

@@ -402,6 +402,7 @@ int s3_request_run(struct request *r)
 {
 	struct s3_client *c = r->client;
 	struct curl_slist *headers = NULL, *h;
+	static const char if_absent_header[] = "If-None-Match: *";
 	char sha_header[100], range_header[96], *url = NULL;
 	CURLcode code;
 	bool reusable = false;
@@ -428,6 +429,8 @@ int s3_request_run(struct request *r)
 		snprintf(range_header, sizeof(range_header), "Range: %s", r->range);
 		h = curl_slist_append(headers = h, range_header);
 	}
+	if (h && r->if_absent)
+		h = curl_slist_append(headers = h, if_absent_header);
 	if (h && c->token_header)
 		h = curl_slist_append(headers = h, c->token_header);
 	if (!h) {
@@ -540,11 +543,12 @@ bool s3_hex_ok(const char *hex)
 }
 
 int s3_put(struct s3_client *client, const char *key, const void *data, size_t len,
-	   const char *sha256_hex)
+	   const char *sha256_hex, unsigned flags)
 {
 	struct request r = { .client = client, .method = "PUT", .key = key,
 			     .sha256_hex = sha256_hex, .body = data, .body_len = len,
-			     .bounded = len <= (1u << 20) };
+			     .bounded = len <= (1u << 20),
+			     .if_absent = flags & S3_PUT_IF_ABSENT };
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	char hex[HASH_HEX_SIZE + 1];
 	int ret;
@@ -565,11 +569,11 @@ int s3_put(struct s3_client *client, const char *key, const void *data, size_t l
 }
 
 int s3_put_from(struct s3_client *client, const char *key, uint64_t len, const char *sha256_hex,
-		s3_source_fn source, void *arg)
+		unsigned flags, s3_source_fn source, void *arg)
 {
 	struct request r = { .client = client, .method = "PUT", .key = key,
 			     .sha256_hex = sha256_hex, .source = source, .source_arg = arg,
-			     .body_len = len };
+			     .body_len = len, .if_absent = flags & S3_PUT_IF_ABSENT };
 	int ret;
 
 	if (!sha256_hex || !s3_hex_ok(sha256_hex))

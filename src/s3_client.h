@@ -66,15 +66,21 @@ bool s3_transient(int err);
  * log lines: the last failure of the calling thread. */
 const char *s3_last_error(void);
 
+/* A PUT's flags. S3_PUT_IF_ABSENT sends If-None-Match: *, so that an
+ * object already under the key stays as it is and the PUT is -EEXIST
+ * (AWS since 2024, radosgw; a server that ignores the header replaces the
+ * object and answers 0: s3_db.c asks which kind it talks to). */
+#define S3_PUT_IF_ABSENT 1u
+
 /* PUT of len bytes from memory. sha256_hex (64 lowercase hex digits; NULL:
  * computed here) is sent as x-amz-content-sha256, so the server checks the
  * body. */
 int s3_put(struct s3_client *client, const char *key, const void *data, size_t len,
-	   const char *sha256_hex);
+	   const char *sha256_hex, unsigned flags);
 /* PUT of len bytes read from source (no timeout but the stall timeout);
  * sha256_hex is required. */
 int s3_put_from(struct s3_client *client, const char *key, uint64_t len, const char *sha256_hex,
-		s3_source_fn source, void *arg);
+		unsigned flags, s3_source_fn source, void *arg);
 /* GET of [off, off + len) (len 0: to the end) into sink; *size (may be
  * NULL) gets the object's whole size when the server says it. */
 int s3_get(struct s3_client *client, const char *key, uint64_t off, uint64_t len,

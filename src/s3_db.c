@@ -205,7 +205,7 @@ static int check_bucket(struct s3_db *db)
 		return ret;
 	}
 	if (l.object_count == 0 || strcmp(l.objects[0].key, key)) {
-		ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL);
+		ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL, 0);
 		if (ret < 0)
 			s3_log_failure(db, "writing", key, ret);
 	} else {
@@ -223,6 +223,26 @@ static int check_bucket(struct s3_db *db)
 	}
 	s3_listing_free(&l);
 	return ret;
+}
+
+/* Whether the object store honours If-None-Match: * on a PUT, asked with
+ * the layout object (there, with exactly this text): one that keeps it
+ * answers 412; one that ignores the header rewrites the same bytes. Any
+ * other answer (a read-only key: 403) counts as no. */
+static void check_put_if_absent(struct s3_db *db)
+{
+	char key[S3_KEY_MAX + 1];
+	int ret;
+
+	snprintf(key, sizeof(key), "%s%s%s", db->config.prefix, db->config.prefix[0] ? "/" : "",
+		 S3_LAYOUT_NAME);
+	ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL,
+		     S3_PUT_IF_ABSENT);
+	db->put_if_absent = ret == -EEXIST;
+	if (!db->put_if_absent)
+		log_info("s3: the object store does not keep an object a PUT with If-None-Match "
+			 "finds (%s): each upload asks first whether the blob is there",
+			 ret == 0 ? "it replaced it" : s3_last_error());
 }
 
 static const char *env_get(const char *name)
@@ -307,6 +327,8 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 	if (ret < 0)
 		goto out;
 	ret = check_bucket(db);
+	if (ret == 0)
+		check_put_if_absent(db);
 	if (ret == 0)
 		ret = s3_stores_load(db);
 	if (ret == 0)
@@ -454,6 +476,7 @@ const struct backend_ops s3_backend = {
 	.store_stats = s3_store_stats,
 	.blob_info = s3_blob_info,
 	.blob_delete = s3_blob_delete,
+	.blob_retract = s3_blob_retract,
 	.blob_list_batch = s3_blob_list_batch,
 	.blob_count = s3_blob_count,
 	.blob_save = s3_blob_save,

@@ -39,6 +39,8 @@ struct request {
 	size_t nparams;
 	const char *sha256_hex; /* NULL: EMPTY_SHA256 (no body) */
 	const char *range;      /* a Range header's value, or NULL */
+	bool if_absent;         /* If-None-Match: * (a PUT that must not
+				 * replace an object: -EEXIST when there is one) */
 	bool bounded;           /* the whole request under request_timeout_ms */
 	bool patient;           /* no stall limit (a server may think for
 				 * minutes before it answers: multipart complete) */

@@ -94,7 +94,7 @@ static int meta_store(struct s3_db *db, const char *key_prefix, const struct sto
 
 	meta_encode(attr, buf);
 	snprintf(key, sizeof(key), "%s%s", key_prefix, S3_META_NAME);
-	ret = s3_put(db->client, key, buf, sizeof(buf), NULL);
+	ret = s3_put(db->client, key, buf, sizeof(buf), NULL, 0);
 	if (ret < 0)
 		s3_log_failure(db, "writing", key, ret);
 	return ret;

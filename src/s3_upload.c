@@ -15,6 +15,14 @@
  * linear time. Entries to retry wait in a list of their own, moved back to
  * the ready queue when due.
  *
+ * Whether an upload created its blob, or found it there (saved by another
+ * mount, or by this one before), is known from the PUT itself: it asks
+ * If-None-Match: * when the object store keeps what it finds (s3_db.c asks
+ * at open), and a HEAD first otherwise, or for a blob of 1 MiB or more
+ * (whose bytes are not sent for nothing). The last CREATED_MAX creations
+ * are remembered: a tentative save taken back (s3_blob_retract) deletes the
+ * object only if its upload created it.
+ *
  * A delete first cancels the blob's upload (s3_upload_cancel): a queued
  * entry goes, one under way is told to stop (its source then fails, which
  * aborts the transfer) and waited for, so no upload lands after the delete;
@@ -41,6 +49,13 @@
 #define S3_PARTS_MAX 10000
 /* Buckets of the table of entries: 512 KiB of pointers. */
 #define UPLOAD_BUCKETS 65536
+/* From this size on, an upload asks whether the blob is there first. */
+#define S3_ASK_FIRST_MIN (UINT64_C(1) << 20)
+/* Records of created blobs (2.5 MiB): a retract comes within a file's
+ * lifetime, long before this many more uploads replace its record. */
+#define CREATED_MAX 65536
+#define CREATED_BUCKETS 16384
+#define CREATED_NONE UINT32_MAX
 
 enum upload_state { UPLOAD_READY, UPLOAD_WAITING, UPLOAD_BUSY };
 
@@ -56,13 +71,81 @@ struct s3_upload {
 	uint64_t not_before_ms;  /* s3_now_ms() time of the next try */
 };
 
-static struct s3_upload **bucket(struct s3_db *db, uint64_t store_id,
-				 const uint8_t hash[BLOBFS_HASH_SIZE])
+struct s3_created {
+	uint64_t store_id;
+	uint8_t hash[BLOBFS_HASH_SIZE];
+	uint32_t next; /* in its bucket, CREATED_NONE at the end */
+	bool used;
+};
+
+static uint64_t mix(uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	uint64_t bits;
 
 	memcpy(&bits, hash, sizeof(bits));
-	return &db->up_table[(bits ^ store_id * 0x9e3779b97f4a7c15u) % UPLOAD_BUCKETS];
+	return bits ^ store_id * 0x9e3779b97f4a7c15u;
+}
+
+/* ---- the records of created blobs (under up_lock) ---- */
+
+static uint32_t *created_bucket(struct s3_db *db, uint64_t store_id,
+				const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	return &db->created_buckets[mix(store_id, hash) % CREATED_BUCKETS];
+}
+
+/* Unlinks the record (store_id, hash) from its bucket: whether there was one. */
+static bool created_unlink(struct s3_db *db, uint64_t store_id,
+			   const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint32_t *p = created_bucket(db, store_id, hash);
+
+	while (*p != CREATED_NONE) {
+		struct s3_created *c = &db->created[*p];
+
+		if (c->store_id == store_id && !memcmp(c->hash, hash, BLOBFS_HASH_SIZE)) {
+			*p = c->next;
+			c->used = false;
+			return true;
+		}
+		p = &c->next;
+	}
+	return false;
+}
+
+static void created_add(struct s3_db *db, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint32_t i = db->created_next++ % CREATED_MAX, *b;
+	struct s3_created *c = &db->created[i];
+
+	if (c->used)
+		(void)created_unlink(db, c->store_id, c->hash); /* the oldest goes */
+	(void)created_unlink(db, store_id, hash);
+	c->store_id = store_id;
+	memcpy(c->hash, hash, BLOBFS_HASH_SIZE);
+	c->used = true;
+	b = created_bucket(db, store_id, hash);
+	c->next = *b;
+	*b = i;
+}
+
+bool s3_upload_created_take(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_db *db = s3store_db(s);
+	bool created;
+
+	pthread_mutex_lock(&db->up_lock);
+	created = db->created && created_unlink(db, s->id, hash);
+	pthread_mutex_unlock(&db->up_lock);
+	return created;
+}
+
+/* ---- the queue ---- */
+
+static struct s3_upload **bucket(struct s3_db *db, uint64_t store_id,
+				 const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	return &db->up_table[mix(store_id, hash) % UPLOAD_BUCKETS];
 }
 
 static struct s3_upload *find(struct s3_db *db, const struct s3_store *s,
@@ -147,6 +230,10 @@ int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 		upload_free(u);
 		return 0;
 	}
+	/* This save's upload says whether it creates the blob: an earlier
+	 * upload's record is not this save's. */
+	if (db->created)
+		(void)created_unlink(db, s->id, hash);
 	b = bucket(db, s->id, hash);
 	u->tnext = *b;
 	*b = u;
@@ -352,6 +439,29 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 	return ret;
 }
 
+/* Sends the blob unless the object store has it: 0 sent (created), -EEXIST
+ * there already, or the failure. */
+static int send_blob(struct s3_db *db, const char *key, const char *hex, struct source *src,
+		     uint64_t len)
+{
+	int ret = 0;
+
+	if (len >= S3_ASK_FIRST_MIN || !db->put_if_absent) {
+		ret = s3_head(db->client, key, NULL, NULL);
+		ret = ret == 0 ? -EEXIST : ret == -ENOENT ? 0 : ret;
+	}
+	/* A multipart upload cannot be made conditional everywhere: one that
+	 * races with another mount's upload of the same blob may be taken for
+	 * its creator, the one case a retract could delete a blob another
+	 * mount saved in the same seconds (docs/FORMAT.md). */
+	if (ret == 0 && len >= S3_MULTIPART_MIN)
+		ret = upload_parts(db, key, src, len);
+	else if (ret == 0)
+		ret = s3_put_from(db->client, key, len, hex,
+				  db->put_if_absent ? S3_PUT_IF_ABSENT : 0, read_source, src);
+	return ret;
+}
+
 /* One try: 0 when the object store has the blob (or the outbox no longer
  * does: deleted meanwhile), -ECANCELED when told to stop. */
 static int upload_one(struct s3_db *db, struct s3_upload *u)
@@ -360,6 +470,7 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 	struct source src = { .db = db, .upload = u };
 	char key[S3_KEY_MAX + 1], hex[HASH_HEX_SIZE + 1];
 	uint64_t len, asked;
+	bool created;
 	int ret;
 
 	if (__atomic_load_n(&s->base.destroyed, __ATOMIC_ACQUIRE))
@@ -373,15 +484,20 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 	hash_to_hex(u->hash, hex);
 	s3_blob_key(s, u->hash, key, sizeof(key));
 	asked = s3_now_ms();
-	if (len >= S3_MULTIPART_MIN)
-		ret = upload_parts(db, key, &src, len);
-	else
-		ret = s3_put_from(db->client, key, len, hex, read_source, &src);
+	ret = send_blob(db, key, hex, &src, len);
 	blob_close(src.reader);
-	if (ret < 0 && stopped(&src))
+	if (ret < 0 && ret != -EEXIST && stopped(&src))
 		return -ECANCELED;
+	created = ret == 0;
+	if (ret == -EEXIST)
+		ret = 0; /* there already: nothing to send */
 	if (ret == 0) {
 		s3_known_put(&db->known, s->id, u->hash, true, len, (int64_t)time(NULL), asked);
+		if (created) {
+			pthread_mutex_lock(&db->up_lock);
+			created_add(db, s->id, u->hash);
+			pthread_mutex_unlock(&db->up_lock);
+		}
 		/* Acknowledged: the outbox's copy has done its job. */
 		ret = blob_delete(s->outbox, u->hash);
 		if (ret == 0)
@@ -485,8 +601,14 @@ int s3_upload_init(struct s3_db *db)
 	/* At open: saves queue their uploads before the threads start (or
 	 * without them, in a program that never starts the database). */
 	db->up_table = calloc(UPLOAD_BUCKETS, sizeof(*db->up_table));
+	db->created = calloc(CREATED_MAX, sizeof(*db->created));
+	db->created_buckets = malloc(CREATED_BUCKETS * sizeof(*db->created_buckets));
 	db->waiting_next_ms = UINT64_MAX;
-	return db->up_table ? 0 : -ENOMEM;
+	if (!db->up_table || !db->created || !db->created_buckets)
+		return -ENOMEM;
+	for (size_t i = 0; i < CREATED_BUCKETS; i++)
+		db->created_buckets[i] = CREATED_NONE;
+	return 0;
 }
 
 int s3_upload_start(struct s3_db *db)
@@ -547,6 +669,10 @@ void s3_upload_stop(struct s3_db *db)
 	}
 	free(db->up_table);
 	db->up_table = NULL;
+	free(db->created);
+	free(db->created_buckets);
+	db->created = NULL;
+	db->created_buckets = NULL;
 }
 
 struct queue_walk {

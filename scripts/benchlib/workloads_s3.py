@@ -8,7 +8,9 @@
 # (close() returns once the object store has the blob: the same finish line
 # as `s3cmd put`); 9b, `cp -r` into incoming/ of a mount without it, then
 # until the bucket lists every blob (polled every 50 ms), next to
-# `s3cmd sync`, which returns when all are uploaded.
+# `s3cmd sync`, which returns when all are uploaded, and next to what radosgw
+# itself takes: the same files PUT by `curl --parallel` (32 at once, one
+# connection each, kept alive), the ceiling any client reaches here.
 
 import os
 import subprocess
@@ -55,6 +57,20 @@ class WorkloadsS3:
                 f'--secret_key={q(env["AWS_SECRET_ACCESS_KEY"])} '
                 f'--region={q(env.get("AWS_REGION", "us-east-1"))} --config=/dev/null')
 
+    def curl_puts(self, env, src, files, url):
+        """The command that PUTs every file of src with curl, 32 at once (a
+        config file of upload-file/url pairs, written now)."""
+        cfg = f'{self.B}/w9/curl-{os.path.basename(url.rstrip("/"))}.cfg'
+        os.makedirs(os.path.dirname(cfg), exist_ok=True)
+        with open(cfg, 'w') as f:
+            for name in files:
+                f.write(f'upload-file = "{src}/{name}"\nurl = "{url}{name}"\noutput = /dev/null\n')
+        region = env.get('AWS_REGION', 'us-east-1')
+        return (f'curl -sS --fail --parallel --parallel-max 32 '
+                f'--aws-sigv4 {q("aws:amz:" + region + ":s3")} '
+                f'--user {q(env["AWS_ACCESS_KEY_ID"] + ":" + env["AWS_SECRET_ACCESS_KEY"])} '
+                f'-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -K {q(cfg)}')
+
     def s3_count(self, client, prefix):
         n = 0
         for page in client.get_paginator('list_objects_v2').paginate(Bucket=BUCKET, Prefix=prefix):
@@ -78,6 +94,7 @@ class WorkloadsS3:
         r9b = self.add_row('9b', f'S3 (radosgw): ingest of {n:,} files of 4 KiB (files/s)', 'rate',
                            [('minref', 's3cmd', 5.0)], '≥ 5× `s3cmd sync`')
         r9b.refs['s3cmd'] = ('s3cmd sync', [])
+        r9b.refs['curl'] = ('curl --parallel (32 at once)', [])
         r9c = self.add_row('9c', self.cold(f'S3 (radosgw): cat of a cached {human(big)} blob, '
                                            'cold (MB/s)'), 'rate',
                            [('minref', 'local', 0.9)], '≥ 0.9× a local blobfs')
@@ -160,6 +177,15 @@ class WorkloadsS3:
             t = self.timed(f'{s3cmd} sync {q(small)}/ s3://{BUCKET}/{pre}-s3cmd/small/ >/dev/null',
                            log=('9b', 'blobfs') if rep == 0 else None)
             r9b.refs['s3cmd'][1].append(n / t)
+            files = sorted(os.listdir(small))
+            cmd = self.curl_puts(env, small, files,
+                                 f'{env["AWS_ENDPOINT_URL"]}/{BUCKET}/{pre}-curl/')
+            self.warm([os.path.join(small, f) for f in files])
+            self.sync()
+            t = self.timed(cmd, log=('9b', 'curl') if rep == 0 else None)
+            if self.s3_count(client, f'{pre}-curl/') != n:
+                raise BenchError('curl --parallel did not store every file')
+            r9b.refs['curl'][1].append(n / t)
             self.mount_blobfs(f's3://{BUCKET}/{pre}b', mnt, lock=f'{cache}b/outbox/lock',
                               options=(f'cache={cache}b',))
             try:
@@ -175,8 +201,9 @@ class WorkloadsS3:
             finally:
                 self.umount(mnt)
             self.log(f'  {n:,} small files: blobfs {n / t:,.0f} files/s; s3cmd sync: '
-                     f'{r9b.refs["s3cmd"][1][-1]:,.0f}')
-            for p in (f'{pre}-s3cmd/', f'{pre}/', f'{pre}b/'):
+                     f'{r9b.refs["s3cmd"][1][-1]:,.0f}; curl --parallel: '
+                     f'{r9b.refs["curl"][1][-1]:,.0f}')
+            for p in (f'{pre}-s3cmd/', f'{pre}-curl/', f'{pre}/', f'{pre}b/'):
                 self.s3_empty(client, p)
             self.rmtree(f'{B}/w9/{pre}-cache')
             self.rmtree(f'{B}/w9/{pre}-cacheb')

@@ -13,7 +13,8 @@ uncached reads fail fast with EIO, the daemon killed, and the next mount
 uploads what it left); radosgw itself killed and restarted under saves and
 reads (nothing acknowledged lost, no hang, the cache's data directories
 fsck clean); the cache at its bound (the read cache evicts, the outbox
-refuses with ENOSPC); a blob of 70 MiB in a multipart upload.
+refuses with ENOSPC); a blob of 70 MiB in a multipart upload; a superseded
+save takes back the object its upload created, never one that was there.
 """
 
 import errno
@@ -331,6 +332,52 @@ def test_large_blob_goes_in_parts(s3_mounts, s3, prefix, tmp_path):
     assert head['ContentLength'] == len(data)
     assert head['ETag'].strip('"').endswith('-5')   # 16 MiB parts: 4 full and one of 6 MiB
     assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == h
+
+
+def superseded_write(m, store, name, first, rest, pause):
+    """Writes first, fsyncs (a tentative save of it), waits pause seconds,
+    writes rest and closes: the fsync's blob is superseded."""
+    w = os.open(m.path(store, 'incoming', name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(w, first)
+        os.fsync(w)
+        if callable(pause):
+            pause()
+        else:
+            time.sleep(pause)
+        os.write(w, rest)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize('pause', [0, 1.5])
+def test_superseded_save_takes_back_only_what_it_uploaded(s3_mounts, s3, prefix, pause):
+    """A close does not ask the object store whether the blob is there (the
+    upload does, If-None-Match): a superseded save deletes the object only
+    when its own upload created it, never one put there by someone else."""
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    # Put there by another tool: this mount has never heard of it.
+    theirs = os.urandom(5000)
+    s3.put_object(Bucket=BUCKET, Key=f'{prefix}/st/{sha(theirs)}', Body=theirs)
+    superseded_write(m, 'st', 'a', theirs, b' and more', pause)
+    assert object_bytes(s3, f'{prefix}/st/{sha(theirs)}') == theirs
+    assert sha(theirs) in os.listdir(m.path('st'))
+    final = theirs + b' and more'
+    assert wait_for('the final blob', lambda: object_bytes(s3, f'{prefix}/st/{sha(final)}')) == final
+    # New content: taken back, from the bucket too once its upload made it.
+    mine = os.urandom(6000)
+    key = f'{prefix}/st/{sha(mine)}'
+    uploaded = (lambda: wait_for('the upload of the fsync\'s content',
+                                 lambda: object_bytes(s3, key))) if pause else 0
+    superseded_write(m, 'st', 'b', mine, b' and more', uploaded)
+    wait_for('the superseded object gone', lambda: object_bytes(s3, key) is None)
+    assert sha(mine) not in os.listdir(m.path('st'))
+    final = mine + b' and more'
+    assert wait_for('the final blob', lambda: object_bytes(s3, f'{prefix}/st/{sha(final)}')) == final
+    m.remount()
+    assert sorted(os.listdir(m.path('st'))) == sorted(
+        ['incoming', sha(theirs), sha(theirs + b' and more'), sha(final)])
 
 
 def test_stores_made_and_removed_through_another_mount(s3_mounts, prefix):

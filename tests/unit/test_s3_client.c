@@ -92,7 +92,7 @@ static void test_objects(struct s3_client *c)
 	TU_TEST("put, get, head, delete");
 	key_of(key, sizeof(key), "a");
 	hex_of(data, 300000, hex);
-	CHECK_EQ(s3_put(c, key, data, 300000, hex), 0);
+	CHECK_EQ(s3_put(c, key, data, 300000, hex, 0), 0);
 	CHECK_EQ(s3_head(c, key, &size, &mtime), 0);
 	CHECK_EQ(size, 300000);
 	CHECK(mtime >= now - 60 && mtime <= now + 60);
@@ -114,12 +114,18 @@ static void test_objects(struct s3_client *c)
 	got.refuse_after = 0;
 	/* The same from a source, and with the hash computed for us. */
 	key_of(key, sizeof(key), "b");
-	CHECK_EQ(s3_put_from(c, key, 300000, hex, from_memory, &src), 0);
+	CHECK_EQ(s3_put_from(c, key, 300000, hex, 0, from_memory, &src), 0);
 	CHECK_EQ(s3_head(c, key, &size, NULL), 0);
 	CHECK_EQ(size, 300000);
-	CHECK_EQ(s3_put_from(c, key, 300000, NULL, from_memory, &src), -EINVAL);
+	CHECK_EQ(s3_put_from(c, key, 300000, NULL, 0, from_memory, &src), -EINVAL);
+	TU_TEST("a PUT if absent does not replace an object");
+	CHECK_EQ(s3_put_from(c, key, 300000, hex, S3_PUT_IF_ABSENT, from_memory, &src), -EEXIST);
+	CHECK_EQ(s3_put(c, key, "xyz", 3, NULL, S3_PUT_IF_ABSENT), -EEXIST);
+	CHECK_EQ(s3_head(c, key, &size, NULL), 0);
+	CHECK_EQ(size, 300000);
 	key_of(key, sizeof(key), "c");
-	CHECK_EQ(s3_put(c, key, "xyz", 3, NULL), 0);
+	CHECK_EQ(s3_put(c, key, "xyz", 3, NULL, S3_PUT_IF_ABSENT), 0);
+	CHECK_EQ(s3_put(c, key, "xyz", 3, NULL, 0), 0); /* replaces: same bytes */
 	CHECK_EQ(s3_delete(c, key), 0);
 	CHECK_EQ(s3_head(c, key, &size, NULL), -ENOENT);
 	got.len = 0;
@@ -129,10 +135,10 @@ static void test_objects(struct s3_client *c)
 	TU_TEST("a body that does not match its hash is refused and not stored");
 	key_of(key, sizeof(key), "liar");
 	data[0] ^= 1;
-	CHECK_EQ(s3_put(c, key, data, 300000, hex), -EBADMSG);
+	CHECK_EQ(s3_put(c, key, data, 300000, hex, 0), -EBADMSG);
 	CHECK(strstr(s3_last_error(), "XAmzContentSHA256Mismatch") != NULL);
 	CHECK_EQ(s3_head(c, key, NULL, NULL), -ENOENT);
-	CHECK_EQ(s3_put(c, key, data, 300000, "not hex"), -EINVAL);
+	CHECK_EQ(s3_put(c, key, data, 300000, "not hex", 0), -EINVAL);
 	free(got.data);
 	free(data);
 }
@@ -150,7 +156,7 @@ static void test_keys_and_listings(struct s3_client *c)
 	TU_TEST("keys that need encoding");
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
 		key_of(key, sizeof(key), names[i]);
-		CHECK_EQ(s3_put(c, key, names[i], strlen(names[i]), NULL), 0);
+		CHECK_EQ(s3_put(c, key, names[i], strlen(names[i]), NULL, 0), 0);
 		got.len = 0;
 		CHECK_EQ(s3_get(c, key, 0, 0, collect, &got, NULL), 0);
 		CHECK(got.len == strlen(names[i]) && !memcmp(got.data, names[i], got.len));
