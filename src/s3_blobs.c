@@ -148,8 +148,11 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 
 	if (destroyed(store))
 		return -ENOENT;
-	/* No upload of it may land after the delete. */
+	/* No upload of it may land after the delete; whoever saves it next
+	 * creates it anew, and a retract of a save made before must not
+	 * delete that one's blob. */
 	s3_upload_cancel(s, hash);
+	(void)s3_upload_created_take(s, hash);
 	local = blob_info(s->outbox, hash, &len) == 0 && blob_delete(s->outbox, hash) == 0;
 	if (local)
 		s3_cache_add(db, true, -(int64_t)len);
@@ -192,18 +195,18 @@ int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	created = s3_upload_created_take(s, hash);
 	if (!local && !created)
 		return -EEXIST;
-	count_change(s, -1);
-	if (!created)
-		return 0;
-	drop_cached(s, hash);
-	s3_blob_key(s, hash, key, sizeof(key));
-	asked = s3_now_ms();
-	ret = s3_delete(db->client, key);
-	if (ret < 0 && ret != -ENOENT) {
-		s3_log_failure(db, "deleting", key, ret);
-		return -EIO;
+	if (created) {
+		drop_cached(s, hash);
+		s3_blob_key(s, hash, key, sizeof(key));
+		asked = s3_now_ms();
+		ret = s3_delete(db->client, key);
+		if (ret < 0 && ret != -ENOENT) {
+			s3_log_failure(db, "deleting", key, ret);
+			return -EIO;
+		}
+		s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
 	}
-	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
+	count_change(s, -1);
 	return 0;
 }
 

@@ -239,10 +239,13 @@ static void check_put_if_absent(struct s3_db *db)
 	ret = s3_put(db->client, key, S3_LAYOUT_TEXT, strlen(S3_LAYOUT_TEXT), NULL,
 		     S3_PUT_IF_ABSENT);
 	db->put_if_absent = ret == -EEXIST;
-	if (!db->put_if_absent)
-		log_info("s3: the object store does not keep an object a PUT with If-None-Match "
-			 "finds (%s): each upload asks first whether the blob is there",
-			 ret == 0 ? "it replaced it" : s3_last_error());
+	if (ret == 0)
+		log_info("s3: the object store ignores If-None-Match on a PUT: each upload asks "
+			 "first (HEAD) whether the blob is there");
+	else if (!db->put_if_absent)
+		log_warning("s3: could not tell whether the object store honours If-None-Match "
+			    "(%s: %s): each upload asks first (HEAD) whether the blob is there",
+			    s3_last_error(), strerror(-ret));
 }
 
 static const char *env_get(const char *name)

@@ -51,7 +51,7 @@
 #define UPLOAD_BUCKETS 65536
 /* From this size on, an upload asks whether the blob is there first. */
 #define S3_ASK_FIRST_MIN (UINT64_C(1) << 20)
-/* Records of created blobs (2.5 MiB): a retract comes within a file's
+/* Records of created blobs (3 MiB): a retract comes within a file's
  * lifetime, long before this many more uploads replace its record. */
 #define CREATED_MAX 65536
 #define CREATED_BUCKETS 16384
@@ -67,6 +67,7 @@ struct s3_upload {
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	enum upload_state state;
 	bool cancelled;          /* atomic: a delete wants it gone */
+	bool again;              /* saved again while under way: once more */
 	unsigned attempts;       /* failed so far */
 	uint64_t not_before_ms;  /* s3_now_ms() time of the next try */
 };
@@ -135,7 +136,7 @@ bool s3_upload_created_take(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_S
 	bool created;
 
 	pthread_mutex_lock(&db->up_lock);
-	created = db->created && created_unlink(db, s->id, hash);
+	created = created_unlink(db, s->id, hash);
 	pthread_mutex_unlock(&db->up_lock);
 	return created;
 }
@@ -213,27 +214,33 @@ static void upload_free(struct s3_upload *u)
 int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_db *db = s3store_db(s);
-	struct s3_upload *u = calloc(1, sizeof(*u)), **b;
+	struct s3_upload *u = calloc(1, sizeof(*u)), *queued, **b;
 
-	if (!u)
-		return -ENOMEM;
 	/* The reference is taken before up_lock: store_hold takes the
 	 * catalogue's lock, which comes first. */
-	u->store = to_s3store(store_hold(&s->base));
-	u->store_id = s->id;
-	memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
-	pthread_mutex_lock(&db->up_lock);
-	if (find(db, s, hash)) {
-		/* One under way may have read the blob before this save: it is
-		 * the same content, so its upload is this one's too. */
-		pthread_mutex_unlock(&db->up_lock);
-		upload_free(u);
-		return 0;
+	if (u) {
+		u->store = to_s3store(store_hold(&s->base));
+		u->store_id = s->id;
+		memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
 	}
-	/* This save's upload says whether it creates the blob: an earlier
-	 * upload's record is not this save's. */
-	if (db->created)
-		(void)created_unlink(db, s->id, hash);
+	pthread_mutex_lock(&db->up_lock);
+	/* An earlier upload's record is not this save's (even when this one
+	 * cannot be queued): a retract of this save must find none unless its
+	 * own upload creates the blob. */
+	(void)created_unlink(db, s->id, hash);
+	queued = find(db, s, hash);
+	if (queued || !u) {
+		/* Queued and not started: the same content, so that upload is
+		 * this save's too. Under way: it may have read (and dropped)
+		 * the outbox's copy before this save made a new one, so it goes
+		 * once more when it ends. */
+		if (queued && queued->state == UPLOAD_BUSY)
+			queued->again = true;
+		pthread_mutex_unlock(&db->up_lock);
+		if (u)
+			upload_free(u);
+		return u ? 0 : -ENOMEM;
+	}
 	b = bucket(db, s->id, hash);
 	u->tnext = *b;
 	*b = u;
@@ -444,21 +451,38 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 static int send_blob(struct s3_db *db, const char *key, const char *hex, struct source *src,
 		     uint64_t len)
 {
+	uint64_t size = 0;
 	int ret = 0;
 
 	if (len >= S3_ASK_FIRST_MIN || !db->put_if_absent) {
-		ret = s3_head(db->client, key, NULL, NULL);
+		ret = s3_head(db->client, key, &size, NULL);
 		ret = ret == 0 ? -EEXIST : ret == -ENOENT ? 0 : ret;
 	}
-	/* A multipart upload cannot be made conditional everywhere: one that
-	 * races with another mount's upload of the same blob may be taken for
-	 * its creator, the one case a retract could delete a blob another
-	 * mount saved in the same seconds (docs/FORMAT.md). */
-	if (ret == 0 && len >= S3_MULTIPART_MIN)
+	/* Without If-None-Match (a multipart upload cannot be conditional
+	 * everywhere), an upload racing with another mount's upload of the
+	 * same blob may take itself for the creator (docs/FORMAT.md). */
+	if (ret == 0 && len >= S3_MULTIPART_MIN) {
 		ret = upload_parts(db, key, src, len);
-	else if (ret == 0)
+	} else if (ret == 0) {
 		ret = s3_put_from(db->client, key, len, hex,
 				  db->put_if_absent ? S3_PUT_IF_ABSENT : 0, read_source, src);
+		/* What is there is looked at before the outbox's copy goes;
+		 * gone meanwhile: the next try sends it. */
+		if (ret == -EEXIST) {
+			ret = s3_head(db->client, key, &size, NULL);
+			ret = ret == 0 ? -EEXIST : ret == -ENOENT ? -EAGAIN : ret;
+		}
+	}
+	if (ret == -EEXIST && size != len) {
+		/* Not the blob, its length says: replaced, rather than the
+		 * good copy dropped for it (and not this save's to take back). */
+		log_warning("s3: %s holds %llu bytes, the blob %llu: replacing it", key,
+			    (unsigned long long)size, (unsigned long long)len);
+		ret = len >= S3_MULTIPART_MIN ? upload_parts(db, key, src, len) :
+		      s3_put_from(db->client, key, len, hex, 0, read_source, src);
+		if (ret == 0)
+			ret = -EEXIST;
+	}
 	return ret;
 }
 
@@ -565,6 +589,12 @@ static void *uploader_main(void *arg)
 		ret = upload_one(db, u);
 
 		pthread_mutex_lock(&db->up_lock);
+		if (ret == 0 && u->again && !__atomic_load_n(&u->cancelled, __ATOMIC_RELAXED)) {
+			u->again = false;
+			ready_append(db, u);
+			pthread_cond_broadcast(&db->up_done);
+			continue;
+		}
 		if (ret == 0 || __atomic_load_n(&u->cancelled, __ATOMIC_RELAXED)) {
 			/* Done, or a delete wants it gone: out of the table. */
 			table_remove(db, u);

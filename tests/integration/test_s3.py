@@ -14,7 +14,9 @@ uploads what it left); radosgw itself killed and restarted under saves and
 reads (nothing acknowledged lost, no hang, the cache's data directories
 fsck clean); the cache at its bound (the read cache evicts, the outbox
 refuses with ENOSPC); a blob of 70 MiB in a multipart upload; a superseded
-save takes back the object its upload created, never one that was there.
+save takes back the object its upload created, never one that was there;
+s3cmd reads what blobfs saved and blobfs what s3cmd put; the daemon killed
+while a multipart upload is under way (the next mount uploads the blob).
 """
 
 import errno
@@ -92,7 +94,9 @@ def keys(s3, prefix):
 class Proxy:
     """A TCP forwarder to the object store that can be cut: down() closes
     its listening socket and every connection (connections are then
-    refused), up() listens again on the same port."""
+    refused), up() listens again on the same port. delay (seconds) is
+    waited before each piece of at most 64 KiB sent to the object store:
+    a slow link."""
 
     def __init__(self, target_port):
         self.target = ('127.0.0.1', target_port)
@@ -101,6 +105,7 @@ class Proxy:
         self.conns = []
         self.lock = threading.Lock()
         self.threads = []
+        self.delay = 0.0
         self.up()
 
     @property
@@ -158,6 +163,8 @@ class Proxy:
                     data = s.recv(65536)
                     if not data:
                         return
+                    if s is a and self.delay:
+                        time.sleep(self.delay)
                     (b if s is a else a).sendall(data)
         except OSError:
             return
@@ -224,6 +231,62 @@ def test_objects_put_by_other_tools(s3_mounts, s3, prefix, tmp_path):
             f.read()
     assert e.value.errno == errno.EIO
     assert 'not to its name' in m.log()
+
+
+def test_s3cmd_reads_what_blobfs_saved_and_the_other_way(s3_mounts, s3_cluster, prefix, tmp_path):
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    data = os.urandom(200000)
+    h = save(m, 'st', 'f', data)
+    wait_for('the upload', lambda: object_bytes(s3_cluster.client(), f'{prefix}/st/{h}'))
+    out = tmp_path / 'got'
+    s3_cluster.s3cmd('get', f's3://{BUCKET}/{prefix}/st/{h}', str(out))
+    assert out.read_bytes() == data
+    theirs = tmp_path / 'theirs'
+    theirs.write_bytes(os.urandom(70000))
+    ht = sha(theirs.read_bytes())
+    s3_cluster.s3cmd('put', str(theirs), f's3://{BUCKET}/{prefix}/st/{ht}')
+    assert ht in os.listdir(m.path('st'))   # a listing asks the bucket
+    with open(m.path('st', ht), 'rb') as f:
+        assert f.read() == theirs.read_bytes()
+
+
+def test_daemon_killed_in_the_middle_of_an_upload(s3_mounts, s3, prefix, tmp_path, proxy):
+    """SIGKILL while the parts of a 70 MiB blob are on their way (over a
+    link slowed to a few MB/s): the next mount uploads it from the outbox,
+    whole and right."""
+    m = s3_mounts('a', prefix, endpoint=proxy.endpoint)
+    os.mkdir(m.path('st'))
+    src = tmp_path / 'big'
+    with open(src, 'wb') as f:
+        for _ in range(70):
+            f.write(os.urandom(1 << 20))
+    data = src.read_bytes()
+    h = sha(data)
+    key = f'{prefix}/st/{h}'
+    proxy.delay = 0.01
+    save(m, 'st', 'big', data)
+
+    def parts_under_way():
+        ups = s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get('Uploads', [])
+        return ups and s3.list_parts(Bucket=BUCKET, Key=key,
+                                     UploadId=ups[0]['UploadId']).get('Parts')
+    wait_for('a part uploaded', parts_under_way, timeout=60)
+    mounting.kill_daemon(m)
+    mounting.unmount_dead_mount(m.mnt)
+    assert object_bytes(s3, key) is None   # killed before the upload completed
+    proxy.delay = 0.0
+    m.mount()
+    assert h in os.listdir(m.path('st'))
+
+    def uploaded():
+        try:
+            return s3.head_object(Bucket=BUCKET, Key=key)
+        except s3.exceptions.ClientError:
+            return None
+    assert wait_for('the upload by the next mount', uploaded, timeout=120)['ContentLength'] == len(data)
+    assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == h
+    assert 'not yet uploaded' in m.log()
 
 
 def test_two_mounts_share_a_prefix(s3_mounts, prefix):

@@ -74,6 +74,18 @@ class Cluster:
                             config=Config(retries={'max_attempts': 2},
                                           s3={'addressing_style': 'path'}))
 
+    def s3cmd(self, *args, **kwargs):
+        """Runs s3cmd against this radosgw (no config file: everything on
+        the command line)."""
+        host = self.env['AWS_ENDPOINT_URL'].split('://', 1)[1]
+        cmd = ['s3cmd', '--no-ssl', f'--host={host}', f'--host-bucket={host}',
+               f'--access_key={self.env["AWS_ACCESS_KEY_ID"]}',
+               f'--secret_key={self.env["AWS_SECRET_ACCESS_KEY"]}',
+               f'--region={self.env.get("AWS_REGION", "us-east-1")}', '--config=/dev/null',
+               *args]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                              check=True, **kwargs)
+
     def new_prefix(self, name):
         """A location of its own for one test: s3://BUCKET/<name>-<random>."""
         safe = re.sub(r'[^a-z0-9-]', '-', name.lower())[:40]
