@@ -97,7 +97,8 @@ int s3_list(struct s3_client *client, const char *prefix, const char *delimiter,
 
 /* Multipart upload: start (an upload id, malloc'ed), parts numbered from 1
  * (each with its own SHA-256; its ETag comes back in etag, at most 128
- * bytes), complete with the parts' ETags in order, or abort. */
+ * bytes), complete with the parts' ETags in order, or abort; and what an
+ * upload that did not finish left (find, list its parts). */
 int s3_multipart_start(struct s3_client *client, const char *key, char **upload_id);
 int s3_multipart_part(struct s3_client *client, const char *key, const char *upload_id,
 		      unsigned part, uint64_t len, const char *sha256_hex, s3_source_fn source,
@@ -105,6 +106,14 @@ int s3_multipart_part(struct s3_client *client, const char *key, const char *upl
 int s3_multipart_complete(struct s3_client *client, const char *key, const char *upload_id,
 			  char (*etags)[129], unsigned parts);
 int s3_multipart_abort(struct s3_client *client, const char *key, const char *upload_id);
+/* The upload of key started last and still under way (its id, malloc'ed),
+ * or -ENOENT: what a try that did not finish left to resume. */
+int s3_multipart_find(struct s3_client *client, const char *key, char **upload_id);
+/* The parts of an upload so far: for part i + 1 (i < parts), sizes[i] and
+ * etags[i] ("" when it is not there; parts numbered past `parts` are
+ * ignored). -ENOENT when there is no such upload. */
+int s3_multipart_list_parts(struct s3_client *client, const char *key, const char *upload_id,
+			    unsigned parts, uint64_t *sizes, char (*etags)[129]);
 
 /* For tests and the test cluster: creates the bucket (-EEXIST if it is
  * there and ours). */

@@ -1,9 +1,9 @@
 /*
- * s3_multipart.c - the three calls of an S3 multipart upload (start, a part,
- * complete; and abort), over the request layer of s3_client.c
- * (s3_request.h). A part is signed with its own SHA-256; complete's body is
- * the parts' ETags in order, and an Error document in a 200 answer is a
- * failure (S3 may answer so).
+ * s3_multipart.c - the calls of an S3 multipart upload (start, a part,
+ * complete; abort; and, to resume one, find it and list its parts), over
+ * the request layer of s3_client.c (s3_request.h). A part is signed with
+ * its own SHA-256; complete's body is the parts' ETags in order, and an
+ * Error document in a 200 answer is a failure (S3 may answer so).
  */
 #include "s3_request.h"
 
@@ -115,5 +115,81 @@ int s3_multipart_abort(struct s3_client *client, const char *key, const char *up
 	int ret = s3_request_run(&r);
 
 	s3_request_done(&r);
+	return ret;
+}
+
+int s3_multipart_find(struct s3_client *client, const char *key, char **upload_id)
+{
+	/* In byte order of their names (what make_url wants). */
+	const struct param params[] = { { "prefix", key }, { "uploads", "" } };
+	struct request r = { .client = client, .method = "GET", .key = NULL, .params = params,
+			     .nparams = 2, .bounded = true };
+	struct s3_uploads u = { 0 };
+	int ret = s3_request_run(&r);
+	size_t last = 0;
+
+	*upload_id = NULL;
+	if (ret == 0) {
+		ret = s3_xml_parse_uploads(r.answer.data, r.answer.len, key, &u);
+		if (ret < 0)
+			s3_set_error("a list of uploads that does not parse");
+	}
+	if (ret == 0 && u.count == 0)
+		ret = -ENOENT;
+	if (ret == 0) {
+		for (size_t i = 1; i < u.count; i++)
+			if (u.uploads[i].initiated >= u.uploads[last].initiated)
+				last = i;
+		*upload_id = strdup(u.uploads[last].upload_id);
+		if (!*upload_id)
+			ret = -ENOMEM;
+	}
+	s3_uploads_free(&u);
+	s3_request_done(&r);
+	return ret;
+}
+
+int s3_multipart_list_parts(struct s3_client *client, const char *key, const char *upload_id,
+			    unsigned parts, uint64_t *sizes, char (*etags)[129])
+{
+	unsigned marker = 0;
+	bool more = true;
+	int ret = 0;
+
+	for (unsigned i = 0; i < parts; i++) {
+		sizes[i] = 0;
+		etags[i][0] = '\0';
+	}
+	while (more && ret == 0) {
+		char m[16];
+		const struct param params[] = { { "part-number-marker", marker ? m : NULL },
+						{ "uploadId", upload_id } };
+		struct request r = { .client = client, .method = "GET", .key = key,
+				     .params = params, .nparams = 2, .bounded = true };
+		struct s3_parts p = { 0 };
+
+		snprintf(m, sizeof(m), "%u", marker);
+		ret = s3_request_run(&r);
+		if (ret == 0) {
+			ret = s3_xml_parse_parts(r.answer.data, r.answer.len, &p);
+			if (ret < 0)
+				s3_set_error("a list of parts that does not parse");
+		}
+		for (size_t i = 0; ret == 0 && i < p.count; i++) {
+			if (p.parts[i].number > parts)
+				continue;
+			sizes[p.parts[i].number - 1] = p.parts[i].size;
+			memcpy(etags[p.parts[i].number - 1], p.parts[i].etag, sizeof(p.parts[i].etag));
+		}
+		more = ret == 0 && p.truncated;
+		/* A page that does not move on would be asked for forever. */
+		if (more && p.next_marker <= marker) {
+			s3_set_error("a list of parts that does not move on");
+			ret = -EPROTO;
+		}
+		marker = p.next_marker;
+		s3_parts_free(&p);
+		s3_request_done(&r);
+	}
 	return ret;
 }

@@ -7,7 +7,7 @@
  * (s3_upload_queue_outbox). A blob is sent in one PUT whose
  * x-amz-content-sha256 is its name, so the object store checks the bytes;
  * one of 64 MiB or more in a multipart upload, each part with its own
- * SHA-256.
+ * SHA-256, resumed by the next try (or mount) where a try stopped.
  *
  * Each (store, blob) is queued once: a hash table of every entry (ready,
  * waiting for a retry, or being uploaded) answers "is it queued" in O(1),
@@ -36,7 +36,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "hash.h"
 #include "log.h"
@@ -379,14 +382,22 @@ static int read_source(void *buf, size_t len, uint64_t off, void *arg)
 
 /* The SHA-256 of [off, off + len) of the blob, in hex: a part's
  * x-amz-content-sha256 (the part is read twice, from the page cache, rather
- * than held in memory). */
+ * than held in memory); and, when etag is not NULL, whether the part's MD5
+ * is that ETag (a part a try before this one sent: S3's ETag of a part is
+ * the quoted MD5 of its bytes). */
 static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
-		     char hex[HASH_HEX_SIZE + 1])
+		     char hex[HASH_HEX_SIZE + 1], const char *etag, bool *same)
 {
 	struct hasher *h = NULL;
-	uint8_t *buf = malloc(1u << 20), hash[BLOBFS_HASH_SIZE];
+	uint8_t *buf = malloc(1u << 20), hash[BLOBFS_HASH_SIZE], md5[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *m = etag ? EVP_MD_CTX_new() : NULL;
+	unsigned md5_len = 0;
+	char md5_hex[2 * EVP_MAX_MD_SIZE + 3];
 	int ret = buf ? hasher_new(&h) : -ENOMEM;
 
+	*same = false;
+	if (ret == 0 && etag && (!m || !EVP_DigestInit_ex(m, EVP_md5(), NULL)))
+		ret = -ENOMEM;
 	while (ret == 0 && len > 0) {
 		size_t want = len < (1u << 20) ? (size_t)len : (1u << 20), got = 0;
 
@@ -395,6 +406,8 @@ static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
 			ret = -EIO; /* the blob is shorter than it said */
 		if (ret == 0)
 			ret = hasher_update(h, buf, got);
+		if (ret == 0 && m && !EVP_DigestUpdate(m, buf, got))
+			ret = -EIO;
 		off += got;
 		len -= got;
 	}
@@ -402,36 +415,70 @@ static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
 		ret = hasher_final(h, hash);
 	if (ret == 0)
 		hash_to_hex(hash, hex);
+	if (ret == 0 && m && EVP_DigestFinal_ex(m, md5, &md5_len)) {
+		md5_hex[0] = '"';
+		for (unsigned i = 0; i < md5_len; i++)
+			snprintf(md5_hex + 1 + 2 * i, 3, "%02x", md5[i]);
+		snprintf(md5_hex + 1 + 2 * md5_len, 2, "\"");
+		*same = !strcasecmp(md5_hex, etag);
+	}
+	EVP_MD_CTX_free(m);
 	hasher_free(h);
 	free(buf);
 	return ret;
 }
 
 /* A large blob in parts of S3_PART_SIZE (more when 10,000 of them would not
- * hold it); an upload that fails is aborted and tried again whole. */
+ * hold it). A try that did not finish (failed, or the daemon stopped or
+ * was killed) leaves its parts in the object store: the next try resumes
+ * the upload of the key started last, and sends only the parts that are
+ * not there with this blob's bytes (their MD5, the ETag). An upload given
+ * up for a delete, or refused for good, is aborted. */
 static int upload_parts(struct s3_db *db, const char *key, struct source *src, uint64_t len)
 {
-	uint64_t part_size = S3_PART_SIZE;
-	char (*etags)[129] = NULL, hex[HASH_HEX_SIZE + 1], *upload_id = NULL;
-	unsigned parts;
-	int ret;
+	uint64_t part_size = S3_PART_SIZE, *sizes = NULL;
+	char (*etags)[129] = NULL, (*had)[129] = NULL, hex[HASH_HEX_SIZE + 1], *upload_id = NULL;
+	unsigned parts, kept = 0;
+	bool resumed = false;
+	int ret = -ENOMEM;
 
 	while ((len + part_size - 1) / part_size > S3_PARTS_MAX)
 		part_size *= 2;
 	parts = (unsigned)((len + part_size - 1) / part_size);
 	etags = calloc(parts, sizeof(*etags));
-	if (!etags)
-		return -ENOMEM;
-	ret = s3_multipart_start(db->client, key, &upload_id);
+	had = calloc(parts, sizeof(*had));
+	sizes = calloc(parts, sizeof(*sizes));
+	if (!etags || !had || !sizes)
+		goto out;
+	ret = s3_multipart_find(db->client, key, &upload_id);
+	if (ret == 0) {
+		ret = s3_multipart_list_parts(db->client, key, upload_id, parts, sizes, had);
+		resumed = ret == 0;
+		if (ret < 0) {
+			free(upload_id);
+			upload_id = NULL;
+		}
+	}
+	/* Nothing to resume, or what there is cannot be read (finished
+	 * meanwhile, or a key without the right to list uploads): a new one. */
+	if (ret == -ENOENT || (ret < 0 && !s3_transient(ret)))
+		ret = s3_multipart_start(db->client, key, &upload_id);
 	for (unsigned i = 0; i < parts && ret == 0; i++) {
+		uint64_t off = (uint64_t)i * part_size;
+		uint64_t n = len - off < part_size ? len - off : part_size;
+		bool same = false;
+
 		if (stopped(src)) {
 			ret = -ECANCELED;
 			break;
 		}
-		uint64_t off = (uint64_t)i * part_size;
-		uint64_t n = len - off < part_size ? len - off : part_size;
-
-		ret = part_hash(src->reader, off, n, hex);
+		ret = part_hash(src->reader, off, n, hex, had[i][0] && sizes[i] == n ? had[i] : NULL,
+				&same);
+		if (ret == 0 && same) {
+			memcpy(etags[i], had[i], sizeof(had[i]));
+			kept++;
+			continue;
+		}
 		src->base = off;
 		if (ret == 0)
 			ret = s3_multipart_part(db->client, key, upload_id, i + 1, n, hex, read_source,
@@ -439,10 +486,18 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 	}
 	if (ret == 0)
 		ret = s3_multipart_complete(db->client, key, upload_id, etags, parts);
-	if (ret < 0 && upload_id)
+	if (ret == 0 && resumed)
+		log_info("s3: %s: resumed an upload a try before left, %u of its %u parts "
+			 "already there", key, kept, parts);
+	if (ret < 0 && upload_id &&
+	    (__atomic_load_n(&src->upload->cancelled, __ATOMIC_RELAXED) ||
+	     (!s3_transient(ret) && ret != -ECANCELED)))
 		(void)s3_multipart_abort(db->client, key, upload_id); /* best effort */
+out:
 	free(upload_id);
 	free(etags);
+	free(had);
+	free(sizes);
 	return ret;
 }
 

@@ -356,3 +356,175 @@ int s3_xml_parse_upload_id(const char *body, size_t len, char **upload_id)
 	}
 	return ret;
 }
+
+/* IsTruncated: "true" or "false", at most once (*seen). */
+static int parse_truncated(const xmlNode *n, bool *seen, bool *out)
+{
+	char *text;
+	int ret;
+
+	if (*seen)
+		return -EPROTO;
+	*seen = true;
+	ret = text_dup(n, 8, &text);
+	if (ret == 0 && strcmp(text, "true") && strcmp(text, "false"))
+		ret = -EPROTO;
+	if (ret == 0)
+		*out = !strcmp(text, "true");
+	free(text);
+	return ret;
+}
+
+static size_t count_named(const xmlNode *root, const char *name)
+{
+	size_t n = 0;
+
+	for (const xmlNode *c = root->children; c; c = c->next)
+		n += named(c, name);
+	return n;
+}
+
+void s3_uploads_free(struct s3_uploads *uploads)
+{
+	for (size_t i = 0; i < uploads->count; i++)
+		free(uploads->uploads[i].upload_id);
+	free(uploads->uploads);
+	memset(uploads, 0, sizeof(*uploads));
+}
+
+/* One Upload: its UploadId and Initiated when its Key is key; *mine
+ * false (and nothing kept) for another key's. */
+static int parse_upload(const xmlNode *n, const char *key, struct s3_upload_entry *e, bool *mine)
+{
+	char *k = NULL, *text = NULL;
+	bool have_time = false;
+	int ret = 0;
+
+	for (const xmlNode *c = n->children; c && ret == 0; c = c->next) {
+		if (named(c, "Key")) {
+			ret = k ? -EPROTO : text_dup(c, S3_KEY_MAX, &k);
+		} else if (named(c, "UploadId")) {
+			ret = e->upload_id ? -EPROTO : text_dup(c, S3_TOKEN_MAX, &e->upload_id);
+		} else if (named(c, "Initiated")) {
+			ret = have_time ? -EPROTO : text_dup(c, 64, &text);
+			if (ret == 0)
+				ret = s3_parse_time(text, &e->initiated);
+			have_time = true;
+			free(text);
+			text = NULL;
+		}
+	}
+	if (ret == 0 && (!k || !e->upload_id || !e->upload_id[0] || !have_time))
+		ret = -EPROTO;
+	*mine = ret == 0 && !strcmp(k, key);
+	if (!*mine) {
+		free(e->upload_id);
+		e->upload_id = NULL;
+	}
+	free(k);
+	return ret;
+}
+
+int s3_xml_parse_uploads(const char *body, size_t len, const char *key, struct s3_uploads *out)
+{
+	bool have_truncated = false;
+	xmlDoc *doc;
+	xmlNode *root;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = doc_read(body, len, "ListMultipartUploadsResult", &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	out->uploads = calloc(count_named(root, "Upload") + 1, sizeof(*out->uploads));
+	if (!out->uploads)
+		ret = -ENOMEM;
+	for (const xmlNode *c = root->children; c && ret == 0; c = c->next) {
+		bool mine = false;
+
+		if (named(c, "Upload")) {
+			ret = parse_upload(c, key, &out->uploads[out->count], &mine);
+			out->count += mine;
+		} else if (named(c, "IsTruncated")) {
+			ret = parse_truncated(c, &have_truncated, &out->truncated);
+		}
+	}
+	xmlFreeDoc(doc);
+	if (ret < 0)
+		s3_uploads_free(out);
+	return ret;
+}
+
+void s3_parts_free(struct s3_parts *parts)
+{
+	free(parts->parts);
+	memset(parts, 0, sizeof(*parts));
+}
+
+static int parse_part(const xmlNode *n, struct s3_part *p)
+{
+	bool have_number = false, have_size = false;
+	uint64_t number = 0;
+	char *etag = NULL;
+	int ret = 0;
+
+	for (const xmlNode *c = n->children; c && ret == 0; c = c->next) {
+		if (named(c, "PartNumber")) {
+			ret = have_number ? -EPROTO : parse_u64(c, &number);
+			have_number = true;
+		} else if (named(c, "Size")) {
+			ret = have_size ? -EPROTO : parse_u64(c, &p->size);
+			have_size = true;
+		} else if (named(c, "ETag")) {
+			ret = etag ? -EPROTO : text_dup(c, sizeof(p->etag) - 1, &etag);
+		}
+	}
+	if (ret == 0 && (!have_number || !have_size || !etag || !etag[0] || number < 1 ||
+			 number > 10000))
+		ret = -EPROTO;
+	if (ret == 0) {
+		p->number = (unsigned)number;
+		snprintf(p->etag, sizeof(p->etag), "%s", etag);
+	}
+	free(etag);
+	return ret;
+}
+
+int s3_xml_parse_parts(const char *body, size_t len, struct s3_parts *out)
+{
+	bool have_truncated = false, have_marker = false;
+	uint64_t marker = 0;
+	xmlDoc *doc;
+	xmlNode *root;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = doc_read(body, len, "ListPartsResult", &doc);
+	if (ret < 0)
+		return ret;
+	root = xmlDocGetRootElement(doc);
+	out->parts = calloc(count_named(root, "Part") + 1, sizeof(*out->parts));
+	if (!out->parts)
+		ret = -ENOMEM;
+	for (const xmlNode *c = root->children; c && ret == 0; c = c->next) {
+		if (named(c, "Part")) {
+			ret = parse_part(c, &out->parts[out->count++]);
+		} else if (named(c, "IsTruncated")) {
+			ret = parse_truncated(c, &have_truncated, &out->truncated);
+		} else if (named(c, "NextPartNumberMarker")) {
+			ret = have_marker ? -EPROTO : parse_u64(c, &marker);
+			have_marker = true;
+		}
+	}
+	/* A truncated list is only useful with where to go on from, past the
+	 * first part. */
+	if (ret == 0 && out->truncated && (marker < 1 || marker >= 10000))
+		ret = -EPROTO;
+	if (ret == 0)
+		out->next_marker = (unsigned)marker;
+	xmlFreeDoc(doc);
+	if (ret < 0)
+		s3_parts_free(out);
+	return ret;
+}

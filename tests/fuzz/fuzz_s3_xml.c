@@ -8,10 +8,13 @@
  *     behind (the struct zeroed);
  *   - an error code is always terminated within its buffer;
  *   - an upload id is a non-empty string or NULL with an error;
- *   - a time that parses is a 19- to 20+-character ISO 8601 UTC text.
+ *   - a time that parses is a 19- to 20+-character ISO 8601 UTC text;
+ *   - a list of uploads keeps only non-empty ids (of the key asked for), a
+ *     list of parts only numbers 1 to 10,000 with an ETag, and a truncated
+ *     one says where to go on; a failure leaves nothing allocated.
  *
- * Input: byte 0 picks the parser (0-3), the rest is the body (for times, a
- * NUL-terminated copy of it).
+ * Input: byte 0 picks the parser (0-5; 3, 6 and 7: times), the rest is the
+ * body (for times, a NUL-terminated copy of it).
  */
 #include <errno.h>
 
@@ -26,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size - 1 > S3_XML_BODY_MAX)
 		return 0;
 	len = size - 1;
-	switch (data[0] & 3) {
+	switch (data[0] & 7) {
 	case 0: {
 		struct s3_listing l;
 		int ret = s3_xml_parse_listing(body, len, &l);
@@ -64,6 +67,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		FUZZ_CHECK(ret == 0 ? id && id[0] : id == NULL);
 		free(id);
+		break;
+	}
+	case 4: {
+		struct s3_uploads u;
+		int ret = s3_xml_parse_uploads(body, len, "s/k", &u);
+
+		if (ret == 0) {
+			for (size_t i = 0; i < u.count; i++)
+				FUZZ_CHECK(u.uploads[i].upload_id && u.uploads[i].upload_id[0]);
+			s3_uploads_free(&u);
+		} else {
+			FUZZ_CHECK(ret == -EPROTO || ret == -ENOMEM);
+			FUZZ_CHECK(!u.uploads && !u.count);
+		}
+		break;
+	}
+	case 5: {
+		struct s3_parts p;
+		int ret = s3_xml_parse_parts(body, len, &p);
+
+		if (ret == 0) {
+			for (size_t i = 0; i < p.count; i++)
+				FUZZ_CHECK(p.parts[i].number >= 1 && p.parts[i].number <= 10000 &&
+					   p.parts[i].etag[0] &&
+					   memchr(p.parts[i].etag, '\0', sizeof(p.parts[i].etag)));
+			FUZZ_CHECK(!p.truncated || (p.next_marker >= 1 && p.next_marker < 10000));
+			s3_parts_free(&p);
+		} else {
+			FUZZ_CHECK(ret == -EPROTO || ret == -ENOMEM);
+			FUZZ_CHECK(!p.parts && !p.count);
+		}
 		break;
 	}
 	default: {

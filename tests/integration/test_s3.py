@@ -253,8 +253,9 @@ def test_s3cmd_reads_what_blobfs_saved_and_the_other_way(s3_mounts, s3_cluster, 
 
 def test_daemon_killed_in_the_middle_of_an_upload(s3_mounts, s3, prefix, tmp_path, proxy):
     """SIGKILL while the parts of a 70 MiB blob are on their way (over a
-    link slowed to a few MB/s): the next mount uploads it from the outbox,
-    whole and right."""
+    link slowed to a few MB/s): the next mount resumes the upload (the parts
+    that are there are not sent again) and the blob is whole and right, with
+    no unfinished upload left in the bucket."""
     m = s3_mounts('a', prefix, endpoint=proxy.endpoint)
     os.mkdir(m.path('st'))
     src = tmp_path / 'big'
@@ -287,6 +288,28 @@ def test_daemon_killed_in_the_middle_of_an_upload(s3_mounts, s3, prefix, tmp_pat
     assert wait_for('the upload by the next mount', uploaded, timeout=120)['ContentLength'] == len(data)
     assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == h
     assert 'not yet uploaded' in m.log()
+    resumed = [line for line in m.log().splitlines() if 'resumed an upload' in line]
+    assert resumed and ' 0 of its ' not in resumed[0], resumed
+    assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get('Uploads')
+
+
+def test_delete_during_a_multipart_upload_leaves_none(s3_mounts, s3, prefix, proxy):
+    """A blob deleted while its parts are on their way: the upload is given
+    up and aborted, and the object never appears."""
+    m = s3_mounts('a', prefix, endpoint=proxy.endpoint)
+    os.mkdir(m.path('st'))
+    data = os.urandom(66 << 20)
+    key = f'{prefix}/st/{sha(data)}'
+    proxy.delay = 0.01
+    h = save(m, 'st', 'big', data)
+    wait_for('the upload under way', lambda: s3.list_multipart_uploads(
+        Bucket=BUCKET, Prefix=key).get('Uploads'), timeout=60)
+    os.unlink(m.path('st', h))
+    assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get('Uploads')
+    proxy.delay = 0.0
+    time.sleep(1)
+    assert object_bytes(s3, key) is None
+    assert h not in os.listdir(m.path('st'))
 
 
 def test_two_mounts_share_a_prefix(s3_mounts, prefix):

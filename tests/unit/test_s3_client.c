@@ -233,6 +233,31 @@ static void test_multipart(struct s3_client *c)
 	CHECK_EQ(s3_multipart_abort(c, key, id), 0);
 	free(id);
 	CHECK_EQ(s3_head(c, key, NULL, NULL), -ENOENT);
+
+	TU_TEST("multipart: an upload left unfinished is found with its parts");
+	{
+		char *found = NULL, had[3][129];
+		uint64_t sizes[3];
+		struct mem_source src = { whole, (size_t)part };
+
+		key_of(key, sizeof(key), "mp-left");
+		CHECK_EQ(s3_multipart_find(c, key, &found), -ENOENT);
+		REQUIRE(s3_multipart_start(c, key, &id) == 0);
+		hex_of(whole, (size_t)part, hex);
+		CHECK_EQ(s3_multipart_part(c, key, id, 2, part, hex, from_memory, &src, etags[1]), 0);
+		CHECK_EQ(s3_multipart_find(c, key, &found), 0);
+		CHECK(found && !strcmp(found, id));
+		CHECK_EQ(s3_multipart_list_parts(c, key, id, 3, sizes, had), 0);
+		CHECK(had[0][0] == '\0' && had[2][0] == '\0');
+		CHECK(sizes[1] == part && !strcmp(had[1], etags[1]));
+		CHECK_EQ(s3_multipart_list_parts(c, key, id, 1, sizes, had), 0); /* part 2 not asked */
+		CHECK(had[0][0] == '\0');
+		CHECK_EQ(s3_multipart_abort(c, key, id), 0);
+		free(found);
+		CHECK_EQ(s3_multipart_find(c, key, &found), -ENOENT);
+		CHECK(found == NULL);
+		free(id);
+	}
 	free(got.data);
 	free(whole);
 }

@@ -148,6 +148,71 @@ static void test_error_and_upload(void)
 	}
 }
 
+static void test_uploads_and_parts(void)
+{
+	const char *ups = "<ListMultipartUploadsResult " NS "><Bucket>b</Bucket>"
+			  "<Upload><Key>p/s/k</Key><UploadId>2~old</UploadId>"
+			  "<Initiated>2026-11-30T07:00:00.000Z</Initiated></Upload>"
+			  "<Upload><Key>p/s/k.other</Key><UploadId>2~not</UploadId>"
+			  "<Initiated>2026-11-30T08:00:00.000Z</Initiated></Upload>"
+			  "<Upload><Key>p/s/k</Key><UploadId>2~new</UploadId>"
+			  "<Initiated>2026-11-30T07:30:00Z</Initiated></Upload>"
+			  "<IsTruncated>false</IsTruncated></ListMultipartUploadsResult>";
+	const char *parts = "<ListPartsResult " NS "><Part><PartNumber>1</PartNumber>"
+			    "<ETag>&quot;0123abcd&quot;</ETag><Size>5242880</Size></Part>"
+			    "<Part><PartNumber>3</PartNumber><ETag>\"ef\"</ETag><Size>7</Size></Part>"
+			    "<IsTruncated>true</IsTruncated>"
+			    "<NextPartNumberMarker>3</NextPartNumberMarker></ListPartsResult>";
+	struct s3_uploads u;
+	struct s3_parts p;
+
+	TU_TEST("the uploads under way of a key, and the parts of one");
+	CHECK_EQ(s3_xml_parse_uploads(ups, strlen(ups), "p/s/k", &u), 0);
+	CHECK_EQ(u.count, 2); /* another key's is left out */
+	CHECK(!strcmp(u.uploads[0].upload_id, "2~old") && !strcmp(u.uploads[1].upload_id, "2~new"));
+	CHECK(u.uploads[1].initiated > u.uploads[0].initiated);
+	CHECK(!u.truncated);
+	s3_uploads_free(&u);
+	CHECK_EQ(s3_xml_parse_uploads(ups, strlen(ups), "nothing", &u), 0);
+	CHECK_EQ(u.count, 0);
+	s3_uploads_free(&u);
+	CHECK_EQ(s3_xml_parse_parts(parts, strlen(parts), &p), 0);
+	CHECK_EQ(p.count, 2);
+	CHECK(p.parts[0].number == 1 && p.parts[0].size == 5242880 &&
+	      !strcmp(p.parts[0].etag, "\"0123abcd\""));
+	CHECK(p.parts[1].number == 3 && p.parts[1].size == 7);
+	CHECK(p.truncated && p.next_marker == 3);
+	s3_parts_free(&p);
+	{
+		static const char *const bad[] = {
+			/* no UploadId; an Initiated that is not a time */
+			"<ListMultipartUploadsResult><Upload><Key>k</Key><Initiated>2026-11-30T07:00:00Z"
+			"</Initiated></Upload></ListMultipartUploadsResult>",
+			"<ListMultipartUploadsResult><Upload><Key>k</Key><UploadId>x</UploadId>"
+			"<Initiated>yesterday</Initiated></Upload></ListMultipartUploadsResult>",
+		};
+		static const char *const bad_parts[] = {
+			/* part 0, part 10001, no ETag, truncated without a marker */
+			"<ListPartsResult><Part><PartNumber>0</PartNumber><ETag>e</ETag><Size>1</Size>"
+			"</Part></ListPartsResult>",
+			"<ListPartsResult><Part><PartNumber>10001</PartNumber><ETag>e</ETag><Size>1</Size>"
+			"</Part></ListPartsResult>",
+			"<ListPartsResult><Part><PartNumber>2</PartNumber><Size>1</Size></Part>"
+			"</ListPartsResult>",
+			"<ListPartsResult><IsTruncated>true</IsTruncated></ListPartsResult>",
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+			CHECK_EQ(s3_xml_parse_uploads(bad[i], strlen(bad[i]), "k", &u), -EPROTO);
+			CHECK(u.uploads == NULL && u.count == 0);
+		}
+		for (size_t i = 0; i < sizeof(bad_parts) / sizeof(*bad_parts); i++) {
+			CHECK_EQ(s3_xml_parse_parts(bad_parts[i], strlen(bad_parts[i]), &p), -EPROTO);
+			CHECK(p.parts == NULL && p.count == 0);
+		}
+	}
+}
+
 static void test_times(void)
 {
 	int64_t t;
@@ -326,6 +391,7 @@ int main(int argc, char **argv)
 	test_listing();
 	test_listing_refused();
 	test_error_and_upload();
+	test_uploads_and_parts();
 	test_times();
 	test_locations();
 	test_config();
