@@ -26,6 +26,9 @@ int cli_fsck(int argc, char **argv);
 int cli_compact(int argc, char **argv);
 int cli_stat(int argc, char **argv);
 int cli_hash(int argc, char **argv);
+/* blobfs serve [-o OPT,...] LOCATION: the network front ends without a
+ * mount (-o native=ADDR), in the foreground, until a signal. */
+int cli_serve(int argc, char **argv);
 
 /* The --help text (main.c); the -o part comes from the table of mount
  * options (cli_mount.c). */

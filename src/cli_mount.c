@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +30,13 @@
 #include "cli.h"
 #include "fs.h"
 #include "log.h"
+#include "native.h"
 #include "store.h"
 
 struct mount_config {
 	struct blobdb_options db;
 	struct fs_options fs;
+	char *native; /* -o native=ADDR: the native protocol's address */
 };
 
 /* SIZE: a number of bytes with an optional K, M or G (powers of 1024). */
@@ -191,6 +195,17 @@ static int set_upload_threads(struct mount_config *c, const char *v)
 	return ret;
 }
 
+static int set_native(struct mount_config *c, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (!copy)
+		return -ENOMEM;
+	free(c->native);
+	c->native = copy;
+	return 0;
+}
+
 static int set_sync(struct mount_config *c, const char *v)
 {
 	(void)v;
@@ -289,7 +304,10 @@ static const struct mount_option {
 	  .help = "s3://: how long an answer of the object store\nis trusted: a blob deleted or saved "
 	  "through\nanother mount shows here within it (default 10)" },
 	{ .name = "upload_threads", .arg = "N", .set = set_upload_threads,
-	  .help = "s3://: uploads at once, 1 to 64 (default 8)" },
+	  .help = "s3://: uploads at once, 1 to 64 (default 32)" },
+	{ .name = "native", .arg = "ADDR", .set = set_native,
+	  .help = "also serve the native protocol on ADDR:\nunix:PATH (clients act as their own "
+	  "user) or\nHOST:PORT (anonymous clients: read only)\n(default: none)" },
 	{ .name = "min_free", .arg = "SIZE", .set = set_min_free,
 	  .help = "space saves leave free on the disk, kept for\ndeletes and compaction "
 	  "(default 1% of the\ndisk, at most 64M; 0 for none)" },
@@ -464,13 +482,34 @@ static void raise_nofile_limit(size_t handle_max)
 			    (unsigned long long)lim.rlim_cur, handle_max);
 }
 
-/* Opens the database, mounts, daemonizes and serves until unmounted: the
- * exit status. */
+/* Without a mount (blobfs serve): serves until SIGINT, SIGTERM or SIGHUP,
+ * blocked before any thread starts so that this thread takes them. */
+static int wait_for_signal(struct blobdb *db, struct native_server *native)
+{
+	sigset_t set;
+	int sig = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (blobdb_start(db) < 0 || native_server_start(native) < 0)
+		return 1;
+	sigwait(&set, &sig);
+	log_info("signal %d: stopping", sig);
+	return 0;
+}
+
+/* Opens the database, mounts (unless mountpoint is NULL: blobfs serve),
+ * starts the native server if asked, daemonizes (a mount without -f) and
+ * serves until unmounted or signalled: the exit status. */
 static int serve(const char *location, const char *mountpoint, struct mount_config *c,
 		 struct fuse_args *args)
 {
 	struct blobdb *db = NULL;
 	struct fs_session *session = NULL;
+	struct native_server *native = NULL;
 	char fsname[PATH_MAX + 32];
 	int ret = 1, checked;
 
@@ -494,6 +533,14 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		c->db.s3_sync = c->fs.sync;
 	if (blobdb_open(location, &c->db, &db) < 0)
 		goto out; /* the store layer said why */
+	/* Listening before the fork: an address in use fails the command, and
+	 * the socket is ready when it returns. */
+	if (c->native && native_server_listen(db, c->native, &native) < 0)
+		goto out;
+	if (!mountpoint) {
+		ret = wait_for_signal(db, native);
+		goto out;
+	}
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
 		goto out;
@@ -508,10 +555,11 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		log_to_syslog(true);
 		blobdb_note_pid(db);
 	}
-	if (blobdb_start(db) < 0)
+	if (blobdb_start(db) < 0 || (native && native_server_start(native) < 0))
 		goto out;
 	ret = fs_session_loop(session) == 0 ? 0 : 1;
 out:
+	native_server_stop(native);
 	fs_session_stop(session);
 	/* The last flush happens here: its failure is the daemon's failure
 	 * (already logged). */
@@ -519,11 +567,15 @@ out:
 		ret = 1;
 	free((char *)c->db.cache_dir);
 	free((char *)c->db.s3_endpoint);
+	free(c->native);
 	c->db.cache_dir = c->db.s3_endpoint = NULL;
+	c->native = NULL;
 	return ret;
 }
 
-int cli_mount(int argc, char **argv, bool plain)
+/* mount and serve: the same options; serve takes LOCATION alone and needs
+ * a server to run (-o native=ADDR). */
+static int run(int argc, char **argv, bool plain, bool serve_only)
 {
 	static const struct option long_options[] = {
 		{ "foreground", no_argument, NULL, 'f' },
@@ -577,10 +629,22 @@ int cli_mount(int argc, char **argv, bool plain)
 		}
 	}
 	if (plain && optind < argc && !looks_like_datadir(argv[optind])) {
-		fprintf(stderr, "blobfs: unknown command '%s' (commands: mount, fsck, compact, "
+		fprintf(stderr, "blobfs: unknown command '%s' (commands: mount, serve, fsck, compact, "
 			"stat, hash; without the word mount, DATADIR must be an existing "
 			"directory or contain a '/')\n", argv[optind]);
 		cli_synopsis(stderr);
+		goto out;
+	}
+	if (serve_only) {
+		if (argc - optind != 1 || !config.native) {
+			fprintf(stderr, "blobfs serve: %s\n", argc - optind != 1 ?
+				"expected one operand, the DATADIR (or memory:, s3://...)" :
+				"nothing to serve: give -o native=ADDR");
+			cli_synopsis(stderr);
+			goto out;
+		}
+		config.fs.foreground = true;
+		ret = serve(argv[optind], NULL, &config, &args);
 		goto out;
 	}
 	if (argc - optind != 2) {
@@ -593,6 +657,17 @@ int cli_mount(int argc, char **argv, bool plain)
 		goto out;
 	ret = serve(argv[optind], mountpoint, &config, &args);
 out:
+	free(config.native);
 	fuse_opt_free_args(&args);
 	return ret;
+}
+
+int cli_mount(int argc, char **argv, bool plain)
+{
+	return run(argc, argv, plain, false);
+}
+
+int cli_serve(int argc, char **argv)
+{
+	return run(argc, argv, false, true);
 }

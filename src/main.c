@@ -8,6 +8,7 @@
  *   blobfs compact DATADIR
  *   blobfs stat DATADIR
  *   blobfs hash [FILE...]
+ *   blobfs serve [-o OPT[,OPT...]] DATADIR|memory:|s3://...
  *
  * Without a command word the arguments are a mount's (the form mount(8)
  * and mount.fuse3 use); cli_mount then refuses a first word that is not a
@@ -28,6 +29,7 @@ void cli_synopsis(FILE *out)
 	      "       blobfs compact DATADIR\n"
 	      "       blobfs stat DATADIR\n"
 	      "       blobfs hash [FILE...]\n"
+	      "       blobfs serve [-o OPT[,OPT...]] DATADIR|memory:|s3://...\n"
 	      "       blobfs --help | --version\n"
 	      "Try 'blobfs --help' for more information.\n",
 	      out);
@@ -40,6 +42,7 @@ void cli_usage(FILE *out)
 	      "       blobfs compact DATADIR\n"
 	      "       blobfs stat DATADIR\n"
 	      "       blobfs hash [FILE...]\n"
+	      "       blobfs serve [options] DATADIR|memory:|s3://...\n"
 	      "       blobfs --help | --version\n"
 	      "\n"
 	      "mount: mounts the content-addressed blob store kept in DATADIR (created\n"
@@ -79,6 +82,10 @@ void cli_usage(FILE *out)
 	      "  stores=N blobs=N bytes=N packs=N dead_bytes=N\n"
 	      "(NAME escaped: \\\\, \\n, \\t, \\xNN for other control bytes and space).\n"
 	      "\n"
+	      "serve: the network front ends without a mount, in the foreground until\n"
+	      "SIGINT, SIGTERM or SIGHUP: the mount options, and -o native=ADDR to\n"
+	      "serve the blob database's native protocol (docs/FORMAT.md).\n"
+	      "\n"
 	      "hash: prints the SHA-256 of each FILE (standard input for - or when\n"
 	      "none is given) exactly as sha256sum does; exit status 1 if any FILE\n"
 	      "could not be read.\n"
@@ -103,6 +110,7 @@ static const struct command {
 	{ "compact", cli_compact },
 	{ "stat", cli_stat },
 	{ "hash", cli_hash },
+	{ "serve", cli_serve },
 };
 
 int main(int argc, char **argv)

@@ -11,7 +11,10 @@
  *                outbox), saves and writers (into the outbox), readers (the
  *                outbox, the read cache, or a verified fetch into it)
  *   s3_upload.c  the upload queue and its threads: retries with backoff, the
- *                blobs being uploaded (a delete waits for them), -o sync
+ *                blobs being uploaded (a delete waits for them), -o sync,
+ *                multipart uploads resumed or aborted
+ *   s3_created.c which blobs this mount's uploads created (what a retract
+ *                may delete from the bucket)
  *   s3_known.c   what the object store said lately about a blob (exists,
  *                length, time, when it said so): answers younger than
  *                remote_ttl_ms are used instead of asking again
@@ -22,8 +25,9 @@
  *
  * Locks, in this order: evict_lock (an eviction walks the catalogue),
  * blobdb.c's db->lock, a store's save_lock, a store's lock, up_lock, the
- * known table's lock; never the other way. Requests to the object store are
- * made holding none of them but a store's save_lock shared (a save's HEAD),
+ * known table's lock and the created table's (leaves: nothing is taken
+ * under them); never the other way. Requests to the object store are made
+ * holding none of them but a store's save_lock shared (blob_save's HEAD),
  * and, for store_create and store_remove (at most two requests each), the
  * catalogue's lock that blobdb.c holds around them.
  */
@@ -33,6 +37,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend.h"
 #include "s3_client.h"
@@ -74,8 +79,32 @@ uint64_t s3_now_ms(void);
 
 /* ---- the database ---- */
 
-struct s3_upload;  /* s3_upload.c */
-struct s3_created; /* s3_upload.c */
+struct s3_upload; /* s3_upload.c */
+
+/* s3_created.c: which blobs this mount's uploads created (the object was not
+ * there before): the last 65,536, the oldest replaced first. */
+struct s3_created_entry;
+struct s3_created {
+	pthread_mutex_t lock;
+	struct s3_created_entry *entries;
+	uint32_t *buckets;
+	uint32_t next;
+};
+int s3_created_init(struct s3_created *c);
+void s3_created_fini(struct s3_created *c);
+void s3_created_add(struct s3_created *c, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Removes the record of (store_id, hash): whether there was one. */
+bool s3_created_take(struct s3_created *c, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE]);
+
+/* A slot's number for (store, blob) in a table of either (s3_upload.c,
+ * s3_created.c): the hash's leading bits, spread by the store's id. */
+static inline uint64_t s3_slot_mix(uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	uint64_t bits;
+
+	memcpy(&bits, hash, sizeof(bits));
+	return bits ^ store_id * 0x9e3779b97f4a7c15u;
+}
 
 struct s3_db {
 	struct blobdb base;
@@ -94,6 +123,7 @@ struct s3_db {
 	bool put_if_absent;
 	bool unreachable; /* atomic: the last request found no object store */
 	struct s3_known known;
+	struct s3_created created; /* which blobs the uploads created */
 	/* s3_cache.c: bytes of blobs in each local directory (atomics), and
 	 * one eviction at a time. */
 	uint64_t outbox_bytes, clean_bytes;
@@ -112,11 +142,6 @@ struct s3_db {
 	pthread_t *uploaders;
 	unsigned uploader_count;
 	bool up_stop; /* atomic: read by transfers under way */
-	/* The blobs the last uploads created (the object was not there): a
-	 * ring of records, oldest replaced first, and buckets to find them. */
-	struct s3_created *created;
-	uint32_t *created_buckets;
-	uint32_t created_next;
 	uint64_t uploaded, upload_failures; /* counts, for the log and tests */
 };
 
@@ -211,10 +236,6 @@ int s3_upload_queue_outbox(struct s3_db *db);
 /* Takes the blob out of the queue and waits until no upload of it is under
  * way (a delete's first step). */
 void s3_upload_cancel(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
-/* Whether the last upload of the blob created it (the object store did
- * not have it before); the record goes. False when another upload of it was
- * queued since, or its record is among the oldest that were replaced. */
-bool s3_upload_created_take(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
 /* Cancels every upload of the store (its removal's first step). */
 void s3_upload_cancel_store(struct s3_store *s);
 /* Waits until the blob is uploaded (0), or timeout_ms passed (-EIO; it

@@ -152,7 +152,7 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	 * creates it anew, and a retract of a save made before must not
 	 * delete that one's blob. */
 	s3_upload_cancel(s, hash);
-	(void)s3_upload_created_take(s, hash);
+	(void)s3_created_take(&db->created, s->id, hash);
 	local = blob_info(s->outbox, hash, &len) == 0 && blob_delete(s->outbox, hash) == 0;
 	if (local)
 		s3_cache_add(db, true, -(int64_t)len);
@@ -192,7 +192,7 @@ int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	local = blob_info(s->outbox, hash, &len) == 0 && blob_delete(s->outbox, hash) == 0;
 	if (local)
 		s3_cache_add(db, true, -(int64_t)len);
-	created = s3_upload_created_take(s, hash);
+	created = s3_created_take(&db->created, s->id, hash);
 	if (!local && !created)
 		return -EEXIST;
 	if (created) {

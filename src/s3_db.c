@@ -297,6 +297,9 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 	if (ret < 0)
 		goto out;
 	db->base.remote_ttl_ms = db->known.ttl_ms;
+	ret = s3_created_init(&db->created);
+	if (ret < 0)
+		goto out;
 	ret = s3_upload_init(db);
 	if (ret < 0)
 		goto out;
@@ -387,6 +390,7 @@ static void s3_db_free(struct blobdb *base)
 		(void)blobdb_close(db->clean);
 	s3_client_free(db->client);
 	s3_known_fini(&db->known);
+	s3_created_fini(&db->created);
 	s3_config_free(&db->config);
 	pthread_mutex_destroy(&db->up_lock);
 	pthread_mutex_destroy(&db->evict_lock);

@@ -19,8 +19,8 @@
  * mount, or by this one before), is known from the PUT itself: it asks
  * If-None-Match: * when the object store keeps what it finds (s3_db.c asks
  * at open), and a HEAD first otherwise, or for a blob of 1 MiB or more
- * (whose bytes are not sent for nothing). The last CREATED_MAX creations
- * are remembered: a tentative save taken back (s3_blob_retract) deletes the
+ * (whose bytes are not sent for nothing). Creations are recorded
+ * (s3_created.c): a tentative save taken back (s3_blob_retract) deletes the
  * object only if its upload created it.
  *
  * A delete first cancels the blob's upload (s3_upload_cancel): a queued
@@ -54,11 +54,6 @@
 #define UPLOAD_BUCKETS 65536
 /* From this size on, an upload asks whether the blob is there first. */
 #define S3_ASK_FIRST_MIN (UINT64_C(1) << 20)
-/* Records of created blobs (3 MiB): a retract comes within a file's
- * lifetime, long before this many more uploads replace its record. */
-#define CREATED_MAX 65536
-#define CREATED_BUCKETS 16384
-#define CREATED_NONE UINT32_MAX
 
 enum upload_state { UPLOAD_READY, UPLOAD_WAITING, UPLOAD_BUSY };
 
@@ -75,81 +70,12 @@ struct s3_upload {
 	uint64_t not_before_ms;  /* s3_now_ms() time of the next try */
 };
 
-struct s3_created {
-	uint64_t store_id;
-	uint8_t hash[BLOBFS_HASH_SIZE];
-	uint32_t next; /* in its bucket, CREATED_NONE at the end */
-	bool used;
-};
-
-static uint64_t mix(uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE])
-{
-	uint64_t bits;
-
-	memcpy(&bits, hash, sizeof(bits));
-	return bits ^ store_id * 0x9e3779b97f4a7c15u;
-}
-
-/* ---- the records of created blobs (under up_lock) ---- */
-
-static uint32_t *created_bucket(struct s3_db *db, uint64_t store_id,
-				const uint8_t hash[BLOBFS_HASH_SIZE])
-{
-	return &db->created_buckets[mix(store_id, hash) % CREATED_BUCKETS];
-}
-
-/* Unlinks the record (store_id, hash) from its bucket: whether there was one. */
-static bool created_unlink(struct s3_db *db, uint64_t store_id,
-			   const uint8_t hash[BLOBFS_HASH_SIZE])
-{
-	uint32_t *p = created_bucket(db, store_id, hash);
-
-	while (*p != CREATED_NONE) {
-		struct s3_created *c = &db->created[*p];
-
-		if (c->store_id == store_id && !memcmp(c->hash, hash, BLOBFS_HASH_SIZE)) {
-			*p = c->next;
-			c->used = false;
-			return true;
-		}
-		p = &c->next;
-	}
-	return false;
-}
-
-static void created_add(struct s3_db *db, uint64_t store_id, const uint8_t hash[BLOBFS_HASH_SIZE])
-{
-	uint32_t i = db->created_next++ % CREATED_MAX, *b;
-	struct s3_created *c = &db->created[i];
-
-	if (c->used)
-		(void)created_unlink(db, c->store_id, c->hash); /* the oldest goes */
-	(void)created_unlink(db, store_id, hash);
-	c->store_id = store_id;
-	memcpy(c->hash, hash, BLOBFS_HASH_SIZE);
-	c->used = true;
-	b = created_bucket(db, store_id, hash);
-	c->next = *b;
-	*b = i;
-}
-
-bool s3_upload_created_take(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
-{
-	struct s3_db *db = s3store_db(s);
-	bool created;
-
-	pthread_mutex_lock(&db->up_lock);
-	created = created_unlink(db, s->id, hash);
-	pthread_mutex_unlock(&db->up_lock);
-	return created;
-}
-
 /* ---- the queue ---- */
 
 static struct s3_upload **bucket(struct s3_db *db, uint64_t store_id,
 				 const uint8_t hash[BLOBFS_HASH_SIZE])
 {
-	return &db->up_table[mix(store_id, hash) % UPLOAD_BUCKETS];
+	return &db->up_table[s3_slot_mix(store_id, hash) % UPLOAD_BUCKETS];
 }
 
 static struct s3_upload *find(struct s3_db *db, const struct s3_store *s,
@@ -230,7 +156,7 @@ int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 	/* An earlier upload's record is not this save's (even when this one
 	 * cannot be queued): a retract of this save must find none unless its
 	 * own upload creates the blob. */
-	(void)created_unlink(db, s->id, hash);
+	(void)s3_created_take(&db->created, s->id, hash);
 	queued = find(db, s, hash);
 	if (queued || !u) {
 		/* Queued and not started: the same content, so that upload is
@@ -396,8 +322,11 @@ static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
 	int ret = buf ? hasher_new(&h) : -ENOMEM;
 
 	*same = false;
-	if (ret == 0 && etag && (!m || !EVP_DigestInit_ex(m, EVP_md5(), NULL)))
-		ret = -ENOMEM;
+	/* Without MD5 (no memory, a FIPS provider) the part is sent again. */
+	if (m && !EVP_DigestInit_ex(m, EVP_md5(), NULL)) {
+		EVP_MD_CTX_free(m);
+		m = NULL;
+	}
 	while (ret == 0 && len > 0) {
 		size_t want = len < (1u << 20) ? (size_t)len : (1u << 20), got = 0;
 
@@ -406,8 +335,10 @@ static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
 			ret = -EIO; /* the blob is shorter than it said */
 		if (ret == 0)
 			ret = hasher_update(h, buf, got);
-		if (ret == 0 && m && !EVP_DigestUpdate(m, buf, got))
-			ret = -EIO;
+		if (ret == 0 && m && !EVP_DigestUpdate(m, buf, got)) {
+			EVP_MD_CTX_free(m);
+			m = NULL;
+		}
 		off += got;
 		len -= got;
 	}
@@ -428,15 +359,35 @@ static int part_hash(struct blob_reader *reader, uint64_t off, uint64_t len,
 	return ret;
 }
 
+/* Aborts the uploads of key still under way (at most a few: each abort
+ * ends one): what a killed mount left, or another mount's upload of the
+ * same bytes, which then finds the blob there when it tries again. */
+static void abort_leftovers(struct s3_db *db, const char *key)
+{
+	char *id = NULL;
+
+	for (int i = 0; i < 8 && s3_multipart_find(db->client, key, &id) == 0; i++) {
+		int ret = s3_multipart_abort(db->client, key, id);
+
+		free(id);
+		id = NULL;
+		if (ret < 0 && ret != -ENOENT)
+			break;
+	}
+}
+
 /* A large blob in parts of S3_PART_SIZE (more when 10,000 of them would not
- * hold it). A try that did not finish (failed, or the daemon stopped or
- * was killed) leaves its parts in the object store: the next try resumes
- * the upload of the key started last, and sends only the parts that are
- * not there with this blob's bytes (their MD5, the ETag). An upload given
- * up for a delete, or refused for good, is aborted. */
+ * hold it). An upload left by a daemon that stopped or was killed mid-way
+ * is resumed: the upload of the key started last, whose parts with this
+ * blob's bytes (the size, and the ETag: the quoted MD5) are kept and the
+ * others sent. Any other failure aborts the upload this try started (the
+ * retry starts afresh), and one that finishes aborts what else of the key
+ * is left: nothing stays behind in the bucket. An upload resumed from
+ * another mount is not aborted by this one (it may still be that mount's)
+ * until it has failed here three times. */
 static int upload_parts(struct s3_db *db, const char *key, struct source *src, uint64_t len)
 {
-	uint64_t part_size = S3_PART_SIZE, *sizes = NULL;
+	uint64_t part_size = S3_PART_SIZE, *sizes = NULL, size = 0;
 	char (*etags)[129] = NULL, (*had)[129] = NULL, hex[HASH_HEX_SIZE + 1], *upload_id = NULL;
 	unsigned parts, kept = 0;
 	bool resumed = false;
@@ -461,6 +412,9 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 	}
 	/* Nothing to resume, or what there is cannot be read (finished
 	 * meanwhile, or a key without the right to list uploads): a new one. */
+	if (ret < 0 && ret != -ENOENT && !s3_transient(ret))
+		log_info("s3: %s: cannot look for an upload to resume (%s): starting a new one",
+			 key, s3_last_error());
 	if (ret == -ENOENT || (ret < 0 && !s3_transient(ret)))
 		ret = s3_multipart_start(db->client, key, &upload_id);
 	for (unsigned i = 0; i < parts && ret == 0; i++) {
@@ -486,12 +440,20 @@ static int upload_parts(struct s3_db *db, const char *key, struct source *src, u
 	}
 	if (ret == 0)
 		ret = s3_multipart_complete(db->client, key, upload_id, etags, parts);
+	/* The object the parts made must be the blob's length before the
+	 * outbox's copy goes (servers have lost parts to racing uploads). */
+	if (ret == 0 && (ret = s3_head(db->client, key, &size, NULL)) == 0 && size != len) {
+		log_error("s3: %s: the upload made an object of %llu bytes, not %llu", key,
+			  (unsigned long long)size, (unsigned long long)len);
+		ret = -EIO;
+	}
+	if (ret == 0)
+		abort_leftovers(db, key);
 	if (ret == 0 && resumed)
 		log_info("s3: %s: resumed an upload a try before left, %u of its %u parts "
 			 "already there", key, kept, parts);
-	if (ret < 0 && upload_id &&
-	    (__atomic_load_n(&src->upload->cancelled, __ATOMIC_RELAXED) ||
-	     (!s3_transient(ret) && ret != -ECANCELED)))
+	if (ret < 0 && upload_id && !__atomic_load_n(&db->up_stop, __ATOMIC_RELAXED) &&
+	    (!resumed || src->upload->attempts >= 2))
 		(void)s3_multipart_abort(db->client, key, upload_id); /* best effort */
 out:
 	free(upload_id);
@@ -528,6 +490,9 @@ static int send_blob(struct s3_db *db, const char *key, const char *hex, struct 
 			ret = ret == 0 ? -EEXIST : ret == -ENOENT ? -EAGAIN : ret;
 		}
 	}
+	/* There: an upload of it that a killed mount left is of no use. */
+	if (ret == -EEXIST && len >= S3_MULTIPART_MIN && size == len)
+		abort_leftovers(db, key);
 	if (ret == -EEXIST && size != len) {
 		/* Not the blob, its length says: replaced, rather than the
 		 * good copy dropped for it (and not this save's to take back). */
@@ -572,11 +537,8 @@ static int upload_one(struct s3_db *db, struct s3_upload *u)
 		ret = 0; /* there already: nothing to send */
 	if (ret == 0) {
 		s3_known_put(&db->known, s->id, u->hash, true, len, (int64_t)time(NULL), asked);
-		if (created) {
-			pthread_mutex_lock(&db->up_lock);
-			created_add(db, s->id, u->hash);
-			pthread_mutex_unlock(&db->up_lock);
-		}
+		if (created)
+			s3_created_add(&db->created, s->id, u->hash);
 		/* Acknowledged: the outbox's copy has done its job. */
 		ret = blob_delete(s->outbox, u->hash);
 		if (ret == 0)
@@ -686,14 +648,8 @@ int s3_upload_init(struct s3_db *db)
 	/* At open: saves queue their uploads before the threads start (or
 	 * without them, in a program that never starts the database). */
 	db->up_table = calloc(UPLOAD_BUCKETS, sizeof(*db->up_table));
-	db->created = calloc(CREATED_MAX, sizeof(*db->created));
-	db->created_buckets = malloc(CREATED_BUCKETS * sizeof(*db->created_buckets));
 	db->waiting_next_ms = UINT64_MAX;
-	if (!db->up_table || !db->created || !db->created_buckets)
-		return -ENOMEM;
-	for (size_t i = 0; i < CREATED_BUCKETS; i++)
-		db->created_buckets[i] = CREATED_NONE;
-	return 0;
+	return db->up_table ? 0 : -ENOMEM;
 }
 
 int s3_upload_start(struct s3_db *db)
@@ -754,10 +710,6 @@ void s3_upload_stop(struct s3_db *db)
 	}
 	free(db->up_table);
 	db->up_table = NULL;
-	free(db->created);
-	free(db->created_buckets);
-	db->created = NULL;
-	db->created_buckets = NULL;
 }
 
 struct queue_walk {

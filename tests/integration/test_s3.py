@@ -293,6 +293,27 @@ def test_daemon_killed_in_the_middle_of_an_upload(s3_mounts, s3, prefix, tmp_pat
     assert not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get('Uploads')
 
 
+def test_no_unfinished_upload_is_left_behind(s3_mounts, s3, prefix):
+    """Uploads of a key that other clients left unfinished: an upload that
+    completes aborts them, and so does a try that finds the blob there."""
+    m = s3_mounts('a', prefix)
+    os.mkdir(m.path('st'))
+    for what in ('uploaded here', 'already there'):
+        data = os.urandom(65 << 20)
+        key = f'{prefix}/st/{sha(data)}'
+        for _ in range(2):
+            s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+        if what == 'already there':
+            s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        save(m, 'st', what.replace(' ', '-'), data)
+
+        def done():
+            return (not s3.list_multipart_uploads(Bucket=BUCKET, Prefix=key).get('Uploads')
+                    and object_bytes(s3, key) is not None)
+        wait_for(f'{what}: the blob, and no upload left', done, timeout=120)
+        assert hashlib.sha256(object_bytes(s3, key)).hexdigest() == sha(data)
+
+
 def test_delete_during_a_multipart_upload_leaves_none(s3_mounts, s3, prefix, proxy):
     """A blob deleted while its parts are on their way: the upload is given
     up and aborted, and the object never appears."""
