@@ -53,6 +53,9 @@ struct blobdb {
 	 * the bucket): how long what it says may be out of date; 0: nothing
 	 * changes but through this database. */
 	unsigned remote_ttl_ms;
+	/* Set by the backend: the largest blob a writer can take (-EFBIG past
+	 * it); blobdb_init sets UINT64_MAX. */
+	uint64_t blob_max;
 	uint64_t refreshed_ms; /* blobdb.c: the last db_refresh (atomic) */
 	/* The catalogue: stores sorted by name and their reference counts. */
 	pthread_mutex_t lock;

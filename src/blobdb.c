@@ -70,6 +70,7 @@ int blobdb_init(struct blobdb *db, const struct backend_ops *ops, const char *lo
 		const struct blobdb_options *opts)
 {
 	db->ops = ops;
+	db->blob_max = UINT64_MAX;
 	if (opts)
 		db->opts = *opts;
 	else
@@ -163,6 +164,11 @@ int blobdb_statfs(struct blobdb *db, struct statvfs *st)
 const char *blobdb_path(const struct blobdb *db)
 {
 	return db->location;
+}
+
+uint64_t blobdb_blob_max(const struct blobdb *db)
+{
+	return db->blob_max;
 }
 
 unsigned blobdb_remote_ttl_ms(const struct blobdb *db)

@@ -37,6 +37,7 @@ struct mount_config {
 	struct blobdb_options db;
 	struct fs_options fs;
 	char *native; /* -o native=ADDR: the native protocol's address */
+	bool allow_other; /* other users reach the mount (and the socket) */
 };
 
 /* SIZE: a number of bytes with an optional K, M or G (powers of 1024). */
@@ -401,6 +402,8 @@ static int apply_option(char *opt, struct mount_config *c, struct fuse_args *arg
 	if (!strcmp(opt, "allow_other") &&
 	    (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, "default_permissions") < 0))
 		return -ENOMEM;
+	if (!strcmp(opt, "allow_other"))
+		c->allow_other = true;
 	return 0;
 }
 
@@ -482,6 +485,16 @@ static void raise_nofile_limit(size_t handle_max)
 			    (unsigned long long)lim.rlim_cur, handle_max);
 }
 
+/* A change made over the network: the mount's kernel forgets the name
+ * (once the session exists: changes before it have nothing to forget). */
+static void native_changed(void *arg, const char *store, const uint8_t *hash)
+{
+	struct fs_session *session = *(struct fs_session **)arg;
+
+	if (session)
+		fs_session_forget(session, store, hash);
+}
+
 /* Without a mount (blobfs serve): serves until SIGINT, SIGTERM or SIGHUP,
  * blocked before any thread starts so that this thread takes them. */
 static int wait_for_signal(struct blobdb *db, struct native_server *native)
@@ -535,8 +548,13 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		goto out; /* the store layer said why */
 	/* Listening before the fork: an address in use fails the command, and
 	 * the socket is ready when it returns. */
-	if (c->native && native_server_listen(db, c->native, &native) < 0)
-		goto out;
+	if (c->native) {
+		struct native_options nopts = { .world = c->allow_other, .sync = c->fs.sync,
+						.changed = native_changed, .changed_arg = &session };
+
+		if (native_server_listen(db, c->native, &nopts, &native) < 0)
+			goto out;
+	}
 	if (!mountpoint) {
 		ret = wait_for_signal(db, native);
 		goto out;

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct blobdb;
 struct fuse_args;
@@ -39,6 +40,11 @@ int fs_session_start(struct blobdb *db, const char *mountpoint, struct fuse_args
 /* Serves requests until the mount is unmounted or a signal arrives; 0 on
  * such a clean end, a negative errno otherwise. */
 int fs_session_loop(struct fs_session *session);
+/* Another front end (the native server) changed a blob (hash) or a store
+ * (hash NULL) of the database: the kernel is told to forget the name, which
+ * it may cache for up to an hour (the removal may be of a name it has, the
+ * creation of one it knows is absent). Not from a request of this session. */
+void fs_session_forget(struct fs_session *session, const char *store, const uint8_t *hash);
 /* Unmounts (if still mounted), removes the signal handlers and frees the
  * session; files still being written are discarded. NULL does nothing. */
 void fs_session_stop(struct fs_session *session);

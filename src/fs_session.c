@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "log.h"
 
 struct fs_session {
@@ -100,4 +101,21 @@ void fs_session_stop(struct fs_session *s)
 	fs_free(s->fs);
 	free(s->mountpoint);
 	free(s);
+}
+
+void fs_session_forget(struct fs_session *s, const char *store, const uint8_t *hash)
+{
+	struct fs *fs = s->fs;
+	char hex[HASH_HEX_SIZE + 1];
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	if (!hash) {
+		fs_notify_forget_name(fs, FUSE_ROOT_ID, store);
+	} else if ((node = table_find(fs, &fs->root, store))) {
+		/* Not in the table: the kernel holds nothing under it. */
+		hash_to_hex(hash, hex);
+		fs_notify_forget_name(fs, ino_of(fs, node), hex);
+	}
+	pthread_mutex_unlock(&fs->lock);
 }

@@ -306,6 +306,7 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	pthread_cond_init(&db->digest_wake, NULL);
 	pthread_cond_init(&db->digest_released, NULL);
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
+	db->base.blob_max = RECORD_LENGTH_MAX;
 	if (ret < 0)
 		goto out;
 	ret = check_location(io, datadir);

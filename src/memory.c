@@ -84,6 +84,8 @@ static int memory_db_open(const char *location, const struct blobdb_options *opt
 				 MEMORY_MAX_DEFAULT_PERCENT;
 	}
 	db->base.opts.memory_max = db->memory_max;
+	db->base.blob_max = db->memory_max > MEMORY_BLOB_OVERHEAD ?
+			    db->memory_max - MEMORY_BLOB_OVERHEAD : 0;
 	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
 		seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)db; /* balance only */
 	db->priority_seq = seed;

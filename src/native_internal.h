@@ -13,15 +13,20 @@
 #include "native.h"
 #include "store.h"
 
-#define NATIVE_GROUPS_MAX 64
+/* Seconds a client has to open, and to send or take anything after. */
+#define NATIVE_OPENING_S 10
+#define NATIVE_IDLE_S 300
+/* The most supplementary groups of a peer taken into account (as the mount). */
+#define NATIVE_GROUPS_MAX 256
 
 struct native_conn {
 	struct native_server *server;
+	const struct native_options *opts; /* the server's */
 	struct blobdb *db;
 	int fd;
 	bool anonymous; /* TCP: nobody, reads only */
 	struct caller who;
-	uint32_t groups[NATIVE_GROUPS_MAX];
+	uint32_t *groups; /* malloc'ed (SO_PEERGROUPS), or NULL */
 	char peer[96];  /* for log lines */
 	pthread_t thread;
 	struct native_conn *next; /* in the server's list (under its lock) */

@@ -2,9 +2,11 @@
  * native_server.c - the native protocol's listener (native.h): a socket
  * (TCP or Unix), an accepting thread, and a thread per connection, at most
  * NATIVE_CONNECTIONS_MAX of them (the next connections wait in the listen
- * backlog until one ends). A connection that sends nothing for
- * NATIVE_IDLE_S seconds is closed, and one that takes no answer for as long
- * too, so that a stalled client holds its own thread and nothing else.
+ * backlog until one ends). A client must open within NATIVE_OPENING_S
+ * seconds, and a connection that then sends nothing for NATIVE_IDLE_S
+ * seconds is closed, as is one that takes no answer for as long. (A stalled
+ * client holds its thread and one of the connections: 256 of them block
+ * the others until they time out; no bound per client yet.)
  * Stopping shuts every connection's socket down (its thread then ends)
  * and waits for them.
  */
@@ -27,13 +29,15 @@
 
 #include "log.h"
 
-#define NATIVE_IDLE_S 300
 /* nobody and nogroup: who an anonymous (TCP) client is to the stores. */
 #define ANONYMOUS_ID 65534
 
 struct native_server {
 	struct blobdb *db;
+	struct native_options opts;
 	int fd;
+	dev_t sock_dev; /* the socket file made (Unix): removed at stop if */
+	ino_t sock_ino; /* it is still this one */
 	int wake[2]; /* a byte ends the accepting thread's poll */
 	bool is_unix;
 	char address[sizeof(((struct sockaddr_un *)0)->sun_path) + 8];
@@ -44,6 +48,7 @@ struct native_server {
 	struct native_conn *conns;
 	unsigned count;
 	bool stopping;
+	unsigned out_of_fds; /* accept failed for want of descriptors (acceptor only) */
 };
 
 /* HOST:PORT to a socket address: numeric IPv4, [IPv6], or localhost. */
@@ -99,6 +104,8 @@ static int listen_unix(struct native_server *s, const char *name)
 	struct stat st;
 	int ret = 0;
 
+	mode_t old;
+
 	/* Made absolute: a daemonized mount runs in /, and removes it there. */
 	if (name[0] != '/' && !getcwd(cwd, sizeof(cwd)))
 		return -errno;
@@ -106,16 +113,33 @@ static int listen_unix(struct native_server *s, const char *name)
 					 name[0] == '/' ? "" : "/", name) >= sizeof(path))
 		return -EINVAL;
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	/* A socket left by a daemon that died goes; anything else stays. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		(void)unlink(path);
 	snprintf(s->address, sizeof(s->address), "unix:%s", path);
-	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->fd < 0)
 		return -errno;
-	s->is_unix = true; /* made here: removed at stop */
-	if (chmod(path, 0666) < 0)
+	/* A socket left by a daemon that died goes (nothing answers on it);
+	 * one a live server holds, or anything else, stays. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		if (connect(s->fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN)
+			return -EADDRINUSE;
+		if (errno == ECONNREFUSED)
+			(void)unlink(path);
+		close(s->fd);
+		s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (s->fd < 0)
+			return -errno;
+	}
+	/* The mode comes from the umask at bind (no chmod that a symlink
+	 * could redirect); no thread runs yet, so the umask is ours. */
+	old = umask(s->opts.world ? 0111 : 0177);
+	if (bind(s->fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		ret = -errno;
+	umask(old);
+	if (ret == 0 && lstat(path, &st) == 0) {
+		s->is_unix = true; /* made here: removed at stop */
+		s->sock_dev = st.st_dev;
+		s->sock_ino = st.st_ino;
+	}
 	return ret;
 }
 
@@ -128,7 +152,7 @@ static int listen_inet(struct native_server *s, const char *addr)
 
 	if (ret < 0)
 		return ret;
-	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s->fd < 0)
 		return -errno;
 	(void)setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -149,7 +173,8 @@ static int listen_inet(struct native_server *s, const char *addr)
 	return 0;
 }
 
-int native_server_listen(struct blobdb *db, const char *addr, struct native_server **out)
+int native_server_listen(struct blobdb *db, const char *addr, const struct native_options *opts,
+			 struct native_server **out)
 {
 	struct native_server *s = calloc(1, sizeof(*s));
 	int ret;
@@ -158,6 +183,8 @@ int native_server_listen(struct blobdb *db, const char *addr, struct native_serv
 	if (!s)
 		return -ENOMEM;
 	s->db = db;
+	if (opts)
+		s->opts = *opts;
 	s->fd = s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->changed, NULL);
@@ -169,7 +196,7 @@ int native_server_listen(struct blobdb *db, const char *addr, struct native_serv
 	if (ret < 0) {
 		log_error("native: cannot listen on %s: %s%s", addr, strerror(-ret),
 			  ret == -EINVAL ? " (unix:PATH, IPV4:PORT, [IPV6]:PORT or localhost:PORT)" :
-			  "");
+			  ret == -EADDRINUSE ? " (another server answers there)" : "");
 		native_server_stop(s);
 		return ret;
 	}
@@ -216,17 +243,31 @@ static void identify(struct native_conn *c, bool is_unix)
 	c->who.uid = cred.uid;
 	c->who.gid = cred.gid;
 	{
-		gid_t groups[NATIVE_GROUPS_MAX];
-		socklen_t glen = sizeof(groups);
+		/* The kernel says how many there are when the buffer is too
+		 * small (ERANGE); beyond NATIVE_GROUPS_MAX (as on the mount)
+		 * they are not seen: access they alone would give is refused. */
+		gid_t *groups = malloc(NATIVE_GROUPS_MAX * sizeof(gid_t));
+		socklen_t glen = NATIVE_GROUPS_MAX * sizeof(gid_t);
+		int ret = groups ? getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) : -1;
 
-		/* Supplementary groups beyond NATIVE_GROUPS_MAX are not seen:
-		 * access they alone would give is refused. */
-		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+		if (ret < 0 && groups && errno == ERANGE) {
+			gid_t *all = malloc(glen);
+
+			if (all && getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, all, &glen) == 0) {
+				memcpy(groups, all, NATIVE_GROUPS_MAX * sizeof(gid_t));
+				glen = NATIVE_GROUPS_MAX * sizeof(gid_t);
+				ret = 0;
+			}
+			free(all);
+		}
+		c->groups = ret == 0 ? (uint32_t *)calloc(NATIVE_GROUPS_MAX, sizeof(uint32_t)) : NULL;
+		if (c->groups) {
 			c->who.group_count = glen / sizeof(gid_t);
 			for (size_t i = 0; i < c->who.group_count; i++)
 				c->groups[i] = groups[i];
 			c->who.groups = c->groups;
 		}
+		free(groups);
 	}
 	snprintf(c->peer, sizeof(c->peer), "unix pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
 }
@@ -259,6 +300,7 @@ static void reap(struct native_server *s)
 		*p = c->next;
 		pthread_join(c->thread, NULL);
 		close(c->fd);
+		free(c->groups);
 		free(c);
 		s->count--;
 	}
@@ -282,15 +324,29 @@ static void *accept_main(void *arg)
 			reap(s);
 		}
 		pthread_mutex_unlock(&s->lock);
-		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+		if (poll(p, 2, 1000) < 0 && errno != EINTR) {
+			log_error("native: poll: %s: no more connections accepted", strerror(errno));
 			break;
+		}
 		if (p[1].revents)
 			break;
 		if (!(p[0].revents & POLLIN))
 			continue;
-		fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
+		fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM ||
+			       errno == ENOBUFS)) {
+			/* Out of descriptors: the connection waits in the backlog
+			 * (once a second, not a busy loop). */
+			if (!s->out_of_fds++)
+				log_warning("native: cannot accept a connection: %s", strerror(errno));
+			sleep(1);
+			continue;
+		}
 		if (fd < 0)
-			continue; /* the client went, or no descriptor: the next */
+			continue; /* the client went: the next */
+		s->out_of_fds = 0;
+		/* Blocking from here on, with the timeouts below. */
+		(void)fcntl(fd, F_SETFL, 0);
 		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &idle, sizeof(idle));
 		if (!s->is_unix)
@@ -301,14 +357,19 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		c->server = s;
+		c->opts = &s->opts;
 		c->db = s->db;
 		c->fd = fd;
 		identify(c, s->is_unix);
 		pthread_mutex_lock(&s->lock);
 		if (s->stopping || pthread_create(&c->thread, NULL, conn_main, c) != 0) {
+			bool stopping = s->stopping;
+
 			pthread_mutex_unlock(&s->lock);
-			log_warning("native %s: no thread for the connection: closed", c->peer);
+			if (!stopping)
+				log_warning("native %s: no thread for the connection: closed", c->peer);
 			close(fd);
+			free(c->groups);
 			free(c);
 			continue;
 		}
@@ -355,8 +416,14 @@ void native_server_stop(struct native_server *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->fd >= 0)
 		close(s->fd);
-	if (s->is_unix)
-		(void)unlink(s->address + 5);
+	/* The socket file goes if it is still the one made here. */
+	if (s->is_unix) {
+		struct stat st;
+
+		if (lstat(s->address + 5, &st) == 0 && st.st_dev == s->sock_dev &&
+		    st.st_ino == s->sock_ino)
+			(void)unlink(s->address + 5);
+	}
 	if (s->wake[0] >= 0) {
 		close(s->wake[0]);
 		close(s->wake[1]);

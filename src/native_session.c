@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
@@ -160,6 +161,14 @@ static int hash_bytes(const uint8_t *data, size_t n, uint64_t off, void *arg)
 static int write_bytes(const uint8_t *data, size_t n, uint64_t off, void *arg)
 {
 	return blob_writer_write(arg, data, n, off);
+}
+
+/* Tells a mount beside the server what changed (its kernel may cache the
+ * name, or its absence). */
+static void changed(struct session *s, const char *store, const uint8_t *hash)
+{
+	if (s->c->opts->changed)
+		s->c->opts->changed(s->c->opts->changed_arg, store, hash);
 }
 
 /* The status alone (a refusal or an error is logged once, here). */
@@ -382,13 +391,12 @@ static int blob_save_answer(struct session *s, const char *name, bool name_ok, u
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int fn_err = 0, ret, result;
 
-	result = name_ok ? open_store(s, name, W_OK | X_OK, &st) : -EINVAL;
+	/* The length first: one the database cannot take is refused before
+	 * any byte is read (-EFBIG). */
+	result = !name_ok ? -EINVAL : len > blobdb_blob_max(s->c->db) ? -EFBIG :
+		 open_store(s, name, W_OK | X_OK, &st);
 	if (result == 0)
 		result = blob_writer_new(st, &w);
-	/* The length first: one the store cannot take is refused before any
-	 * byte is read (-EFBIG). */
-	if (result == 0)
-		result = blob_writer_truncate(w, len);
 	if (result == -EFBIG) {
 		ret = 0;
 	} else if (result < 0) {
@@ -398,10 +406,14 @@ static int blob_save_answer(struct session *s, const char *name, bool name_ok, u
 		result = fn_err;
 		if (ret == 0 && fn_err == 0)
 			result = blob_writer_commit(w, hash);
+		if ((result == 0 || result == -EEXIST) && s->c->opts->sync && store_sync(st) < 0)
+			result = -EIO;
 	}
 	blob_writer_free(w);
 	if (st)
 		store_close(st);
+	if (result == 0)
+		changed(s, name, hash);
 	if (ret < 0)
 		return ret;
 	if (result == -EFBIG) {
@@ -432,8 +444,10 @@ static int store_destroy_answer(struct session *s, const char *name)
 	}
 	if (ret == 0)
 		ret = store_destroy(s->c->db, name, false);
-	if (ret == 0)
+	if (ret == 0) {
 		log_info("native %s: store %s destroyed", s->c->peer, name);
+		changed(s, name, NULL);
+	}
 	return answer(s, "store destroy", name, ret);
 }
 
@@ -443,8 +457,10 @@ static int store_create_answer(struct session *s, const char *name)
 				   .mode = STORE_MODE_DEFAULT };
 	int ret = s->c->anonymous ? -EACCES : store_create_as(s->c->db, name, &attr);
 
-	if (ret == 0)
+	if (ret == 0) {
 		log_info("native %s: store %s created", s->c->peer, name);
+		changed(s, name, NULL);
+	}
 	return answer(s, "store create", name, ret);
 }
 
@@ -456,8 +472,12 @@ static int blob_delete_answer(struct session *s, const char *name,
 
 	if (ret == 0) {
 		ret = blob_delete(st, hash);
+		if (ret == 0 && s->c->opts->sync && store_sync(st) < 0)
+			ret = -EIO;
 		store_close(st);
 	}
+	if (ret == 0)
+		changed(s, name, hash);
 	return answer(s, "blob delete", name, ret);
 }
 
@@ -528,25 +548,43 @@ static int opening(struct session *s)
 /* The end of a connection: answers out, then what the client still sends
  * is read and dropped for a moment, so that closing with bytes unread does
  * not reset the connection before the client read the last answer. */
-static void linger(struct session *s)
+static void linger(struct session *s, bool flush_first)
 {
-	struct timeval t = { .tv_sec = 2 };
+	struct timespec start, now;
 	uint64_t dropped = 0;
 	ssize_t n = 1;
 
-	(void)flush(s);
+	if (flush_first)
+		(void)flush(s);
 	(void)shutdown(s->c->fd, SHUT_WR);
-	(void)setsockopt(s->c->fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof(t));
-	while (n > 0 && dropped < (UINT64_C(64) << 20)) {
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	now = start;
+	/* 2 seconds in all, however the client trickles. */
+	while (n > 0 && dropped < (UINT64_C(64) << 20) && now.tv_sec - start.tv_sec < 2) {
+		long left_ms = 2000 - (now.tv_sec - start.tv_sec) * 1000 -
+			       (now.tv_nsec - start.tv_nsec) / 1000000;
+		struct timeval t = { .tv_sec = 0, .tv_usec = (left_ms > 0 ? left_ms : 1) * 1000 };
+
+		(void)setsockopt(s->c->fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof(t));
 		n = recv(s->c->fd, s->in, IN_SIZE, 0);
 		dropped += n > 0 ? (uint64_t)n : 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
 	}
 }
 
 void native_session_run(struct native_conn *c)
 {
 	struct session s = { .c = c, .in = malloc(IN_SIZE), .out = malloc(OUT_SIZE) };
-	int ret = s.in && s.out ? opening(&s) : -ENOMEM;
+	struct timeval opening_time = { .tv_sec = NATIVE_OPENING_S };
+	struct timeval idle = { .tv_sec = NATIVE_IDLE_S };
+	int ret;
+
+	/* A client that does not open within seconds goes (it holds one of the
+	 * connections); then each wait for the client is bounded by the idle
+	 * time. */
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &opening_time, sizeof(opening_time));
+	ret = s.in && s.out ? opening(&s) : -ENOMEM;
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
 
 	while (ret == 0) {
 		struct native_request r;
@@ -566,8 +604,9 @@ void native_session_run(struct native_conn *c)
 		s.start += used;
 		ret = handle(&s, &r);
 	}
+	/* After a send that timed out, no second wait to flush. */
 	if (s.in && s.out)
-		linger(&s);
+		linger(&s, ret != -ETIMEDOUT);
 	if (ret == -ENOMEM)
 		log_error("native %s: no memory for the connection", c->peer);
 	free(s.in);

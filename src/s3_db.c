@@ -297,6 +297,8 @@ static int s3_db_open(const char *location, const struct blobdb_options *opts,
 	if (ret < 0)
 		goto out;
 	db->base.remote_ttl_ms = db->known.ttl_ms;
+	/* What the outbox (a local data directory) takes. */
+	db->base.blob_max = RECORD_LENGTH_MAX;
 	ret = s3_created_init(&db->created);
 	if (ret < 0)
 		goto out;

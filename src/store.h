@@ -141,6 +141,10 @@ const char *blobdb_path(const struct blobdb *db);
  * when nothing changes blobs but this database (local, memory). A front end
  * caches no answer longer than this. */
 unsigned blobdb_remote_ttl_ms(const struct blobdb *db);
+/* The largest blob the database can take: a writer past it fails with
+ * -EFBIG (so a front end can refuse a length it is told before reading the
+ * bytes). */
+uint64_t blobdb_blob_max(const struct blobdb *db);
 unsigned store_remote_ttl_ms(const struct store *store);
 /* The backend's name: "local", "memory" or "s3". */
 const char *blobdb_backend(const struct blobdb *db);

@@ -106,6 +106,28 @@ def test_the_mount_and_the_network_share_the_stores(served):
         assert sorted(c.blob_list('s')[1]) == sorted([h, sha(other)])
         os.unlink(served.path('s', h))
         assert c.blob_info('s', h) == ('not-found', None)
+        # Deleted over the network: the mount's kernel forgets the name it
+        # had cached (it would keep it for an hour otherwise).
+        os.stat(served.path('s', sha(other)))
+        assert c.blob_delete('s', sha(other)) == ('ok', None)
+        deadline = time.monotonic() + 5
+        while os.path.exists(served.path('s', sha(other))):
+            assert time.monotonic() < deadline, 'the mount still shows a deleted blob'
+            time.sleep(0.05)
+        # A name looked up while absent, then saved over the network.
+        late = b'saved after a failed lookup'
+        assert not os.path.exists(served.path('s', sha(late)))
+        assert c.blob_save('s', late) == ('ok', sha(late))
+        deadline = time.monotonic() + 5
+        while not os.path.exists(served.path('s', sha(late))):
+            assert time.monotonic() < deadline, 'the mount does not show a saved blob'
+            time.sleep(0.05)
+        # A store destroyed over the network goes from the mount too.
+        assert c.store_destroy('s') == ('ok', None)
+        deadline = time.monotonic() + 5
+        while os.path.exists(served.path('s')):
+            assert time.monotonic() < deadline, 'the mount still shows a destroyed store'
+            time.sleep(0.05)
 
 
 def test_pipelined_requests_are_answered_in_order(served):
@@ -286,7 +308,13 @@ def m_cwd(sockdir):
     return d
 
 
-def test_owners_and_modes_apply_to_a_unix_peer(served):
+def test_owners_and_modes_apply_to_a_unix_peer(make_mount, sockdir):
+    """With allow_other the socket is every user's (0666), and each is held
+    to the stores' owners and modes; without it, only the daemon's user's
+    (0600), as the mount."""
+    served = make_mount(extra_args=['-o', f'native=unix:{sockdir}/o.sock,allow_other'])
+    served.address = f'unix:{sockdir}/o.sock'
+    assert os.stat(served.address[5:]).st_mode & 0o777 == 0o666
     nobody = 65534
     with Client(served.address) as root:
         assert root.store_create('private') == ('ok', None)
@@ -330,6 +358,7 @@ def test_anonymous_tcp_clients_read_and_write_nothing(make_mount):
 
 def test_serve_without_a_mount(blobfs_bin, tmp_path, sockdir):
     address = f'unix:{sockdir}/serve.sock'
+    # (the socket of a mount without allow_other is the daemon user's only)
     log = open(tmp_path / 'serve.log', 'w')
     p = subprocess.Popen([blobfs_bin, 'serve', '-o', f'native={address}', str(tmp_path / 'data')],
                          stdout=log, stderr=subprocess.STDOUT)
@@ -341,6 +370,13 @@ def test_serve_without_a_mount(blobfs_bin, tmp_path, sockdir):
         with Client(address) as c:
             assert c.store_create('s') == ('ok', None)
             assert c.blob_save('s', b'served')[0] == 'ok'
+        assert os.stat(address[5:]).st_mode & 0o777 == 0o600
+        # A second server on the same socket is refused; the first goes on.
+        second = subprocess.run([blobfs_bin, 'serve', '-o', f'native={address}', 'memory:'],
+                                capture_output=True, text=True, timeout=30, cwd=sockdir)
+        assert second.returncode == 1 and 'another server answers there' in second.stderr
+        with Client(address) as c:
+            assert c.store_list() == ('ok', ['s'])
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
         assert not os.path.exists(address[5:])
