@@ -412,10 +412,10 @@ static int blob_save_answer(struct session *s, const char *name, bool name_ok, u
 	blob_writer_free(w);
 	if (st)
 		store_close(st);
+	if (ret < 0)
+		return ret; /* the connection ended: nothing was saved */
 	if (result == 0)
 		changed(s, name, hash);
-	if (ret < 0)
-		return ret;
 	if (result == -EFBIG) {
 		log_warning("native %s: a blob of %llu bytes is larger than %s takes: the "
 			    "connection ends", s->c->peer, (unsigned long long)len, name);
