@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "strlist.h"
 
 bool datadir_is_store_file(const char *name)
 {
@@ -70,51 +71,24 @@ int datadir_remove_flat(const struct io_ops *io, int parent_fd, const char *dir_
 	return ret;
 }
 
-struct name_list {
-	char **names;
-	size_t count, capacity;
-};
-
 static int collect_name(const char *name, unsigned char type, void *arg)
 {
-	struct name_list *l = arg;
-
 	(void)type;
-	if (l->count == l->capacity) {
-		size_t capacity = l->capacity ? 2 * l->capacity : 32;
-		char **names = realloc(l->names, capacity * sizeof(*names));
-		if (!names)
-			return -ENOMEM;
-		l->names = names;
-		l->capacity = capacity;
-	}
-	l->names[l->count] = strdup(name);
-	if (!l->names[l->count])
-		return -ENOMEM;
-	l->count++;
-	return 0;
-}
-
-static int compare_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	return strlist_add(arg, name);
 }
 
 int datadir_list_sorted(const struct io_ops *io, int dirfd, const char *path, char ***names,
 			size_t *count)
 {
-	struct name_list l = { 0 };
+	struct strlist l = { 0 };
 	int ret = io->listdir(dirfd, path, collect_name, &l);
 
-	if (ret < 0) {
-		datadir_names_free(l.names, l.count);
-		l.names = NULL;
-		l.count = 0;
-	} else if (l.count) {
-		qsort(l.names, l.count, sizeof(*l.names), compare_names);
-	}
-	*names = l.names;
-	*count = l.count;
+	if (ret < 0)
+		strlist_free(&l);
+	else
+		strlist_sort(&l);
+	*names = l.v;
+	*count = l.n;
 	return ret;
 }
 

@@ -25,6 +25,7 @@
 #include "hash.h"
 #include "log.h"
 #include "native_codec.h"
+#include "strlist.h"
 
 #define IN_SIZE (NATIVE_HEAD_MAX + 65536)
 #define OUT_SIZE 65536
@@ -205,31 +206,14 @@ static int open_store(struct session *s, const char *name, int mask, struct stor
 	return ret;
 }
 
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
 static int add_name(const char *name, void *arg)
 {
-	struct names *l = arg;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		char **v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n] = strdup(name);
-	return l->v[l->n] ? (l->n++, 0) : -ENOMEM;
+	return strlist_add(arg, name);
 }
 
 static int store_list_answer(struct session *s)
 {
-	struct names l = { 0 };
+	struct strlist l = { 0 };
 	int ret = store_list(s->c->db, NULL, add_name, &l);
 
 	if (ret < 0) {
@@ -243,9 +227,7 @@ static int store_list_answer(struct session *s)
 		for (size_t i = 0; i < l.n && ret == 0; i++)
 			ret = put(s, b, native_put_name(b, l.v[i], strlen(l.v[i])));
 	}
-	for (size_t i = 0; i < l.n; i++)
-		free(l.v[i]);
-	free(l.v);
+	strlist_free(&l);
 	return ret;
 }
 

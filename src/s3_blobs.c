@@ -136,12 +136,30 @@ int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint
 	return ret;
 }
 
+/* Deletes the blob's object (S3 answers the same whether it was there or
+ * not) and remembers that it is gone: 0, or -EIO (logged). */
+static int remote_delete(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_db *db = s3store_db(s);
+	char key[S3_KEY_MAX + 1];
+	uint64_t asked = s3_now_ms();
+	int ret;
+
+	s3_blob_key(s, hash, key, sizeof(key));
+	ret = s3_delete(db->client, key);
+	if (ret < 0 && ret != -ENOENT) {
+		s3_log_failure(db, "deleting", key, ret);
+		return -EIO;
+	}
+	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
+	return 0;
+}
+
 int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(store);
 	struct s3_db *db = s3store_db(s);
-	char key[S3_KEY_MAX + 1];
-	uint64_t len, asked;
+	uint64_t len;
 	int64_t mtime;
 	bool local;
 	int ret;
@@ -162,16 +180,10 @@ int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 		if (ret < 0)
 			return ret == -ENOENT ? ret : -EIO;
 	}
-	s3_blob_key(s, hash, key, sizeof(key));
-	asked = s3_now_ms();
-	ret = s3_delete(db->client, key);
-	if (ret < 0 && ret != -ENOENT) {
-		s3_log_failure(db, "deleting", key, ret);
-		return -EIO;
-	}
-	s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
-	count_change(s, -1);
-	return 0;
+	ret = remote_delete(s, hash);
+	if (ret == 0)
+		count_change(s, -1);
+	return ret;
 }
 
 /* What a tentative save added: its copy in the outbox when its upload has
@@ -181,9 +193,8 @@ int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(store);
 	struct s3_db *db = s3store_db(s);
-	char key[S3_KEY_MAX + 1];
 	bool local, created;
-	uint64_t len, asked;
+	uint64_t len;
 	int ret;
 
 	if (destroyed(store))
@@ -197,14 +208,9 @@ int s3_blob_retract(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 		return -EEXIST;
 	if (created) {
 		drop_cached(s, hash);
-		s3_blob_key(s, hash, key, sizeof(key));
-		asked = s3_now_ms();
-		ret = s3_delete(db->client, key);
-		if (ret < 0 && ret != -ENOENT) {
-			s3_log_failure(db, "deleting", key, ret);
-			return -EIO;
-		}
-		s3_known_put(&db->known, s->id, hash, false, 0, 0, asked);
+		ret = remote_delete(s, hash);
+		if (ret < 0)
+			return ret;
 	}
 	count_change(s, -1);
 	return 0;

@@ -19,6 +19,7 @@
 #include "hash.h"
 #include "log.h"
 #include "meta.h"
+#include "strlist.h"
 
 /* Whether s is well-formed UTF-8 (S3 keys must be) without control
  * characters (an object store echoes the prefix in its XML answers, and
@@ -193,62 +194,26 @@ static int check_orphan(const char *name, void *arg)
 	return 0;
 }
 
-/* The names of the catalogue's stores, sorted (for a refresh: no
- * store_open, which would refresh again). */
-struct names {
-	char **v;
-	size_t n, cap;
+/* The names of the catalogue's stores (for a refresh: no store_open, which
+ * would refresh again). */
+struct catalogue_walk {
+	struct strlist names;
 	int ret;
 };
 
-static int names_add(struct names *l, const char *name)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		char **v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n] = strdup(name);
-	if (!l->v[l->n])
-		return -ENOMEM;
-	l->n++;
-	return 0;
-}
-
-static void names_free(struct names *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
-static int by_name(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool names_has(const struct names *l, const char *name)
-{
-	return l->n && bsearch(&name, l->v, l->n, sizeof(*l->v), by_name);
-}
-
 static int catalogue_name(struct store *store, void *arg)
 {
-	struct names *l = arg;
+	struct catalogue_walk *w = arg;
 
-	if (l->ret == 0)
-		l->ret = names_add(l, store->name);
+	if (w->ret == 0)
+		w->ret = strlist_add(&w->names, store->name);
 	return 0;
 }
 
 /* The stores of the bucket: the names of its prefixes that have a meta
  * object are added to the catalogue unless it has them (known), and
  * gathered in *seen (sorted) when seen is not NULL. */
-static int load_stores(struct s3_db *db, const struct names *known, struct names *seen)
+static int load_stores(struct s3_db *db, const struct strlist *known, struct strlist *seen)
 {
 	char prefix[S3_KEY_MAX + 1], *token = NULL;
 	size_t plen;
@@ -284,10 +249,10 @@ static int load_stores(struct s3_db *db, const struct names *known, struct names
 				free(name);
 				continue; /* not a name blobfs makes: not a store */
 			}
-			if (known && names_has(known, name)) {
+			if (known && strlist_has(known, name)) {
 				/* In the catalogue already: seen (its meta object is
 				 * checked only when it goes missing). */
-				ret = seen ? names_add(seen, name) : 0;
+				ret = seen ? strlist_add(seen, name) : 0;
 				free(name);
 				continue;
 			}
@@ -295,7 +260,7 @@ static int load_stores(struct s3_db *db, const struct names *known, struct names
 			if (ret == -ENOENT) {
 				ret = 0; /* a prefix without a meta object: not a store */
 			} else if (ret == 0) {
-				ret = seen ? names_add(seen, name) : 0;
+				ret = seen ? strlist_add(seen, name) : 0;
 				if (ret == 0)
 					ret = store_new(db, name, &attr, &s);
 				if (ret == 0) {
@@ -318,8 +283,8 @@ static int load_stores(struct s3_db *db, const struct names *known, struct names
 		s3_listing_free(&l);
 	} while (ret == 0 && token);
 	free(token);
-	if (seen && seen->n)
-		qsort(seen->v, seen->n, sizeof(*seen->v), by_name);
+	if (seen)
+		strlist_sort(seen);
 	return ret;
 }
 
@@ -334,7 +299,7 @@ int s3_stores_load(struct s3_db *db)
 
 struct gone_walk {
 	struct s3_db *db;
-	const struct names *seen;
+	const struct strlist *seen;
 	struct s3_store **gone;
 	size_t n;
 };
@@ -348,7 +313,7 @@ static int find_gone(struct store *store, void *arg)
 	char key[S3_KEY_MAX + 1];
 	struct s3_store **p;
 
-	if (names_has(w->seen, store->name) ||
+	if (strlist_has(w->seen, store->name) ||
 	    __atomic_load_n(&store->destroyed, __ATOMIC_ACQUIRE))
 		return 0;
 	snprintf(key, sizeof(key), "%s%s", s->key_prefix, S3_META_NAME);
@@ -365,15 +330,15 @@ static int find_gone(struct store *store, void *arg)
 void s3_db_refresh(struct blobdb *base)
 {
 	struct s3_db *db = to_s3db(base);
-	struct names known = { 0 }, seen = { 0 };
+	struct catalogue_walk known = { .ret = 0 };
+	struct strlist seen = { 0 };
 	struct gone_walk w = { .db = db, .seen = &seen };
 
 	(void)blobdb_each_store(base, catalogue_name, &known);
 	if (known.ret < 0)
 		goto out;
-	if (known.n)
-		qsort(known.v, known.n, sizeof(*known.v), by_name);
-	if (load_stores(db, &known, &seen) < 0)
+	strlist_sort(&known.names);
+	if (load_stores(db, &known.names, &seen) < 0)
 		goto out;
 	(void)blobdb_each_store(base, find_gone, &w);
 	for (size_t i = 0; i < w.n; i++) {
@@ -393,8 +358,8 @@ void s3_db_refresh(struct blobdb *base)
 		(void)s3_cache_count(db);
 out:
 	free(w.gone);
-	names_free(&known);
-	names_free(&seen);
+	strlist_free(&known.names);
+	strlist_free(&seen);
 }
 
 int s3_store_create(struct blobdb *base, const char *name, const struct store_attr *attr,
