@@ -176,11 +176,11 @@ static void changed(struct session *s, const char *store, const uint8_t *hash)
 static int answer(struct session *s, const char *what, const char *name, int result)
 {
 	if (result == -EACCES || result == -EPERM)
-		log_warning("native %s: %s of %s refused (%s)", s->c->peer, what, name ? name : "-",
-			    s->c->anonymous ? "anonymous clients only read" : "the store's mode");
+		log_warning("native %s: %s of %s refused (%s)", s->c->peer.name, what, name ? name : "-",
+			    s->c->peer.anonymous ? "anonymous clients only read" : "the store's mode");
 	else if (result < 0 && result != -ENOENT && result != -EEXIST && result != -EINVAL &&
 		 result != -ENOSPC)
-		log_error("native %s: %s of %s: %s", s->c->peer, what, name ? name : "-",
+		log_error("native %s: %s of %s: %s", s->c->peer.name, what, name ? name : "-",
 			  strerror(-result));
 	if (result == -EACCES || result == -EPERM || result == -ENOTEMPTY)
 		result = -EINVAL;
@@ -194,11 +194,11 @@ static int open_store(struct session *s, const char *name, int mask, struct stor
 	int ret;
 
 	*out = NULL;
-	if ((mask & W_OK) && s->c->anonymous)
+	if ((mask & W_OK) && s->c->peer.anonymous)
 		return -EACCES;
 	ret = store_open(s->c->db, name, out);
 	if (ret == 0)
-		ret = store_access(*out, &s->c->who, mask);
+		ret = store_access(*out, &s->c->peer.who, mask);
 	if (ret < 0 && *out) {
 		store_close(*out);
 		*out = NULL;
@@ -328,7 +328,7 @@ static int blob_load_answer(struct session *s, const char *name,
 		if (ret == 0 && got == 0)
 			ret = -EIO; /* shorter than it said */
 		if (ret < 0) {
-			log_error("native %s: reading blob of %s: %s: the connection ends", s->c->peer,
+			log_error("native %s: reading blob of %s: %s: the connection ends", s->c->peer.name,
 				  name, strerror(-ret));
 			ret = -EIO;
 			break;
@@ -400,7 +400,7 @@ static int blob_save_answer(struct session *s, const char *name, bool name_ok, u
 		changed(s, name, hash);
 	if (result == -EFBIG) {
 		log_warning("native %s: a blob of %llu bytes is larger than %s takes: the "
-			    "connection ends", s->c->peer, (unsigned long long)len, name);
+			    "connection ends", s->c->peer.name, (unsigned long long)len, name);
 		ret = put_code(s, native_status(-EINVAL));
 		return ret < 0 ? ret : -EPIPE;
 	}
@@ -415,19 +415,19 @@ static int store_destroy_answer(struct session *s, const char *name)
 {
 	struct store_attr attr;
 	struct store *st;
-	int ret = s->c->anonymous ? -EACCES : store_open(s->c->db, name, &st);
+	int ret = s->c->peer.anonymous ? -EACCES : store_open(s->c->db, name, &st);
 
 	/* The root of the mount is sticky: a store goes by its owner or root. */
 	if (ret == 0) {
 		ret = store_attr_get(st, &attr);
-		if (ret == 0 && s->c->who.uid != 0 && s->c->who.uid != attr.uid)
+		if (ret == 0 && s->c->peer.who.uid != 0 && s->c->peer.who.uid != attr.uid)
 			ret = -EACCES;
 		store_close(st);
 	}
 	if (ret == 0)
 		ret = store_destroy(s->c->db, name, false);
 	if (ret == 0) {
-		log_info("native %s: store %s destroyed", s->c->peer, name);
+		log_info("native %s: store %s destroyed", s->c->peer.name, name);
 		changed(s, name, NULL);
 	}
 	return answer(s, "store destroy", name, ret);
@@ -435,12 +435,12 @@ static int store_destroy_answer(struct session *s, const char *name)
 
 static int store_create_answer(struct session *s, const char *name)
 {
-	struct store_attr attr = { .uid = s->c->who.uid, .gid = s->c->who.gid,
+	struct store_attr attr = { .uid = s->c->peer.who.uid, .gid = s->c->peer.who.gid,
 				   .mode = STORE_MODE_DEFAULT };
-	int ret = s->c->anonymous ? -EACCES : store_create_as(s->c->db, name, &attr);
+	int ret = s->c->peer.anonymous ? -EACCES : store_create_as(s->c->db, name, &attr);
 
 	if (ret == 0) {
-		log_info("native %s: store %s created", s->c->peer, name);
+		log_info("native %s: store %s created", s->c->peer.name, name);
 		changed(s, name, NULL);
 	}
 	return answer(s, "store create", name, ret);
@@ -509,14 +509,14 @@ static int opening(struct session *s)
 			return ret;
 	}
 	if (ret < 0) {
-		log_warning("native %s: not the native protocol's opening: closed", s->c->peer);
+		log_warning("native %s: not the native protocol's opening: closed", s->c->peer.name);
 		return ret;
 	}
 	s->start += used;
 	if (version != NATIVE_VERSION) {
 		uint8_t b[2];
 
-		log_warning("native %s: protocol version %u asked, %u spoken: closed", s->c->peer,
+		log_warning("native %s: protocol version %u asked, %u spoken: closed", s->c->peer.name,
 			    version, NATIVE_VERSION);
 		ret = put_code(s, NATIVE_GO_AWAY);
 		if (ret == 0)
@@ -579,7 +579,7 @@ void native_session_run(struct native_conn *c)
 		}
 		if (ret < 0) {
 			log_warning("native %s: an unknown request: answered invalarg and closed",
-				    c->peer);
+				    c->peer.name);
 			(void)put_code(&s, native_status(-EINVAL));
 			break;
 		}
@@ -590,7 +590,7 @@ void native_session_run(struct native_conn *c)
 	if (s.in && s.out)
 		linger(&s, ret != -ETIMEDOUT);
 	if (ret == -ENOMEM)
-		log_error("native %s: no memory for the connection", c->peer);
+		log_error("native %s: no memory for the connection", c->peer.name);
 	free(s.in);
 	free(s.out);
 }
