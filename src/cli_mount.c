@@ -30,13 +30,16 @@
 #include "cli.h"
 #include "fs.h"
 #include "log.h"
-#include "native.h"
+#include "cli_servers.h"
 #include "store.h"
 
 struct mount_config {
 	struct blobdb_options db;
 	struct fs_options fs;
-	char *native; /* -o native=ADDR: the native protocol's address */
+	const char *native; /* -o native=ADDR: the native protocol's address */
+	const char *http;   /* -o http=ADDR: the HTTP API's address */
+	const char *tokens; /* -o tokens=FILE: its bearer tokens */
+	bool http_public; /* anonymous HTTP reads from any address */
 	bool allow_other; /* other users reach the mount (and the socket) */
 };
 
@@ -151,7 +154,8 @@ static int set_receipt_ttl(struct mount_config *c, const char *v)
 	return ret;
 }
 
-/* cache=DIR and s3_endpoint=URL: kept for the whole run (freed by serve). */
+/* Options with text (cache=DIR, s3_endpoint=URL, native=, http=, tokens=):
+ * kept for the whole run (freed by serve). */
 static int set_string(const char **field, const char *v)
 {
 	char *copy = *v ? strdup(v) : NULL;
@@ -198,12 +202,23 @@ static int set_upload_threads(struct mount_config *c, const char *v)
 
 static int set_native(struct mount_config *c, const char *v)
 {
-	char *copy = strdup(v);
+	return set_string(&c->native, v);
+}
 
-	if (!copy)
-		return -ENOMEM;
-	free(c->native);
-	c->native = copy;
+static int set_http(struct mount_config *c, const char *v)
+{
+	return set_string(&c->http, v);
+}
+
+static int set_tokens(struct mount_config *c, const char *v)
+{
+	return set_string(&c->tokens, v);
+}
+
+static int set_http_public(struct mount_config *c, const char *v)
+{
+	(void)v;
+	c->http_public = true;
 	return 0;
 }
 
@@ -309,6 +324,13 @@ static const struct mount_option {
 	{ .name = "native", .arg = "ADDR", .set = set_native,
 	  .help = "also serve the native protocol on ADDR:\nunix:PATH (clients act as their own "
 	  "user) or\nHOST:PORT (anonymous clients: read only)\n(default: none)" },
+	{ .name = "http", .arg = "ADDR", .set = set_http,
+	  .help = "also serve the HTTP API on ADDR: HOST:PORT\n(clients with a token act as it "
+	  "says, others\nread only, from loopback only) or unix:PATH\n(default: none)" },
+	{ .name = "tokens", .arg = "FILE", .set = set_tokens,
+	  .help = "the HTTP API's bearer tokens (mode 0600; read\nagain on SIGHUP)" },
+	{ .name = "http_public", .arg = NULL, .set = set_http_public,
+	  .help = "HTTP clients without a token may read from any\naddress, not only loopback" },
 	{ .name = "min_free", .arg = "SIZE", .set = set_min_free,
 	  .help = "space saves leave free on the disk, kept for\ndeletes and compaction "
 	  "(default 1% of the\ndisk, at most 64M; 0 for none)" },
@@ -487,31 +509,12 @@ static void raise_nofile_limit(size_t handle_max)
 
 /* A change made over the network: the mount's kernel forgets the name
  * (once the session exists: changes before it have nothing to forget). */
-static void native_changed(void *arg, const char *store, const uint8_t *hash)
+static void network_changed(void *arg, const char *store, const uint8_t *hash)
 {
 	struct fs_session *session = *(struct fs_session **)arg;
 
 	if (session)
 		fs_session_forget(session, store, hash);
-}
-
-/* Without a mount (blobfs serve): serves until SIGINT, SIGTERM or SIGHUP,
- * blocked before any thread starts so that this thread takes them. */
-static int wait_for_signal(struct blobdb *db, struct native_server *native)
-{
-	sigset_t set;
-	int sig = 0;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (blobdb_start(db) < 0 || native_server_start(native) < 0)
-		return 1;
-	sigwait(&set, &sig);
-	log_info("signal %d: stopping", sig);
-	return 0;
 }
 
 /* Opens the database, mounts (unless mountpoint is NULL: blobfs serve),
@@ -522,7 +525,12 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 {
 	struct blobdb *db = NULL;
 	struct fs_session *session = NULL;
-	struct native_server *native = NULL;
+	struct cli_servers servers = { 0 };
+	struct cli_servers_config scfg = {
+		.native = c->native, .http = c->http, .tokens = c->tokens,
+		.http_public = c->http_public, .world = c->allow_other, .sync = c->fs.sync,
+		.changed = network_changed, .changed_arg = &session,
+	};
 	char fsname[PATH_MAX + 32];
 	int ret = 1, checked;
 
@@ -548,17 +556,19 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		goto out; /* the store layer said why */
 	/* Listening before the fork: an address in use fails the command, and
 	 * the socket is ready when it returns. */
-	if (c->native) {
-		struct native_options nopts = { .world = c->allow_other, .sync = c->fs.sync,
-						.changed = native_changed, .changed_arg = &session };
-
-		if (native_server_listen(db, c->native, &nopts, &native) < 0)
-			goto out;
-	}
+	if (cli_servers_listen(&servers, db, &scfg) < 0)
+		goto out;
 	if (!mountpoint) {
-		ret = wait_for_signal(db, native);
+		/* Blocked before any thread starts, so that this one takes them. */
+		cli_servers_block_signals();
+		if (blobdb_start(db) < 0 || cli_servers_start(&servers, false) < 0)
+			goto out;
+		cli_servers_wait(&servers);
+		ret = 0;
 		goto out;
 	}
+	/* SIGHUP reloads the tokens rather than unmount (libfuse's handler). */
+	cli_servers_block_reload(&servers);
 	snprintf(fsname, sizeof(fsname), "fsname=%s,subtype=blobfs", blobdb_path(db));
 	if (fuse_opt_add_arg(args, "-o") < 0 || fuse_opt_add_arg(args, fsname) < 0)
 		goto out;
@@ -573,11 +583,11 @@ static int serve(const char *location, const char *mountpoint, struct mount_conf
 		log_to_syslog(true);
 		blobdb_note_pid(db);
 	}
-	if (blobdb_start(db) < 0 || (native && native_server_start(native) < 0))
+	if (blobdb_start(db) < 0 || cli_servers_start(&servers, true) < 0)
 		goto out;
 	ret = fs_session_loop(session) == 0 ? 0 : 1;
 out:
-	native_server_stop(native);
+	cli_servers_stop(&servers);
 	fs_session_stop(session);
 	/* The last flush happens here: its failure is the daemon's failure
 	 * (already logged). */
@@ -585,14 +595,16 @@ out:
 		ret = 1;
 	free((char *)c->db.cache_dir);
 	free((char *)c->db.s3_endpoint);
-	free(c->native);
+	free((char *)c->native);
+	free((char *)c->http);
+	free((char *)c->tokens);
 	c->db.cache_dir = c->db.s3_endpoint = NULL;
-	c->native = NULL;
+	c->native = c->http = c->tokens = NULL;
 	return ret;
 }
 
 /* mount and serve: the same options; serve takes LOCATION alone and needs
- * a server to run (-o native=ADDR). */
+ * a server to run (-o http=ADDR or native=ADDR). */
 static int run(int argc, char **argv, bool plain, bool serve_only)
 {
 	static const struct option long_options[] = {
@@ -654,10 +666,10 @@ static int run(int argc, char **argv, bool plain, bool serve_only)
 		goto out;
 	}
 	if (serve_only) {
-		if (argc - optind != 1 || !config.native) {
+		if (argc - optind != 1 || (!config.native && !config.http)) {
 			fprintf(stderr, "blobfs serve: %s\n", argc - optind != 1 ?
 				"expected one operand, the DATADIR (or memory:, s3://...)" :
-				"nothing to serve: give -o native=ADDR");
+				"nothing to serve: give -o http=ADDR or -o native=ADDR");
 			cli_synopsis(stderr);
 			goto out;
 		}
@@ -675,7 +687,9 @@ static int run(int argc, char **argv, bool plain, bool serve_only)
 		goto out;
 	ret = serve(argv[optind], mountpoint, &config, &args);
 out:
-	free(config.native);
+	free((char *)config.native);
+	free((char *)config.http);
+	free((char *)config.tokens);
 	fuse_opt_free_args(&args);
 	return ret;
 }
