@@ -18,12 +18,13 @@ from .systems import Systems
 from .workloads_io import WorkloadsIO, SIZE_1C, TREE
 from .workloads_scale import WorkloadsScale
 from .workloads_s3 import WorkloadsS3
+from .workloads_http import WorkloadsHTTP
 from . import chart, report
 
 FORMAT = 'blobfs-bench/1'
 
 
-class Bench(WorkloadsIO, WorkloadsScale, WorkloadsS3, Systems, Measure):
+class Bench(WorkloadsIO, WorkloadsScale, WorkloadsS3, WorkloadsHTTP, Systems, Measure):
     def __init__(self, args):
         self.args = args
         self.quick = args.quick
@@ -54,13 +55,13 @@ class Bench(WorkloadsIO, WorkloadsScale, WorkloadsS3, Systems, Measure):
         row's number names its workload: 2, 3, 1b, 1c, 2b run workload 1)."""
         if not self.only:
             return True
-        also = {'1': {'1b', '1c', '2', '2b', '3'}, '4': {'4b'}, '5': {'5b'}, '9': {'9b', '9c'}}
+        also = {'1': {'1b', '1c', '2', '2b', '3'}, '4': {'4b'}, '5': {'5b'}, '9': {'9b', '9c'}, '10': {'10b', '10c'}}
         return key in self.only or bool(self.only & also.get(key, set()))
 
     def main(self):
         workloads = [('1', self.w_big), ('4', self.w_small), ('5', self.w_space),
                      ('7', self.w_wa), ('6', self.w_many), ('8', self.w_ten_million),
-                     ('9', self.w_s3)]
+                     ('9', self.w_s3), ('10', self.w_http)]
         try:
             self.setup()
             self.log(('QUICK run' if self.quick else 'full run') + f', {self.runs} runs per figure')
