@@ -18,8 +18,10 @@
 #include "hash.h"
 #include "log.h"
 
-/* How much of a blob one read moves to the socket. */
-#define BLOB_BLOCK (64 * 1024)
+/* How much of a blob one read moves to the socket: 64 KiB gave 400 MB/s for
+ * a cached 128 MiB blob, 256 KiB 700-800 (fewer polls, reads and sends a
+ * byte); a buffer this size is held by each response that sends a blob. */
+#define BLOB_BLOCK (256 * 1024)
 
 enum MHD_Result http_store_create(struct http_request *r)
 {
@@ -28,9 +30,6 @@ enum MHD_Result http_store_create(struct http_request *r)
 	int ret = !r->may_write || !http_reaches(r, r->store) ? -EACCES :
 		  store_create_as(r->server->db, r->store, &attr);
 
-	if (ret < 0 && r->anonymous)
-		return http_fail_status(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-					"a read-write token is needed");
 	if (ret < 0)
 		return http_fail(r, ret, "store create");
 	log_info("http %s: store %s created", r->peer->name, r->store);
@@ -54,9 +53,6 @@ enum MHD_Result http_store_destroy(struct http_request *r)
 	}
 	if (ret == 0)
 		ret = store_destroy(r->server->db, r->store, false);
-	if (ret < 0 && r->anonymous && ret == -EACCES)
-		return http_fail_status(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-					"a read-write token is needed");
 	if (ret < 0)
 		return http_fail(r, ret, "store destroy");
 	log_info("http %s: store %s destroyed", r->peer->name, r->store);
@@ -211,10 +207,17 @@ enum MHD_Result http_blob_get(struct http_request *r, bool head)
 									 MHD_HTTP_HEADER_RANGE),
 					     bs.length, &first, &last);
 		if (ranged < 0) {
+			static const char body[] = "{\"error\":\"range-not-satisfiable\",\"message\":"
+						   "\"the range is outside the blob\"}\n";
+
 			snprintf(range, sizeof(range), "bytes */%" PRIu64, bs.length);
-			resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-			if (resp)
+			resp = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+							       MHD_RESPMEM_PERSISTENT);
+			if (resp) {
 				MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, range);
+				MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+							"application/json");
+			}
 			status = MHD_HTTP_RANGE_NOT_SATISFIABLE;
 		} else {
 			uint64_t len = ranged ? last - first + 1 : bs.length;
@@ -222,8 +225,11 @@ enum MHD_Result http_blob_get(struct http_request *r, bool head)
 			b->start = first;
 			snprintf(b->peer, sizeof(b->peer), "%s", r->peer->name);
 			snprintf(b->store, sizeof(b->store), "%s", r->store);
-			resp = MHD_create_response_from_callback(len, BLOB_BLOCK, blob_body_read, b,
-								 blob_body_free);
+			/* MHD zeroes the block for each response: no bigger than
+			 * the bytes it will carry (a 4 KiB blob, 4 KiB). */
+			resp = MHD_create_response_from_callback(
+				len, len < BLOB_BLOCK ? (len < 4096 ? 4096 : (size_t)len) : BLOB_BLOCK,
+				blob_body_read, b, blob_body_free);
 			if (resp) {
 				b = NULL; /* the response's now */
 				MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -262,9 +268,6 @@ enum MHD_Result http_blob_delete(struct http_request *r)
 			ret = -EIO;
 		store_close(st);
 	}
-	if (ret == -EACCES && r->anonymous)
-		return http_fail_status(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-					"a read-write token is needed");
 	if (ret < 0)
 		return http_fail(r, ret, "blob delete");
 	http_changed(r, r->hash);
@@ -307,9 +310,6 @@ enum MHD_Result http_body_begin(struct http_request *r)
 	      http_open_store(r, W_OK | X_OK, &r->st);
 	if (ret == 0)
 		ret = blob_writer_new(r->st, &r->writer);
-	if (ret == -EACCES && r->anonymous)
-		return http_fail_status(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
-					"a read-write token is needed");
 	if (ret < 0)
 		return http_fail(r, ret, "save");
 	r->has_body = true;

@@ -196,6 +196,15 @@ static int parse_line(const char *line, size_t len, struct token *t, const char 
 	return ret;
 }
 
+static int by_value(const void *a, const void *b)
+{
+	const struct token *x = *(const struct token *const *)a, *y = *(const struct token *const *)b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->value, y->value, n);
+
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
 int token_set_parse(const char *text, size_t len, uint32_t default_uid, uint32_t default_gid,
 		    struct token_set **out, char *err, size_t err_size)
 {
@@ -226,11 +235,6 @@ int token_set_parse(const char *text, size_t len, uint32_t default_uid, uint32_t
 			token_free(&t);
 			continue;
 		}
-		for (size_t i = 0; ret == 0 && i < set->n; i++)
-			if (set->v[i].len == t.len && !memcmp(set->v[i].value, t.value, t.len)) {
-				ret = -EINVAL;
-				why = "the same token twice";
-			}
 		if (ret == 0 && set->n == cap) {
 			struct token *v = realloc(set->v, (cap ? 2 * cap : 8) * sizeof(*v));
 
@@ -245,7 +249,29 @@ int token_set_parse(const char *text, size_t len, uint32_t default_uid, uint32_t
 			token_free(&t);
 			break;
 		}
+		t.line = lineno;
 		set->v[set->n++] = t;
+	}
+	if (ret == 0 && set->n > 1) {
+		/* The same token twice (sorted: neighbours), O(n log n). */
+		struct token **by = malloc(set->n * sizeof(*by));
+
+		ret = by ? 0 : -ENOMEM;
+		for (size_t i = 0; by && i < set->n; i++)
+			by[i] = &set->v[i];
+		if (by)
+			qsort(by, set->n, sizeof(*by), by_value);
+		for (size_t i = 1; by && i < set->n && ret == 0; i++)
+			if (!by_value(&by[i - 1], &by[i])) {
+				ret = -EINVAL;
+				if (err_size)
+					snprintf(err, err_size, "line %zu: the same token as line %zu",
+						 by[i - 1]->line > by[i]->line ? by[i - 1]->line :
+						 by[i]->line,
+						 by[i - 1]->line < by[i]->line ? by[i - 1]->line :
+						 by[i]->line);
+			}
+		free(by);
 	}
 	if (ret < 0) {
 		if (set)
@@ -268,10 +294,12 @@ static int read_all(int fd, char **out, size_t *len)
 		ssize_t got;
 
 		if (n == cap) {
-			char *b = cap >= TOKENS_FILE_MAX ? NULL : realloc(buf, 2 * cap);
+			/* One byte past the bound tells a file of exactly
+			 * TOKENS_FILE_MAX bytes from a longer one. */
+			char *b = cap > TOKENS_FILE_MAX ? NULL : realloc(buf, 2 * cap);
 
 			if (!b) {
-				ret = cap >= TOKENS_FILE_MAX ? -EFBIG : -ENOMEM;
+				ret = cap > TOKENS_FILE_MAX ? -EFBIG : -ENOMEM;
 				goto out;
 			}
 			buf = b;
@@ -288,6 +316,10 @@ static int read_all(int fd, char **out, size_t *len)
 			break;
 		n += (size_t)got;
 	}
+	if (buf && n > TOKENS_FILE_MAX) {
+		ret = -EFBIG;
+		goto out;
+	}
 	if (!buf)
 		return -ENOMEM;
 	*out = buf;
@@ -303,7 +335,9 @@ int token_set_load(const char *path, struct token_set **out)
 	struct stat st;
 	char *text = NULL, err[160];
 	size_t len = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), ret;
+	/* O_NONBLOCK: a FIFO there must not hang the start or a reload (it
+	 * is refused below: not a regular file). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), ret;
 
 	*out = NULL;
 	if (fd < 0) {

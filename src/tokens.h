@@ -26,6 +26,7 @@ struct token {
 	bool has_user;
 	uint32_t uid, gid;
 	struct strlist stores; /* sorted; empty: every store */
+	size_t line;           /* in the file, for messages */
 };
 
 struct token_set;

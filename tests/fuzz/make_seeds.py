@@ -429,6 +429,45 @@ def meta_seeds():
     }
 
 
+# ---- fuzz_tokens: byte 0 even: a tokens file; odd: a name (see fuzz_tokens.c) ----
+
+def tokens_seeds():
+    a, b, c = b"A" * 16, b"b-._~+/0123456789Zz", b"c" * 256
+    files = {
+        "good": b"# blobfs tokens\n\n" + a + b" ro\n" + b + b" rw user=1000\n",
+        "every-field": b"\t" + a + b"\trw user=5:6 store=z store=a\\x20b store=x\\\\y"
+        b" store=tab\\there store=nl\\nx\n" + b + b" ro store=plain\n",
+        "crlf": b"# comment\r\n\r\n" + a + b" ro\r\n" + b + b" rw user=0\r\n",
+        "no-final-newline": a + b" ro\n" + c + b" rw user=4294967294:4294967294",
+        "empty": b"",
+        "short-token": b"A" * 15 + b" ro\n",
+        "long-token": b"L" * 257 + b" rw\n",
+        "bad-char": b"AAAAAAAAAA=AAAAAA ro\n",
+        "missing-mode": a + b"\n",
+        "bad-mode": a + b" RW\n",
+        "unknown-field": a + b" ro owner=5\n",
+        "user-twice": a + b" ro user=1 user=2\n",
+        "user-overflow": a + b" ro user=4294967296\n",
+        "gid-unset-value": a + b" ro user=1:4294967295\n",
+        "store-dot": a + b" ro store=.x\n",
+        "store-slash": a + b" ro store=a\\x2fb\n",
+        "store-bad-escape": a + b" ro store=a\\x4\n",
+        "nul-byte": a + b" ro\n" + b + b" r\x00w\n",
+        "duplicate": a + b" ro\n\n" + a + b" rw\n",
+    }
+    seeds = {"file-" + k: b"\x00" + v for k, v in files.items()}
+    names = {
+        "ascii": b"photos-2024",
+        "quotes-controls": b'say "hi"\\\t\x01\x7f',
+        "utf8": "caf\u00e9 \u20ac \U0001d11e".encode(),
+        "invalid-utf8": b"\xff\x80\xc0\x80\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82",
+        "percent": b"100%25 a+b %zz %",
+        "longest": bytes(range(1, 256)).replace(b"/", b"_"),
+    }
+    seeds.update({"name-" + k: b"\x01" + v for k, v in names.items()})
+    return seeds
+
+
 def write(dirname, files):
     os.makedirs(dirname, exist_ok=True)
     for name, data in files.items():
@@ -444,6 +483,7 @@ def main():
     write(os.path.join(root, "corpus", "fuzz_checkpoint"), checkpoint_seeds())
     write(os.path.join(root, "corpus", "fuzz_meta"), meta_seeds())
     write(os.path.join(root, "corpus", "fuzz_zchunk"), zchunk_seeds())
+    write(os.path.join(root, "corpus", "fuzz_tokens"), tokens_seeds())
     # Inputs that once found bugs (fixed): kept as regressions in the corpus.
     regress = lambda files: {"regression-" + k: v for k, v in files.items()}
     write(os.path.join(root, "corpus", "fuzz_record"), regress(record_crashers()))
