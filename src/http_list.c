@@ -207,7 +207,8 @@ static ssize_t listing_read(void *cls, uint64_t pos, char *buf, size_t max)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		ret = refill(l);
 		if (ret < 0) {
-			log_error("http: listing: %s: the connection ends", strerror(-ret));
+			log_error("http: listing %s: %s: the connection ends",
+				  l->st ? store_name(l->st) : "of stores", strerror(-ret));
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 	}
@@ -304,7 +305,9 @@ static enum MHD_Result list(struct http_request *r, struct store *st)
 	l->url = n >= 0 && !strcmp(arg, "url");
 	if (n >= 0 && strcmp(arg, "url") != 0)
 		ret = -EINVAL;
-	n = http_query(r, "after", arg, sizeof(arg));
+	/* No store name is longer than after_name holds (a longer one is
+	 * -EINVAL), no hash longer than 64 digits. */
+	n = http_query(r, "after", arg, sizeof(l->after_name));
 	if (ret == 0 && n >= 0) {
 		l->has_after = true;
 		if (l->st ? !hash_from_hex(arg, (size_t)n, l->after) : (size_t)n != strlen(arg))
@@ -339,6 +342,7 @@ static enum MHD_Result list(struct http_request *r, struct store *st)
 	if (!resp)
 		goto fail;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
 	if (c.more)
 		add_link(r, resp, l, c.limit);
 	result = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
@@ -354,9 +358,26 @@ fail:
 	       http_fail(r, ret ? ret : -ENOMEM, "listing");
 }
 
+/* HEAD of a listing: its headers, no body (a chunked answer's last chunk
+ * would still go out, and break the next answer on the connection). */
+static enum MHD_Result head_only(struct http_request *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+								    MHD_RESPMEM_PERSISTENT);
+	enum MHD_Result result;
+
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
+	result = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return result;
+}
+
 enum MHD_Result http_store_list(struct http_request *r)
 {
-	return list(r, NULL);
+	return strcmp(r->method, "HEAD") ? list(r, NULL) : head_only(r);
 }
 
 enum MHD_Result http_blob_list(struct http_request *r)
@@ -366,5 +387,9 @@ enum MHD_Result http_blob_list(struct http_request *r)
 
 	if (ret < 0)
 		return http_fail(r, ret, "blob list");
+	if (!strcmp(r->method, "HEAD")) {
+		store_close(st);
+		return head_only(r);
+	}
 	return list(r, st);
 }

@@ -106,14 +106,22 @@ static void head(struct html *h, const char *title)
 
 static enum MHD_Result send_page(struct http_request *r, struct html *h)
 {
+	struct MHD_Response *resp;
 	enum MHD_Result ret;
 
 	if (h->err) {
 		free(h->buf);
 		return http_fail(r, h->err, "page");
 	}
-	ret = http_reply(r, MHD_HTTP_OK, "text/html; charset=utf-8", h->buf, h->len);
-	free(h->buf);
+	resp = MHD_create_response_from_buffer_with_free_callback(h->len, h->buf, free);
+	if (!resp) {
+		free(h->buf);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
+	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
 	return ret;
 }
 
@@ -142,11 +150,15 @@ static int store_row(const char *name, void *arg)
 	}
 	http_escape(name, strlen(name), link);
 	if (store_open(w->r->server->db, name, &st) == 0) {
+		char count[32] = "-";
+
 		(void)store_attr_get(st, &attr);
+		if (store_attr_access(&attr, &w->r->who, R_OK | X_OK) == 0)
+			snprintf(count, sizeof(count), "%zu", blob_count(st));
 		addf(w->h, "<tr><td><a href=\"/stores/%s/\">", link);
 		add_text(w->h, name);
-		addf(w->h, "</a></td><td class=\"n\">%zu</td><td><code>%04o</code> %u:%u</td></tr>\n",
-		     blob_count(st), attr.mode, attr.uid, attr.gid);
+		addf(w->h, "</a></td><td class=\"n\">%s</td><td><code>%04o</code> %u:%u</td></tr>\n",
+		     count, attr.mode, attr.uid, attr.gid);
 		store_close(st);
 	}
 	snprintf(w->last_name, sizeof(w->last_name), "%s", name);
@@ -162,9 +174,10 @@ enum MHD_Result http_page_stores(struct http_request *r)
 	int n = http_query(r, "after", after, sizeof(after)), ret;
 
 	head(&h, "blobfs: stores");
-	addf(&h, "<h1>Stores</h1>\n<p class=\"muted\">%zu stores in <code>", store_count(r->server->db));
-	add_text(&h, blobdb_path(r->server->db));
-	adds(&h, "</code></p>\n<table><tr><th>store</th><th>blobs</th><th>mode, owner</th></tr>\n");
+	/* Nothing of where the data lives, nor of stores the client cannot
+	 * reach or read beyond what `ls -l` of the mount's root shows. */
+	adds(&h, "<h1>Stores</h1>\n<table><tr><th>store</th><th>blobs</th><th>mode, owner</th>"
+		 "</tr>\n");
 	ret = store_list(r->server->db, n >= 0 ? after : NULL, store_row, &w);
 	if (ret < 0)
 		h.err = ret;

@@ -203,21 +203,18 @@ enum MHD_Result http_blob_get(struct http_request *r, bool head)
 	uint64_t first = 0, last = 0;
 	unsigned status = MHD_HTTP_OK;
 	enum MHD_Result result = MHD_NO;
-	int ret = http_open_store(r, R_OK | X_OK, &st), ranged = 0;
+	/* HEAD is a stat (the search bit, as on the mount); GET reads. */
+	int ret = http_open_store(r, head ? X_OK : R_OK | X_OK, &st), ranged = 0;
 
 	hash_to_hex(r->hash, hex);
 	snprintf(etag, sizeof(etag), "\"%s\"", hex);
 	b = calloc(1, sizeof(*b));
 	if (ret == 0 && !b)
 		ret = -ENOMEM;
-	/* HEAD reads nothing (on an object store, opening a reader may fetch
-	 * the blob). */
+	/* A reader is opened only when bytes go out: on an object store,
+	 * opening one fetches the blob, and a 304 or 416 needs no bytes. */
 	if (ret == 0)
-		ret = head ? blob_stat(st, r->hash, &bs) : blob_open(st, r->hash, &b->reader);
-	if (ret == 0 && !head) {
-		bs.length = blob_reader_length(b->reader);
-		(void)blob_stat(st, r->hash, &bs);
-	}
+		ret = blob_stat(st, r->hash, &bs);
 	if (ret < 0) {
 		result = http_fail(r, ret, head ? "blob info" : "blob load");
 		goto out;
@@ -250,6 +247,15 @@ enum MHD_Result http_blob_get(struct http_request *r, bool head)
 		} else {
 			uint64_t len = ranged ? last - first + 1 : bs.length;
 
+			/* (The same hash, the same length: the stat's length
+			 * is the reader's.) */
+			if (!head) {
+				ret = blob_open(st, r->hash, &b->reader);
+				if (ret < 0) {
+					result = http_fail(r, ret, "blob load");
+					goto out;
+				}
+			}
 			if (!head && len <= SMALL_BODY) {
 				/* Read whole before the answer: one send for the
 				 * headers and the bytes, and damage is a clean 500. */

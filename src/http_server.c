@@ -9,6 +9,8 @@
 #include "http_internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +27,9 @@
  * small GETs (17,000/s against 11,000 with 256) and uploads (470 MB/s
  * against 280 with 32). Headers beyond it are refused (431). */
 #define HTTP_CONNECTION_MEMORY (64 * 1024)
+/* A connection's thread: the handlers' frames are a few KiB (blobs and
+ * pages live on the heap); not the default 8 MiB each, 1000 times. */
+#define HTTP_THREAD_STACK (512 * 1024)
 
 enum MHD_Result http_reply(struct http_request *r, unsigned status, const char *type,
 			   const char *body, size_t len)
@@ -95,7 +100,8 @@ enum MHD_Result http_fail(struct http_request *r, int err, const char *what)
 						"a read-write token is needed");
 		}
 		log_warning("http %s: %s of %s refused (%s)", r->peer->name, what, store,
-			    r->token && !r->token->rw ? "a read-only token" :
+			    r->token && !r->token->rw && strcmp(r->method, "GET") &&
+			    strcmp(r->method, "HEAD") ? "a read-only token" :
 			    r->token && r->store[0] && !token_reaches(r->token, r->store) ?
 			    "the token does not reach the store" : "the store's owner and mode");
 		return http_fail_status(r, MHD_HTTP_FORBIDDEN, "forbidden", "refused");
@@ -211,15 +217,18 @@ int http_query(struct http_request *r, const char *key, char *out, size_t size)
  * store may have. */
 static int take_store(struct http_request *r, const char *p, const char *end)
 {
+	char name[3 * 255 + 1];
 	int n;
 
+	/* Decoded here first: a segment without escapes decodes to as many
+	 * bytes as it has, up to 765, and r->store holds 255. */
 	if (end - p > 3 * 255)
 		return -EINVAL;
-	n = http_unescape(p, (size_t)(end - p), r->store, false);
-	if (n < 0 || store_name_check(r->store, (size_t)n) < 0 || strlen(r->store) != (size_t)n) {
-		r->store[0] = '\0';
+	n = http_unescape(p, (size_t)(end - p), name, false);
+	if (n < 0 || n >= (int)sizeof(r->store) || store_name_check(name, (size_t)n) < 0 ||
+	    strlen(name) != (size_t)n)
 		return -EINVAL;
-	}
+	memcpy(r->store, name, (size_t)n + 1);
 	return 0;
 }
 
@@ -421,14 +430,18 @@ static enum MHD_Result check_length(void *cls, enum MHD_ValueKind kind, const ch
 	return MHD_YES;
 }
 
-/* Whether the request has two Content-Lengths that differ (MHD reads the
- * body by the first). */
-static bool conflicting_lengths(struct MHD_Connection *conn)
+/* Whether the body's length is ambiguous: two Content-Lengths that differ
+ * (MHD reads by the first), a Content-Length beside a Transfer-Encoding
+ * (MHD reads by the encoding), or an encoding other than chunked (MHD reads
+ * to the connection's end). */
+static bool ambiguous_length(struct MHD_Connection *conn)
 {
+	const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	struct lengths l = { 0 };
 
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, check_length, &l);
-	return l.conflict;
+	return l.conflict || (te && (l.first || strcasecmp(te, "chunked") != 0));
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -452,13 +465,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->peer = info->socket_context;
 		r->method = method;
 		*req_cls = r;
-		if (conflicting_lengths(conn)) {
-			/* Which one MHD read the body by is not what another
-			 * server on the path would: a request smuggled in. */
-			log_warning("http %s: two different Content-Lengths: refused and closed",
-				    r->peer->name);
+		if (ambiguous_length(conn)) {
+			/* Which framing MHD read the body by need not be what
+			 * another server on the path used: a request smuggled
+			 * in. */
+			log_warning("http %s: two different Content-Lengths, or one with a "
+				    "Transfer-Encoding, or a Transfer-Encoding other than chunked: "
+				    "refused and closed", r->peer->name);
 			return http_fail_status(r, MHD_HTTP_BAD_REQUEST, "invalid-argument",
-						"two different Content-Lengths");
+						"ambiguous body length");
 		}
 		if (!takes_body(url, method))
 			return MHD_YES;
@@ -469,8 +484,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (r->has_body)
 			http_body_feed(r, upload_data, *upload_data_size);
 		*upload_data_size = 0; /* a body where none is wanted: dropped */
-		if (r->body_err == -EFBIG) /* answered at once: the rest is not read */
-			return http_fail(r, -EFBIG, "save");
+		if (r->body_err == -EFBIG) {
+			/* A chunked body past what the store takes: no answer
+			 * can be queued while a body is read (MHD), and reading
+			 * it all would be unbounded: the connection is closed. */
+			log_warning("http %s: save of %s: a chunked body larger than the store "
+				    "takes: the connection is closed", r->peer->name, r->store);
+			return MHD_NO;
+		}
 		return MHD_YES;
 	}
 	if (r->has_body)
@@ -539,7 +560,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n > 0 && line[n - 1] == '\n')
 		line[--n] = '\0';
-	log_warning("http: %s", line);
+	/* Said when a handler of ours ends a connection: it logged why. */
+	if (strstr(line, "Application reported internal error"))
+		log_debug("http: %s", line);
+	else
+		log_warning("http: %s", line);
 }
 
 int http_server_listen(struct blobdb *db, const char *addr, const struct http_options *opts,
@@ -557,9 +582,11 @@ int http_server_listen(struct blobdb *db, const char *addr, const struct http_op
 	if (opts)
 		s->opts = *opts;
 	if (s->opts.tokens) {
-		s->tokens_path = strdup(s->opts.tokens);
+		/* Absolute: a daemonized mount runs in /, and reloads there. */
+		s->tokens_path = realpath(s->opts.tokens, NULL);
 		if (!s->tokens_path) {
-			ret = -ENOMEM;
+			ret = -errno;
+			log_error("tokens %s: %s", s->opts.tokens, strerror(-ret));
 			goto out;
 		}
 		s->opts.tokens = s->tokens_path;
@@ -591,12 +618,22 @@ const char *http_server_address(const struct http_server *server)
 
 int http_server_start(struct http_server *s)
 {
+	/* MHD gets a socket of its own: it closes it on some failures, and
+	 * ours stays ours to close. */
+	int fd = fcntl(s->listener.fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0) {
+		log_error("http: cannot start the server on %s: %s", s->listener.address,
+			  strerror(errno));
+		return -errno;
+	}
 	s->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 			MHD_USE_ITC | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, on_request, s,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		MHD_OPTION_LISTEN_SOCKET, s->listener.fd,
+		MHD_OPTION_LISTEN_SOCKET, fd,
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
@@ -637,10 +674,13 @@ void http_server_stop(struct http_server *s)
 	if (!s)
 		return;
 	if (s->daemon) {
-		/* The listening socket back first: MHD would close it, and it is
-		 * ours to close (and a Unix socket's file to remove). */
-		(void)MHD_quiesce_daemon(s->daemon);
+		/* MHD's socket back first, closed here (some versions leave it
+		 * open once quiesced). */
+		int fd = MHD_quiesce_daemon(s->daemon);
+
 		MHD_stop_daemon(s->daemon);
+		if (fd >= 0)
+			close(fd);
 	}
 	net_listener_close(&s->listener);
 	token_set_release(s->tokens);

@@ -1275,3 +1275,38 @@ def test_serve_a_data_directory_then_mount_it(blobfs_bin, tmp_path, make_mount):
     with open(m.path('s', sha(b'small')), 'rb') as f:
         assert f.read() == b'small'
     m.umount()
+
+
+def test_what_a_review_found(served):
+    """Regressions of a review: a store name or an after= past 255 bytes
+    (both overflowed a buffer of the request) is 400; HEAD of a listing
+    leaves the kept-alive connection usable (its chunked end was sent);
+    a Content-Length beside a Transfer-Encoding, or an encoding other
+    than chunked, is 400 and saves nothing."""
+    with Client(served.address, RW) as c:
+        assert c.store_create('v').status == 201
+        for path in ('/stores/' + 'A' * 700, '/stores/' + 'A' * 700 + '/blobs',
+                     '/stores/' + 'A' * 256, '/stores?after=' + 'B' * 700,
+                     '/stores/v/blobs?after=' + 'c' * 700):
+            r = c.request('GET', path)
+            assert r.status == 400, (path[:30], r.status)
+        assert c.request('GET', '/stores/' + 'A' * 255 + '/blobs').status == 404
+        for path in ('/stores', '/stores/v/blobs'):
+            r = c.request('HEAD', path)
+            assert r.status == 200 and r.body == b''
+            r = c.request('GET', path)  # the same connection
+            assert r.status == 200 and isinstance(r.json(), list)
+    for headers in ('Content-Length: 1\r\nTransfer-Encoding: chunked\r\n',
+                    'Transfer-Encoding: gzip, chunked\r\n'):
+        with Raw(served.address) as raw:
+            raw.send(f'POST /stores/v/blobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RW}\r\n'
+                     f'{headers}\r\n3\r\nabc\r\n0\r\n\r\n'.encode())
+            try:
+                answer = raw.read_head()
+            except ConnectionResetError:
+                answer = None
+            assert answer is None or answer[0] == 400, (headers, answer)
+    with Client(served.address, RW) as c:
+        assert c.blob_list('v').json() == []
+    assert 'ambiguous' in served.log() or 'Transfer-Encoding' in served.log()
+    assert_serving(served)
