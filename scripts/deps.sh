@@ -3,7 +3,7 @@
 # one dpkg query when everything is there.
 # shellcheck shell=bash
 
-BLOBFS_PACKAGES="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libzstd-dev libcurl4-openssl-dev libxml2-dev libmicrohttpd-dev python3-pytest python3-boto3 s3cmd rsync cpio attr"
+BLOBFS_PACKAGES="gcc meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev libzstd-dev libcurl4-openssl-dev libxml2-dev libmicrohttpd-dev python3-pytest python3-boto3 s3cmd rsync cpio attr chromium"
 
 blobfs_install_deps() {
 	local missing=() pkg

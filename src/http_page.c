@@ -99,7 +99,7 @@ static void head(struct html *h, const char *title)
 		"h1{font-size:1.4em}a{color:#0550ae;text-decoration:none}a:hover{text-decoration:"
 		"underline}table{border-collapse:collapse;width:100%%}"
 		"th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}"
-		"td.n{text-align:right;font-variant-numeric:tabular-nums}"
+		"td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}"
 		"code{font:13px ui-monospace,monospace}.muted{color:#777}"
 		"</style></head><body>\n");
 }
@@ -176,7 +176,7 @@ enum MHD_Result http_page_stores(struct http_request *r)
 	head(&h, "blobfs: stores");
 	/* Nothing of where the data lives, nor of stores the client cannot
 	 * reach or read beyond what `ls -l` of the mount's root shows. */
-	adds(&h, "<h1>Stores</h1>\n<table><tr><th>store</th><th>blobs</th><th>mode, owner</th>"
+	adds(&h, "<h1>Stores</h1>\n<table><tr><th>store</th><th class=\"n\">blobs</th><th>mode, owner</th>"
 		 "</tr>\n");
 	ret = store_list(r->server->db, n >= 0 ? after : NULL, store_row, &w);
 	if (ret < 0)
@@ -210,9 +210,9 @@ static int blob_row(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void 
 		if (gmtime_r(&t, &tm))
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	}
-	addf(w->h, "<tr><td><code>%.16s…</code></td><td class=\"n\">%" PRIu64 "</td><td>%s</td>"
+	addf(w->h, "<tr><td><code title=\"%s\">%.16s…</code></td><td class=\"n\">%" PRIu64 "</td><td>%s</td>"
 		   "<td><a href=\"/stores/%s/blobs/%s\" download=\"%s\">download</a></td></tr>\n",
-	     hex, length, when[0] ? when : "-", link, hex, hex);
+	     hex, hex, length, when[0] ? when : "-", link, hex, hex);
 	memcpy(w->last, hash, BLOBFS_HASH_SIZE);
 	w->n++;
 	return 0;
@@ -237,7 +237,7 @@ enum MHD_Result http_page_store(struct http_request *r)
 	adds(&h, "<p><a href=\"/\">stores</a></p>\n<h1>");
 	add_text(&h, r->store);
 	addf(&h, "</h1>\n<p class=\"muted\">%zu blobs</p>\n<table><tr><th>blob (SHA-256)</th>"
-		 "<th>bytes</th><th>saved</th><th></th></tr>\n", blob_count(w.st));
+		 "<th class=\"n\">bytes</th><th>saved</th><th></th></tr>\n", blob_count(w.st));
 	ret = blob_list(w.st, n >= 0 ? from : NULL, blob_row, &w);
 	if (ret < 0)
 		h.err = ret;
