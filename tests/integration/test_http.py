@@ -25,10 +25,12 @@ import os
 import random
 import re
 import signal
+import shutil
 import socket
 import struct
 import subprocess
 import threading
+import tempfile
 import time
 import urllib.parse
 from pathlib import Path
@@ -1310,3 +1312,33 @@ def test_what_a_review_found(served):
         assert c.blob_list('v').json() == []
     assert 'ambiguous' in served.log() or 'Transfer-Encoding' in served.log()
     assert_serving(served)
+
+
+def test_a_unix_socket_client_acts_as_itself(make_mount, tmp_path):
+    """-o http=unix:PATH: without a token a client is its own user (the
+    kernel's credentials), under the stores' owners and modes as on the
+    mount; the socket is the daemon user's only (0600) until opened up."""
+    sock = tempfile.mkdtemp(prefix='bh', dir='/tmp') + '/h.sock'
+    os.chmod(os.path.dirname(sock), 0o755)  # the socket's mode decides
+    try:
+        m = make_mount(extra_args=['-o', f'http=unix:{sock}'])
+        wait_until(lambda: os.path.exists(sock), what='the socket')
+        assert os.stat(sock).st_mode & 0o777 == 0o600
+
+        def curl_as(uid, *args):
+            prefix = [] if uid == 0 else ['setpriv', f'--reuid={uid}', f'--regid={uid}',
+                                          '--clear-groups']
+            r = subprocess.run(prefix + ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}',
+                                         '--unix-socket', sock, *args],
+                               capture_output=True, text=True, timeout=30)
+            return r.stdout
+        assert curl_as(0, '-X', 'PUT', 'http://x/stores/roots') == '201'
+        assert curl_as(1000, '-X', 'PUT', 'http://x/stores/his') == '000'  # 0600: no entry
+        os.chmod(sock, 0o666)
+        assert curl_as(1000, '-X', 'PUT', 'http://x/stores/his') == '201'
+        assert os.stat(m.path('his')).st_uid == 1000
+        assert curl_as(1000, '--data-binary', 'x', 'http://x/stores/roots/blobs') == '403'
+        assert curl_as(1000, '--data-binary', 'x', 'http://x/stores/his/blobs') == '201'
+        assert 'uid 1000: save of roots refused' in m.log()
+    finally:
+        shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
