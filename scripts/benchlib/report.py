@@ -211,11 +211,11 @@ Every sample of every row, the targets, the verdicts and the machine are in
 
 Rows 1 to 8: figures from the full run of 2026-11-30 08:38 (commit 0d0f4e6) unless said
 otherwise, with those of the run before it (2026-11-30, commit 6808cdd) where the two disagree.
-The tables above come from a later full run (ended 2026-11-30 11:46, commit f2a925a, the first with
-workload 9), whose rows 1 to 4 are not to be trusted: compiles of mine ran beside its workloads
-1 to 4 (a mistake). Its warm `cat` (row 3) came out at 0.78× ext4; workload 3 run alone right
-after (`scripts/bench --only 3`) gave 0.96× (12,381 against 12,856 MB/s). Row 9b's figures are
-that run's. The profiles and counts were made outside this script (rerun them with the daemon
+The tables above come from a later full run (2026-11-30 14:57, commit 5133951, the first with
+workload 10), with nothing else running on the machine; nothing in the engine changed between
+the runs (the HTTP API is a front end beside it), so where rows 1 to 8 differ from the figures
+below it is this machine's noise (row 1b's re-save: 451, 916 and 710 MB/s in its three runs).
+Rows 9b and 10b's figures are that run's. The profiles and counts were made outside this script (rerun them with the daemon
 in the foreground, `build/blobfs -f DATADIR MNT`, with `perf record -g -p PID` or `-d` for the
 requests). Rows met in one run and missed in the other are listed too: their ratio swings with
 the baseline.
@@ -250,7 +250,7 @@ the baseline.
   disk), so two files can at best go 2 ÷ 1.32 = 1.5× as fast before any cost of sharing the cores.
   On a machine with more cores the target is in reach; here it would need less CPU per byte (the
   copy of row 1).
-- **3. Warm `cat` (≥ 0.9× ext4: met, 0.97×; 0.69× the run before; 0.78× in the run of the tables, perturbed, 0.96× alone right after).** ext4 read 12,445 and 12,885 MB/s
+- **3. Warm `cat` (≥ 0.9× ext4: met, 0.97×; 0.69× the run before and in the run of the tables; 0.96× alone in a run of `--only 3`).** ext4 read 12,445 and 12,885 MB/s
   in the two runs, blobfs 12,107 and 8,940: blobfs's own figure swings. A warm read never reaches
   the daemon: with `-d` it sees
   only LOOKUP, OPEN, FLUSH and RELEASE, no READ (blob pages are kept across opens). It is the
@@ -293,12 +293,13 @@ the baseline.
   have to hold the pack id, offset, length, kind, time and disk size, 192 bits today, e.g. with
   24-bit pack ids, 40-bit lengths (longer ones in a side table) and the time as a 32-bit offset
   from a store-wide epoch. A change of the index, not made.
-- **9b. S3, 1,000 files of 4 KiB (≥ 5× `s3cmd sync`: 2.36×, 349 against 148 files/s, medians
-  of the three runs of the full run that ended 11:46, commit f2a925a; rows 9 and 9c met: 1.16× `s3cmd put`, a cached blob
-  read at 0.94× a local blobfs).** The target is above what radosgw on this machine takes from
-  any client: `curl --parallel` PUTting the same files 32 at once, beside it in the same run,
-  reached 456 files/s (3.1× `s3cmd sync`; its runs 413, 750, 456 against blobfs's 327, 483, 349),
-  so 5× (740 files/s) would be more than curl's median. blobfs reaches 0.77× of curl there.
+- **9b. S3, 1,000 files of 4 KiB (≥ 5× `s3cmd sync`: 2.33×, 446 against 191 files/s, medians
+  of the three runs of the run of the tables; 2.36× in the run before; rows 9 and 9c met:
+  1.26× `s3cmd put`, a cached blob read at 0.97× a local blobfs).** The target is above what
+  radosgw on this machine takes from any client: `curl --parallel` PUTting the same files 32 at
+  once, beside it in the same run, reached 573 files/s (3.0× `s3cmd sync`; its runs 522, 573,
+  715 against blobfs's 402, 446, 475), so 5× (955 files/s) would be more than curl's best run.
+  blobfs reaches 0.78× of curl there.
   What it took: a close no longer asks the object store anything (the upload's PUT with
   `If-None-Match: *` finds out whether the blob was there; 239 files/s, 1.37×, when each close
   made a HEAD) and 32 upload threads instead of 8 (with 8, about 440 files/s against curl's
@@ -307,6 +308,19 @@ the baseline.
   same radosgw), and its `cp -r` and the daemon share the two cores with radosgw and the
   memstore OSD. Reaching 5× of `s3cmd sync` here would need a faster object store, not a
   faster client.
+- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.49×, 665 against 1,350 MB/s; runs
+  881, 581, 665).** nginx sends the cached file with `sendfile`: no byte passes through it. blobfs
+  reads every byte verified (each 64 KiB chunk's CRC32C, and the whole SHA-256 as the blob is read
+  in order) into a buffer and sends it: SHA-256 alone runs at 1.4 GB/s on one core here (`openssl
+  speed -evp sha256`, SHA-NI), so a verified read cannot reach 0.8× of 1,350 MB/s on one core
+  with the copies beside it. What was tried: the bytes in 256 KiB blocks instead of 64 KiB (400 to
+  700-800 MB/s for a cached 128 MiB blob; `perf` showed the SHA-256 and CRC32C at about half of
+  the connection thread's samples, the rest the poll, pread and send of each block). What would
+  meet it, not built: a record already verified whole since the mount (and its pack, which is
+  never rewritten in place) sent with `sendfile` from the pack, the CRCs of later reads skipped
+  as the kernel's page cache skips them on the mount; or the hash of a GET computed on another
+  core while the previous block is sent. Rows 10 (0.52× nginx) and 10c (uploads at 603 MB/s, 0.88×
+  `curl -T` into nginx's WebDAV, which only writes a file) are met or have no target.
 - **passthrough_ll in workload 5** fails: it keeps a descriptor per looked-up inode, and this
   machine's 20,000-descriptor limit ends its `cp -r` of 100,000 files ("failed to close").
 
@@ -320,6 +334,7 @@ the baseline.
 6. A store of {p.n6:,} random 1 KiB blobs made with `build/bench_fill` (through the store API, not mounted), compared with one ext4 directory of {p.n6:,} 1 KiB files named by their SHA-256 (which is also what the naive store would be) and passthrough_ll mounted over that directory. Mount time: until `build/blobfs` returns (it daemonizes once mounted) / until passthrough_ll's mount appears. `ls -f DIR | wc -l` (the count is checked). `stat` of {p.nstat:,} random names (a different random sample each run) by a Python loop over `os.stat` in a child process; failures are counted by errno. Then the daemon's VmRSS and VmHWM (`/proc/PID/status`) and its open descriptors (`ls /proc/PID/fd | wc -l`).
 7. `cp -r` of N files of 1 MiB / 256 MiB into `incoming/` (blobfs) or a directory, followed by `sync`. write_bytes and wchar are read from `/proc/PID/io` before and after: for blobfs and passthrough_ll, of the daemon (which does the writing); for ext4 and the naive store, of the bench process, which the counters of its reaped children (`cp`, `sha256sum`) are added to. Disk: sectors written to `{p.disk}` in `/proc/diskstats`, around the command and the `sync`; this counts everything written to the disk meanwhile, file-system metadata and journal included, but also whatever other processes on the machine wrote, so this row shows the lowest of the runs (other writers only add) and has no target. The target is checked on write_bytes. Each ratio is bytes ÷ payload.
 9. Stores on an S3 object store: the one-node Ceph of `scripts/ceph-dev` (radosgw on loopback, a memstore OSD: the objects live in its memory), started for the workload when it is not running. 9: a 256 MiB random file (64 MiB in a quick run) uploaded with `s3cmd put` (its multipart upload, 15 MiB parts), and copied with `cp` into `incoming/` of a blobfs mounted on `s3://blobfs-bench/PREFIX` with `-o sync` (close() returns once the object store has the blob: the same finish line); MB/s = size ÷ wall time. 9b: 1,000 files of 4 KiB (200 in a quick run) with `s3cmd sync DIR/ s3://…/`, with `curl --parallel --parallel-max 32` PUTting every file (one config file of upload-file/url pairs, SigV4 by curl: radosgw's own ceiling for small PUTs here, whatever the client), and with `cp -r` into `incoming/` of a blobfs without `-o sync` (default 32 upload threads), timed until the bucket lists every blob (polled every 50 ms with boto3); files/s. 9c: the blob of row 9 read once through the mount (fetched and verified into the read cache), the mount remounted and the page cache dropped, then `cat` of it, next to a `cat` of the same file from a local blobfs (also remounted, caches dropped).
+10. The HTTP API: a blobfs mounted with `-o http=127.0.0.1:18480,tokens=FILE` (the same daemon serves the mount and HTTP), 1,000 files of 4 KiB and one of 512 MiB (128 MiB in a quick run) copied into a store through the mount; nginx (Debian's, `worker_processes 2`, `sendfile on`, access log off, keep-alive) serving hard links of the same files, named by their hashes, from the same disk, on 127.0.0.1:18481. 10: `wrk -t2 -c32 -d10s` with a Lua script that asks for the 1,000 blobs in turn; requests/s (any answer other than 200 fails the run). 10b: the large blob (in the page cache, and read once through the mount) fetched twice on one kept-alive connection by one `curl`; MB/s = 2 × size ÷ wall time. 10c: the large file (in the page cache) uploaded with `curl -T` to `PUT /stores/s/blobs/HASH` (a verified save; the blob deleted first), next to `curl -T` into nginx's WebDAV (`dav_methods PUT`) and `cp` into the mount's `incoming/` (the blob deleted first); MB/s = size ÷ wall time. The two servers alternate which goes first from run to run.
 
 ## Commands
 
