@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "escape.h"
 #include "format.h"
 #include "http.h"
 #include "net_socket.h"
@@ -62,6 +63,9 @@ struct http_request {
 	struct hasher *hasher;
 };
 
+/* Queues resp (NULL: out of memory, MHD_NO) with status, and drops this
+ * reference to it. */
+enum MHD_Result http_queue(struct http_request *r, unsigned status, struct MHD_Response *resp);
 /* Queues a response with status, an optional Content-Type and body (copied). */
 enum MHD_Result http_reply(struct http_request *r, unsigned status, const char *type,
 			   const char *body, size_t len);
@@ -80,12 +84,6 @@ bool http_reaches(const struct http_request *r, const char *store);
 /* A query argument percent-decoded into out (NUL-terminated): its length,
  * or -ENOENT when absent, -EINVAL when it does not fit or decodes badly. */
 int http_query(struct http_request *r, const char *key, char *out, size_t size);
-/* Percent-decodes len bytes of in ('+' stays '+' unless plus_space):
- * the length, or -EINVAL. out has room for len + 1. */
-int http_unescape(const char *in, size_t len, char *out, bool plus_space);
-/* Percent-encodes a name into out (every byte but A-Z a-z 0-9 - . _ ~):
- * the length (out needs 3 * len + 1). */
-size_t http_escape(const char *in, size_t len, char *out);
 /* Tells a mount beside the server what changed. */
 void http_changed(struct http_request *r, const uint8_t *hash);
 

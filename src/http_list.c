@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "hash.h"
 #include "log.h"
 #include "strlist.h"
@@ -57,7 +58,7 @@ size_t http_json_name(const char *name, bool url, char *out)
 
 	out[o++] = '"';
 	if (url) {
-		o += http_escape(name, n, out + o);
+		o += percent_encode(name, n, out + o);
 		out[o++] = '"';
 		out[o] = '\0';
 		return o;
@@ -271,12 +272,12 @@ static void add_link(struct http_request *r, struct MHD_Response *resp, struct l
 	char store[3 * 255 + 1], after[3 * 255 + 1], link[2 * 3 * 255 + 128];
 
 	if (l->st) {
-		http_escape(r->store, strlen(r->store), store);
+		percent_encode(r->store, strlen(r->store), store);
 		hash_to_hex(l->last, after);
 		snprintf(link, sizeof(link), "</stores/%s/blobs?after=%s&limit=%lu%s>; rel=\"next\"",
 			 store, after, limit, l->url ? "&encoding=url" : "");
 	} else {
-		http_escape(l->last_name, strlen(l->last_name), after);
+		percent_encode(l->last_name, strlen(l->last_name), after);
 		snprintf(link, sizeof(link), "</stores?after=%s&limit=%lu%s>; rel=\"next\"", after,
 			 limit, l->url ? "&encoding=url" : "");
 	}
@@ -290,7 +291,6 @@ static enum MHD_Result list(struct http_request *r, struct store *st)
 	struct listing *l = calloc(1, sizeof(*l));
 	struct counting c = { .l = l };
 	struct MHD_Response *resp;
-	enum MHD_Result result;
 	char arg[3 * 256], *end;
 	int ret = l ? 0 : -ENOMEM, n;
 
@@ -345,9 +345,7 @@ static enum MHD_Result list(struct http_request *r, struct store *st)
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
 	if (c.more)
 		add_link(r, resp, l, c.limit);
-	result = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return result;
+	return http_queue(r, MHD_HTTP_OK, resp);
 fail:
 	if (l)
 		listing_free(l);
@@ -364,15 +362,12 @@ static enum MHD_Result head_only(struct http_request *r)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
 								    MHD_RESPMEM_PERSISTENT);
-	enum MHD_Result result;
 
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
-	result = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return result;
+	return http_queue(r, MHD_HTTP_OK, resp);
 }
 
 enum MHD_Result http_store_list(struct http_request *r)

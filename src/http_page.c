@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "escape.h"
 #include "hash.h"
 #include "log.h"
 
@@ -107,7 +108,6 @@ static void head(struct html *h, const char *title)
 static enum MHD_Result send_page(struct http_request *r, struct html *h)
 {
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 
 	if (h->err) {
 		free(h->buf);
@@ -120,9 +120,7 @@ static enum MHD_Result send_page(struct http_request *r, struct html *h)
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept");
-	ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, MHD_HTTP_OK, resp);
 }
 
 struct rows {
@@ -148,7 +146,7 @@ static int store_row(const char *name, void *arg)
 		w->more = true;
 		return 1;
 	}
-	http_escape(name, strlen(name), link);
+	percent_encode(name, strlen(name), link);
 	if (store_open(w->r->server->db, name, &st) == 0) {
 		char count[32] = "-";
 
@@ -183,7 +181,7 @@ enum MHD_Result http_page_stores(struct http_request *r)
 		h.err = ret;
 	adds(&h, "</table>\n");
 	if (w.more) {
-		http_escape(w.last_name, strlen(w.last_name), link);
+		percent_encode(w.last_name, strlen(w.last_name), link);
 		addf(&h, "<p><a rel=\"next\" href=\"/?after=%s\">next %d stores</a></p>\n", link,
 		     PAGE_ROWS);
 	}
@@ -202,7 +200,7 @@ static int blob_row(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void 
 		return 1;
 	}
 	hash_to_hex(hash, hex);
-	http_escape(w->r->store, strlen(w->r->store), link);
+	percent_encode(w->r->store, strlen(w->r->store), link);
 	if (blob_stat(w->st, hash, &bs) == 0 && bs.saved > 0) {
 		struct tm tm;
 		time_t t = (time_t)bs.saved;
@@ -243,7 +241,7 @@ enum MHD_Result http_page_store(struct http_request *r)
 		h.err = ret;
 	adds(&h, "</table>\n");
 	if (w.more) {
-		http_escape(r->store, strlen(r->store), link);
+		percent_encode(r->store, strlen(r->store), link);
 		hash_to_hex(w.last, hex);
 		addf(&h, "<p><a rel=\"next\" href=\"/stores/%s/?after=%s\">next %d blobs</a></p>\n",
 		     link, hex, PAGE_ROWS);

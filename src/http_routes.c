@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "hash.h"
 #include "log.h"
 
@@ -374,7 +375,6 @@ static enum MHD_Result saved(struct http_request *r, int ret, const uint8_t hash
 	char hex[BLOBFS_HASH_SIZE * 2 + 1], body[BLOBFS_HASH_SIZE * 2 + 4];
 	char location[3 * 255 + BLOBFS_HASH_SIZE * 2 + 32], name[3 * 255 + 1];
 	struct MHD_Response *resp;
-	enum MHD_Result result;
 	int n;
 
 	hash_to_hex(hash, hex);
@@ -382,13 +382,11 @@ static enum MHD_Result saved(struct http_request *r, int ret, const uint8_t hash
 	resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		return MHD_NO;
-	http_escape(r->store, strlen(r->store), name);
+	percent_encode(r->store, strlen(r->store), name);
 	snprintf(location, sizeof(location), "/stores/%s/blobs/%s", name, hex);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-	result = MHD_queue_response(r->conn, ret == 0 ? MHD_HTTP_CREATED : MHD_HTTP_CONFLICT, resp);
-	MHD_destroy_response(resp);
-	return result;
+	return http_queue(r, ret == 0 ? MHD_HTTP_CREATED : MHD_HTTP_CONFLICT, resp);
 }
 
 enum MHD_Result http_body_end(struct http_request *r)

@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "hash.h"
 #include "log.h"
 
@@ -31,20 +32,28 @@
  * pages live on the heap); not the default 8 MiB each, 1000 times. */
 #define HTTP_THREAD_STACK (512 * 1024)
 
+enum MHD_Result http_queue(struct http_request *r, unsigned status, struct MHD_Response *resp)
+{
+	enum MHD_Result ret;
+
+	if (!resp)
+		return MHD_NO;
+	ret = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 enum MHD_Result http_reply(struct http_request *r, unsigned status, const char *type,
 			   const char *body, size_t len)
 {
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result ret;
 
 	if (!resp)
 		return MHD_NO;
 	if (type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	ret = MHD_queue_response(r->conn, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, status, resp);
 }
 
 enum MHD_Result http_fail_status(struct http_request *r, unsigned status, const char *error,
@@ -52,7 +61,6 @@ enum MHD_Result http_fail_status(struct http_request *r, unsigned status, const 
 {
 	char body[512];
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}\n", error,
 			 message);
 
@@ -64,9 +72,7 @@ enum MHD_Result http_fail_status(struct http_request *r, unsigned status, const 
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"blobfs\"");
-	ret = MHD_queue_response(r->conn, status, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, status, resp);
 }
 
 enum MHD_Result http_fail(struct http_request *r, int err, const char *what)
@@ -140,57 +146,6 @@ void http_changed(struct http_request *r, const uint8_t *hash)
 		r->server->opts.changed(r->server->opts.changed_arg, r->store, hash);
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-int http_unescape(const char *in, size_t len, char *out, bool plus_space)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = in[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= len || (hi = hexval(in[i + 1])) < 0 ||
-			    (lo = hexval(in[i + 2])) < 0)
-				return -EINVAL;
-			c = (char)(hi << 4 | lo);
-			i += 2;
-		} else if (c == '+' && plus_space) {
-			c = ' ';
-		}
-		out[n++] = c;
-	}
-	out[n] = '\0';
-	return (int)n;
-}
-
-size_t http_escape(const char *in, size_t len, char *out)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			out[n++] = (char)c;
-		} else {
-			out[n++] = '%';
-			out[n++] = hex[c >> 4];
-			out[n++] = hex[c & 15];
-		}
-	}
-	out[n] = '\0';
-	return n;
-}
-
 int http_query(struct http_request *r, const char *key, char *out, size_t size)
 {
 	const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
@@ -204,7 +159,7 @@ int http_query(struct http_request *r, const char *key, char *out, size_t size)
 	tmp = malloc(len + 1);
 	if (!tmp)
 		return -ENOMEM;
-	n = http_unescape(v, len, tmp, true);
+	n = percent_decode(v, len, tmp, true);
 	if (n >= 0 && (size_t)n >= size)
 		n = -EINVAL;
 	if (n >= 0)
@@ -224,7 +179,7 @@ static int take_store(struct http_request *r, const char *p, const char *end)
 	 * bytes as it has, up to 765, and r->store holds 255. */
 	if (end - p > 3 * 255)
 		return -EINVAL;
-	n = http_unescape(p, (size_t)(end - p), name, false);
+	n = percent_decode(p, (size_t)(end - p), name, false);
 	if (n < 0 || n >= (int)sizeof(r->store) || store_name_check(name, (size_t)n) < 0 ||
 	    strlen(name) != (size_t)n)
 		return -EINVAL;
@@ -329,7 +284,6 @@ static bool is(const struct http_request *r, const char *method)
 static enum MHD_Result not_allowed(struct http_request *r, const char *allow)
 {
 	struct MHD_Response *resp;
-	enum MHD_Result ret;
 	static const char body[] = "{\"error\":\"method-not-allowed\",\"message\":\"not on this "
 				   "path\"}\n";
 
@@ -339,9 +293,7 @@ static enum MHD_Result not_allowed(struct http_request *r, const char *allow)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-	ret = MHD_queue_response(r->conn, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
-	MHD_destroy_response(resp);
-	return ret;
+	return http_queue(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
 }
 
 static bool wants_html(struct http_request *r)

@@ -20,6 +20,8 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "escape.h"
+
 /* Tokens and upload ids are opaque; none seen is near this long. */
 #define S3_TOKEN_MAX 2048
 
@@ -177,34 +179,14 @@ static int parse_prefix(const xmlNode *n, char **out)
 	return ret;
 }
 
-static int hex_digit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Decodes in place what encoding-type=url encoded: %XX, and '+' for a
  * space (a '+' itself comes as %2B). false for a bad escape or a NUL. */
 static bool url_decode(char *s)
 {
-	char *out = s;
+	size_t len = strlen(s);
+	int n = percent_decode(s, len, s, true);
 
-	for (const char *p = s; *p; p++) {
-		if (*p == '+') {
-			*out++ = ' ';
-		} else if (*p == '%') {
-			int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]);
-
-			if (lo < 0 || (hi == 0 && lo == 0))
-				return false;
-			*out++ = (char)(hi << 4 | lo);
-			p += 2;
-		} else {
-			*out++ = *p;
-		}
-	}
-	*out = '\0';
-	return true;
+	return n >= 0 && strlen(s) == (size_t)n;
 }
 
 /* Keys and prefixes of a listing sent with encoding-type=url: decoded; an

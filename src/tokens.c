@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "escape.h"
 #include "log.h"
 #include "store.h"
 
@@ -48,47 +49,13 @@ static bool token_char(char c)
 	       c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
 }
 
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	       c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A store name as the stats line escapes it (\\, \n, \t, \xNN) into out
- * (room for 256 bytes and a NUL): -EINVAL unless it is a store's name. */
+ * (room for 256 bytes): -EINVAL unless it is a store's name. */
 static int unescape_name(const char *in, size_t len, char *out)
 {
-	size_t n = 0;
+	int n = unescape_text(in, len, out, 256);
 
-	for (size_t i = 0; i < len; i++) {
-		char c = in[i];
-
-		if (c == '\\') {
-			if (i + 1 >= len)
-				return -EINVAL;
-			c = in[++i];
-			if (c == 'n') {
-				c = '\n';
-			} else if (c == 't') {
-				c = '\t';
-			} else if (c == 'x') {
-				int hi, lo;
-
-				if (i + 2 >= len || (hi = hexval(in[i + 1])) < 0 ||
-				    (lo = hexval(in[i + 2])) < 0)
-					return -EINVAL;
-				c = (char)(hi << 4 | lo);
-				i += 2;
-			} else if (c != '\\') {
-				return -EINVAL;
-			}
-		}
-		if (n >= 255)
-			return -EINVAL;
-		out[n++] = c;
-	}
-	out[n] = '\0';
-	return store_name_check(out, n);
+	return n < 0 ? n : store_name_check(out, (size_t)n);
 }
 
 /* A decimal uint32 of [p, end). */

@@ -1,7 +1,7 @@
 /*
  * fuzz_tokens.c - the HTTP API's untrusted text: the tokens file's parser
  * (src/tokens.c) and the names of the API (src/http_list.c http_json_name,
- * src/http_server.c http_escape / http_unescape). Input: byte 0 picks the
+ * src/http_server.c percent_encode / percent_decode). Input: byte 0 picks the
  * tokens file (even) or a name (odd); the rest is the file's text or the
  * name. Invariants:
  *   - token_set_parse returns 0, -EINVAL or -ENOMEM, and a set only with 0;
@@ -13,15 +13,15 @@
  *     names, sorted, and reached; a value found is the value asked for (a
  *     token's value with its last byte changed finds another or none);
  *   - on -EINVAL: err is "line N: why" with N one of the text's lines;
- *   - http_unescape refuses exactly a '%' without two hex digits after it,
- *     and otherwise decodes to what http_escape turns back into the same
+ *   - percent_decode refuses exactly a '%' without two hex digits after it,
+ *     and otherwise decodes to what percent_encode turns back into the same
  *     bytes;
  *   - for a name of 1 to 255 bytes without NUL or '/': http_json_name's
  *     JSON fits HTTP_JSON_NAME_MAX, has no raw control byte and no byte
  *     >= 0x80 outside valid UTF-8, and decodes to the name with each byte
  *     that is not UTF-8 replaced by U+FFFD (this file's own decoder, not
  *     the code under test); its url form is quoted unreserved bytes and
- *     uppercase %XX, and http_unescape gives the name back.
+ *     uppercase %XX, and percent_decode gives the name back.
  */
 #include <errno.h>
 
@@ -159,7 +159,7 @@ static void fuzz_unescape(const char *in, size_t len)
 		    (i + 2 >= len || hexval(in[i + 1]) < 0 || hexval(in[i + 2]) < 0))
 			valid = false;
 	for (int plus = 0; plus < 2; plus++) {
-		n = http_unescape(in, len, out, plus);
+		n = percent_decode(in, len, out, plus);
 		FUZZ_CHECK(valid ? n >= 0 && (size_t)n <= len : n == -EINVAL);
 		if (n < 0)
 			continue;
@@ -167,9 +167,9 @@ static void fuzz_unescape(const char *in, size_t len)
 		/* With plus_space, a '+' out comes from a %2B only. */
 		if (plus && !memchr(in, '%', len))
 			FUZZ_CHECK(!memchr(out, '+', (size_t)n));
-		e = http_escape(out, (size_t)n, esc);
+		e = percent_encode(out, (size_t)n, esc);
 		FUZZ_CHECK(e <= 3 * (size_t)n && esc[e] == '\0');
-		FUZZ_CHECK(http_unescape(esc, e, back, false) == n);
+		FUZZ_CHECK(percent_decode(esc, e, back, false) == n);
 		FUZZ_CHECK(memcmp(back, out, (size_t)n) == 0);
 	}
 done:
@@ -300,7 +300,7 @@ static void fuzz_name(const char *name, size_t len)
 		}
 	}
 	for (int plus = 0; plus < 2; plus++) {
-		u = http_unescape(json + 1, n - 2, back, plus);
+		u = percent_decode(json + 1, n - 2, back, plus);
 		FUZZ_CHECK(u >= 0 && (size_t)u == len && memcmp(back, name, len) == 0);
 	}
 	free(json);

@@ -3,8 +3,8 @@
  * http_json_name (JSON strings: quotes and backslashes escaped, control
  * bytes as \u00XX, valid UTF-8 kept, every byte that is not valid UTF-8
  * replaced by U+FFFD; url=true: percent-encoded in quotes; the length
- * returned; the worst case fits HTTP_JSON_NAME_MAX), http_escape and
- * http_unescape (every byte value round-trips; malformed escapes refused;
+ * returned; the worst case fits HTTP_JSON_NAME_MAX), percent_encode and
+ * percent_decode (every byte value round-trips; malformed escapes refused;
  * '+' as a space only when asked).
  *
  * Fixture: testutil.h (the fixture library).
@@ -122,9 +122,9 @@ static void check_unescape(const char *in, bool plus_space, int want_len, const 
 	int n;
 
 	memset(out, 'Z', sizeof(out));
-	n = http_unescape(in, strlen(in), out, plus_space);
+	n = percent_decode(in, strlen(in), out, plus_space);
 	if (!CHECK_EQ(n, want_len))
-		fprintf(stderr, "  http_unescape(\"%s\", %d) gave %d, want %d\n", in, plus_space, n,
+		fprintf(stderr, "  percent_decode(\"%s\", %d) gave %d, want %d\n", in, plus_space, n,
 			want_len);
 	else if (n >= 0)
 		CHECK(!memcmp(out, want, (size_t)n + 1)); /* NUL-terminated */
@@ -139,7 +139,7 @@ static void test_escape(void)
 	TU_TEST("escape: every byte value round-trips");
 	for (int i = 0; i < 256; i++)
 		all[i] = (char)i;
-	n = http_escape(all, sizeof(all), esc);
+	n = percent_encode(all, sizeof(all), esc);
 	CHECK_EQ(n, strlen(esc));
 	/* 66 unreserved bytes as they are, the other 190 as %XX. */
 	CHECK_EQ(n, 66 + 3 * 190);
@@ -157,7 +157,7 @@ static void test_escape(void)
 	}
 	for (int plus = 0; plus < 2; plus++) {
 		memset(back, 'Z', sizeof(back));
-		m = http_unescape(esc, n, back, plus);
+		m = percent_decode(esc, n, back, plus);
 		CHECK_EQ(m, 256);
 		CHECK_MEM(back, all, 256);
 		CHECK_EQ(back[256], '\0');
@@ -170,14 +170,14 @@ static void test_escape(void)
 			snprintf(want, sizeof(want), "%c", i);
 		else
 			snprintf(want, sizeof(want), "%%%02X", i);
-		n = http_escape(&one, 1, e);
+		n = percent_encode(&one, 1, e);
 		if (!CHECK(n == strlen(want) && !strcmp(e, want)))
 			break;
-		m = http_unescape(e, n, b, false);
+		m = percent_decode(e, n, b, false);
 		if (!CHECK(m == 1 && b[0] == one && b[1] == '\0'))
 			break;
 	}
-	CHECK_EQ(http_escape("", 0, esc), 0);
+	CHECK_EQ(percent_encode("", 0, esc), 0);
 	CHECK_EQ(esc[0], '\0');
 
 	TU_TEST("unescape: malformed escapes refused");
@@ -206,9 +206,9 @@ static void test_escape(void)
 	{
 		char out[8];
 
-		CHECK_EQ(http_unescape("ab%", 2, out, false), 2);
+		CHECK_EQ(percent_decode("ab%", 2, out, false), 2);
 		CHECK(!strcmp(out, "ab"));
-		CHECK_EQ(http_unescape("%41%", 3, out, false), 1);
+		CHECK_EQ(percent_decode("%41%", 3, out, false), 1);
 		CHECK(!strcmp(out, "A"));
 	}
 }

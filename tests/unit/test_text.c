@@ -1,12 +1,17 @@
 /*
  * test_text.c - the line-oriented text blobfs writes: escape_text (every
- * control byte escaped, truncation as snprintf), log lines (log.c: a name
+ * control byte escaped, truncation as snprintf) and its inverse
+ * unescape_text (every byte round-trips; bad escapes and overflow refused),
+ * log lines (log.c: a name
  * with a newline stays on one line, on stderr; levels), and the store
  * statistics' format (store_stats_format, store_stats_format_total: the
  * exact lines, escaping of the name, the length contract).
  *
  * Fixture: testutil.h (the fixture library).
  */
+#include <errno.h>
+#include <string.h>
+
 #include "escape.h"
 #include "log.h"
 #include "store.h"
@@ -136,11 +141,37 @@ static void test_stats_format(void)
 	CHECK_EQ(n, strlen(line));
 }
 
+static void test_unescape(void)
+{
+	char in[256], text[4 * 256 + 1], back[257];
+	int n;
+
+	TU_TEST("unescape_text");
+	for (int i = 0; i < 256; i++)
+		in[i] = (char)i;
+	for (unsigned flags = 0; flags <= ESCAPE_SPACE; flags += ESCAPE_SPACE) {
+		size_t len = escape_text(in, 256, text, sizeof(text), flags);
+
+		n = unescape_text(text, len, back, sizeof(back));
+		CHECK_EQ(n, 256);
+		CHECK(n == 256 && !memcmp(back, in, 256));
+	}
+	n = unescape_text("a\\\\b\\x2F\\x2f\\n\\t", 16, back, sizeof(back));
+	CHECK_EQ(n, 7);
+	CHECK(!memcmp(back, "a\\b//\n\t", 8));
+	for (const char *bad = "\\q\0\\\0\\x\0\\x4\0\\xg0\0\\\0"; *bad; bad += strlen(bad) + 1)
+		CHECK_EQ(unescape_text(bad, strlen(bad), back, sizeof(back)), -EINVAL);
+	CHECK_EQ(unescape_text("abc", 3, back, 4), 3);
+	CHECK_EQ(unescape_text("abcd", 4, back, 4), -EINVAL); /* no room for the NUL */
+	CHECK_EQ(unescape_text("", 0, back, 0), -EINVAL);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
 	tu_init(argv[0]);
 	test_escape();
+	test_unescape();
 	test_log_lines();
 	test_log_long_line();
 	test_stats_format();
