@@ -133,6 +133,10 @@ struct local_db {
 	unsigned digester_count;
 	bool digest_stop;
 	struct local_writer *digest_head, *digest_tail;
+
+	/* Readers hashing ahead on a thread of their own (local_read.c): at
+	 * most ahead_max (the CPUs) at once; ahead_running is an atomic. */
+	unsigned ahead_max, ahead_running;
 };
 
 struct local_reader {
@@ -163,6 +167,17 @@ struct local_reader {
 	bool corrupt;    /* the hash did not match: every later read fails too */
 	bool checked;    /* the whole hash was compared (it matched unless corrupt) */
 	bool end_served; /* a read reached the end of the blob */
+
+	/* Hashing ahead: a large raw blob read from its start has its
+	 * SHA-256 computed by a thread of its own, which reads the record
+	 * from the pack, so that the hash leaves the readers' path; the
+	 * thread then owns hasher and hashed (lock guards these as well). */
+	pthread_t ahead_thread;
+	pthread_cond_t ahead_wake; /* served grew, or ahead_stop */
+	pthread_cond_t ahead_done; /* ahead_finished */
+	bool ahead;                /* the thread was started */
+	bool ahead_stop, ahead_finished;
+	int ahead_error;           /* its read error (negative errno), or 0 */
 };
 
 struct local_writer {

@@ -305,6 +305,10 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	pthread_mutex_init(&db->digest_lock, NULL);
 	pthread_cond_init(&db->digest_wake, NULL);
 	pthread_cond_init(&db->digest_released, NULL);
+	{
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		db->ahead_max = cpus < 1 ? 1 : (unsigned)cpus;
+	}
 	ret = blobdb_init(&db->base, &local_backend, datadir, opts);
 	db->base.blob_max = RECORD_LENGTH_MAX;
 	if (ret < 0)

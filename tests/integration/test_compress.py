@@ -67,6 +67,7 @@ from blobfs_test.common import run
 from blobfs_test.files import EMPTY_SHA256, expect_errno, read_blob_checked, read_file, write_all
 from blobfs_test.mounting import (DEAD_MOUNT_ERRNOS, blobfs_tool, fsck_datadir, is_mounted,
                                   kill_daemon, mounts_under, unmount_dead_mount)
+from blobfs_test.packs import crc32c
 from blobfs_test.trees import check_tree_stored, run_ok, sha256
 
 KiB = 1 << 10
@@ -187,28 +188,6 @@ def parse_pack(path):
         out.append(rec)
         off = rec.end
     return out
-
-
-def _crc32c_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
-def crc32c(data):
-    """CRC32C (Castagnoli), as docs/FORMAT.md: crc32c(b'123456789') ==
-    0xE3069283. Pure Python: for a few hundred bytes."""
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
 
 
 def zstd_rle_frame(byte, n):

@@ -19,6 +19,8 @@ import os
 import random
 import re
 import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ from blobfs_test import files
 from blobfs_test.common import env_int
 from blobfs_test.files import expect_errno, read_blob_checked, save
 from blobfs_test.mounting import fsck_datadir
-from blobfs_test.packs import MARKER_NAME, PACK_HEADER_SIZE, pack_files, parse_store
+from blobfs_test.packs import MARKER_NAME, PACK_HEADER_SIZE, crc32c, pack_files, parse_store
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -420,6 +422,52 @@ def _small_store(m, sizes, store='photos'):
 
 def _record_of(records, h):
     return next(r for recs in records.values() for r in recs if r.hash == h and r.is_blob)
+
+
+@pytest.mark.parametrize('size', [2 * 65536 * 16 + 777, 24 * 65536 * 16 + 777],
+                         ids=['2MiB-hashed-inline', '24MiB-hashed-ahead'])
+def test_resealed_chunk_is_caught_by_the_blob_hash(make_mount, size):
+    """A chunk of a raw record changed and its CRC32C, the table's and the
+    trailer's made to agree (what only the SHA-256 can see): a read in order,
+    one request at a time (O_DIRECT), stops with EIO before the last bytes,
+    and `sha256sum` (through the page cache, the kernel's readahead) fails
+    twice. 24 MiB is past the size where a thread hashes ahead of the reads
+    (local_read.c), 2 MiB below it."""
+    m = make_mount()
+    os.mkdir(m.path('s'))
+    data = random.Random(size).randbytes(size)
+    h = save(m.mnt, 's', data, 'victim')
+    m.umount()
+    rec = _record_of(parse_store(m.data, 's'), h)
+    k = (size // 65536) // 2
+    buf = bytearray(rec.pack.read_bytes())
+    at = rec.data_offset + k * 65536
+    buf[at + 100] ^= 0x20
+    struct.pack_into('<I', buf, rec.table_offset + 4 * k, crc32c(buf[at:at + 65536]))
+    struct.pack_into('<I', buf, rec.trailer_offset + 4,
+                     crc32c(buf[rec.table_offset:rec.trailer_offset]))
+    rec.pack.write_bytes(bytes(buf))
+    Path(m.data, 'stores', 's', 'checkpoint').unlink(missing_ok=True)
+    m.mount()
+    fd = os.open(m.path('s', h), os.O_RDONLY | os.O_DIRECT)
+    got = 0
+    try:
+        while True:
+            piece = os.read(fd, 128 * 1024)
+            assert piece, f'read all {got} bytes of a blob that does not hash to its name'
+            got += len(piece)
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+    finally:
+        os.close(fd)
+    assert got < size, 'the last bytes came out although the hash does not match'
+    m.umount()
+    m.mount()
+    for attempt in (1, 2):
+        r = subprocess.run(['sha256sum', m.path('s', h)], capture_output=True, text=True,
+                           env={**os.environ, 'LC_ALL': 'C'})
+        assert r.returncode != 0 and 'Input/output error' in r.stderr, (
+            f'sha256sum #{attempt}: exit {r.returncode}, {r.stdout.split()[:1]} (name {h})')
 
 
 def test_flipped_data_byte_gives_eio_and_a_log_line(make_mount):

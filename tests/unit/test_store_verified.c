@@ -6,6 +6,8 @@
  *
  * Fixture: storeutil.h / testutil.h (the fixture library).
  */
+#include <dirent.h>
+
 #include "bytes.h"
 #include "crc32c.h"
 #include "storeutil.h"
@@ -185,10 +187,152 @@ static void test_verified_reads(const char *base)
 	free(c);
 }
 
+/* The number of threads of this process. */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	REQUIRE(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Reads [off, off + len) in pieces of `piece`, in order; the first error,
+ * or 0, and where it came. Bytes are not compared: a chunk re-sealed to
+ * pass its CRC32C is handed out until the hash completes. */
+static int read_span(struct blob_reader *r, uint64_t off, uint64_t len, size_t piece,
+		     uint64_t *failed_at)
+{
+	uint8_t *buf = tu_xmalloc(piece);
+	uint64_t end = off + len;
+	int ret = 0;
+
+	while (off < end) {
+		size_t got = 0;
+		ret = blob_read(r, buf, end - off < piece ? (size_t)(end - off) : piece, off, &got);
+		if (ret == 0 && got == 0)
+			ret = -EBADE;
+		if (ret) {
+			*failed_at = off;
+			break;
+		}
+		off += got;
+	}
+	free(buf);
+	return ret;
+}
+
+/* A large raw blob read from its start has its hash computed by a thread
+ * of its own (local_read.c): the reads stay exact, the thread goes with the
+ * reader, a reader that stops early does not wait for it, more readers
+ * than CPUs still read right, and a hash that does not match fails the
+ * read that completes the blob, as the inline hash does. */
+static void test_hashing_ahead(const char *base)
+{
+	enum { LEN = 9 * 1024 * 1024 + 12345, READERS = 6 };
+	const size_t bad_chunk = 70;
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct blob_reader *rd[READERS];
+	uint8_t *c = make_content(LEN), h[HS];
+	struct record_info rec;
+	struct blobdb *db;
+	struct store *s;
+	uint64_t failed_at = 0;
+	uint32_t pack;
+	int before;
+
+	TU_TEST("hashing ahead: large blobs read whole, in order, out of order and in part");
+	tu_path(dir, sizeof(dir), "%s/db-ahead", base);
+	s = new_store(dir, NULL, "v", &db);
+	CHECK_EQ(blob_save(s, c, LEN, h), 0);
+	CHECK_EQ(store_sync(s), 0);
+	for (size_t piece = 4096; piece <= 1 << 20; piece *= 16)
+		CHECK_EQ(read_in_order(s, h, c, LEN, piece, &failed_at, NULL), 0);
+	/* Mid-way the thread is there; after the close it is gone. */
+	before = thread_count();
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, 1 << 20, 65536, &failed_at), 0);
+	CHECK_EQ(thread_count(), before + 1);
+	blob_close(rd[0]);
+	CHECK_EQ(thread_count(), before);
+	/* Out of order after a start at 0: the end first, then the rest. */
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, 65536, 65536, &failed_at), 0);
+	CHECK_EQ(read_span(rd[0], LEN - 3 * 65536, 3 * 65536, 65536, &failed_at), 0);
+	CHECK_EQ(read_span(rd[0], 65536, LEN - 4 * 65536, 1 << 20, &failed_at), 0);
+	blob_close(rd[0]);
+	/* More readers than CPUs, interleaved: the extra ones hash inline. */
+	for (int i = 0; i < READERS; i++)
+		REQUIRE(blob_open(s, h, &rd[i]) == 0);
+	for (uint64_t off = 0; off < LEN; off += 1 << 20)
+		for (int i = 0; i < READERS; i++)
+			CHECK_EQ(read_span(rd[i], off, LEN - off < (1 << 20) ? LEN - off : 1 << 20,
+					   1 << 18, &failed_at), 0);
+	for (int i = 0; i < READERS; i++)
+		blob_close(rd[i]);
+	CHECK_EQ(thread_count(), before);
+	store_close(s);
+	blobdb_close(db);
+
+	/* A chunk in the middle re-sealed: only the whole hash can tell. */
+	REQUIRE(find_record(dir, "v", h, &pack, &rec));
+	path_of_pack(dir, "v", pack, path);
+	{
+		uint64_t table = record_data_offset(&rec) + LEN;
+		uint64_t at = record_data_offset(&rec) + bad_chunk * 65536;
+		uint8_t chunk[65536], crc[4], tbl_crc[4];
+		size_t tbl_len = 4 * (LEN / 65536 + 1); /* a CRC32C per chunk */
+		uint8_t *tbl = tu_xmalloc(tbl_len);
+		tu_xor_byte(path, at + 999, 0x10);
+		tu_read_at(path, at, chunk, sizeof(chunk));
+		put_le32(crc, crc32c(0, chunk, sizeof(chunk)));
+		tu_patch_file(path, table + 4 * bad_chunk, crc, 4);
+		tu_read_at(path, table, tbl, tbl_len);
+		put_le32(tbl_crc, crc32c(0, tbl, tbl_len));
+		tu_patch_file(path, table + tbl_len + 4, tbl_crc, 4);
+		free(tbl);
+	}
+	db = db_open(dir, NULL);
+	s = st_open(db, "v");
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN, 1 << 18, &failed_at), -EIO);
+	/* Refused once the thread has hashed it all: at the end, or earlier
+	 * when the thread got there first (not before about half: it stays
+	 * within twice the bytes served, this read's included). */
+	if (!CHECK(failed_at + (1 << 18) >= LEN / 2))
+		fprintf(stderr, "  refused at %" PRIu64 " of %d\n", failed_at, LEN);
+	CHECK_EQ(read_span(rd[0], failed_at, LEN - failed_at, 1 << 18, &failed_at), -EIO);
+	blob_close(rd[0]);
+	rd[0] = NULL;
+	CHECK_EQ(blob_open(s, h, &rd[0]), -EIO);
+	if (rd[0])
+		blob_close(rd[0]);
+	store_close(s);
+	blobdb_close(db);
+	/* After a reopen, a reader that stops half-way is not refused (its
+	 * chunks pass), and one that reads to the end is. */
+	db = db_open(dir, NULL);
+	s = st_open(db, "v");
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN / 2, 1 << 20, &failed_at), 0);
+	blob_close(rd[0]);
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN, 1 << 20, &failed_at), -EIO);
+	blob_close(rd[0]);
+	store_close(s);
+	blobdb_close(db);
+	free(c);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct store_test tests[] = {
 		{ .once = test_verified_reads },
+		{ .once = test_hashing_ahead },
 	};
 
 	(void)argc;

@@ -94,6 +94,28 @@ def parse_pack(path):
     return records
 
 
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32C (Castagnoli), as docs/FORMAT.md: crc32c(b'123456789') ==
+    0xE3069283. Pure Python: for a few hundred bytes."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
 def parse_store(datadir, store):
     """{pack Path: [PackRecord...]} for every pack of a store."""
     return {p: parse_pack(p) for p in pack_files(datadir, store)}
