@@ -14,15 +14,16 @@ static uint32_t table[8][256];
 static int have_sse42;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+static uint32_t crc32c_software(uint32_t crc, const unsigned char *p, size_t len);
+
 /* The crc32 instruction takes three cycles and can start one a cycle, so
  * the hardware path runs three lanes of LANE bytes side by side and joins
  * them: the CRC of A then B is the CRC of A moved past |B| zero bytes,
  * xored with B's CRC from zero. lane_shift moves a CRC past LANE zero bytes
  * (it is linear, so four byte tables do it). */
+#if defined(__x86_64__)
 #define LANE 1024
 static uint32_t lane_shift[4][256];
-
-static uint32_t crc32c_software(uint32_t crc, const unsigned char *p, size_t len);
 
 static void lane_shift_init(void)
 {
@@ -46,6 +47,7 @@ static uint32_t crc32c_lane_shift(uint32_t crc)
 	return lane_shift[0][crc & 0xff] ^ lane_shift[1][(crc >> 8) & 0xff] ^
 	       lane_shift[2][(crc >> 16) & 0xff] ^ lane_shift[3][crc >> 24];
 }
+#endif
 
 static void crc32c_init(void)
 {
@@ -58,10 +60,11 @@ static void crc32c_init(void)
 	for (uint32_t n = 0; n < 256; n++)
 		for (int k = 1; k < 8; k++)
 			table[k][n] = (table[k - 1][n] >> 8) ^ table[0][table[k - 1][n] & 0xff];
-	lane_shift_init();
 #if defined(__x86_64__)
 	__builtin_cpu_init();
 	have_sse42 = __builtin_cpu_supports("sse4.2");
+	if (have_sse42)
+		lane_shift_init();
 #endif
 }
 

@@ -134,7 +134,7 @@ struct local_db {
 	bool digest_stop;
 	struct local_writer *digest_head, *digest_tail;
 
-	/* Readers hashing ahead on a thread of their own (local_read.c): at
+	/* Readers hashing ahead on a thread of their own (local_ahead.c): at
 	 * most ahead_max (the CPUs) at once; ahead_running is an atomic. */
 	unsigned ahead_max, ahead_running;
 };
@@ -168,16 +168,16 @@ struct local_reader {
 	bool checked;    /* the whole hash was compared (it matched unless corrupt) */
 	bool end_served; /* a read reached the end of the blob */
 
-	/* Hashing ahead: a large raw blob read from its start has its
-	 * SHA-256 computed by a thread of its own, which reads the record
-	 * from the pack, so that the hash leaves the readers' path; the
-	 * thread then owns hasher and hashed (lock guards these as well). */
+	/* Hashing ahead (local_ahead.c): a large raw blob read from its start
+	 * has its SHA-256 computed by a thread of its own while the reads go
+	 * on; until it has finished, that thread alone uses hasher and moves
+	 * hashed (lock guards these flags as well). */
 	pthread_t ahead_thread;
-	pthread_cond_t ahead_wake; /* served grew, or ahead_stop */
+	pthread_cond_t ahead_wake; /* served grew, or ahead_stop: monotonic clock */
 	pthread_cond_t ahead_done; /* ahead_finished */
-	bool ahead;                /* the thread was started */
+	bool ahead_tried;          /* a thread was considered (once per reader) */
+	bool ahead;                /* the thread exists and is not joined */
 	bool ahead_stop, ahead_finished;
-	int ahead_error;           /* its read error (negative errno), or 0 */
 };
 
 struct local_writer {
@@ -328,6 +328,17 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t off,
 			     size_t *got);
 void local_reader_close(struct blob_reader *base);
+
+/* Hashing ahead of a reader (local_ahead.c). init and destroy go with the
+ * reader (destroy stops and joins a thread still running); start (with the
+ * reader's lock held, nothing hashed yet) starts a thread when the blob is
+ * worth it and a CPU is free; active (lock held) tells whether the thread
+ * still owns the hash, and when `completes` (this read completes the blob)
+ * first waits for it to finish. A thread that finished is joined there. */
+void local_ahead_init(struct local_reader *reader);
+void local_ahead_destroy(struct local_reader *reader);
+void local_ahead_start(struct local_reader *reader);
+bool local_ahead_active(struct local_reader *reader, bool completes);
 
 /* local_write.c */
 int local_writer_new(struct store *base, struct blob_writer **out);

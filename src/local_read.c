@@ -3,8 +3,8 @@
  * this blob), each chunk checked against its CRC32C before any of its bytes
  * are returned, and the whole SHA-256 checked before the last bytes when the
  * blob is read in order (for a large raw blob, by a thread hashing ahead of
- * the reads, so that the hash runs on another core). A reader keeps its pack
- * open, so it outlives a delete or a compaction of its blob.
+ * the reads: local_ahead.c). A reader keeps its pack open, so it outlives a
+ * delete or a compaction of its blob.
  */
 #include "local.h"
 
@@ -21,14 +21,10 @@
 #include "log.h"
 #include "pack.h"
 
-static void reader_ahead_stop(struct local_reader *reader);
-
 static void reader_free(struct local_reader *reader)
 {
 	const struct io_ops *io = reader->store->db->io;
-	reader_ahead_stop(reader);
-	pthread_cond_destroy(&reader->ahead_wake);
-	pthread_cond_destroy(&reader->ahead_done);
+	local_ahead_destroy(reader);
 	if (reader->fd >= 0)
 		io->close(reader->fd);
 	hasher_free(reader->hasher);
@@ -225,8 +221,7 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	reader->store = store;
 	reader->fd = -1;
 	pthread_mutex_init(&reader->lock, NULL);
-	pthread_cond_init(&reader->ahead_wake, NULL);
-	pthread_cond_init(&reader->ahead_done, NULL);
+	local_ahead_init(reader);
 	ret = hasher_new(&reader->hasher);
 	if (ret < 0)
 		goto out;
@@ -365,133 +360,6 @@ static int reader_catch_up(struct local_reader *reader, uint64_t upto)
 	return ret;
 }
 
-/*
- * Hashing ahead. SHA-256 runs at about 1.6 GB/s on a core here, slower than
- * the rest of a read (pread, CRC32C, the copy to the client) together, so a
- * reader of a large raw blob that starts at its beginning hands the hash to
- * a thread of its own, which reads the record from the pack and hashes it
- * while the reads go on; the read that completes the blob waits for it and
- * compares, as the inline hash would. The thread stays at most as far ahead
- * of the bytes served as they are from the start (and AHEAD_WINDOW), so a
- * reader that stops early costs little more than what it read. At most one
- * such thread per CPU (ahead_max) runs at once; other readers hash
- * inline. Compressed records hash inline: their chunks are decoded once.
- */
-#define AHEAD_MIN_LENGTH (UINT64_C(8) << 20)
-#define AHEAD_BLOCK (256 * 1024)
-#define AHEAD_WINDOW (UINT64_C(64) << 20)
-#define AHEAD_STACK (256 * 1024)
-
-/* How far the thread may hash now (reader->lock held). */
-static uint64_t reader_ahead_limit(const struct local_reader *reader)
-{
-	const uint64_t length = reader->base.length;
-	uint64_t lead = reader->served < AHEAD_WINDOW ? reader->served : AHEAD_WINDOW;
-
-	if (reader->end_served && reader->served >= length)
-		return length;
-	if (lead < AHEAD_BLOCK)
-		lead = AHEAD_BLOCK;
-	/* served counts whole chunk spans, so it can pass the length. */
-	return reader->served >= length || length - reader->served < lead ? length
-									  : reader->served + lead;
-}
-
-static void *reader_ahead_main(void *arg)
-{
-	struct local_reader *reader = arg;
-	const struct io_ops *io = reader->store->db->io;
-	const uint64_t length = reader->base.length;
-	uint8_t *buf = malloc(AHEAD_BLOCK);
-	int ret = buf ? 0 : -ENOMEM;
-
-	pthread_mutex_lock(&reader->lock);
-	while (ret == 0 && !reader->ahead_stop && reader->hashed < length) {
-		uint64_t at = reader->hashed, limit = reader_ahead_limit(reader);
-		size_t n;
-		if (at >= limit) {
-			pthread_cond_wait(&reader->ahead_wake, &reader->lock);
-			continue;
-		}
-		n = limit - at < AHEAD_BLOCK ? (size_t)(limit - at) : AHEAD_BLOCK;
-		pthread_mutex_unlock(&reader->lock);
-		ret = pread_full(io, reader->fd, buf, n, reader->data_offset + at);
-		if (ret == 0)
-			ret = hasher_update(reader->hasher, buf, n);
-		pthread_mutex_lock(&reader->lock);
-		if (ret == 0)
-			reader->hashed = at + n;
-	}
-	reader->ahead_error = ret;
-	reader->ahead_finished = true;
-	pthread_cond_broadcast(&reader->ahead_done);
-	pthread_mutex_unlock(&reader->lock);
-	free(buf);
-	return NULL;
-}
-
-/* Starts the thread if the blob is worth it and a CPU is free for it
- * (reader->lock held, nothing hashed yet); otherwise the hash stays
- * inline. */
-static void reader_ahead_start(struct local_reader *reader)
-{
-	struct local_db *db = reader->store->db;
-	pthread_attr_t attr;
-	bool started = false;
-
-	if (reader->zchunks || reader->base.length < AHEAD_MIN_LENGTH)
-		return;
-	if (__atomic_add_fetch(&db->ahead_running, 1, __ATOMIC_RELAXED) > db->ahead_max)
-		goto out;
-	if (pthread_attr_init(&attr) != 0)
-		goto out;
-	if (pthread_attr_setstacksize(&attr, AHEAD_STACK) == 0)
-		started = pthread_create(&reader->ahead_thread, &attr, reader_ahead_main, reader) == 0;
-	pthread_attr_destroy(&attr);
-out:
-	if (started)
-		reader->ahead = true;
-	else
-		__atomic_sub_fetch(&db->ahead_running, 1, __ATOMIC_RELAXED);
-}
-
-/* Ends the thread, if there is one (when the reader is freed). */
-static void reader_ahead_stop(struct local_reader *reader)
-{
-	if (!reader->ahead)
-		return;
-	pthread_mutex_lock(&reader->lock);
-	reader->ahead_stop = true;
-	pthread_cond_signal(&reader->ahead_wake);
-	pthread_mutex_unlock(&reader->lock);
-	pthread_join(reader->ahead_thread, NULL);
-	reader->ahead = false;
-	__atomic_sub_fetch(&reader->store->db->ahead_running, 1, __ATOMIC_RELAXED);
-}
-
-/* reader_hash's part when the thread hashes (reader->lock held): the read
- * that completes the blob waits for the thread to finish. */
-static int reader_ahead_check(struct local_reader *reader)
-{
-	const uint64_t length = reader->base.length;
-	char hex[HASH_HEX_SIZE + 1];
-
-	pthread_cond_signal(&reader->ahead_wake);
-	if (reader->checked || !reader->end_served || reader->served < length)
-		return 0;
-	while (!reader->ahead_finished)
-		pthread_cond_wait(&reader->ahead_done, &reader->lock);
-	if (reader->ahead_error < 0) {
-		hash_to_hex(reader->hash, hex);
-		log_error("store %s: blob %s: pack %08x record at %" PRIu64
-			  ": reading it again to complete the hash: %s",
-			  reader->store->base.name, hex, reader->pack_id, reader->record_offset,
-			  strerror(-reader->ahead_error));
-		return -EIO;
-	}
-	return 0;
-}
-
 /* Feeds the bytes [start, end) of the blob, held in buf, to the whole-blob
  * hash when they continue it, and checks the hash once it is complete.
  *
@@ -518,11 +386,13 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 	reader->served += end - start;
 	if (end == length)
 		reader->end_served = true;
-	if (!reader->ahead && start == 0 && reader->hashed == 0)
-		reader_ahead_start(reader);
-	if (reader->ahead && !reader->corrupt)
-		ret = reader_ahead_check(reader);
-	else if (!reader->corrupt && start <= reader->hashed && reader->hashed < end) {
+	if (start == 0 && reader->hashed == 0)
+		local_ahead_start(reader);
+	/* While a thread hashes ahead, it alone feeds the hash; the read that
+	 * completes the blob waits for it, then goes on inline from where it
+	 * stopped (the end, unless it gave up). */
+	if (!local_ahead_active(reader, reader->end_served && reader->served >= length) &&
+	    !reader->corrupt && start <= reader->hashed && reader->hashed < end) {
 		ret = hasher_update(reader->hasher, buf + (reader->hashed - start),
 				    (size_t)(end - reader->hashed));
 		reader->hashed = end;

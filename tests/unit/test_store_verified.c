@@ -7,6 +7,7 @@
  * Fixture: storeutil.h / testutil.h (the fixture library).
  */
 #include <dirent.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "crc32c.h"
@@ -226,76 +227,135 @@ static int read_span(struct blob_reader *r, uint64_t off, uint64_t len, size_t p
 	return ret;
 }
 
+/* Waits up to a second for the thread count to come down to n (a joined
+ * thread leaves /proc a moment after pthread_join returns). */
+static int thread_count_settles(int n)
+{
+	int now = thread_count();
+
+	for (int i = 0; i < 100 && now > n; i++) {
+		usleep(10000);
+		now = thread_count();
+	}
+	return now;
+}
+
+static void reseal_chunk(const char *path, const struct record_info *rec, uint64_t len,
+			 uint64_t k)
+{
+	uint64_t table = record_data_offset(rec) + len;
+	uint64_t at = record_data_offset(rec) + k * 65536;
+	size_t tbl_len = 4 * (size_t)((len + 65535) / 65536); /* a CRC32C per chunk */
+	uint8_t *chunk = tu_xmalloc(65536), *tbl = tu_xmalloc(tbl_len), crc[4];
+
+	tu_read_at(path, at, chunk, 65536);
+	put_le32(crc, crc32c(0, chunk, 65536));
+	tu_patch_file(path, table + 4 * k, crc, 4);
+	tu_read_at(path, table, tbl, tbl_len);
+	put_le32(crc, crc32c(0, tbl, tbl_len));
+	tu_patch_file(path, table + tbl_len + 4, crc, 4); /* the trailer's table_crc */
+	free(chunk);
+	free(tbl);
+}
+
 /* A large raw blob read from its start has its hash computed by a thread
- * of its own (local_read.c): the reads stay exact, the thread goes with the
- * reader, a reader that stops early does not wait for it, more readers
- * than CPUs still read right, and a hash that does not match fails the
- * read that completes the blob, as the inline hash does. */
+ * of its own (local_ahead.c): the reads stay exact, the thread goes with
+ * the reader or sooner when the reads stop, more readers than CPUs still
+ * read right, a damaged chunk the thread meets is left to the reads (it
+ * fails them, not the blob), and a hash that does not match fails the read
+ * that completes the blob, as the inline hash does. */
 static void test_hashing_ahead(const char *base)
 {
-	enum { LEN = 9 * 1024 * 1024 + 12345, READERS = 6 };
-	const size_t bad_chunk = 70;
+	enum { LEN = 9 * 1024 * 1024 + 12345, MB = 1 << 20 };
+	const uint64_t bad_chunk = 70, late = LEN - 5000;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	const int readers = cpus < 1 ? 3 : cpus > 14 ? 16 : (int)cpus + 2;
 	char dir[PATH_MAX], path[PATH_MAX];
-	struct blob_reader *rd[READERS];
+	struct blob_reader *rd[16];
 	uint8_t *c = make_content(LEN), h[HS];
 	struct record_info rec;
 	struct blobdb *db;
 	struct store *s;
 	uint64_t failed_at = 0;
 	uint32_t pack;
-	int before;
+	int before, most;
 
 	TU_TEST("hashing ahead: large blobs read whole, in order, out of order and in part");
 	tu_path(dir, sizeof(dir), "%s/db-ahead", base);
 	s = new_store(dir, NULL, "v", &db);
 	CHECK_EQ(blob_save(s, c, LEN, h), 0);
 	CHECK_EQ(store_sync(s), 0);
-	for (size_t piece = 4096; piece <= 1 << 20; piece *= 16)
+	for (size_t piece = 4096; piece <= MB; piece *= 16)
 		CHECK_EQ(read_in_order(s, h, c, LEN, piece, &failed_at, NULL), 0);
 	/* Mid-way the thread is there; after the close it is gone. */
-	before = thread_count();
+	before = thread_count_settles(thread_count());
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
-	CHECK_EQ(read_span(rd[0], 0, 1 << 20, 65536, &failed_at), 0);
+	CHECK_EQ(read_span(rd[0], 0, MB, 65536, &failed_at), 0);
 	CHECK_EQ(thread_count(), before + 1);
 	blob_close(rd[0]);
-	CHECK_EQ(thread_count(), before);
+	CHECK_EQ(thread_count_settles(before), before);
 	/* Out of order after a start at 0: the end first, then the rest. */
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
 	CHECK_EQ(read_span(rd[0], 0, 65536, 65536, &failed_at), 0);
 	CHECK_EQ(read_span(rd[0], LEN - 3 * 65536, 3 * 65536, 65536, &failed_at), 0);
-	CHECK_EQ(read_span(rd[0], 65536, LEN - 4 * 65536, 1 << 20, &failed_at), 0);
+	CHECK_EQ(read_span(rd[0], 65536, LEN - 4 * 65536, MB, &failed_at), 0);
 	blob_close(rd[0]);
-	/* More readers than CPUs, interleaved: the extra ones hash inline. */
-	for (int i = 0; i < READERS; i++)
+	/* More readers than CPUs, interleaved: one thread per CPU at most, the
+	 * other readers hash inline. */
+	most = before;
+	for (int i = 0; i < readers; i++)
 		REQUIRE(blob_open(s, h, &rd[i]) == 0);
-	for (uint64_t off = 0; off < LEN; off += 1 << 20)
-		for (int i = 0; i < READERS; i++)
-			CHECK_EQ(read_span(rd[i], off, LEN - off < (1 << 20) ? LEN - off : 1 << 20,
-					   1 << 18, &failed_at), 0);
-	for (int i = 0; i < READERS; i++)
+	for (uint64_t off = 0; off < LEN; off += MB) {
+		for (int i = 0; i < readers; i++)
+			CHECK_EQ(read_span(rd[i], off, LEN - off < MB ? LEN - off : MB, 1 << 18,
+					   &failed_at), 0);
+		if (thread_count() > most)
+			most = thread_count();
+	}
+	CHECK(most > before);
+	CHECK(most <= before + readers - 2);
+	for (int i = 0; i < readers; i++)
 		blob_close(rd[i]);
-	CHECK_EQ(thread_count(), before);
+	CHECK_EQ(thread_count_settles(before), before);
+	/* A reader that stops: its thread ends after a second without reads
+	 * (the reader keeps its handle), and the rest is hashed inline. */
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, MB, MB, &failed_at), 0);
+	usleep(1500 * 1000);
+	CHECK_EQ(thread_count_settles(before), before);
+	CHECK_EQ(read_span(rd[0], MB, LEN - MB, MB, &failed_at), 0);
+	blob_close(rd[0]);
 	store_close(s);
 	blobdb_close(db);
 
-	/* A chunk in the middle re-sealed: only the whole hash can tell. */
+	/* A flipped byte near the end (its CRC32C fails): a reader that stops
+	 * before it reads fine whatever the thread met; one that reads it gets
+	 * EIO there; the blob stays readable (only the hash refuses a blob). */
 	REQUIRE(find_record(dir, "v", h, &pack, &rec));
 	path_of_pack(dir, "v", pack, path);
-	{
-		uint64_t table = record_data_offset(&rec) + LEN;
-		uint64_t at = record_data_offset(&rec) + bad_chunk * 65536;
-		uint8_t chunk[65536], crc[4], tbl_crc[4];
-		size_t tbl_len = 4 * (LEN / 65536 + 1); /* a CRC32C per chunk */
-		uint8_t *tbl = tu_xmalloc(tbl_len);
-		tu_xor_byte(path, at + 999, 0x10);
-		tu_read_at(path, at, chunk, sizeof(chunk));
-		put_le32(crc, crc32c(0, chunk, sizeof(chunk)));
-		tu_patch_file(path, table + 4 * bad_chunk, crc, 4);
-		tu_read_at(path, table, tbl, tbl_len);
-		put_le32(tbl_crc, crc32c(0, tbl, tbl_len));
-		tu_patch_file(path, table + tbl_len + 4, tbl_crc, 4);
-		free(tbl);
-	}
+	tu_xor_byte(path, record_data_offset(&rec) + late, 0x04);
+	db = db_open(dir, NULL);
+	s = st_open(db, "v");
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN / 10 * 6, MB, &failed_at), 0);
+	usleep(300 * 1000);
+	CHECK_EQ(read_span(rd[0], LEN / 10 * 6, LEN / 10, MB, &failed_at), 0);
+	blob_close(rd[0]);
+	REQUIRE(blob_open(s, h, &rd[0]) == 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN, 65536, &failed_at), -EIO);
+	CHECK_EQ(failed_at >> 16, late >> 16);
+	blob_close(rd[0]);
+	rd[0] = NULL;
+	CHECK_EQ(blob_open(s, h, &rd[0]), 0);
+	if (rd[0])
+		blob_close(rd[0]);
+	store_close(s);
+	blobdb_close(db);
+	tu_xor_byte(path, record_data_offset(&rec) + late, 0x04);
+
+	/* A chunk in the middle re-sealed: only the whole hash can tell. */
+	tu_xor_byte(path, record_data_offset(&rec) + bad_chunk * 65536 + 999, 0x10);
+	reseal_chunk(path, &rec, LEN, bad_chunk);
 	db = db_open(dir, NULL);
 	s = st_open(db, "v");
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
@@ -313,15 +373,19 @@ static void test_hashing_ahead(const char *base)
 		blob_close(rd[0]);
 	store_close(s);
 	blobdb_close(db);
-	/* After a reopen, a reader that stops half-way is not refused (its
-	 * chunks pass), and one that reads to the end is. */
+	/* After a reopen: a reader that stops half-way is not refused (its
+	 * chunks pass); one that reads to the end is, and so is one whose
+	 * thread ended while it paused (the rest hashed inline). */
 	db = db_open(dir, NULL);
 	s = st_open(db, "v");
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
-	CHECK_EQ(read_span(rd[0], 0, LEN / 2, 1 << 20, &failed_at), 0);
+	CHECK_EQ(read_span(rd[0], 0, LEN / 2, MB, &failed_at), 0);
 	blob_close(rd[0]);
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
-	CHECK_EQ(read_span(rd[0], 0, LEN, 1 << 20, &failed_at), -EIO);
+	CHECK_EQ(read_span(rd[0], 0, MB, MB, &failed_at), 0);
+	usleep(1500 * 1000);
+	CHECK_EQ(read_span(rd[0], MB, LEN - MB, MB, &failed_at), -EIO);
+	CHECK(failed_at >= LEN - MB);
 	blob_close(rd[0]);
 	store_close(s);
 	blobdb_close(db);
