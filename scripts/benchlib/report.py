@@ -307,20 +307,27 @@ the baseline.
   is the bucket's listing polled every 50 ms (each listing of up to 1,000 keys is work for the
   same radosgw), and its `cp -r` and the daemon share the two cores with radosgw and the
   memstore OSD. Reaching 5× of `s3cmd sync` here would need a faster object store, not a
-  faster client.
-- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.49×, 665 against 1,350 MB/s; runs
-  881, 581, 665).** nginx sends the cached file with `sendfile`: no byte passes through it. blobfs
-  reads every byte verified (each 64 KiB chunk's CRC32C, and the whole SHA-256 as the blob is read
-  in order) into a buffer and sends it: SHA-256 alone runs at 1.4 GB/s on one core here (`openssl
-  speed -evp sha256`, SHA-NI), so a verified read cannot reach 0.8× of 1,350 MB/s on one core
-  with the copies beside it. What was tried: the bytes in 256 KiB blocks instead of 64 KiB (400 to
-  700-800 MB/s for a cached 128 MiB blob; `perf` showed the SHA-256 and CRC32C at about half of
-  the connection thread's samples, the rest the poll, pread and send of each block). What would
-  meet it, not built: a record already verified whole since the mount (and its pack, which is
-  never rewritten in place) sent with `sendfile` from the pack, the CRCs of later reads skipped
-  as the kernel's page cache skips them on the mount; or the hash of a GET computed on another
-  core while the previous block is sent. Rows 10 (0.52× nginx) and 10c (uploads at 603 MB/s, 0.88×
-  `curl -T` into nginx's WebDAV, which only writes a file) are met or have no target.
+  faster client: with every debug log of radosgw and the OSD off as well (`config set debug_*
+  0/0` on their admin sockets), `curl --parallel` PUT the 1,000 files at 753-802 files/s (three
+  runs, 624-739 with the logs as they are), still below 955.
+- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.49× in the run of the tables, 665
+  against 1,350 MB/s; 0.65× after the change below, 1,157 against 1,776 MB/s, medians of `--only
+  3,10` of commit 1dbac7f, runs 1,108, 1,157, 1,232 against 2,133, 1,776, 1,762).** nginx sends
+  the cached file with `sendfile`: no byte passes through it. blobfs checks every byte: each 64 KiB
+  chunk's CRC32C before it goes out, and the whole SHA-256 before the last bytes of a blob read
+  whole (README, promise 4). What was done: the SHA-256 of a large raw blob moved off the request
+  path, to a thread that reads the record from the pack, checks and hashes it while the request
+  goes on (`src/local_ahead.c`), and CRC32C on three lanes at once (8.9 to 24 GB/s); 665 became
+  1,157 MB/s, and a cold `cat` of a 1 GiB blob through the mount went from 781 to 1,085 MB/s
+  (row 3, same partial run). Why 0.8× is out of reach while every GET hashes its blob: at 0.8× of
+  1,776 MB/s (1,421 MB/s) SHA-256 alone needs 0.86 of a core (1.65 GB/s on a core, `openssl speed
+  -evp sha256`), the `curl` client about 0.8 (0.55-0.6 s of CPU per GiB measured), and the
+  daemon's pread, CRC32C and send about 0.7 (0.5 s per GiB besides the hash): 2.4 cores, and this
+  machine has two, shared by client and server. What would meet it, not built: not hashing a
+  record again once a read has checked it whole since the mount (the chunk CRCs still checked, or
+  `sendfile` from the pack with no check at all, as nginx does), which gives up part of promise 4.
+  Rows 10 (0.54× nginx) and 10c (uploads at 689-750 MB/s, 0.9× `curl -T` into nginx's WebDAV,
+  which only writes a file) are met or have no target.
 - **passthrough_ll in workload 5** fails: it keeps a descriptor per looked-up inode, and this
   machine's 20,000-descriptor limit ends its `cp -r` of 100,000 files ("failed to close").
 
