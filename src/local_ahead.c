@@ -46,9 +46,9 @@ static size_t ahead_next(const struct local_reader *reader)
 
 	if (lead < AHEAD_BLOCK)
 		lead = AHEAD_BLOCK;
-	/* served counts whole chunk spans, so it can pass the length. */
-	if ((reader->end_served && reader->served >= length) || reader->served >= length ||
-	    length - reader->served < lead)
+	/* served counts whole chunk spans, so it can pass the length; once it
+	 * has, the read that completes the blob waits for the rest. */
+	if (reader->served >= length || length - reader->served < lead)
 		limit = length;
 	else
 		limit = reader->served + lead;
@@ -146,16 +146,17 @@ static void ahead_join(struct local_reader *reader)
 
 bool local_ahead_active(struct local_reader *reader, bool completes)
 {
-	if (!reader->ahead)
-		return false;
-	if (!reader->ahead_finished) {
+	if (reader->ahead && !reader->ahead_finished) {
 		pthread_cond_signal(&reader->ahead_wake);
 		if (!completes)
 			return true;
 		while (!reader->ahead_finished)
 			pthread_cond_wait(&reader->ahead_done, &reader->lock);
 	}
-	ahead_join(reader);
+	/* Another read may have joined it while this one waited (the wait
+	 * lets go of the lock): a thread is joined once. */
+	if (reader->ahead)
+		ahead_join(reader);
 	return false;
 }
 
@@ -175,7 +176,9 @@ void local_ahead_init(struct local_reader *reader)
 {
 	pthread_condattr_t attr;
 
-	/* The idle wait measures time passing, not the wall clock. */
+	/* The idle wait measures time passing, not the wall clock. (Were the
+	 * clock refused, the wait would end at once and the thread with it:
+	 * the reader would hash inline, only slower.) */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&reader->ahead_wake, &attr);

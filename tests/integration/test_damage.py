@@ -432,7 +432,7 @@ def test_resealed_chunk_is_caught_by_the_blob_hash(make_mount, size):
     one request at a time (O_DIRECT), stops with EIO before the last bytes,
     and `sha256sum` (through the page cache, the kernel's readahead) fails
     twice. 24 MiB is past the size where a thread hashes ahead of the reads
-    (local_read.c), 2 MiB below it."""
+    (local_ahead.c), 2 MiB below it."""
     m = make_mount()
     os.mkdir(m.path('s'))
     data = random.Random(size).randbytes(size)
