@@ -21,6 +21,9 @@ struct http_server;
 
 /* The most connections served at once (more wait in the listen backlog). */
 #define HTTP_CONNECTIONS_MAX 1000
+/* The most of them from one address over TCP (more are closed as soon as
+ * they are accepted), so that one client cannot take every slot. */
+#define HTTP_CONNECTIONS_PER_ADDRESS (HTTP_CONNECTIONS_MAX / 4)
 /* Seconds a connection may stay silent (or take nothing) before it goes. */
 #define HTTP_IDLE_S 300
 

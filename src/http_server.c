@@ -515,6 +515,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	/* Said when a handler of ours ends a connection: it logged why. */
 	if (strstr(line, "Application reported internal error"))
 		log_debug("http: %s", line);
+	/* MHD says the same for either bound: name both. */
+	else if (strstr(line, "reached connection limit"))
+		log_warning("http: a connection closed as soon as accepted: at most %d are served at "
+			    "once, %d from one address", HTTP_CONNECTIONS_MAX,
+			    HTTP_CONNECTIONS_PER_ADDRESS);
 	else
 		log_warning("http: %s", line);
 }
@@ -587,6 +592,9 @@ int http_server_start(struct http_server *s)
 		MHD_OPTION_LISTEN_SOCKET, fd,
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
+		/* 0 (no bound) on a Unix socket: its peers have no address. */
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		s->listener.is_unix ? 0u : (unsigned)HTTP_CONNECTIONS_PER_ADDRESS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,

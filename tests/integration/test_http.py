@@ -947,6 +947,54 @@ def test_200_connections_at_once(served):
     assert_serving(served)
 
 
+def test_one_address_holds_at_most_a_quarter_of_the_connections(served):
+    """250 idle connections from 127.0.0.1 (HTTP_CONNECTIONS_PER_ADDRESS):
+    the next one from that address is closed without an answer, with a log
+    line; a client from 127.0.0.2 is served meanwhile; once the 250 close,
+    127.0.0.1 is served again."""
+    host, port = split_address(served.address)
+    idle = []
+    try:
+        for _ in range(250):
+            idle.append(socket.create_connection((host, port), timeout=10))
+        # Each of them is accepted (a thread each) before the next test.
+        time.sleep(0.5)
+        with Raw(served.address) as extra:
+            try:
+                extra.send(b'GET /stores HTTP/1.1\r\nHost: x\r\n\r\n')
+                head = extra.read_head()
+            except (ConnectionResetError, BrokenPipeError):
+                head = None
+        assert head is None, f'connection 251 from one address was answered: {head}'
+        other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        other.settimeout(10)
+        other.bind(('127.0.0.2', 0))
+        other.connect((host, port))
+        other.sendall(f'GET /stores HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RW}\r\n'
+                      f'Connection: close\r\n\r\n'.encode())
+        answer = b''
+        while chunk := other.recv(65536):
+            answer += chunk
+        other.close()
+        assert answer.startswith(b'HTTP/1.1 200'), answer[:200]
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with Client(served.address, RW) as c:
+                if c.store_list().status == 200:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, '127.0.0.1 was not served again'
+        time.sleep(0.1)
+    assert 'at most 1000 are served at once, 250 from one address' in served.log(), \
+        served.log_tail()
+    assert_serving(served)
+
+
 def test_a_slow_client_does_not_hold_up_the_others(served):
     """A client sends its request header a byte a second; meanwhile others
     are served at once; then it finishes its request and is answered."""
