@@ -211,11 +211,13 @@ Every sample of every row, the targets, the verdicts and the machine are in
 
 Rows 1 to 8: figures from the full run of 2026-11-30 08:38 (commit 0d0f4e6) unless said
 otherwise, with those of the run before it (2026-11-30, commit 6808cdd) where the two disagree.
-The tables above come from a later full run (2026-11-30 14:57, commit 5133951, the first with
-workload 10), with nothing else running on the machine; nothing in the engine changed between
-the runs (the HTTP API is a front end beside it), so where rows 1 to 8 differ from the figures
-below it is this machine's noise (row 1b's re-save: 451, 916 and 710 MB/s in its three runs).
-Rows 9b and 10b's figures are that run's. The profiles and counts were made outside this script (rerun them with the daemon
+The tables above come from a later full run (2026-11-30 18:35, commit fc3cf41), with nothing
+else running on the machine. Since the runs the paragraphs below quote, the engine changed only
+in its reads (a large blob hashed ahead on another core, CRC32C on three lanes): that moves row
+3's cold `cat` (781 MB/s in the run of 5133951, 1,049 in this one) and row 10b; elsewhere, where
+the tables differ from the figures below it is this machine's noise (row 1b's re-save: 451, 916
+and 710 MB/s in the three runs of 5133951). Row 9b's paragraph quotes the run of 5133951 (this
+one: 467 against 190 files/s, 2.46×); row 10b's, a partial run and this one's. The profiles and counts were made outside this script (rerun them with the daemon
 in the foreground, `build/blobfs -f DATADIR MNT`, with `perf record -g -p PID` or `-d` for the
 requests). Rows met in one run and missed in the other are listed too: their ratio swings with
 the baseline.
@@ -310,9 +312,9 @@ the baseline.
   faster client: with every debug log of radosgw and the OSD off as well (`config set debug_*
   0/0` on their admin sockets), `curl --parallel` PUT the 1,000 files at 753-802 files/s (three
   runs, 624-739 with the logs as they are), still below 955.
-- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.49× in the run of the tables, 665
-  against 1,350 MB/s; 0.65× after the change below, 1,157 against 1,776 MB/s, medians of `--only
-  3,10` of commit 1dbac7f, runs 1,108, 1,157, 1,232 against 2,133, 1,776, 1,762).** nginx sends
+- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.67× in the run of the tables, 1,136
+  against 1,688 MB/s; 0.65× in a run of `--only 3,10` of commit 1dbac7f, 1,157 against 1,776
+  MB/s; 0.49× before the change below, 665 against 1,350 MB/s in the run of 5133951).** nginx sends
   the cached file with `sendfile`: no byte passes through it. blobfs checks every byte: each 64 KiB
   chunk's CRC32C before it goes out, and the whole SHA-256 before the last bytes of a blob read
   whole (README, promise 4). What was done: the SHA-256 of a large raw blob moved off the request
