@@ -222,6 +222,13 @@ static int set_http_public(struct mount_config *c, const char *v)
 	return 0;
 }
 
+static int set_rehash(struct mount_config *c, const char *v)
+{
+	(void)v;
+	c->db.rehash = true;
+	return 0;
+}
+
 static int set_sync(struct mount_config *c, const char *v)
 {
 	(void)v;
@@ -283,6 +290,9 @@ static const struct mount_option {
 	  .help = "close() and unlink() return once the change is\non stable storage (concurrent "
 	  "writers share\nthe flushes); default: within 1 second" },
 	{ .name = "async", .arg = NULL, .set = set_async, .help = "the default: undoes sync" },
+	{ .name = "rehash", .arg = NULL, .set = set_rehash,
+	  .help = "check the SHA-256 of a blob of 1 MiB or more\nread whole every time, not only the first "
+	  "time\nsince the mount (each chunk's CRC32C is\nchecked on every read either way)" },
 	{ .name = "threads", .arg = "N", .set = set_threads,
 	  .help = "requests served at once, 1 to 256 (default: one\nper CPU, at least 2, at most 16)" },
 	{ .name = "memory_max", .arg = "SIZE", .set = set_memory_max,

@@ -25,6 +25,7 @@ struct index;
 struct io_ops;
 struct index_entry;
 struct hasher;
+struct checked_record;
 struct record_info;
 struct statvfs;
 
@@ -61,6 +62,7 @@ struct pack_info {
 struct local_store {
 	struct store base; /* base.destroyed: changed under lock */
 	struct local_db *db;
+	uint64_t serial; /* unique among the db's stores since it was opened */
 	char trash_name[64]; /* where store_remove moved it */
 	struct store_attr attr; /* owner, group, mode (local_meta.c; under lock) */
 
@@ -137,6 +139,13 @@ struct local_db {
 	/* Readers hashing ahead on a thread of their own (local_ahead.c): at
 	 * most ahead_max (the CPUs) at once; ahead_running is an atomic. */
 	unsigned ahead_max, ahead_running;
+
+	/* Records read whole whose content hashed to their name since the db
+	 * was opened (local_checked.c); checked_lock, a leaf, guards them.
+	 * store_serials is an atomic. */
+	pthread_mutex_t checked_lock;
+	struct checked_record *checked; /* CHECKED_SLOTS; NULL until the first */
+	uint64_t store_serials;
 };
 
 struct local_reader {
@@ -328,6 +337,17 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 int local_reader_read(struct blob_reader *base, void *buf, size_t size, uint64_t off,
 			     size_t *got);
 void local_reader_close(struct blob_reader *base);
+
+/* Records checked whole since the db was opened (local_checked.c): only
+ * records of CHECKED_LENGTH_MIN bytes or more (below it, hashing costs less
+ * than the request around it), never with opts.rehash. */
+#define CHECKED_SLOTS 4096
+#define CHECKED_LENGTH_MIN (UINT64_C(1) << 20)
+bool local_checked_find(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			uint32_t pack_id, uint64_t offset, uint64_t length);
+void local_checked_add(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+		       uint32_t pack_id, uint64_t offset, uint64_t length);
+void local_checked_free(struct local_db *db);
 
 /* Hashing ahead of a reader (local_ahead.c). init and destroy go with the
  * reader (destroy stops and joins a thread still running); start (with the

@@ -70,6 +70,7 @@ static int local_store_new(struct local_db *db, const char *name, struct local_s
 	if (!store)
 		goto out;
 	store->db = db;
+	store->serial = __atomic_add_fetch(&db->store_serials, 1, __ATOMIC_RELAXED);
 	store->active_fd = -1;
 	store->next_seq = 1;
 	store->next_pack_id = 1; /* 0 means no pack */
@@ -305,6 +306,7 @@ static int local_db_open(const char *datadir, const struct blobdb_options *opts,
 	pthread_mutex_init(&db->digest_lock, NULL);
 	pthread_cond_init(&db->digest_wake, NULL);
 	pthread_cond_init(&db->digest_released, NULL);
+	pthread_mutex_init(&db->checked_lock, NULL);
 	{
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		db->ahead_max = cpus < 1 ? 1 : (unsigned)cpus;
@@ -440,6 +442,8 @@ static void local_db_free(struct blobdb *base)
 	pthread_mutex_destroy(&db->digest_lock);
 	pthread_cond_destroy(&db->digest_wake);
 	pthread_cond_destroy(&db->digest_released);
+	local_checked_free(db);
+	pthread_mutex_destroy(&db->checked_lock);
 	free(db);
 }
 

@@ -3,7 +3,8 @@
  * this blob), each chunk checked against its CRC32C before any of its bytes
  * are returned, and the whole SHA-256 checked before the last bytes when the
  * blob is read in order (for a large raw blob, by a thread hashing ahead of
- * the reads: local_ahead.c). A reader keeps its pack open, so it outlives a
+ * the reads: local_ahead.c), unless the record was checked whole since the
+ * db was opened (local_checked.c). A reader keeps its pack open, so it outlives a
  * delete or a compaction of its blob.
  */
 #include "local.h"
@@ -277,6 +278,12 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 		}
 	}
 	reader->chunk_shift = rec.chunk_shift;
+	/* Checked whole since the db was opened: the chunk CRCs alone are
+	 * checked now (local_checked.c says why that is enough). */
+	if (local_checked_find(store, hash, e.pack_id, e.offset, e.length)) {
+		reader->checked = true;
+		reader->hashed = e.length;
+	}
 	count = record_chunk_count(e.length, rec.chunk_shift);
 	if (rec.version == 3) {
 		ret = zreader_open(reader, &rec, count);
@@ -378,7 +385,7 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 		       uint64_t end)
 {
 	const uint64_t length = reader->base.length;
-	bool found = false;
+	bool found = false, remember = false;
 	uint8_t hash[BLOBFS_HASH_SIZE];
 	int ret = 0;
 
@@ -406,6 +413,8 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 		if (ret == 0 && memcmp(hash, reader->hash, BLOBFS_HASH_SIZE)) {
 			reader->corrupt = true;
 			found = true;
+		} else if (ret == 0) {
+			remember = true;
 		}
 	}
 	if (ret == 0 && reader->corrupt)
@@ -413,6 +422,9 @@ static int reader_hash(struct local_reader *reader, const uint8_t *buf, uint64_t
 	pthread_mutex_unlock(&reader->lock);
 	if (found)
 		bad_record_add(reader); /* later opens fail too */
+	else if (remember)
+		local_checked_add(reader->store, reader->hash, reader->pack_id, reader->record_offset,
+				  length);
 	return ret;
 }
 

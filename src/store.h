@@ -31,6 +31,8 @@ struct blobdb_options {
 	unsigned flush_interval_ms; /* the longest a saved blob waits to be made durable */
 	unsigned compact_percent;   /* a pack is compacted once this share of it is dead */
 	bool read_only;          /* open for checking only: no lock-file pid */
+	bool rehash;             /* local: hash a blob read whole every time, not
+				  * only the first time since the db was opened */
 	uint64_t memory_max;     /* memory: the most bytes of blob content held;
 				  * 0: MEMORY_MAX_DEFAULT_PERCENT of the RAM */
 	uint64_t writer_memory_max; /* local: the most bytes of incoming content all

@@ -55,7 +55,7 @@ class Bench(WorkloadsIO, WorkloadsScale, WorkloadsS3, WorkloadsHTTP, Systems, Me
         row's number names its workload: 2, 3, 1b, 1c, 2b run workload 1)."""
         if not self.only:
             return True
-        also = {'1': {'1b', '1c', '2', '2b', '3'}, '4': {'4b'}, '5': {'5b'}, '9': {'9b', '9c'}, '10': {'10b', '10c'}}
+        also = {'1': {'1b', '1c', '2', '2b', '3'}, '4': {'4b'}, '5': {'5b'}, '9': {'9b', '9c'}, '10': {'10b', '10c', '10d'}}
         return key in self.only or bool(self.only & also.get(key, set()))
 
     def main(self):

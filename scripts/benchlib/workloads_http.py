@@ -116,7 +116,11 @@ class WorkloadsHTTP:
                             'next to nginx WebDAV and the mount')
         r10c.refs['nginx'] = ('curl -T into nginx WebDAV', [])
         r10c.refs['mount'] = ('cp into the mount', [])
-        for r in (r10, r10b, r10c):
+        r10d = self.add_row('10d', f'HTTP: GET of a {human(big)} blob, -o rehash (MB/s)', 'rate', [],
+                            'next to nginx; what 10b costs when each GET hashes the blob, as the '
+                            'first GET since the mount does')
+        r10d.refs['nginx'] = ('nginx (a file on ext4)', [])
+        for r in (r10, r10b, r10c, r10d):
             for s in ('ext4', 'pt', 'naive'):
                 r.text[s] = 'n/a (blobfs and nginx)'
         d = f'{B}/w10'
@@ -195,6 +199,25 @@ class WorkloadsHTTP:
                          f'{r10b.refs["nginx"][1][-1]:,.0f}; upload: blobfs '
                          f'{r10c.samples["blobfs"][-1]:,.0f} MB/s, nginx WebDAV '
                          f'{r10c.refs["nginx"][1][-1]:,.0f}, mount {r10c.refs["mount"][1][-1]:,.0f}')
+            # 10d: 10b again with every GET hashing the blob (-o rehash).
+            self.umount(mnt)
+            self.mount_blobfs(data, mnt, options=(f'http=127.0.0.1:{HTTP_PORT}', f'tokens={tokens}',
+                                                  'rehash'), log='10d')
+            self.run(f'cp {q(src)} {q(mnt)}/s/incoming/big')
+            for rep in range(self.runs):
+                order = [('blobfs', blobfs_url), ('nginx', nginx_url)]
+                if rep % 2:
+                    order.reverse()
+                self.warm([src])
+                self.run(f'cat {q(mnt)}/s/{h_big} >/dev/null')
+                for who, url in order:
+                    path = f'/stores/s/blobs/{h_big}' if who == 'blobfs' else f'/{h_big}'
+                    t = self.timed(f'curl -sS --fail -o /dev/null -o /dev/null {url}{path} {url}{path}',
+                                   log=('10d', who) if rep == 0 else None)
+                    (r10d.samples['blobfs'] if who == 'blobfs' else r10d.refs['nginx'][1]).append(
+                        2 * big / t / MB)
+                self.log(f'  large GET with rehash: blobfs {r10d.samples["blobfs"][-1]:,.0f} MB/s, '
+                         f'nginx {r10d.refs["nginx"][1][-1]:,.0f}')
         finally:
             if nginx:
                 self.stop_nginx(nginx)

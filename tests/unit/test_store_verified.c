@@ -319,11 +319,15 @@ static void test_hashing_ahead(const char *base)
 	struct store *s;
 	uint64_t failed_at = 0;
 	uint32_t pack;
+	/* Every whole read hashes: a record read whole is not remembered
+	 * (test_checked_once), so each read here starts a thread. */
+	struct blobdb_options opts = opts_default();
 	int before, most;
 
 	TU_TEST("hashing ahead: large blobs read whole, in order, out of order and in part");
+	opts.rehash = true;
 	tu_path(dir, sizeof(dir), "%s/db-ahead", base);
-	s = new_store(dir, NULL, "v", &db);
+	s = new_store(dir, &opts, "v", &db);
 	CHECK_EQ(blob_save(s, c, LEN, h), 0);
 	CHECK_EQ(store_sync(s), 0);
 	for (size_t piece = 4096; piece <= MB; piece *= 16)
@@ -377,7 +381,7 @@ static void test_hashing_ahead(const char *base)
 	REQUIRE(find_record(dir, "v", h, &pack, &rec));
 	path_of_pack(dir, "v", pack, path);
 	tu_xor_byte(path, record_data_offset(&rec) + late, 0x04);
-	db = db_open(dir, NULL);
+	db = db_open(dir, &opts);
 	s = st_open(db, "v");
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
 	CHECK_EQ(read_span(rd[0], 0, LEN / 10 * 6, MB, &failed_at), 0);
@@ -399,7 +403,7 @@ static void test_hashing_ahead(const char *base)
 	/* A chunk in the middle re-sealed: only the whole hash can tell. */
 	tu_xor_byte(path, record_data_offset(&rec) + bad_chunk * 65536 + 999, 0x10);
 	reseal_chunk(path, &rec, LEN, bad_chunk);
-	db = db_open(dir, NULL);
+	db = db_open(dir, &opts);
 	s = st_open(db, "v");
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
 	CHECK_EQ(read_span(rd[0], 0, LEN, 1 << 18, &failed_at), -EIO);
@@ -419,7 +423,7 @@ static void test_hashing_ahead(const char *base)
 	/* After a reopen: a reader that stops half-way is not refused (its
 	 * chunks pass); one that reads to the end is, and so is one whose
 	 * thread ended while it paused (the rest hashed inline). */
-	db = db_open(dir, NULL);
+	db = db_open(dir, &opts);
 	s = st_open(db, "v");
 	REQUIRE(blob_open(s, h, &rd[0]) == 0);
 	CHECK_EQ(read_span(rd[0], 0, LEN / 2, MB, &failed_at), 0);
@@ -435,11 +439,127 @@ static void test_hashing_ahead(const char *base)
 	free(c);
 }
 
+/* Byte 7 of (whole) chunk k of the raw record rec (len bytes) in the pack
+ * at path flipped and re-sealed, in place, as something outside blobfs
+ * would: only the SHA-256 can tell. Returns what the blob then reads as. */
+static uint8_t *change_and_reseal(const char *path, const struct record_info *rec,
+				  const uint8_t *was, size_t len, uint64_t k)
+{
+	uint8_t *now = tu_xmalloc(len);
+
+	memcpy(now, was, len);
+	now[k * 65536 + 7] ^= 0x01;
+	tu_xor_byte(path, record_data_offset(rec) + k * 65536 + 7, 0x01);
+	reseal_chunk(path, rec, len, k);
+	return now;
+}
+
+/* A record of 1 MiB or more read whole and found to hash to its name is
+ * remembered until the db is closed (local_checked.c): a later reader
+ * checks its chunks' CRC32C only. Shown by what only the SHA-256 sees:
+ * content re-sealed in place after the first read passes while the db
+ * stays open, and is refused by a reopened db, by one opened with rehash,
+ * in a record below 1 MiB, and in a store destroyed and made again whose
+ * record sits where the remembered one sat. */
+static void test_checked_once(const char *base)
+{
+	enum { BIG = 2 * 1024 * 1024 + 4321, SMALL = 300000 };
+	char dir[PATH_MAX], path[PATH_MAX];
+	uint8_t *big = make_content(BIG), *small = make_content(SMALL), *now, *now_small, hb[HS],
+		hs[HS];
+	struct blobdb_options rehash = opts_default();
+	struct record_info rb, rs, rb2;
+	uint32_t pb, ps, pb2;
+	struct blobdb *db;
+	struct store *s;
+	uint64_t failed_at = 0;
+
+	TU_TEST("records checked whole: remembered until the db closes, unless rehash");
+	tu_path(dir, sizeof(dir), "%s/db-checked", base);
+	s = new_store(dir, NULL, "v", &db);
+	CHECK_EQ(blob_save(s, big, BIG, hb), 0);
+	CHECK_EQ(blob_save(s, small, SMALL, hs), 0);
+	CHECK_EQ(store_sync(s), 0);
+	REQUIRE(find_record(dir, "v", hb, &pb, &rb));
+	REQUIRE(find_record(dir, "v", hs, &ps, &rs));
+	CHECK_EQ(read_in_order(s, hb, big, BIG, 65536, &failed_at, NULL), 0);
+	CHECK_EQ(read_in_order(s, hs, small, SMALL, 65536, &failed_at, NULL), 0);
+	path_of_pack(dir, "v", pb, path);
+	now = change_and_reseal(path, &rb, big, BIG, 20);
+	path_of_pack(dir, "v", ps, path);
+	now_small = change_and_reseal(path, &rs, small, SMALL, 2);
+	/* The large record was hashed whole: its chunks alone are checked
+	 * now, and they agree. */
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 65536, &failed_at, NULL), 0);
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 1000000, &failed_at, NULL), 0);
+	/* The small one is hashed on every whole read. */
+	CHECK_EQ(read_in_order(s, hs, now_small, SMALL, 65536, &failed_at, NULL), -EIO);
+	/* Damage its CRC can see is refused as ever. */
+	path_of_pack(dir, "v", pb, path);
+	tu_xor_byte(path, record_data_offset(&rb) + 5 * 65536 + 3, 0x10);
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 65536, &failed_at, NULL), -EIO);
+	CHECK(failed_at >= 4 * 65536 && failed_at <= 5 * 65536);
+	tu_xor_byte(path, record_data_offset(&rb) + 5 * 65536 + 3, 0x10);
+	store_close(s);
+	blobdb_close(db);
+
+	/* Forgotten with the db. */
+	db = db_open(dir, NULL);
+	s = st_open(db, "v");
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 65536, &failed_at, NULL), -EIO);
+	store_close(s);
+	blobdb_close(db);
+
+	/* With rehash, a good record read whole twice is hashed twice: the
+	 * second read, after the re-seal, is refused. */
+	path_of_pack(dir, "v", pb, path);
+	free(change_and_reseal(path, &rb, now, BIG, 20)); /* back as saved */
+	rehash.rehash = true;
+	db = db_open(dir, &rehash);
+	s = st_open(db, "v");
+	CHECK_EQ(read_in_order(s, hb, big, BIG, 65536, &failed_at, NULL), 0);
+	free(change_and_reseal(path, &rb, big, BIG, 20));
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 65536, &failed_at, NULL), -EIO);
+	store_close(s);
+	blobdb_close(db);
+
+	/* A store destroyed and made again: its first pack is numbered as
+	 * the old one was, the same content lands where the remembered
+	 * record sat, and it is hashed afresh. */
+	db = db_open(dir, NULL);
+	CHECK_EQ(store_destroy(db, "v", false), 0);
+	CHECK_EQ(store_create(db, "v"), 0);
+	s = st_open(db, "v");
+	CHECK_EQ(blob_save(s, big, BIG, hb), 0);
+	CHECK_EQ(store_sync(s), 0);
+	REQUIRE(find_record(dir, "v", hb, &pb2, &rb2));
+	CHECK_EQ(read_in_order(s, hb, big, BIG, 65536, &failed_at, NULL), 0);
+	store_close(s);
+	CHECK_EQ(store_destroy(db, "v", false), 0);
+	CHECK_EQ(store_create(db, "v"), 0);
+	s = st_open(db, "v");
+	CHECK_EQ(blob_save(s, big, BIG, hb), 0);
+	CHECK_EQ(store_sync(s), 0);
+	REQUIRE(find_record(dir, "v", hb, &pb, &rb));
+	CHECK_EQ(pb, pb2);
+	CHECK_EQ(rb.offset, rb2.offset);
+	path_of_pack(dir, "v", pb, path);
+	free(change_and_reseal(path, &rb, big, BIG, 20));
+	CHECK_EQ(read_in_order(s, hb, now, BIG, 65536, &failed_at, NULL), -EIO);
+	store_close(s);
+	blobdb_close(db);
+	free(now);
+	free(now_small);
+	free(big);
+	free(small);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct store_test tests[] = {
 		{ .once = test_verified_reads },
 		{ .once = test_hashing_ahead },
+		{ .once = test_checked_once },
 	};
 
 	(void)argc;
