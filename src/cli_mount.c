@@ -292,7 +292,8 @@ static const struct mount_option {
 	{ .name = "async", .arg = NULL, .set = set_async, .help = "the default: undoes sync" },
 	{ .name = "rehash", .arg = NULL, .set = set_rehash,
 	  .help = "check the SHA-256 of a blob of 1 MiB or more\nread whole every time, not only the first "
-	  "time\nsince the mount (each chunk's CRC32C is\nchecked on every read either way)" },
+	  "time\nsince the mount (each chunk's CRC32C is\nchecked on every read either way; local and\n"
+	  "s3:// stores)" },
 	{ .name = "threads", .arg = "N", .set = set_threads,
 	  .help = "requests served at once, 1 to 256 (default: one\nper CPU, at least 2, at most 16)" },
 	{ .name = "memory_max", .arg = "SIZE", .set = set_memory_max,

@@ -347,6 +347,11 @@ bool local_checked_find(struct local_store *store, const uint8_t hash[BLOBFS_HAS
 			uint32_t pack_id, uint64_t offset, uint64_t length);
 void local_checked_add(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
 		       uint32_t pack_id, uint64_t offset, uint64_t length);
+/* A record found not to hash to its name by a reader that opened it before
+ * it was remembered (the pack changed in place since): forgotten, so that
+ * it is refused when it has left the list of bad records too. */
+void local_checked_forget(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			  uint32_t pack_id, uint64_t offset);
 void local_checked_free(struct local_db *db);
 
 /* Hashing ahead of a reader (local_ahead.c). init and destroy go with the

@@ -82,6 +82,21 @@ void local_checked_add(struct local_store *store, const uint8_t hash[BLOBFS_HASH
 	pthread_mutex_unlock(&db->checked_lock);
 }
 
+void local_checked_forget(struct local_store *store, const uint8_t hash[BLOBFS_HASH_SIZE],
+			  uint32_t pack_id, uint64_t offset)
+{
+	struct local_db *db = store->db;
+	struct checked_record *c;
+
+	pthread_mutex_lock(&db->checked_lock);
+	if (db->checked) {
+		c = checked_slot(db, hash);
+		if (checked_matches(c, store, hash, pack_id, offset))
+			memset(c, 0, sizeof(*c));
+	}
+	pthread_mutex_unlock(&db->checked_lock);
+}
+
 void local_checked_free(struct local_db *db)
 {
 	free(db->checked);

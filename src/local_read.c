@@ -201,6 +201,7 @@ static void bad_record_add(struct local_reader *reader)
 			store->bad_record_count++;
 	}
 	pthread_mutex_unlock(&store->lock);
+	local_checked_forget(store, reader->hash, reader->pack_id, reader->record_offset);
 }
 
 int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
