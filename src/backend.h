@@ -208,6 +208,11 @@ struct backend_ops {
 	 * save, or the backend cannot tell), -ENOENT when it is gone already.
 	 * NULL: blob_delete (for a backend whose 0 always means "created"). */
 	int (*blob_retract)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
+	/* blob_info's answer for a save that stands behind a blob already
+	 * there (blob_claim: a hard link into incoming/), for a backend that
+	 * keeps blobs in stores of its own whose tentative saves must hear of
+	 * it too (the s3 outbox). NULL: blob_info. */
+	int (*blob_claim)(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 	/* Copies into out up to max blobs in hash order after `after` (NULL:
 	 * from the first): how many (fewer than max only at the end; 0 for a
 	 * destroyed store). blobdb.c walks a listing a batch at a time, so no

@@ -718,7 +718,8 @@ int blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
 	int ret;
 
 	pthread_rwlock_rdlock(&db->retract_lock);
-	ret = db->ops->blob_info(store, hash, NULL, NULL);
+	ret = db->ops->blob_claim ? db->ops->blob_claim(store, hash) :
+				    db->ops->blob_info(store, hash, NULL, NULL);
 	if (ret == 0)
 		tentative_claim(db->tentative, store, hash);
 	pthread_rwlock_unlock(&db->retract_lock);

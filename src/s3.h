@@ -26,7 +26,10 @@
  * Locks, in this order: evict_lock (an eviction walks the catalogue),
  * blobdb.c's db->lock, a store's save_lock, a store's lock, up_lock, the
  * known table's lock and the created table's (leaves: nothing is taken
- * under them); never the other way. Requests to the object store are made
+ * under them); never the other way. So a save takes its upload's
+ * reference to the store (store_hold) and the outbox's room
+ * (s3_cache_reserve) before save_lock: a store's removal holds the
+ * catalogue's lock while it waits for save_lock. Requests to the object store are made
  * holding none of them but a store's save_lock shared (blob_save's HEAD),
  * and, for store_create and store_remove (at most two requests each), the
  * catalogue's lock that blobdb.c holds around them.
@@ -125,8 +128,10 @@ struct s3_db {
 	struct s3_known known;
 	struct s3_created created; /* which blobs the uploads created */
 	/* s3_cache.c: bytes of blobs in each local directory (atomics), and
-	 * one eviction at a time. */
-	uint64_t outbox_bytes, clean_bytes;
+	 * one eviction at a time; outbox_reserved, the room saves took and
+	 * have not yet used or given back (s3_cache_reserve), changes only
+	 * under evict_lock, so that a recount of outbox_bytes keeps it. */
+	uint64_t outbox_bytes, clean_bytes, outbox_reserved;
 	pthread_mutex_t evict_lock;
 	uint64_t next_store_id; /* atomic */
 
@@ -189,6 +194,7 @@ void s3_store_free(struct store *store);
 int s3_store_stats(struct store *store, struct store_stats *out);
 
 /* s3_blobs.c */
+int s3_blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
 int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
 		 int64_t *saved);
 int s3_blob_delete(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE]);
@@ -220,6 +226,13 @@ int s3_cache_count(struct s3_db *db);
  * would be passed; -ENOSPC when for_outbox and the outbox alone would pass
  * it. */
 int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox);
+/* Makes room in the outbox for bytes more and reserves it, in one step (so
+ * that saves at once cannot all pass the check): -ENOSPC when the outbox
+ * alone would pass the bound. The room is then used (counted in the
+ * outbox's bytes) or given back, once. Takes evict_lock and the
+ * catalogue's lock: never called holding a store's lock. */
+int s3_cache_reserve(struct s3_db *db, uint64_t bytes);
+void s3_cache_reserve_end(struct s3_db *db, uint64_t bytes, bool used);
 /* Counts bytes in (or, negative, out of) the outbox or the read cache. */
 void s3_cache_add(struct s3_db *db, bool outbox, int64_t bytes);
 
@@ -227,9 +240,13 @@ void s3_cache_add(struct s3_db *db, bool outbox, int64_t bytes);
 int s3_upload_init(struct s3_db *db);
 int s3_upload_start(struct s3_db *db);
 void s3_upload_stop(struct s3_db *db);
-/* Queues the upload of a blob of the store's outbox (holds a reference to
- * the store until it is done). -ENOMEM. */
-int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]);
+/* Queues the upload of a blob of the store's outbox. *held is a reference
+ * to the store that the caller took before any lock of its own (store_hold
+ * takes the catalogue's lock, which comes first): the queued upload keeps
+ * it until it is done and sets *held to NULL; otherwise (the blob already
+ * queued, or -ENOMEM) it is left for the caller to close once it has let
+ * go of its locks. */
+int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], struct store **held);
 /* Queues every blob of every outbox store (at start: what a killed daemon
  * left). */
 int s3_upload_queue_outbox(struct s3_db *db);

@@ -99,6 +99,18 @@ static void drop_cached(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE]
 		s3_cache_add(s3store_db(s), false, -(int64_t)len);
 }
 
+/* A claim of a blob in the outbox is the outbox's too: a writer that
+ * found no room there and is about to take its new copy back must keep it
+ * (s3_writer_commit). */
+int s3_blob_claim(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE])
+{
+	struct s3_store *s = to_s3store(store);
+
+	if (!destroyed(store) && blob_claim(s->outbox, hash) == 0)
+		return 0;
+	return s3_blob_info(store, hash, NULL, NULL);
+}
+
 int s3_blob_info(struct store *store, const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t *length,
 		 int64_t *saved)
 {
@@ -379,30 +391,44 @@ int s3_blob_save(struct store *store, const void *data, size_t len,
 		 uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(store);
+	struct s3_db *db = s3store_db(s);
+	struct store *held = NULL;
+	bool reserved = false;
 	int ret = hash_buffer(data, len, hash);
 
 	if (ret < 0)
 		return ret;
+	/* The upload's reference and the outbox's room are taken first: both
+	 * take the catalogue's lock, which comes before save_lock (a store's
+	 * removal holds it while it waits for save_lock). */
+	held = store_hold(store);
+	reserved = s3_cache_reserve(db, len) == 0;
 	pthread_rwlock_rdlock(&s->save_lock);
 	if (destroyed(store)) {
 		ret = -ENOENT;
-	} else if (blob_info(s->outbox, hash, NULL) == 0 || remote_has(s, hash)) {
+	} else if (blob_claim(s->outbox, hash) == 0 || remote_has(s, hash)) {
+		/* Claimed: a writer that saved it to the outbox a moment ago
+		 * and finds no room does not take it back now. */
 		ret = -EEXIST;
+	} else if (!reserved) {
+		ret = -ENOSPC;
 	} else {
-		ret = s3_cache_make_room(s3store_db(s), len, true);
-		if (ret == 0)
-			ret = blob_save(s->outbox, data, len, hash);
+		ret = blob_save(s->outbox, data, len, hash);
 		if (ret == 0) {
-			s3_cache_add(s3store_db(s), true, (int64_t)len);
+			s3_cache_reserve_end(db, len, true);
+			reserved = false;
 			count_change(s, 1);
 			/* Saved (and durable as the outbox is): a failure to queue
 			 * only delays the upload to the next mount. */
-			if (s3_upload_queue(s, hash) < 0)
+			if (s3_upload_queue(s, hash, &held) < 0)
 				log_warning("s3: store %s: no memory to queue an upload: it "
 					    "waits for the next mount", store->name);
 		}
 	}
 	pthread_rwlock_unlock(&s->save_lock);
+	if (reserved)
+		s3_cache_reserve_end(db, len, false);
+	store_close(held);
 	return sync_wait(s, hash, ret);
 }
 
@@ -599,23 +625,44 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 		     uint8_t hash[BLOBFS_HASH_SIZE])
 {
 	struct s3_store *s = to_s3store(writer->store);
+	struct s3_db *db = s3store_db(s);
 	uint64_t size = blob_writer_size(to_local(writer));
 	struct s3_known_entry k;
-	bool tentative = false, there;
+	struct store *held = NULL;
+	bool tentative = false, there, reserved;
 	int ret;
 
+	/* First, as in s3_blob_save: locks that come before save_lock. The
+	 * room is reserved before the commit, which cannot be undone once
+	 * another save may have counted on it. */
+	held = store_hold(writer->store);
+	reserved = s3_cache_reserve(db, size) == 0;
 	pthread_rwlock_rdlock(&s->save_lock);
 	if (destroyed(writer->store)) {
 		ret = -ENOENT;
 		goto out;
 	}
-	/* The outbox's own save is final: taking a blob back is blobdb.c's
-	 * business, through s3_blob_retract. */
+	/* The outbox's own save is final once settled: taking a blob back is
+	 * blobdb.c's business, through s3_blob_retract. */
 	ret = blob_writer_commit_tentative(to_local(writer), expect, hash, &tentative);
-	if (tentative)
-		blob_settle(s->outbox, hash);
 	if (ret < 0)
 		goto out;
+	if (!reserved) {
+		/* No room, and new to the outbox (content already there needs
+		 * none: -EEXIST above). Taken back unless another save of the
+		 * same content counted on it meanwhile (blob_claim, or a
+		 * commit's -EEXIST): then it stays, and this save with it. */
+		if (tentative && blob_retract(s->outbox, hash) == 0) {
+			ret = -ENOSPC;
+			goto out;
+		}
+		s3_cache_add(db, true, (int64_t)size);
+	} else {
+		s3_cache_reserve_end(db, size, true);
+		reserved = false;
+	}
+	if (tentative)
+		blob_settle(s->outbox, hash);
 	/* New to the outbox. Whether the object store has it is the upload's
 	 * question (asked in the PUT itself): a close does not wait for a
 	 * round trip. A recent answer that it is there makes the status
@@ -623,22 +670,19 @@ int s3_writer_commit(struct blob_writer *writer, const uint8_t *expect,
 	 * (another mount may have deleted it since), and a save must not rest
 	 * on it. Otherwise 0, and s3_blob_retract keeps a blob the upload found
 	 * there. */
-	there = s3_known_get(&s3store_db(s)->known, s->id, hash, &k) && k.exists;
-	ret = s3_cache_make_room(s3store_db(s), size, true);
-	if (ret < 0) {
-		(void)blob_delete(s->outbox, hash);
-		goto out;
-	}
-	s3_cache_add(s3store_db(s), true, (int64_t)size);
+	there = s3_known_get(&db->known, s->id, hash, &k) && k.exists;
 	if (!there)
 		count_change(s, 1);
-	if (s3_upload_queue(s, hash) < 0)
+	if (s3_upload_queue(s, hash, &held) < 0)
 		log_warning("s3: store %s: no memory to queue an upload: it waits for the next "
 			    "mount", writer->store->name);
 	if (there)
 		ret = -EEXIST;
 out:
 	pthread_rwlock_unlock(&s->save_lock);
+	if (reserved)
+		s3_cache_reserve_end(db, size, false);
+	store_close(held);
 	return sync_wait(s, hash, ret);
 }
 

@@ -166,13 +166,13 @@ int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox)
 
 	/* evict_lock comes before the catalogue's lock (the walk takes it). */
 	pthread_mutex_lock(&db->evict_lock);
-	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
+	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED) + db->outbox_reserved;
 	clean = __atomic_load_n(&db->clean_bytes, __ATOMIC_RELAXED);
 	if (bytes > db->cache_size || outbox + clean > db->cache_size - bytes) {
 		target = db->cache_size / 5 * 4;
 		evict_to(db, target > bytes ? target - bytes : 0, &w);
 	}
-	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
+	outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED) + db->outbox_reserved;
 	if (for_outbox && (bytes > db->cache_size || outbox > db->cache_size - bytes)) {
 		/* Before refusing, the outbox's true size (a removed store's
 		 * blobs went without being counted out). */
@@ -181,13 +181,43 @@ int s3_cache_make_room(struct s3_db *db, uint64_t bytes, bool for_outbox)
 		memset(&w, 0, sizeof(w));
 		(void)s3_cache_count(db);
 		pthread_mutex_lock(&db->evict_lock);
-		outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED);
+		outbox = __atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED) + db->outbox_reserved;
 		if (bytes > db->cache_size || outbox > db->cache_size - bytes)
 			ret = -ENOSPC;
 	}
 	pthread_mutex_unlock(&db->evict_lock);
 	walk_release(&w);
 	return ret;
+}
+
+int s3_cache_reserve(struct s3_db *db, uint64_t bytes)
+{
+	int ret;
+
+	/* make_room decides under evict_lock and lets go of it (its walk
+	 * takes the catalogue's lock); the room is checked again here, under
+	 * the lock, so that of saves passing at once only those that fit
+	 * reserve. bytes <= cache_size once make_room said yes. */
+	ret = s3_cache_make_room(db, bytes, true);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&db->evict_lock);
+	if (__atomic_load_n(&db->outbox_bytes, __ATOMIC_RELAXED) + db->outbox_reserved >
+	    db->cache_size - bytes)
+		ret = -ENOSPC;
+	else
+		db->outbox_reserved += bytes;
+	pthread_mutex_unlock(&db->evict_lock);
+	return ret;
+}
+
+void s3_cache_reserve_end(struct s3_db *db, uint64_t bytes, bool used)
+{
+	pthread_mutex_lock(&db->evict_lock);
+	db->outbox_reserved -= bytes < db->outbox_reserved ? bytes : db->outbox_reserved;
+	if (used)
+		__atomic_add_fetch(&db->outbox_bytes, bytes, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&db->evict_lock);
 }
 
 void s3_cache_add(struct s3_db *db, bool outbox, int64_t bytes)

@@ -486,6 +486,7 @@ const struct backend_ops s3_backend = {
 	.blob_info = s3_blob_info,
 	.blob_delete = s3_blob_delete,
 	.blob_retract = s3_blob_retract,
+	.blob_claim = s3_blob_claim,
 	.blob_list_batch = s3_blob_list_batch,
 	.blob_count = s3_blob_count,
 	.blob_save = s3_blob_save,

@@ -140,15 +140,13 @@ static void upload_free(struct s3_upload *u)
 	free(u);
 }
 
-int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
+int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE], struct store **held)
 {
 	struct s3_db *db = s3store_db(s);
 	struct s3_upload *u = calloc(1, sizeof(*u)), *queued, **b;
 
-	/* The reference is taken before up_lock: store_hold takes the
-	 * catalogue's lock, which comes first. */
 	if (u) {
-		u->store = to_s3store(store_hold(&s->base));
+		u->store = s;
 		u->store_id = s->id;
 		memcpy(u->hash, hash, BLOBFS_HASH_SIZE);
 	}
@@ -159,6 +157,8 @@ int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 	(void)s3_created_take(&db->created, s->id, hash);
 	queued = find(db, s, hash);
 	if (queued || !u) {
+		int ret = u ? 0 : -ENOMEM;
+
 		/* Queued and not started: the same content, so that upload is
 		 * this save's too. Under way: it may have read (and dropped)
 		 * the outbox's copy before this save made a new one, so it goes
@@ -166,10 +166,12 @@ int s3_upload_queue(struct s3_store *s, const uint8_t hash[BLOBFS_HASH_SIZE])
 		if (queued && queued->state == UPLOAD_BUSY)
 			queued->again = true;
 		pthread_mutex_unlock(&db->up_lock);
-		if (u)
-			upload_free(u);
-		return u ? 0 : -ENOMEM;
+		/* Not upload_free: the reference stays the caller's, whose
+		 * locks a store_close must not be taken under. */
+		free(u);
+		return ret;
 	}
+	*held = NULL; /* the upload's now */
 	b = bucket(db, s->id, hash);
 	u->tnext = *b;
 	*b = u;
@@ -720,9 +722,12 @@ struct queue_walk {
 static int queue_listed(const uint8_t hash[BLOBFS_HASH_SIZE], uint64_t length, void *arg)
 {
 	struct queue_walk *w = arg;
+	struct store *held = store_hold(&w->store->base);
 
 	(void)length;
-	w->ret = s3_upload_queue(w->store, hash);
+	w->ret = s3_upload_queue(w->store, hash, &held);
+	if (held)
+		store_close(held);
 	return w->ret;
 }
 

@@ -419,6 +419,104 @@ def test_cache_bound(s3_mounts, s3, prefix, proxy):
     proxy.up()
 
 
+def test_store_destroyed_while_saves_run_does_not_hang(s3_mounts, prefix, tmp_path):
+    """Saves over the native protocol (one connection per thread, small
+    blobs) into a store that another connection destroys and makes again,
+    over and over. A save used to take the catalogue's lock (a reference
+    for its upload) while it held the store's save_lock, which a removal
+    waits for holding the catalogue's lock: the daemon hung for good. Every
+    answer must come (the client's timeout is 30 s), each an expected
+    status: saved, already stored or not found (the store just gone)."""
+    from blobfs_test import native
+    sock = tmp_path / 'n.sock'
+    m = s3_mounts('a', prefix, f'native=unix:{sock}')
+    address = f'unix:{sock}'
+    stop = threading.Event()
+    answers, problems = {}, []
+
+    def saver(t):
+        try:
+            with native.Client(address) as c:
+                i = 0
+                while not stop.is_set():
+                    status, _ = c.blob_save('st', b'saver %d blob %d' % (t, i))
+                    answers[status] = answers.get(status, 0) + 1
+                    i += 1
+        except Exception as e:   # noqa: BLE001 - reported below
+            problems.append(f'saver {t}: {e!r}')
+
+    with native.Client(address) as admin:
+        assert admin.store_create('st')[0] == 'ok'
+        savers = [threading.Thread(target=saver, args=(t,)) for t in range(3)]
+        for t in savers:
+            t.start()
+        rounds = 0
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not problems:
+                time.sleep(0.05)
+                assert admin.store_destroy('st')[0] in ('ok', 'not-found')
+                assert admin.store_create('st')[0] in ('ok', 'exists')
+                rounds += 1
+        finally:
+            stop.set()
+            for t in savers:
+                t.join(60)
+        assert not any(t.is_alive() for t in savers), 'a save never got its answer: hung'
+    assert not problems, problems
+    assert set(answers) <= {'ok', 'exists', 'not-found'}, answers
+    assert answers.get('ok', 0) > rounds, (rounds, answers)
+    print(f'{rounds} destroys while saving: {answers}')
+
+
+def test_a_full_outbox_never_loses_a_save_it_accepted(s3_mounts, prefix, proxy):
+    """The object store away and the outbox full (cache_size=1M, 900 KiB
+    waiting): two threads save the same 200 KiB at the same moment, 150
+    times, each its own file. Each close() either fails with ENOSPC or
+    returned 0 with the blob in the store. A save that found no room used
+    to delete its new outbox copy after the fact, when the other save of the
+    same content may already have returned 0 on it (it was "already
+    there"): that blob was lost."""
+    m = s3_mounts('a', prefix, 'cache_size=1M', endpoint=proxy.endpoint)
+    os.mkdir(m.path('st'))
+    proxy.down()
+    try:
+        for i in range(3):
+            save(m, 'st', f'fill{i}', os.urandom(300 << 10))
+        rounds = 150
+        contents = [os.urandom(200 << 10) for _ in range(rounds)]
+        barrier = threading.Barrier(2)
+        accepted, refused, problems = [set(), set()], [0], []
+
+        def writer(t):
+            for i, data in enumerate(contents):
+                barrier.wait()
+                try:
+                    with open(m.path('st', 'incoming', f't{t}-{i}'), 'wb') as f:
+                        f.write(data)
+                    accepted[t].add(i)
+                except OSError as e:
+                    if e.errno == errno.ENOSPC:
+                        refused[0] += 1
+                    else:
+                        problems.append(f'writer {t}, round {i}: {e!r}')
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+        assert not problems, problems[:5]
+        assert refused[0] > 0, 'the outbox was never full: the test tested nothing'
+        listed = set(os.listdir(m.path('st')))
+        lost = [i for i in sorted(accepted[0] | accepted[1]) if sha(contents[i]) not in listed]
+        assert not lost, f'{len(lost)} saves returned 0 and are not in the store: rounds {lost[:10]}'
+        print(f'accepted: {len(accepted[0])} and {len(accepted[1])} of {rounds}, '
+              f'{refused[0]} ENOSPC')
+    finally:
+        proxy.up()
+
+
 def test_large_blob_goes_in_parts(s3_mounts, s3, prefix, tmp_path):
     m = s3_mounts('a', prefix)
     os.mkdir(m.path('st'))
