@@ -211,13 +211,14 @@ Every sample of every row, the targets, the verdicts and the machine are in
 
 Rows 1 to 8: figures from the full run of 2026-11-30 08:38 (commit 0d0f4e6) unless said
 otherwise, with those of the run before it (2026-11-30, commit 6808cdd) where the two disagree.
-The tables above come from a later full run (2026-11-30 18:35, commit fc3cf41), with nothing
-else running on the machine. Since the runs the paragraphs below quote, the engine changed only
-in its reads (a large blob hashed ahead on another core, CRC32C on three lanes): that moves row
-3's cold `cat` (781 MB/s in the run of 5133951, 1,049 in this one) and row 10b; elsewhere, where
-the tables differ from the figures below it is this machine's noise (row 1b's re-save: 451, 916
-and 710 MB/s in the three runs of 5133951). Row 9b's paragraph quotes the run of 5133951 (this
-one: 467 against 190 files/s, 2.46×); row 10b's, a partial run and this one's. The profiles and counts were made outside this script (rerun them with the daemon
+The tables above come from a later full run (2026-11-30 21:09, commit 21210cc), with no other
+benchmark or test running on the machine. Since the runs the paragraphs below quote, the engine
+changed only in its reads (a large blob hashed ahead on another core, CRC32C on three lanes, and
+a record checked whole remembered until the unmount): that moves row 3's cold `cat` (781 MB/s in
+the run of 5133951, 1,032 in this one) and rows 10b and 10d; elsewhere, where the tables differ
+from the figures below it is this machine's noise (row 1b's re-save: 451, 916 and 710 MB/s in
+the three runs of 5133951). Row 9b's paragraph quotes the run of 5133951 (this one: 540 against
+234 files/s in its first run, 2.3×); row 10b's, this one's. The profiles and counts were made outside this script (rerun them with the daemon
 in the foreground, `build/blobfs -f DATADIR MNT`, with `perf record -g -p PID` or `-d` for the
 requests). Rows met in one run and missed in the other are listed too: their ratio swings with
 the baseline.
@@ -312,24 +313,27 @@ the baseline.
   faster client: with every debug log of radosgw and the OSD off as well (`config set debug_*
   0/0` on their admin sockets), `curl --parallel` PUT the 1,000 files at 753-802 files/s (three
   runs, 624-739 with the logs as they are), still below 955.
-- **10b. A GET of a 512 MiB blob over HTTP (≥ 0.8× nginx: 0.67× in the run of the tables, 1,136
-  against 1,688 MB/s; 0.65× in a run of `--only 3,10` of commit 1dbac7f, 1,157 against 1,776
-  MB/s; 0.49× before the change below, 665 against 1,350 MB/s in the run of 5133951).** nginx sends
-  the cached file with `sendfile`: no byte passes through it. blobfs checks every byte: each 64 KiB
-  chunk's CRC32C before it goes out, and the whole SHA-256 before the last bytes of a blob read
-  whole (README, promise 4). What was done: the SHA-256 of a large raw blob moved off the request
-  path, to a thread that reads the record from the pack, checks and hashes it while the request
-  goes on (`src/local_ahead.c`), and CRC32C on three lanes at once (8.9 to 24 GB/s); 665 became
-  1,157 MB/s, and a cold `cat` of a 1 GiB blob through the mount went from 781 to 1,085 MB/s
-  (row 3, same partial run). Why 0.8× is out of reach while every GET hashes its blob: at 0.8× of
-  1,776 MB/s (1,421 MB/s) SHA-256 alone needs 0.86 of a core (1.65 GB/s on a core, `openssl speed
-  -evp sha256`), the `curl` client about 0.8 (0.55-0.6 s of CPU per GiB measured), and the
-  daemon's pread, CRC32C and send about 0.7 (0.5 s per GiB besides the hash): 2.4 cores, and this
-  machine has two, shared by client and server. What would meet it, not built: not hashing a
-  record again once a read has checked it whole since the mount (the chunk CRCs still checked, or
-  `sendfile` from the pack with no check at all, as nginx does), which gives up part of promise 4.
-  Rows 10 (0.54× nginx) and 10c (uploads at 689-750 MB/s, 0.9× `curl -T` into nginx's WebDAV,
-  which only writes a file) are met or have no target.
+- **10b and 10d. A GET of a 512 MiB blob over HTTP: 10b met since a record checked whole is
+  remembered (1.27× nginx in the run of the tables, the median of 1,933 against 1,523 MB/s; the
+  three runs 1.05×, 1.31× and 1.28×, nginx itself moving between 1,460 and 1,846); 10d, each GET
+  hashing the blob (`-o rehash`, as the first GET of a blob since the mount does), 0.66×, 1,186
+  against 1,810 MB/s.** nginx sends the cached file with `sendfile`: no byte passes through it.
+  blobfs checks every chunk's CRC32C before it goes out, and the whole SHA-256 of a blob read
+  whole (README, promise 4). The history: 0.49× (665 against 1,350 MB/s in the run of 5133951)
+  while every GET hashed inline; 0.67× (1,136 against 1,688, the run of fc3cf41) once the SHA-256
+  of a large raw blob moved to a thread of its own (`src/local_ahead.c`) and CRC32C to three lanes
+  (8.9 to 24 GB/s). That is where 10d stays, because hashing every GET needs about 2.4 cores at
+  0.8× of nginx on this two-core machine shared by client and server: SHA-256 0.86 of a core
+  (1.65 GB/s, `openssl speed -evp sha256`), `curl` about 0.8 (0.55-0.6 s of CPU per GiB), the
+  daemon's pread, CRC32C and send about 0.7. What met 10b: a record of 1 MiB or more that a read
+  found to hash to its name is remembered until the unmount (`src/local_checked.c`) and later
+  reads check its chunk CRCs only, as the kernel's page cache serves a blob read once through the
+  mount; the bench reads the blob through the mount before its GETs, so both GETs of each run are
+  such later reads. A prototype that skipped the hash measured the same (1,482 and 1,818 against
+  nginx's 1,517 and 1,795 MB/s). The bytes still pass through the daemon (pread, check, send):
+  `sendfile` would send bytes nobody checked. Rows 10 (0.58× nginx) and 10c (uploads at 695-723
+  MB/s, about 1.0× `curl -T` into nginx's WebDAV, which only writes a file) are met or have no
+  target.
 - **passthrough_ll in workload 5** fails: it keeps a descriptor per looked-up inode, and this
   machine's 20,000-descriptor limit ends its `cp -r` of 100,000 files ("failed to close").
 
@@ -343,7 +347,7 @@ the baseline.
 6. A store of {p.n6:,} random 1 KiB blobs made with `build/bench_fill` (through the store API, not mounted), compared with one ext4 directory of {p.n6:,} 1 KiB files named by their SHA-256 (which is also what the naive store would be) and passthrough_ll mounted over that directory. Mount time: until `build/blobfs` returns (it daemonizes once mounted) / until passthrough_ll's mount appears. `ls -f DIR | wc -l` (the count is checked). `stat` of {p.nstat:,} random names (a different random sample each run) by a Python loop over `os.stat` in a child process; failures are counted by errno. Then the daemon's VmRSS and VmHWM (`/proc/PID/status`) and its open descriptors (`ls /proc/PID/fd | wc -l`).
 7. `cp -r` of N files of 1 MiB / 256 MiB into `incoming/` (blobfs) or a directory, followed by `sync`. write_bytes and wchar are read from `/proc/PID/io` before and after: for blobfs and passthrough_ll, of the daemon (which does the writing); for ext4 and the naive store, of the bench process, which the counters of its reaped children (`cp`, `sha256sum`) are added to. Disk: sectors written to `{p.disk}` in `/proc/diskstats`, around the command and the `sync`; this counts everything written to the disk meanwhile, file-system metadata and journal included, but also whatever other processes on the machine wrote, so this row shows the lowest of the runs (other writers only add) and has no target. The target is checked on write_bytes. Each ratio is bytes ÷ payload.
 9. Stores on an S3 object store: the one-node Ceph of `scripts/ceph-dev` (radosgw on loopback, a memstore OSD: the objects live in its memory), started for the workload when it is not running. 9: a 256 MiB random file (64 MiB in a quick run) uploaded with `s3cmd put` (its multipart upload, 15 MiB parts), and copied with `cp` into `incoming/` of a blobfs mounted on `s3://blobfs-bench/PREFIX` with `-o sync` (close() returns once the object store has the blob: the same finish line); MB/s = size ÷ wall time. 9b: 1,000 files of 4 KiB (200 in a quick run) with `s3cmd sync DIR/ s3://…/`, with `curl --parallel --parallel-max 32` PUTting every file (one config file of upload-file/url pairs, SigV4 by curl: radosgw's own ceiling for small PUTs here, whatever the client), and with `cp -r` into `incoming/` of a blobfs without `-o sync` (default 32 upload threads), timed until the bucket lists every blob (polled every 50 ms with boto3); files/s. 9c: the blob of row 9 read once through the mount (fetched and verified into the read cache), the mount remounted and the page cache dropped, then `cat` of it, next to a `cat` of the same file from a local blobfs (also remounted, caches dropped).
-10. The HTTP API: a blobfs mounted with `-o http=127.0.0.1:18480,tokens=FILE` (the same daemon serves the mount and HTTP), 1,000 files of 4 KiB and one of 512 MiB (128 MiB in a quick run) copied into a store through the mount; nginx (Debian's, `worker_processes 2`, `sendfile on`, access log off, keep-alive) serving hard links of the same files, named by their hashes, from the same disk, on 127.0.0.1:18481. 10: `wrk -t2 -c32 -d10s` with a Lua script that asks for the 1,000 blobs in turn; requests/s (any answer other than 200 fails the run). 10b: the large blob (in the page cache, and read once through the mount) fetched twice on one kept-alive connection by one `curl`; MB/s = 2 × size ÷ wall time. 10c: the large file (in the page cache) uploaded with `curl -T` to `PUT /stores/s/blobs/HASH` (a verified save; the blob deleted first), next to `curl -T` into nginx's WebDAV (`dav_methods PUT`) and `cp` into the mount's `incoming/` (the blob deleted first); MB/s = size ÷ wall time. The two servers alternate which goes first from run to run.
+10. The HTTP API: a blobfs mounted with `-o http=127.0.0.1:18480,tokens=FILE` (the same daemon serves the mount and HTTP), 1,000 files of 4 KiB and one of 512 MiB (128 MiB in a quick run) copied into a store through the mount; nginx (Debian's, `worker_processes 2`, `sendfile on`, access log off, keep-alive) serving hard links of the same files, named by their hashes, from the same disk, on 127.0.0.1:18481. 10: `wrk -t2 -c32 -d10s` with a Lua script that asks for the 1,000 blobs in turn; requests/s (any answer other than 200 fails the run). 10b: the large blob (in the page cache, and read once through the mount, which checks it whole, so that the GETs check its chunk CRCs only: README, promise 4) fetched twice on one kept-alive connection by one `curl`; MB/s = 2 × size ÷ wall time. 10d: 10b again after the workload's other runs, the daemon mounted again with `-o rehash` (every GET hashes the blob whole, as the first GET of a blob since the mount does), next to nginx again. 10c: the large file (in the page cache) uploaded with `curl -T` to `PUT /stores/s/blobs/HASH` (a verified save; the blob deleted first), next to `curl -T` into nginx's WebDAV (`dav_methods PUT`) and `cp` into the mount's `incoming/` (the blob deleted first); MB/s = size ÷ wall time. The two servers alternate which goes first from run to run.
 
 ## Commands
 
