@@ -452,7 +452,7 @@ def test_store_destroyed_while_saves_run_does_not_hang(s3_mounts, prefix, tmp_pa
             t.start()
         rounds = 0
         try:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 8
             while time.monotonic() < deadline and not problems:
                 time.sleep(0.05)
                 assert admin.store_destroy('st')[0] in ('ok', 'not-found')
