@@ -170,7 +170,7 @@ struct local_reader {
 	/* A reader that reads the blob in order also checks its SHA-256
 	 * before it returns the last bytes. */
 	pthread_mutex_t lock;
-	struct hasher *hasher;
+	struct hasher *hasher; /* NULL when checked at open (local_checked.c) */
 	uint64_t hashed; /* bytes fed to hasher, in order */
 	uint64_t served; /* bytes of checked chunks read, in any order */
 	bool corrupt;    /* the hash did not match: every later read fails too */

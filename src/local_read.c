@@ -224,9 +224,6 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	reader->fd = -1;
 	pthread_mutex_init(&reader->lock, NULL);
 	local_ahead_init(reader);
-	ret = hasher_new(&reader->hasher);
-	if (ret < 0)
-		goto out;
 	/* The pack is opened under the lock so that it cannot be dropped or
 	 * compacted away between the lookup and the open. */
 	pthread_mutex_lock(&store->lock);
@@ -284,6 +281,10 @@ int local_reader_open(struct store *base, const uint8_t hash[BLOBFS_HASH_SIZE],
 	if (local_checked_find(store, hash, e.pack_id, e.offset, e.length)) {
 		reader->checked = true;
 		reader->hashed = e.length;
+	} else {
+		ret = hasher_new(&reader->hasher);
+		if (ret < 0)
+			goto out;
 	}
 	count = record_chunk_count(e.length, rec.chunk_shift);
 	if (rec.version == 3) {

@@ -157,24 +157,31 @@ class WorkloadsHTTP:
             self.record('10', 'blobfs', f'wrk -t2 -c32 -d10s -s $B/w10/blobfs.lua {blobfs_url}')
             self.record('10', 'nginx', f'wrk -t2 -c32 -d10s -s $B/w10/nginx.lua {nginx_url}')
             auth = f'-H {q("Authorization: Bearer " + TOKEN)}'
+
+            def servers(rep):
+                """Both servers, the first alternating from run to run."""
+                order = [('blobfs', blobfs_url), ('nginx', nginx_url)]
+                return order[::-1] if rep % 2 else order
+
+            def large_gets(row, rep):
+                """10b and 10d: the large blob, cached and read once through
+                the mount, GET twice on one connection from each server."""
+                self.warm([src])
+                self.run(f'cat {q(mnt)}/s/{h_big} >/dev/null')
+                for who, url in servers(rep):
+                    path = f'/stores/s/blobs/{h_big}' if who == 'blobfs' else f'/{h_big}'
+                    t = self.timed(f'curl -sS --fail -o /dev/null -o /dev/null {url}{path} {url}{path}',
+                                   log=(row.num, who) if rep == 0 else None)
+                    (row.samples['blobfs'] if who == 'blobfs' else row.refs['nginx'][1]).append(
+                        2 * big / t / MB)
+
             for rep in range(self.runs):
                 self.log(f'workload 10: run {rep + 1}/{self.runs}')
                 # 10: small GETs (a first pass warms both).
-                order = [('blobfs', blobfs_url), ('nginx', nginx_url)]
-                if rep % 2:
-                    order.reverse()
-                for who, url in order:
+                for who, url in servers(rep):
                     rate = self.wrk(url, f'{d}/{who}.lua')
                     (r10.samples['blobfs'] if who == 'blobfs' else r10.refs['nginx'][1]).append(rate)
-                # 10b: one large GET, twice on one connection, bytes cached.
-                self.warm([src])
-                self.run(f'cat {q(mnt)}/s/{h_big} >/dev/null')
-                for who, url in order:
-                    path = f'/stores/s/blobs/{h_big}' if who == 'blobfs' else f'/{h_big}'
-                    t = self.timed(f'curl -sS --fail -o /dev/null -o /dev/null {url}{path} {url}{path}',
-                                   log=('10b', who) if rep == 0 else None)
-                    (r10b.samples['blobfs'] if who == 'blobfs' else r10b.refs['nginx'][1]).append(
-                        2 * big / t / MB)
+                large_gets(r10b, rep)
                 # 10c: uploads of the large file.
                 self.warm([src])
                 self.run(f'curl -sS --fail -X DELETE {auth} {blobfs_url}/stores/s/blobs/{h_big}')
@@ -205,17 +212,7 @@ class WorkloadsHTTP:
                                                   'rehash'), log='10d')
             self.run(f'cp {q(src)} {q(mnt)}/s/incoming/big')
             for rep in range(self.runs):
-                order = [('blobfs', blobfs_url), ('nginx', nginx_url)]
-                if rep % 2:
-                    order.reverse()
-                self.warm([src])
-                self.run(f'cat {q(mnt)}/s/{h_big} >/dev/null')
-                for who, url in order:
-                    path = f'/stores/s/blobs/{h_big}' if who == 'blobfs' else f'/{h_big}'
-                    t = self.timed(f'curl -sS --fail -o /dev/null -o /dev/null {url}{path} {url}{path}',
-                                   log=('10d', who) if rep == 0 else None)
-                    (r10d.samples['blobfs'] if who == 'blobfs' else r10d.refs['nginx'][1]).append(
-                        2 * big / t / MB)
+                large_gets(r10d, rep)
                 self.log(f'  large GET with rehash: blobfs {r10d.samples["blobfs"][-1]:,.0f} MB/s, '
                          f'nginx {r10d.refs["nginx"][1][-1]:,.0f}')
         finally:
